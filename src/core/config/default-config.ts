@@ -1,0 +1,40 @@
+import { z } from "zod";
+import { configSchema } from "./schema.ts";
+
+/** The commented default `avocado.yaml` written by `avocado init`. */
+export const DEFAULT_CONFIG_YAML = `# Avocado configuration. Every key is optional; the values below are the defaults.
+# Editors: point yaml-language-server at avocado.schema.json for completion.
+# yaml-language-server: $schema=./avocado.schema.json
+
+# Folder for every artifact (teachers, runs, models, evals, the SQLite database).
+workspace: .avocado
+
+# The Python that can import torch. AVOCADO_PYTHON overrides it.
+python: /usr/bin/python3
+
+tinyworld:
+  # "default" builds the quickstart teachers (<= 10 min on 2 cores);
+  # "test" a smaller world for the test suite (<= 2 min).
+  size: default
+  seed: 20261126
+
+train:
+  # torch threads per process; one was fastest on the 2-core machines.
+  threads: 1
+  # architecture:          # a Qwen3-style decoder; defaults depend on the job
+  #   layers: 2
+  #   hidden: 128
+  #   heads: 4
+  #   kvHeads: 2
+  #   headDim: 32
+  #   ffn: 384
+  #   context: 256
+  # optimization:
+  #   steps: 600
+  #   batchSize: 32
+  #   learningRate: 0.003
+`;
+
+export function configJsonSchema(): unknown {
+  return z.toJSONSchema(configSchema, { io: "input" });
+}
