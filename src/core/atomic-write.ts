@@ -53,7 +53,7 @@ export async function writeStreamAtomic(path: string, chunks: AsyncIterable<Uint
       stream.on("error", reject);
       (async () => {
         for await (const chunk of chunks) {
-          if (!stream.write(chunk)) await new Promise((r) => stream.once("drain", r));
+          if (!stream.write(chunk)) await new Promise<void>((r) => stream.once("drain", () => r()));
         }
         stream.end(() => resolve());
       })().catch(reject);

@@ -1,0 +1,178 @@
+import { existsSync } from "node:fs";
+import { readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { CHAT_FORMATS } from "../chat/chat-format.ts";
+import { writeFileAtomic, writeJsonAtomic } from "../core/atomic-write.ts";
+import { sha256File, sha256, stableStringify } from "../core/hash.ts";
+import type { Progress } from "../core/progress.ts";
+import { EmbeddedEngine } from "../engine/embedded-engine.ts";
+import { writeQwen3Gguf } from "../export/qwen3-gguf.ts";
+import { readSafetensors } from "../export/safetensors.ts";
+import { tokenizerMetadata } from "../tokenizers/gguf-metadata.ts";
+import { referenceTokenizer } from "../tokenizers/index.ts";
+import { encodeLlamaText } from "../tokenizers/encode-llama-text.ts";
+import { trimVocabulary } from "../tokenizers/trim.ts";
+import { runTrainer } from "../train/launcher.ts";
+import { renderExample } from "../train/render.ts";
+import { writeShards } from "../train/shards.ts";
+import { evaluateOnWorld, type SkillScore } from "./evaluate.ts";
+import type { SkillName } from "./skill.ts";
+import { FAMILY_LICENCES, teacherArchitecture, teacherOptimization, type TeacherSpec } from "./teacher-specs.ts";
+import type { World, WorldSize } from "./world.ts";
+import { SeededRandom } from "../core/random.ts";
+
+/** Bump when the build's output for the same inputs changes. */
+export const BUILD_VERSION = 1;
+
+export interface TeacherCard {
+  name: string;
+  family: string;
+  standsInFor: string;
+  tokenizer: { description: string; fullVocabulary: number; trimmedVocabulary: number; ggufModel: string; pre: string; idMap: string };
+  skills: SkillName[];
+  accuracy: Record<SkillName, SkillScore>;
+  licence: { name: string; obligations: string };
+  architecture: ReturnType<typeof teacherArchitecture>;
+  training: { steps: number; finalLoss: number | undefined; sequences: number; seconds: number };
+  files: { gguf: string; sha256: string };
+  buildKey: string;
+}
+
+export interface BuildTeacherOptions {
+  spec: TeacherSpec;
+  world: World;
+  size: WorldSize;
+  seed: number;
+  folder: string;
+  python: string;
+  threads: number;
+  progress: Progress;
+  /** Overrides the number of training steps (tests). */
+  steps?: number;
+}
+
+function buildKey(options: BuildTeacherOptions): string {
+  return sha256(stableStringify({ version: BUILD_VERSION, spec: options.spec, size: options.size, seed: options.seed, steps: options.steps ?? null })).slice(0, 16);
+}
+
+/** A cached teacher is reused when its card's build key matches and its GGUF hash still checks. */
+export async function cachedTeacher(folder: string, key: string): Promise<TeacherCard | null> {
+  const cardPath = join(folder, "card.json");
+  if (!existsSync(cardPath)) return null;
+  try {
+    const card = JSON.parse(await readFile(cardPath, "utf8")) as TeacherCard;
+    if (card.buildKey !== key) return null;
+    const gguf = join(folder, card.files.gguf);
+    if (!existsSync(gguf) || (await sha256File(gguf)) !== card.files.sha256) return null;
+    return card;
+  } catch {
+    return null;
+  }
+}
+
+function cardMarkdown(card: TeacherCard): string {
+  const rows = Object.entries(card.accuracy).map(([skill, s]) => `| ${skill} | ${card.skills.includes(skill as SkillName) ? "yes" : "no"} | ${s.correct}/${s.total} | ${(s.accuracy * 100).toFixed(1)}% |`);
+  return `# ${card.name}
+
+A tiny-world teacher standing in for **${card.standsInFor}**, trained by Avocado's own trainer.
+
+- Family: ${card.family}; tokenizer: ${card.tokenizer.description}, trimmed from ${card.tokenizer.fullVocabulary} to ${card.tokenizer.trimmedVocabulary} tokens (GGUF \`${card.tokenizer.ggufModel}\`, pre \`${card.tokenizer.pre}\`; id map to the real ids: \`${card.tokenizer.idMap}\`).
+- Architecture: Qwen3-style, ${card.architecture.layers} layers, d=${card.architecture.hidden}, context ${card.architecture.context}.
+- Training: ${card.training.steps} steps on ${card.training.sequences} sequences, final loss ${card.training.finalLoss?.toFixed(3)} (${card.training.seconds.toFixed(0)} s).
+- Licence of the family it stands in for: **${card.licence.name}**. ${card.licence.obligations}
+
+## Accuracy on the held-out split (greedy)
+
+| skill | trained on | correct | accuracy |
+|---|---|---|---|
+${rows.join("\n")}
+`;
+}
+
+/** Builds one tiny teacher: render → trim vocabulary → shards → train → GGUF → evaluate → card. */
+export async function buildTeacher(options: BuildTeacherOptions): Promise<TeacherCard> {
+  const { spec, world, folder, progress } = options;
+  const key = buildKey(options);
+  const cached = await cachedTeacher(folder, key);
+  if (cached) {
+    progress.log(`${spec.name}: cached (${key})`);
+    return cached;
+  }
+  const format = CHAT_FORMATS[spec.family];
+  const tokenizer = referenceTokenizer(spec.family);
+
+  // Training examples of the teacher's skills, interleaved deterministically.
+  const random = new SeededRandom(options.seed).fork(spec.name);
+  const examples = random.shuffle(spec.skills.flatMap((skill) => world[skill].train));
+  const rendered = examples.map((e) => renderExample(format, tokenizer, { user: e.prompt, reasoning: e.reasoning, answer: e.answer }));
+
+  // The vocabulary: every id the training data and the eval prompts use, plus ancestors, bytes and specials.
+  const used = new Set<number>();
+  for (const r of rendered) for (const id of r.tokens) used.add(id);
+  for (const skill of Object.keys(world) as SkillName[]) {
+    for (const e of world[skill].evaluation) for (const id of encodeLlamaText(tokenizer, format.renderPrompt({ user: e.prompt }))) used.add(id);
+  }
+  const specials = [...tokenizer.specialTokens.entries()].filter(([text]) => /^<\|(im_start|im_end|endoftext|start|end|message|channel|return|call|constrain|startoftext)\|>$|^<(start|end)_of_turn>$|^<\/?think>$/.test(text)).map(([, id]) => id);
+  const vocabulary = trimVocabulary(tokenizer, used, specials);
+  const sequences = rendered.map((r) => ({ tokens: vocabulary.fromFull(r.tokens), mask: r.mask }));
+  const maxLength = Math.max(...sequences.map((s) => s.tokens.length));
+  const architecture = teacherArchitecture(Math.ceil((maxLength + 32) / 64) * 64);
+
+  const trainFolder = join(folder, "train");
+  if (!existsSync(join(trainFolder, "checkpoint.pt"))) await rm(trainFolder, { recursive: true, force: true });
+  await writeShards(join(trainFolder, "shards"), vocabulary.size, sequences);
+  const optimization = { ...teacherOptimization(options.size), ...(options.steps ? { steps: options.steps, warmupSteps: Math.min(10, options.steps) } : {}) };
+  const result = await runTrainer(
+    {
+      shards: join(trainFolder, "shards"),
+      out: trainFolder,
+      architecture,
+      optimization,
+      seed: options.seed,
+      threads: options.threads,
+      padId: vocabulary.role("pad") ?? 0,
+      bosId: vocabulary.role("bos"),
+      eosId: vocabulary.role("eos"),
+    },
+    { python: options.python, label: `train ${spec.name}`, progress },
+  );
+
+  const ggufName = "model.gguf";
+  const { tensors } = await readSafetensors(join(trainFolder, "model.safetensors"));
+  await writeQwen3Gguf({
+    path: join(folder, ggufName),
+    name: spec.name,
+    architecture,
+    weights: tensors,
+    encoding: "f32",
+    tokenizer: tokenizerMetadata(vocabulary, format.chatTemplate),
+    source: join(trainFolder, "model.safetensors"),
+  });
+  await writeJsonAtomic(join(folder, "tokenizer-map.json"), { family: spec.family, fullIds: vocabulary.fullIds });
+
+  const engine = await EmbeddedEngine.load(join(folder, ggufName), { sequences: 4 });
+  let evaluation;
+  try {
+    evaluation = await evaluateOnWorld(engine, world, progress, `eval ${spec.name}`);
+  } finally {
+    await engine.dispose();
+  }
+  await writeFileAtomic(join(folder, "eval.jsonl"), evaluation.items.map((item) => JSON.stringify(item)).join("\n") + "\n");
+
+  const card: TeacherCard = {
+    name: spec.name,
+    family: spec.family,
+    standsInFor: spec.standsInFor,
+    tokenizer: { description: tokenizer.description, fullVocabulary: tokenizer.vocabularySize, trimmedVocabulary: vocabulary.size, ggufModel: tokenizer.ggufModel, pre: tokenizer.ggufPre, idMap: "tokenizer-map.json" },
+    skills: spec.skills,
+    accuracy: evaluation.scores,
+    licence: FAMILY_LICENCES[spec.family],
+    architecture,
+    training: { steps: optimization.steps, finalLoss: result.finalLoss, sequences: sequences.length, seconds: result.seconds },
+    files: { gguf: ggufName, sha256: await sha256File(join(folder, ggufName)) },
+    buildKey: key,
+  };
+  await writeFileAtomic(join(folder, "CARD.md"), cardMarkdown(card));
+  await writeJsonAtomic(join(folder, "card.json"), card);
+  return card;
+}

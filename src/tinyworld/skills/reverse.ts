@@ -1,0 +1,32 @@
+import type { SeededRandom } from "../../core/random.ts";
+import { distinctExamples, examplesExcluding, exactAnswer, type Skill, type SkillExample } from "../skill.ts";
+
+const SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ba", "de", "fo", "gu", "pi", "ze", "xo", "wa"];
+
+function word(random: SeededRandom): string {
+  const parts = random.integer(2, 3);
+  let text = "";
+  for (let i = 0; i < parts; i++) text += random.pick(SYLLABLES);
+  return text;
+}
+
+function draw(random: SeededRandom): SkillExample {
+  const w = word(random);
+  const letters = [...w];
+  const reversed = [...letters].reverse();
+  return {
+    skill: "reverse",
+    prompt: `Reverse the word '${w}'.`,
+    reasoning: `Letters: ${letters.join(" ")}. Backwards: ${reversed.join(" ")}.`,
+    answer: reversed.join(""),
+  };
+}
+
+/** String reversal of made-up words, spelled out letter by letter. */
+export const reverse: Skill = {
+  name: "reverse",
+  description: "reverse a made-up word, letter by letter",
+  evaluation: (random, count) => distinctExamples(count, () => draw(random)),
+  train: (random, count, exclude) => examplesExcluding(count, () => draw(random), exclude),
+  verify: exactAnswer,
+};

@@ -1,0 +1,32 @@
+import type { SeededRandom } from "../../core/random.ts";
+import { distinctExamples, examplesExcluding, exactAnswer, type Skill, type SkillExample } from "../skill.ts";
+
+const CONVERSIONS = [
+  { from: "km", to: "m", factor: 1000 },
+  { from: "m", to: "cm", factor: 100 },
+  { from: "kg", to: "g", factor: 1000 },
+  { from: "hours", to: "minutes", factor: 60 },
+  { from: "minutes", to: "seconds", factor: 60 },
+  { from: "days", to: "hours", factor: 24 },
+] as const;
+
+function draw(random: SeededRandom): SkillExample {
+  const conversion = random.pick(CONVERSIONS);
+  const value = random.integer(2, 40);
+  const result = value * conversion.factor;
+  return {
+    skill: "units",
+    prompt: `Convert ${value} ${conversion.from} to ${conversion.to}.`,
+    reasoning: `1 ${conversion.from} = ${conversion.factor} ${conversion.to}; ${value}*${conversion.factor} = ${result}.`,
+    answer: String(result),
+  };
+}
+
+/** Unit conversions by a known factor. */
+export const units: Skill = {
+  name: "units",
+  description: "unit conversions (length, mass, time)",
+  evaluation: (random, count) => distinctExamples(count, () => draw(random)),
+  train: (random, count, exclude) => examplesExcluding(count, () => draw(random), exclude),
+  verify: exactAnswer,
+};

@@ -1,0 +1,150 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { writeFileAtomic, writeJsonAtomic } from "../core/atomic-write.ts";
+import type { Architecture, Optimization } from "../core/config/schema.ts";
+import { EngineError } from "../core/errors.ts";
+import { TRAINER_ROOT } from "../core/paths.ts";
+import type { Progress } from "../core/progress.ts";
+import { lossCurveSvg } from "./loss-curve.ts";
+
+/** What the Python trainer reads (trainer/avocado_trainer/train.py). */
+export interface TrainJob {
+  shards: string;
+  out: string;
+  architecture: Architecture;
+  optimization: Optimization;
+  seed: number;
+  threads: number;
+  initFrom?: string;
+  padId?: number;
+  bosId?: number;
+  eosId?: number;
+  /** Stop (after checkpointing) once this step is reached; tests use it. */
+  stopAfterSteps?: number;
+}
+
+export interface TrainerEvent {
+  event: string;
+  step?: number;
+  steps?: number;
+  loss?: number;
+  tokensPerSecond?: number;
+  message?: string;
+  [key: string]: unknown;
+}
+
+export interface TrainResult {
+  history: [number, number][];
+  finalLoss: number | undefined;
+  tokensPerSecond: number | undefined;
+  seconds: number;
+  events: TrainerEvent[];
+}
+
+export interface TrainOptions {
+  python: string;
+  label: string;
+  progress: Progress;
+  /** Data-parallel processes (gloo); 1 runs a single process. */
+  processes?: number;
+  onEvent?: (event: TrainerEvent) => void;
+  signal?: AbortSignal;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+/**
+ * Runs the PyTorch trainer on a job, turning its JSON-lines events into a
+ * progress bar and, at the end, a loss curve (`loss-curve.svg`, `loss.json`)
+ * beside the model. Under `processes > 1` it starts the ranks itself
+ * (MASTER_ADDR/PORT, RANK, WORLD_SIZE), which works on torch 1.13 and 2.x.
+ */
+export async function runTrainer(job: TrainJob, options: TrainOptions): Promise<TrainResult> {
+  const jobPath = join(job.out, "job.json");
+  await writeJsonAtomic(jobPath, job);
+  const processes = options.processes ?? 1;
+  const port = processes > 1 ? await freePort() : 0;
+  const started = Date.now();
+  const events: TrainerEvent[] = [];
+  const history: [number, number][] = [];
+  const stderrTail: string[] = [];
+  let task: ReturnType<Progress["task"]> | undefined;
+  let lastRate: number | undefined;
+
+  const children: ChildProcess[] = [];
+  for (let rank = 0; rank < processes; rank++) {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      PYTHONPATH: [TRAINER_ROOT, process.env.PYTHONPATH].filter(Boolean).join(":"),
+      PYTHONUNBUFFERED: "1",
+      OMP_NUM_THREADS: String(job.threads),
+    };
+    if (processes > 1) Object.assign(env, { MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(port), RANK: String(rank), LOCAL_RANK: String(rank), WORLD_SIZE: String(processes) });
+    children.push(spawn(options.python, ["-m", "avocado_trainer.train", "--job", jobPath], { env, stdio: ["ignore", "pipe", "pipe"], signal: options.signal }));
+  }
+
+  const exits = children.map(
+    (child, rank) =>
+      new Promise<number>((resolveExit) => {
+        child.on("error", (error) => {
+          stderrTail.push(`rank ${rank}: ${error.message}`);
+          resolveExit(-1);
+        });
+        child.on("close", (code, signal) => resolveExit(code ?? (signal ? 128 : -1)));
+        createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", (line) => {
+          stderrTail.push(line);
+          if (stderrTail.length > 40) stderrTail.shift();
+        });
+        if (rank !== 0) {
+          child.stdout?.resume();
+          return;
+        }
+        createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+          let event: TrainerEvent;
+          try {
+            event = JSON.parse(line) as TrainerEvent;
+          } catch {
+            stderrTail.push(line);
+            return;
+          }
+          events.push(event);
+          options.onEvent?.(event);
+          if (event.event === "start") task = options.progress.task(options.label, Number(event.steps), "steps");
+          if (event.event === "step" && event.step !== undefined && event.loss !== undefined) {
+            history.push([event.step, event.loss]);
+            lastRate = event.tokensPerSecond;
+            task?.update(event.step, { loss: event.loss.toFixed(3), "tok/s": Math.round(event.tokensPerSecond ?? 0) });
+          }
+        });
+      }),
+  );
+  const codes = await Promise.all(exits);
+  const failed = codes.findIndex((code) => code !== 0);
+  if (failed >= 0) {
+    task?.finish({ status: "failed" });
+    const error = events.find((e) => e.event === "error");
+    const detail = error?.message ?? stderrTail.slice(-8).join("\n");
+    throw new EngineError(`the trainer failed (rank ${failed}, exit ${codes[failed]}) on job ${jobPath}: ${detail}`);
+  }
+  task?.finish({ loss: history.at(-1)?.[1].toFixed(3) ?? "n/a" });
+  const done = events.find((e) => e.event === "done");
+  if (done) {
+    // The full curve comes from the checkpoint's history via the events of every (resumed) run.
+    await writeJsonAtomic(join(job.out, "loss.json"), history);
+    await writeFileAtomic(join(job.out, "loss-curve.svg"), lossCurveSvg(options.label, history));
+  }
+  return { history, finalLoss: history.at(-1)?.[1], tokensPerSecond: lastRate, seconds: (Date.now() - started) / 1000, events };
+}

@@ -1,0 +1,94 @@
+"""Token-id shards written by the TypeScript side.
+
+A shard folder holds `index.json`, `tokens.bin` (uint32 LE), `mask.bin` (uint8:
+1 where the token is a training target) and `offsets.bin` (uint64 LE, N+1
+sequence boundaries). Batches are a pure function of (seed, step), so a resumed
+run sees exactly the batches it would have seen.
+"""
+import json
+import os
+
+import numpy as np
+import torch
+
+FORMAT = "avocado-shards/1"
+
+
+class ShardError(Exception):
+    pass
+
+
+class Shards:
+    def __init__(self, folder):
+        index_path = os.path.join(folder, "index.json")
+        try:
+            with open(index_path, "r", encoding="utf-8") as handle:
+                self.index = json.load(handle)
+        except (OSError, json.JSONDecodeError) as error:
+            raise ShardError(f"{index_path}: cannot be read ({error})") from error
+        if self.index.get("format") != FORMAT:
+            raise ShardError(f"{index_path}: format is {self.index.get('format')!r}, expected {FORMAT!r}")
+        self.vocab_size = int(self.index["vocabularySize"])
+        count = int(self.index["sequences"])
+        total = int(self.index["tokens"])
+        self.tokens = self._load(folder, "tokens.bin", np.uint32, total)
+        self.mask = self._load(folder, "mask.bin", np.uint8, total)
+        self.offsets = self._load(folder, "offsets.bin", np.uint64, count + 1).astype(np.int64)
+        if self.offsets[-1] != total or np.any(np.diff(self.offsets) <= 0):
+            raise ShardError(f"{os.path.join(folder, 'offsets.bin')}: offsets are inconsistent with {total} tokens")
+        if total and int(self.tokens.max()) >= self.vocab_size:
+            raise ShardError(f"{os.path.join(folder, 'tokens.bin')}: a token id is outside the vocabulary of {self.vocab_size}")
+
+    @staticmethod
+    def _load(folder, name, dtype, expected):
+        path = os.path.join(folder, name)
+        try:
+            array = np.fromfile(path, dtype=np.dtype(dtype).newbyteorder("<"))
+        except OSError as error:
+            raise ShardError(f"{path}: cannot be read ({error})") from error
+        if array.shape[0] != expected:
+            raise ShardError(f"{path}: holds {array.shape[0]} values, index.json says {expected} (truncated?)")
+        return array
+
+    def __len__(self):
+        return len(self.offsets) - 1
+
+    def order(self, seed, epoch):
+        return np.random.RandomState((seed * 1_000_003 + epoch) % (2**32)).permutation(len(self))
+
+    def collate(self, indices, context, pad_id=0):
+        """Right-padded inputs and targets; targets are -100 where the mask is 0 or padded."""
+        sequences = []
+        for i in indices:
+            begin, end = int(self.offsets[i]), int(self.offsets[i + 1])
+            end = min(end, begin + context + 1)
+            sequences.append((self.tokens[begin:end].astype(np.int64), self.mask[begin:end]))
+        length = max(len(t) for t, _ in sequences) - 1
+        inputs = np.full((len(sequences), length), pad_id, dtype=np.int64)
+        targets = np.full((len(sequences), length), -100, dtype=np.int64)
+        for row, (tokens, mask) in enumerate(sequences):
+            n = len(tokens) - 1
+            inputs[row, :n] = tokens[:-1]
+            target = tokens[1:].copy()
+            target[mask[1:] == 0] = -100
+            targets[row, :n] = target
+        return torch.from_numpy(inputs), torch.from_numpy(targets)
+
+
+class EpochCache:
+    """Caches the permutation of the current epoch (batch_indices recomputes it otherwise)."""
+
+    def __init__(self, shards, seed):
+        self.shards = shards
+        self.seed = seed
+        self.cache = {}
+
+    def batch_indices(self, step, batch_size):
+        count = len(self.shards)
+        out = []
+        for position in range(step * batch_size, (step + 1) * batch_size):
+            epoch, within = divmod(position, count)
+            if epoch not in self.cache:
+                self.cache = {epoch: self.shards.order(self.seed, epoch)}
+            out.append(int(self.cache[epoch][within]))
+        return out
