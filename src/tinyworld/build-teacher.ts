@@ -6,9 +6,7 @@ import { writeFileAtomic, writeJsonAtomic } from "../core/atomic-write.ts";
 import { sha256File, sha256, stableStringify } from "../core/hash.ts";
 import type { Progress } from "../core/progress.ts";
 import { EmbeddedEngine } from "../engine/embedded-engine.ts";
-import { writeQwen3Gguf } from "../export/qwen3-gguf.ts";
-import { readSafetensors } from "../export/safetensors.ts";
-import { tokenizerMetadata } from "../tokenizers/gguf-metadata.ts";
+import { exportModel, ggufFileName } from "../export/export-model.ts";
 import { referenceTokenizer } from "../tokenizers/index.ts";
 import { encodeLlamaText } from "../tokenizers/encode-llama-text.ts";
 import { trimVocabulary } from "../tokenizers/trim.ts";
@@ -120,7 +118,7 @@ export async function buildTeacher(options: BuildTeacherOptions): Promise<Teache
 
   const trainFolder = join(folder, "train");
   if (!existsSync(join(trainFolder, "checkpoint.pt"))) await rm(trainFolder, { recursive: true, force: true });
-  await writeShards(join(trainFolder, "shards"), vocabulary.size, sequences);
+  await writeShards(join(trainFolder, "shards"), vocabulary.size, sequences, { family: spec.family, fullIds: [...vocabulary.fullIds] });
   const optimization = { ...teacherOptimization(options.size), ...(options.steps ? { steps: options.steps, warmupSteps: Math.min(10, options.steps) } : {}) };
   const result = await runTrainer(
     {
@@ -137,18 +135,8 @@ export async function buildTeacher(options: BuildTeacherOptions): Promise<Teache
     { python: options.python, label: `train ${spec.name}`, progress },
   );
 
-  const ggufName = "model.gguf";
-  const { tensors } = await readSafetensors(join(trainFolder, "model.safetensors"));
-  await writeQwen3Gguf({
-    path: join(folder, ggufName),
-    name: spec.name,
-    architecture,
-    weights: tensors,
-    encoding: "f32",
-    tokenizer: tokenizerMetadata(vocabulary, format.chatTemplate),
-    source: join(trainFolder, "model.safetensors"),
-  });
-  await writeJsonAtomic(join(folder, "tokenizer-map.json"), { family: spec.family, fullIds: vocabulary.fullIds });
+  const ggufName = ggufFileName("f32");
+  await exportModel({ source: trainFolder, out: folder, encodings: ["f32"], descriptor: { name: spec.name, family: spec.family, fullIds: [...vocabulary.fullIds] } });
 
   const engine = await EmbeddedEngine.load(join(folder, ggufName), { sequences: 4 });
   let evaluation;
@@ -163,7 +151,7 @@ export async function buildTeacher(options: BuildTeacherOptions): Promise<Teache
     name: spec.name,
     family: spec.family,
     standsInFor: spec.standsInFor,
-    tokenizer: { description: tokenizer.description, fullVocabulary: tokenizer.vocabularySize, trimmedVocabulary: vocabulary.size, ggufModel: tokenizer.ggufModel, pre: tokenizer.ggufPre, idMap: "tokenizer-map.json" },
+    tokenizer: { description: tokenizer.description, fullVocabulary: tokenizer.vocabularySize, trimmedVocabulary: vocabulary.size, ggufModel: tokenizer.ggufModel, pre: tokenizer.ggufPre, idMap: "avocado-model.json (fullIds)" },
     skills: spec.skills,
     accuracy: evaluation.scores,
     licence: FAMILY_LICENCES[spec.family],

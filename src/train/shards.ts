@@ -18,6 +18,8 @@ export interface ShardIndex {
   tokens: number;
   targetTokens: number;
   maxLength: number;
+  /** The tokenizer the ids belong to: family and trimmed → real id map (becomes avocado-model.json). */
+  tokenizer?: { family: string; fullIds: number[] };
 }
 
 /**
@@ -25,7 +27,7 @@ export interface ShardIndex {
  * (uint8), `offsets.bin` (uint64 LE, N+1) and `index.json`. The folder is built
  * beside the target and renamed into place, so it is complete or absent.
  */
-export async function writeShards(folder: string, vocabularySize: number, sequences: readonly TrainingSequence[]): Promise<ShardIndex> {
+export async function writeShards(folder: string, vocabularySize: number, sequences: readonly TrainingSequence[], tokenizer?: ShardIndex["tokenizer"]): Promise<ShardIndex> {
   const total = sequences.reduce((sum, s) => sum + s.tokens.length, 0);
   const tokens = new Uint32Array(total);
   const mask = new Uint8Array(total);
@@ -49,7 +51,7 @@ export async function writeShards(folder: string, vocabularySize: number, sequen
     maxLength = Math.max(maxLength, sequence.tokens.length);
   });
   offsets[sequences.length] = BigInt(position);
-  const index: ShardIndex = { format: SHARD_FORMAT, vocabularySize, sequences: sequences.length, tokens: total, targetTokens, maxLength };
+  const index: ShardIndex = { format: SHARD_FORMAT, vocabularySize, sequences: sequences.length, tokens: total, targetTokens, maxLength, tokenizer };
   const staging = `${folder}.${process.pid}.staging`;
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { recursive: true });

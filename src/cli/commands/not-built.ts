@@ -1,0 +1,24 @@
+import type { Command } from "commander";
+import { NotBuiltError } from "../../core/errors.ts";
+
+/** Stages whose issues have not landed: listed in --help, and say so (exit 2) when run. */
+const PLANNED: { name: string; description: string; issue: string }[] = [
+  { name: "distill", description: "turn a prompt set into a training set with several teachers", issue: "the distillation issue" },
+  { name: "eval", description: "benchmark a model against its teachers, paired statistics, release gate", issue: "the evals issue" },
+  { name: "serve", description: "the official metered, paid OpenAI-compatible API", issue: "the paid-API issue (#4)" },
+  { name: "keys", description: "API keys: create, list, revoke, rotate, audit", issue: "the paid-API issue (#4)" },
+  { name: "billing", description: "credits, usage export, invoices", issue: "the paid-API issue (#4)" },
+];
+
+export function registerNotBuilt(program: Command): void {
+  for (const stage of PLANNED) {
+    program
+      .command(stage.name)
+      .description(`${stage.description} (not built yet)`)
+      .allowUnknownOption()
+      .allowExcessArguments()
+      .action(() => {
+        throw new NotBuiltError(stage.name, stage.issue);
+      });
+  }
+}

@@ -1,0 +1,52 @@
+import { Command, CommanderError } from "commander";
+import { AvocadoError, FileError, InputError, NotBuiltError, errorMessage } from "../core/errors.ts";
+import { registerExport } from "./commands/export.ts";
+import { registerInit } from "./commands/init.ts";
+import { registerNotBuilt } from "./commands/not-built.ts";
+import { registerQuickstart } from "./commands/quickstart.ts";
+import { registerTeachers } from "./commands/teachers.ts";
+import { registerTinyworld } from "./commands/tinyworld.ts";
+import { registerTrain } from "./commands/train.ts";
+
+/** Exit codes: 0 ok, 1 failure, 2 bad input or a stage not built yet. */
+export function exitCode(error: unknown): number {
+  if (error instanceof NotBuiltError || error instanceof InputError || error instanceof FileError) return 2;
+  return 1;
+}
+
+export function buildProgram(): Command {
+  const program = new Command("avocado")
+    .description("Distil open-weight teachers into a proprietary student, test it, and sell it through a metered, paid API.")
+    .option("-c, --config <file>", "config file (default: ./avocado.yaml when present)")
+    .option("--json", "JSON-lines events and results instead of bars and text")
+    .showHelpAfterError()
+    .exitOverride();
+  registerInit(program);
+  registerTinyworld(program);
+  registerTeachers(program);
+  registerNotBuilt(program);
+  registerTrain(program);
+  registerExport(program);
+  registerQuickstart(program);
+  const order = ["init", "tinyworld", "teachers", "distill", "train", "export", "eval", "serve", "keys", "billing", "quickstart"];
+  (program.commands as Command[]).sort((a, b) => order.indexOf(a.name()) - order.indexOf(b.name()));
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+    const message = error instanceof AvocadoError ? error.message : `unexpected error: ${errorMessage(error)}`;
+    process.stderr.write(`avocado: ${message}\n`);
+    if (!(error instanceof AvocadoError) && process.env.AVOCADO_DEBUG && error instanceof Error) process.stderr.write(`${error.stack}\n`);
+    return exitCode(error);
+  }
+}
+
+if (process.argv[1] && /avocado(\.js)?$|main\.ts$/.test(process.argv[1])) {
+  process.exitCode = await main(process.argv.slice(2));
+}
