@@ -134,6 +134,7 @@ export class EmbeddedEngine {
     const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: this.format.createWrapper(), autoDisposeSequence: false });
     try {
       const promptLength = this.promptTokens(request.messages).length;
+      let lastToken: Token | undefined;
       const response = await chat.generateResponse(toHistory(request.messages), {
         maxTokens: request.maxTokens ?? 256,
         temperature: request.temperature ?? 0,
@@ -142,18 +143,19 @@ export class EmbeddedEngine {
         seed: request.seed,
         signal: request.signal,
         stopOnAbortSignal: true,
-        onResponseChunk: request.onChunk
-          ? (chunk) => {
-              if (chunk.text === "") return;
-              request.onChunk?.({ kind: chunk.type === "segment" && chunk.segmentType === "thought" ? "reasoning" : "content", text: chunk.text });
-            }
-          : undefined,
+        onResponseChunk: (chunk) => {
+          lastToken = chunk.tokens.at(-1) ?? lastToken;
+          if (chunk.text === "" || !request.onChunk) return;
+          request.onChunk({ kind: chunk.type === "segment" && chunk.segmentType === "thought" ? "reasoning" : "content", text: chunk.text });
+        },
       });
       let reasoning = "";
       for (const part of response.fullResponse) if (typeof part !== "string" && part.segmentType === "thought") reasoning += part.text;
       const stop = response.metadata.stopReason;
       const contextTokens = sequence.contextTokens;
+      // The context holds every assistant token but the last sampled one, which is never evaluated.
       const generated = contextTokens.slice(promptLength);
+      if (stop === "maxTokens" && lastToken !== undefined) generated.push(lastToken);
       const result: ChatResult = {
         content: response.response,
         reasoning: reasoning.trim(),

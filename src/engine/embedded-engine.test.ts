@@ -1,0 +1,109 @@
+import { copyFile, mkdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { scratchFolder, teacherGguf, TEST_WORKSPACE } from "../../test/fixtures.ts";
+import { FileError } from "../core/errors.ts";
+import { referenceTokenizer } from "../tokenizers/index.ts";
+import { TrimmedVocabulary } from "../tokenizers/trim.ts";
+import { renderExample } from "../train/render.ts";
+import { EmbeddedEngine } from "./embedded-engine.ts";
+
+describe("embedded engine", () => {
+  const engines: Record<string, EmbeddedEngine> = {};
+  const scratch = scratchFolder("engine");
+
+  beforeAll(async () => {
+    for (const name of ["tiny-qwen", "tiny-gemma", "tiny-gptoss"]) engines[name] = await EmbeddedEngine.load(teacherGguf(name), { sequences: 4 });
+    await mkdir(scratch, { recursive: true });
+  });
+  afterAll(async () => {
+    for (const engine of Object.values(engines)) await engine.dispose();
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  it("reads the family from the GGUF", () => {
+    expect(engines["tiny-qwen"]?.family).toBe("qwen");
+    expect(engines["tiny-gemma"]?.family).toBe("gemma");
+    expect(engines["tiny-gptoss"]?.family).toBe("gptoss");
+  });
+
+  it("gives gpt-oss's analysis and final channels separately", async () => {
+    const result = await engines["tiny-gptoss"]!.chat({ messages: [{ role: "user", content: "What is 17*23?" }], maxTokens: 96 });
+    expect(result.reasoning.length).toBeGreaterThan(0);
+    expect(result.content).not.toMatch(/<\|channel\|>|<\|message\|>|analysis/);
+    expect(result.reasoning).not.toMatch(/<\|/);
+    expect(result.finishReason).toBe("stop");
+  });
+
+  it("separates Qwen's <think> block from the answer", async () => {
+    const result = await engines["tiny-qwen"]!.chat({ messages: [{ role: "user", content: "Reverse the word 'kalomi'." }], maxTokens: 96 });
+    expect(result.reasoning).toMatch(/Letters/);
+    expect(result.content).not.toMatch(/<\/?think>/);
+  });
+
+  it("prompts with exactly the tokens the teacher was trained on", async () => {
+    for (const name of ["tiny-qwen", "tiny-gemma", "tiny-gptoss"]) {
+      const engine = engines[name]!;
+      const descriptor = JSON.parse(await readFile(join(TEST_WORKSPACE, "teachers", name, "avocado-model.json"), "utf8")) as { fullIds: number[] };
+      const vocabulary = new TrimmedVocabulary(referenceTokenizer(engine.family), descriptor.fullIds);
+      const rendered = renderExample(engine.format, vocabulary.reference, { user: "Convert 7 km to m.", reasoning: "x", answer: "7000" });
+      const training = vocabulary.fromFull(rendered.tokens.slice(0, rendered.promptLength));
+      expect(engine.promptTokens([{ role: "user", content: "Convert 7 km to m." }]), name).toEqual(training);
+      const result = await engine.chat({ messages: [{ role: "user", content: "Convert 7 km to m." }], maxTokens: 64 });
+      expect(result.usage.promptTokens).toBe(training.length);
+      expect(result.usage.completionTokens).toBeGreaterThan(0);
+    }
+  });
+
+  it("streams chunks that add up to the result", async () => {
+    const chunks: { kind: string; text: string }[] = [];
+    const result = await engines["tiny-gptoss"]!.chat({ messages: [{ role: "user", content: "Convert 3 km to m." }], maxTokens: 96, onChunk: (c) => chunks.push(c) });
+    expect(chunks.filter((c) => c.kind === "content").map((c) => c.text).join("")).toBe(result.content);
+    expect(chunks.filter((c) => c.kind === "reasoning").map((c) => c.text).join("").trim()).toBe(result.reasoning);
+  });
+
+  it("stops at max tokens with finish reason 'length'", async () => {
+    const result = await engines["tiny-qwen"]!.chat({ messages: [{ role: "user", content: "What is 55+91?" }], maxTokens: 3 });
+    expect(result.finishReason).toBe("length");
+    expect(result.usage.completionTokens).toBe(3);
+  });
+
+  it("returns exact top-k logprobs that agree with teacher-forced scoring", async () => {
+    const engine = engines["tiny-gemma"]!;
+    const messages = [{ role: "user" as const, content: "Ann is taller than Bob. Bob is taller than Cy. Who is tallest?" }];
+    const result = await engine.chat({ messages, maxTokens: 16, topLogprobs: 5 });
+    expect(result.logprobs?.length).toBe(result.completionTokens.length);
+    for (const lp of result.logprobs ?? []) {
+      expect(lp.top).toHaveLength(5);
+      expect(lp.top[0]!.logprob).toBeGreaterThanOrEqual(lp.top[4]!.logprob);
+      // Greedy decoding picks the most likely token.
+      expect(lp.token).toBe(lp.top[0]!.token);
+      expect(lp.top.reduce((sum, t) => sum + Math.exp(t.logprob), 0)).toBeLessThanOrEqual(1 + 1e-6);
+    }
+    const scored = await engine.score(engine.promptTokens(messages), result.completionTokens, 5);
+    scored.forEach((s, i) => expect(s.logprob).toBeCloseTo(result.logprobs![i]!.logprob, 6));
+    const full = await engine.nextTokenLogprobs(engine.promptTokens(messages));
+    expect([...full.values()].reduce((sum, lp) => sum + Math.exp(lp), 0)).toBeCloseTo(1, 4);
+  });
+
+  it("serves concurrent requests on one model with the same greedy answers as one at a time", async () => {
+    const engine = engines["tiny-gemma"]!;
+    const prompts = ["Convert 4 kg to g.", "Convert 9 m to cm.", "Convert 2 hours to minutes.", "Convert 5 days to hours.", "Convert 8 km to m.", "Convert 3 minutes to seconds."];
+    const sequential: string[] = [];
+    for (const p of prompts) sequential.push((await engine.chat({ messages: [{ role: "user", content: p }], maxTokens: 24 })).content);
+    const concurrent = await Promise.all(prompts.map((p) => engine.chat({ messages: [{ role: "user", content: p }], maxTokens: 24 })));
+    expect(concurrent.map((r) => r.content)).toEqual(sequential);
+  });
+
+  it("names the file when a GGUF is truncated, corrupt or missing", async () => {
+    const truncated = join(scratch, "truncated.gguf");
+    await copyFile(teacherGguf("tiny-gemma"), truncated);
+    await truncate(truncated, 50_000);
+    await expect(EmbeddedEngine.load(truncated)).rejects.toThrow(new RegExp(`${truncated}.*truncated`));
+    const corrupt = join(scratch, "corrupt.gguf");
+    await writeFile(corrupt, "this is not a gguf file at all");
+    await expect(EmbeddedEngine.load(corrupt)).rejects.toThrow(FileError);
+    await expect(EmbeddedEngine.load(corrupt)).rejects.toThrow(/corrupt\.gguf: is not a valid GGUF/);
+    await expect(EmbeddedEngine.load(join(scratch, "missing.gguf"))).rejects.toThrow(/missing\.gguf: cannot be opened/);
+  });
+});
