@@ -93,7 +93,7 @@ export async function runTrainer(job: TrainJob, options: TrainOptions): Promise<
       OMP_NUM_THREADS: String(job.threads),
     };
     if (processes > 1) Object.assign(env, { MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(port), RANK: String(rank), LOCAL_RANK: String(rank), WORLD_SIZE: String(processes) });
-    children.push(spawn(options.python, ["-m", "avocado_trainer.train", "--job", jobPath], { env, stdio: ["ignore", "pipe", "pipe"], signal: options.signal }));
+    children.push(spawn(options.python, ["-m", "avocado_trainer.train", "--job", jobPath], { env, stdio: ["ignore", "pipe", "pipe"], signal: options.signal, killSignal: "SIGKILL" }));
   }
 
   const exits = children.map(

@@ -132,7 +132,7 @@ class Attention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)
-            scores = scores.masked_fill(causal_mask[:length, :length], float("-inf"))
+            scores = scores + causal_mask[:length, :length]
             out = torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
         return self.o_proj(out.transpose(1, 2).reshape(batch, length, self.heads * self.head_dim))
 
@@ -183,7 +183,9 @@ class Qwen3ForCausalLM(nn.Module):
         angles = torch.cat((angles, angles), dim=-1)
         self.register_buffer("rope_cos", angles.cos().float(), persistent=False)
         self.register_buffer("rope_sin", angles.sin().float(), persistent=False)
-        mask = torch.triu(torch.ones(config.max_position_embeddings, config.max_position_embeddings, dtype=torch.bool), diagonal=1)
+        # An additive float mask (0 / -inf): gloo (DDP on CPU) cannot broadcast bool buffers.
+        size = config.max_position_embeddings
+        mask = torch.triu(torch.full((size, size), float("-inf")), diagonal=1)
         self.register_buffer("causal_mask", mask, persistent=False)
         self.apply(self._init_weights)
 

@@ -121,7 +121,8 @@ def run(job):
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        train_model = DistributedDataParallel(model)
+        # Buffers (RoPE tables, causal mask) are computed identically on every rank: no need to broadcast them.
+        train_model = DistributedDataParallel(model, broadcast_buffers=False)
 
     total_steps = optimization["steps"]
     batch_size = optimization["batchSize"]
