@@ -55,6 +55,8 @@ export interface EngineOptions {
   family?: Family;
   /** CPU threads for evaluation. Default: 1 for tiny models (measured: 4,500 tok/s with 1 thread, 90 with 2), else all cores. */
   threads?: number;
+  /** KV-cache precision: llama.cpp's default F16, or F32 (and no flash attention) for faithful scoring: parity with PyTorch to ~1e-5. */
+  kvCache?: "F16" | "F32";
 }
 
 /** Below this size a model is latency-bound: more threads only add synchronisation (measured on 2 cores). */
@@ -125,7 +127,14 @@ export class EmbeddedEngine {
     const sequences = options.sequences ?? 1;
     const trained = model.trainContextSize;
     const threads = options.threads ?? (model.size < SMALL_MODEL_BYTES ? 1 : undefined);
-    const context = await model.createContext({ sequences, contextSize: (options.contextSize ?? trained) * sequences, threads });
+    const context = await model.createContext({
+      sequences,
+      contextSize: (options.contextSize ?? trained) * sequences,
+      threads,
+      experimentalKvCacheKeyType: options.kvCache,
+      experimentalKvCacheValueType: options.kvCache,
+      flashAttention: options.kvCache === "F32" ? false : undefined,
+    });
     return new EmbeddedEngine(path, family, model, context, new SequencePool(context, sequences), CHAT_FORMATS[family]);
   }
 

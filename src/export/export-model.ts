@@ -1,4 +1,4 @@
-import { copyFile, readFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { CHAT_FORMATS } from "../chat/chat-format.ts";
@@ -90,6 +90,7 @@ export async function exportModel(options: { source: string; out: string; encodi
   const { tensors } = await readSafetensors(weightsPath);
   const files: string[] = [];
 
+  await mkdir(out, { recursive: true });
   if (source !== out) {
     await copyFile(weightsPath, join(out, "model.safetensors"));
     await copyFile(join(source, "config.json"), join(out, "config.json"));
