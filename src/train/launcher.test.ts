@@ -47,7 +47,7 @@ describe("PyTorch trainer", () => {
     ).rejects.toThrow(/trainer failed/);
     const result = await runTrainer(job(resumed), options);
     expect(result.events.find((e) => e.event === "resume")?.step).toBeGreaterThanOrEqual(5);
-    const done = result.events.find((e) => e.event === "done") as { history: [number, number][] };
+    const done = result.events.find((e) => e.event === "done") as unknown as { history: [number, number][] };
     expect(done.history).toEqual(reference.history);
     expect(await sha256File(join(resumed, "model.safetensors"))).toBe(await sha256File(join(scratch, "reference", "model.safetensors")));
     expect(await readFile(join(resumed, "loss-curve.svg"), "utf8")).toMatch(/<svg/);
