@@ -1,5 +1,8 @@
 import {
   LlamaChat,
+  LlamaText,
+  SpecialTokensText,
+  type ChatWrapper,
   type ChatHistoryItem,
   type ControlledEvaluateInputItem,
   type LlamaContext,
@@ -61,6 +64,7 @@ export interface EngineOptions {
 
 /** Below this size a model is latency-bound: more threads only add synchronisation (measured on 2 cores). */
 const SMALL_MODEL_BYTES = 64 * 1024 * 1024;
+const TOKEN_CACHE_ENTRIES = 4096;
 
 /** A pool of context sequences: a request waits for a free one. */
 class SequencePool {
@@ -110,7 +114,13 @@ export class EmbeddedEngine {
     private readonly context: LlamaContext,
     private readonly pool: SequencePool,
     readonly format: ChatFormat,
-  ) {}
+  ) {
+    this.wrapper = format.createWrapper();
+  }
+
+  /** Chat wrappers are stateless renderers: one per engine. */
+  private readonly wrapper: ChatWrapper;
+  private readonly tokenCache = new Map<string, Token[]>();
 
   static async load(path: string, options: EngineOptions = {}): Promise<EmbeddedEngine> {
     const info = await checkGguf(path);
@@ -140,7 +150,7 @@ export class EmbeddedEngine {
 
   async chat(request: ChatRequest): Promise<ChatResult> {
     const sequence = await this.pool.acquire();
-    const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: this.format.createWrapper(), autoDisposeSequence: false });
+    const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: this.wrapper, autoDisposeSequence: false });
     try {
       const promptLength = this.promptTokens(request.messages).length;
       let lastToken: Token | undefined;
@@ -186,10 +196,25 @@ export class EmbeddedEngine {
     }
   }
 
-  /** Tokens of a rendered prompt for these messages (the chat wrapper's own rendering). */
+  /**
+   * Tokens of a rendered prompt for these messages (the chat wrapper's own rendering).
+   * LlamaText tokenizes value by value, so values are memoised: a chat format's fixed
+   * parts (harmony's system header, role markers) are tokenized once per engine.
+   */
   promptTokens(messages: readonly ChatMessage[]): Token[] {
-    const state = this.format.createWrapper().generateContextState({ chatHistory: toHistory(messages) });
-    return state.contextText.tokenize(this.model.tokenizer);
+    const state = this.wrapper.generateContextState({ chatHistory: toHistory(messages) });
+    const tokens: Token[] = [];
+    for (const value of state.contextText.values) {
+      const key = typeof value === "string" ? `t${value}` : value instanceof SpecialTokensText ? `s${value.value}` : `k${value.value}`;
+      let piece = this.tokenCache.get(key);
+      if (!piece) {
+        piece = LlamaText(value).tokenize(this.model.tokenizer);
+        if (this.tokenCache.size >= TOKEN_CACHE_ENTRIES) this.tokenCache.clear();
+        this.tokenCache.set(key, piece);
+      }
+      tokens.push(...piece);
+    }
+    return tokens;
   }
 
   /** Teacher-forced log-probs of `continuation` after `prefix`, with the exact top-k at each position. */

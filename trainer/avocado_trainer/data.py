@@ -57,7 +57,7 @@ class Shards:
         return np.random.RandomState((seed * 1_000_003 + epoch) % (2**32)).permutation(len(self))
 
     def collate(self, indices, context, pad_id=0):
-        """Right-padded inputs and targets; targets are -100 where the mask is 0 or padded."""
+        """Right-padded inputs and targets (-100 where the mask is 0 or padded), and the count of real input tokens."""
         sequences = []
         for i in indices:
             begin, end = int(self.offsets[i]), int(self.offsets[i + 1])
@@ -72,7 +72,8 @@ class Shards:
             target = tokens[1:].copy()
             target[mask[1:] == 0] = -100
             targets[row, :n] = target
-        return torch.from_numpy(inputs), torch.from_numpy(targets)
+        real = sum(len(t) - 1 for t, _ in sequences)
+        return torch.from_numpy(inputs), torch.from_numpy(targets), real
 
 
 class EpochCache:

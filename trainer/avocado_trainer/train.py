@@ -146,7 +146,7 @@ def run(job):
     model.train()
     while step < total_steps:
         indices = cache.batch_indices(step, batch_size)
-        inputs_all, targets_all = shards.collate(indices, context, pad_id)
+        inputs_all, targets_all, real_tokens = shards.collate(indices, context, pad_id)
         target_tokens = int((targets_all != -100).sum())
         if target_tokens == 0:
             raise JobError(f"step {step}: the batch has no training targets (check the loss masks)")
@@ -169,7 +169,7 @@ def run(job):
             else:
                 loss.backward()
             loss_sum += summed.detach()
-            tokens_seen += int((inputs != pad_id).sum()) if pad_id != 0 else int(inputs.numel())
+        tokens_seen += real_tokens
         if world > 1:
             import torch.distributed as dist
 
@@ -184,7 +184,7 @@ def run(job):
         if rank == 0:
             elapsed = time.time() - started
             emit("step", step=step, steps=total_steps, loss=mean_loss, lr=rate, gradNorm=float(norm),
-                 tokensPerSecond=(tokens_seen * world) / elapsed if elapsed > 0 else 0.0)
+                 tokensPerSecond=tokens_seen / elapsed if elapsed > 0 else 0.0)
         if rank == 0 and (step % checkpoint_every == 0 or step == total_steps):
             atomic_save({
                 "model": model.state_dict(),
