@@ -1,0 +1,63 @@
+import { spawnSync } from "node:child_process";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { scratchFolder, TEST_WORKSPACE } from "../../test/fixtures.ts";
+import { PROJECT_ROOT } from "../core/paths.ts";
+
+const BIN = join(PROJECT_ROOT, "bin", "avocado.js");
+const scratch = scratchFolder("cli");
+
+function avocado(args: string[], cwd = PROJECT_ROOT, env: Record<string, string> = {}) {
+  const result = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: "utf8", env: { ...process.env, ...env } });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+describe("avocado CLI", () => {
+  afterAll(() => rm(scratch, { recursive: true, force: true }));
+
+  it("lists every stage in --help", () => {
+    const { code, stdout } = avocado(["--help"]);
+    expect(code).toBe(0);
+    for (const stage of ["init", "tinyworld", "teachers", "distill", "train", "export", "eval", "serve", "keys", "billing", "quickstart"]) {
+      expect(stdout).toMatch(new RegExp(`^  ${stage}\\b`, "m"));
+    }
+  });
+
+  it("says a stage is not built yet and exits 2", () => {
+    for (const stage of ["distill", "eval", "serve", "keys", "billing"]) {
+      const { code, stderr } = avocado([stage, "--anything"]);
+      expect(code, stage).toBe(2);
+      expect(stderr).toMatch(new RegExp(`'avocado ${stage}' is not built yet`));
+    }
+  });
+
+  it("init writes a commented default config and its JSON Schema; a typo then gets a clear error", async () => {
+    await mkdir(scratch, { recursive: true });
+    expect(avocado(["init"], scratch).code).toBe(0);
+    expect(avocado(["init"], scratch).stderr).toMatch(/already exists/);
+    expect(avocado(["teachers", "list"], scratch).code).toBe(0);
+    await writeFile(join(scratch, "avocado.yaml"), "tinyworld:\n  size: test\n  sede: 3\n");
+    const { code, stderr } = avocado(["teachers", "list"], scratch);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/avocado\.yaml is not a valid Avocado config/);
+    expect(stderr).toMatch(/tinyworld: unknown key 'sede'/);
+  });
+
+  it("chats with tiny-gptoss, showing the analysis and final channels separately", () => {
+    const { code, stdout } = avocado(["teachers", "chat", "tiny-gptoss", "What is 17*23?"], PROJECT_ROOT, { AVOCADO_WORKSPACE: TEST_WORKSPACE });
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/\[analysis channel\]\n.+\n\[final channel\]\n.+/);
+    expect(stdout).toMatch(/prompt \+ \d+ completion tokens/);
+  });
+
+  it("emits JSON with --json and rejects bad arguments with exit 2", () => {
+    const json = avocado(["--json", "teachers", "chat", "tiny-qwen", "Reverse the word 'lomi'.", "--logprobs", "2"], PROJECT_ROOT, { AVOCADO_WORKSPACE: TEST_WORKSPACE });
+    expect(json.code).toBe(0);
+    const result = JSON.parse(json.stdout.trim().split("\n").at(-1) as string) as { reasoning: string; logprobs: unknown[] };
+    expect(result.reasoning.length).toBeGreaterThan(0);
+    expect(result.logprobs.length).toBeGreaterThan(0);
+    expect(avocado(["teachers", "chat", "nobody", "hi"], PROJECT_ROOT, { AVOCADO_WORKSPACE: TEST_WORKSPACE }).code).toBe(2);
+    expect(avocado(["teachers", "chat", "tiny-qwen", "hi", "--max-tokens", "-3"], PROJECT_ROOT, { AVOCADO_WORKSPACE: TEST_WORKSPACE }).stderr).toMatch(/--max-tokens must be a positive integer/);
+  });
+});
