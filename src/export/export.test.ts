@@ -87,3 +87,14 @@ describe.each(["tiny-gemma", "tiny-gptoss"])("export of %s", (teacher) => {
     }
   });
 });
+
+describe("export errors", () => {
+  const scratch = scratchFolder("export-errors");
+  afterAll(() => rm(scratch, { recursive: true, force: true }));
+
+  it("names the missing tokenizer map or a mismatched config", async () => {
+    const source = join(TEST_WORKSPACE, "teachers", "tiny-gemma", "train");
+    await expect(exportModel({ source, out: scratch, encodings: ["f32"] })).rejects.toThrow(/train\/avocado-model\.json: is missing/);
+    await expect(exportModel({ source, out: scratch, encodings: ["f32"], descriptor: { name: "x", family: "gemma", fullIds: [1, 2, 3] } })).rejects.toThrow(/config\.json: vocab_size \d+ does not match the tokenizer map's 3 tokens/);
+  });
+});

@@ -1,9 +1,10 @@
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { CHAT_FORMATS } from "../chat/chat-format.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../core/atomic-write.ts";
 import { sha256File, sha256, stableStringify } from "../core/hash.ts";
+import { TRAINER_ROOT } from "../core/paths.ts";
 import type { Progress } from "../core/progress.ts";
 import { EmbeddedEngine } from "../engine/embedded-engine.ts";
 import { exportModel, ggufFileName } from "../export/export-model.ts";
@@ -49,8 +50,20 @@ export interface BuildTeacherOptions {
   steps?: number;
 }
 
+let trainerHash: string | undefined;
+
+/** The trainer's own code is part of every build key: changing it rebuilds the teachers. */
+function trainerCodeHash(): string {
+  if (trainerHash === undefined) {
+    const folder = join(TRAINER_ROOT, "avocado_trainer");
+    const files = readdirSync(folder).filter((f) => f.endsWith(".py")).sort();
+    trainerHash = sha256(files.map((f) => `${f}\n${readFileSync(join(folder, f), "utf8")}`).join("\n"));
+  }
+  return trainerHash;
+}
+
 function buildKey(options: BuildTeacherOptions): string {
-  return sha256(stableStringify({ version: BUILD_VERSION, spec: options.spec, size: options.size, seed: options.seed, steps: options.steps ?? null })).slice(0, 16);
+  return sha256(stableStringify({ version: BUILD_VERSION, trainer: trainerCodeHash(), spec: options.spec, size: options.size, seed: options.seed, steps: options.steps ?? null })).slice(0, 16);
 }
 
 /** A cached teacher is reused when its card's build key matches and its GGUF hash still checks. */

@@ -21,6 +21,8 @@ export interface TrainJob {
   padId?: number;
   bosId?: number;
   eosId?: number;
+  /** "cpu" (default) or "cuda" (one GPU per rank under --processes). */
+  device?: "cpu" | "cuda";
   /** Stop (after checkpointing) once this step is reached; tests use it. */
   stopAfterSteps?: number;
 }

@@ -69,18 +69,18 @@ def build_optimizer(model, optimization):
     return torch.optim.AdamW(groups, lr=optimization["learningRate"], betas=(0.9, 0.95), eps=1e-8)
 
 
-def distributed():
+def distributed(device):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
     import torch.distributed as dist
 
-    dist.init_process_group("gloo")
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return dist.get_rank(), dist.get_world_size()
 
 
 def run(job):
-    rank, world = distributed()
+    rank, world = distributed(job.get("device") or "cpu")
     torch.set_num_threads(int(job.get("threads", 1)))
     seed = int(job.get("seed", 0))
     random.seed(seed)
@@ -100,13 +100,20 @@ def run(job):
     else:
         config = Qwen3Config.from_architecture(architecture, shards.vocab_size)
         model = Qwen3ForCausalLM(config)
+    device = torch.device(job.get("device") or "cpu")
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise JobError("device 'cuda' was asked for but torch sees no GPU")
+    model.to(device)
     optimizer = build_optimizer(model, optimization)
 
     step = 0
     history = []
     checkpoint_path = os.path.join(out, CHECKPOINT)
     if os.path.exists(checkpoint_path):
-        state = torch.load(checkpoint_path, map_location="cpu")
+        # Our own file; it holds RNG states, which torch >= 2.6's weights_only loader refuses.
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
@@ -114,6 +121,8 @@ def run(job):
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         if rank == 0:
             emit("resume", step=step)
 
@@ -122,7 +131,7 @@ def run(job):
         from torch.nn.parallel import DistributedDataParallel
 
         # Buffers (RoPE tables, causal mask) are computed identically on every rank: no need to broadcast them.
-        train_model = DistributedDataParallel(model, broadcast_buffers=False)
+        train_model = DistributedDataParallel(model, broadcast_buffers=False, device_ids=[device.index] if device.type == "cuda" else None)
 
     total_steps = optimization["steps"]
     batch_size = optimization["batchSize"]
@@ -153,12 +162,12 @@ def run(job):
         rate = learning_rate(step, optimization)
         for group in optimizer.param_groups:
             group["lr"] = rate
-        loss_sum = torch.zeros(())
+        loss_sum = torch.zeros((), device=device)
         optimizer.zero_grad(set_to_none=True)
         for part in range(accumulation):
             rows = slice(part * micro, (part + 1) * micro)
-            inputs = inputs_all[rows][rank::world]
-            targets = targets_all[rows][rank::world]
+            inputs = inputs_all[rows][rank::world].to(device)
+            targets = targets_all[rows][rank::world].to(device)
             logits = train_model(inputs)
             summed = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100, reduction="sum")
             # Normalise by the global number of targets; DDP averages gradients over ranks.
@@ -191,7 +200,8 @@ def run(job):
                 "optimizer": optimizer.state_dict(),
                 "step": step,
                 "history": history,
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
             }, checkpoint_path)
             emit("checkpoint", step=step)
         if stop_after is not None and step >= stop_after:
