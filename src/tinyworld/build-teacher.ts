@@ -130,7 +130,13 @@ export async function buildTeacher(options: BuildTeacherOptions): Promise<Teache
   const architecture = teacherArchitecture(Math.ceil((maxLength + 32) / 64) * 64);
 
   const trainFolder = join(folder, "train");
-  if (!existsSync(join(trainFolder, "checkpoint.pt"))) await rm(trainFolder, { recursive: true, force: true });
+  // Resume an interrupted build of the same key; anything else starts from scratch.
+  const keyFile = join(trainFolder, "build-key");
+  const resumable = existsSync(join(trainFolder, "checkpoint.pt")) && existsSync(keyFile) && readFileSync(keyFile, "utf8") === key;
+  if (!resumable) {
+    await rm(trainFolder, { recursive: true, force: true });
+    await writeFileAtomic(keyFile, key);
+  }
   await writeShards(join(trainFolder, "shards"), vocabulary.size, sequences, { family: spec.family, fullIds: [...vocabulary.fullIds] });
   const optimization = { ...teacherOptimization(options.size), ...(options.steps ? { steps: options.steps, warmupSteps: Math.min(10, options.steps) } : {}) };
   const result = await runTrainer(
