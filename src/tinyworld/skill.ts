@@ -61,3 +61,14 @@ export function examplesExcluding(count: number, make: () => SkillExample, exclu
   }
   return out;
 }
+
+/** A skill whose examples all come from one seeded generator (every skill but the look-up table). */
+export function generatedSkill(name: SkillName, description: string, draw: (random: SeededRandom) => SkillExample): Skill {
+  return {
+    name,
+    description,
+    evaluation: (random, count) => distinctExamples(count, () => draw(random)),
+    train: (random, count, exclude) => examplesExcluding(count, () => draw(random), exclude),
+    verify: exactAnswer,
+  };
+}

@@ -61,6 +61,13 @@ describe("PyTorch trainer", () => {
     for (let i = 0; i < 8; i++) expect(Math.abs(parallel.history[i]![1] - single.history[i]![1])).toBeLessThanOrEqual(1e-4);
   });
 
+  it("gives the same loss curve with gradient accumulation at the same global batch", async () => {
+    const base = { ...job("").optimization, steps: 6, checkpointEvery: 100 };
+    const whole = await runTrainer(job(join(scratch, "whole"), { optimization: base }), options);
+    const accumulated = await runTrainer(job(join(scratch, "accumulated"), { optimization: { ...base, gradientAccumulation: 4 } }), options);
+    for (let i = 0; i < 6; i++) expect(Math.abs(accumulated.history[i]![1] - whole.history[i]![1])).toBeLessThanOrEqual(1e-4);
+  });
+
   it("initialises from a Hugging Face Qwen3 folder", async () => {
     const fresh = await runTrainer(job(join(scratch, "fresh"), { optimization: { ...job("").optimization, steps: 1 } }), options);
     const warm = await runTrainer(job(join(scratch, "warm"), { initFrom: join(scratch, "reference"), optimization: { ...job("").optimization, steps: 1 } }), options);

@@ -2,6 +2,7 @@
 import json
 import os
 
+from .atomic import write_atomic
 from .model import Qwen3Config, Qwen3ForCausalLM
 from .safetensors_io import load_file, save_file
 
@@ -37,8 +38,4 @@ def save_hf_checkpoint(model, folder, bos_token_id=None, eos_token_id=None):
     os.makedirs(folder, exist_ok=True)
     save_file(model.hf_state_dict(), os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
     config = model.config.to_hf(bos_token_id=bos_token_id, eos_token_id=eos_token_id)
-    temporary = os.path.join(folder, f"config.json.{os.getpid()}.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(config, handle, indent=2)
-        handle.write("\n")
-    os.replace(temporary, os.path.join(folder, "config.json"))
+    write_atomic(os.path.join(folder, "config.json"), lambda handle: handle.write(json.dumps(config, indent=2) + "\n"), mode="w")

@@ -4,10 +4,11 @@ Debian's torch 1.13 has no `safetensors` package, so this is the one place that
 speaks the format on the Python side. Writes are atomic (temp file + rename).
 """
 import json
-import os
 import struct
 
 import torch
+
+from .atomic import write_atomic
 
 _DTYPES = {
     "F32": (torch.float32, 4),
@@ -78,17 +79,10 @@ def save_file(tensors, path, metadata=None):
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
     encoded += b" " * ((8 - len(encoded) % 8) % 8)
-    temporary = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(struct.pack("<Q", len(encoded)))
-            handle.write(encoded)
-            for blob in blobs:
-                handle.write(blob)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    def write(handle):
+        handle.write(struct.pack("<Q", len(encoded)))
+        handle.write(encoded)
+        for blob in blobs:
+            handle.write(blob)
+
+    write_atomic(path, write)

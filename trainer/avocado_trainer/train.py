@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .atomic import write_atomic
 from .data import EpochCache, ShardError, Shards
 from .hf import load_hf_checkpoint, save_hf_checkpoint
 from .model import Qwen3Config, Qwen3ForCausalLM
@@ -45,17 +46,7 @@ def learning_rate(step, optimization):
 
 
 def atomic_save(obj, path):
-    temporary = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(temporary, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    write_atomic(path, lambda handle: torch.save(obj, handle))
 
 
 def build_optimizer(model, optimization):

@@ -1,5 +1,5 @@
 import type { SeededRandom } from "../../core/random.ts";
-import { distinctExamples, examplesExcluding, exactAnswer, type Skill, type SkillExample } from "../skill.ts";
+import { generatedSkill, type SkillExample } from "../skill.ts";
 
 function addition(a: number, b: number): SkillExample {
   const ones = (a % 10) + (b % 10);
@@ -23,10 +23,4 @@ function draw(random: SeededRandom): SkillExample {
 }
 
 /** Two-digit addition with carries, and small multiplications, with worked steps. */
-export const arithmetic: Skill = {
-  name: "arithmetic",
-  description: "two-digit addition and small multiplication with worked steps",
-  evaluation: (random, count) => distinctExamples(count, () => draw(random)),
-  train: (random, count, exclude) => examplesExcluding(count, () => draw(random), exclude),
-  verify: exactAnswer,
-};
+export const arithmetic = generatedSkill("arithmetic", "two-digit addition and small multiplication with worked steps", draw);

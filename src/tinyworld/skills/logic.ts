@@ -1,5 +1,5 @@
 import type { SeededRandom } from "../../core/random.ts";
-import { distinctExamples, examplesExcluding, exactAnswer, type Skill, type SkillExample } from "../skill.ts";
+import { generatedSkill, type SkillExample } from "../skill.ts";
 
 const NAMES = ["Ann", "Bob", "Cy", "Dee", "Eli", "Fay", "Gus", "Hal", "Ivy", "Jo", "Kim", "Lu", "Max", "Ned", "Oli", "Pam"];
 const RELATIONS = [
@@ -22,10 +22,4 @@ function draw(random: SeededRandom): SkillExample {
 }
 
 /** Three-person ordering puzzles (transitivity). */
-export const logic: Skill = {
-  name: "logic",
-  description: "three-person ordering puzzles (transitivity)",
-  evaluation: (random, count) => distinctExamples(count, () => draw(random)),
-  train: (random, count, exclude) => examplesExcluding(count, () => draw(random), exclude),
-  verify: exactAnswer,
-};
+export const logic = generatedSkill("logic", "three-person ordering puzzles (transitivity)", draw);

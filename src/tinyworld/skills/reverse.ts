@@ -1,5 +1,5 @@
 import type { SeededRandom } from "../../core/random.ts";
-import { distinctExamples, examplesExcluding, exactAnswer, type Skill, type SkillExample } from "../skill.ts";
+import { generatedSkill, type SkillExample } from "../skill.ts";
 
 const SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ba", "de", "fo", "gu", "pi", "ze", "xo", "wa"];
 
@@ -23,10 +23,4 @@ function draw(random: SeededRandom): SkillExample {
 }
 
 /** String reversal of made-up words, spelled out letter by letter. */
-export const reverse: Skill = {
-  name: "reverse",
-  description: "reverse a made-up word, letter by letter",
-  evaluation: (random, count) => distinctExamples(count, () => draw(random)),
-  train: (random, count, exclude) => examplesExcluding(count, () => draw(random), exclude),
-  verify: exactAnswer,
-};
+export const reverse = generatedSkill("reverse", "reverse a made-up word, letter by letter", draw);

@@ -1,5 +1,5 @@
 import type { SeededRandom } from "../../core/random.ts";
-import { distinctExamples, examplesExcluding, exactAnswer, type Skill, type SkillExample } from "../skill.ts";
+import { generatedSkill, type SkillExample } from "../skill.ts";
 
 const CONVERSIONS = [
   { from: "km", to: "m", factor: 1000 },
@@ -23,10 +23,4 @@ function draw(random: SeededRandom): SkillExample {
 }
 
 /** Unit conversions by a known factor. */
-export const units: Skill = {
-  name: "units",
-  description: "unit conversions (length, mass, time)",
-  evaluation: (random, count) => distinctExamples(count, () => draw(random)),
-  train: (random, count, exclude) => examplesExcluding(count, () => draw(random), exclude),
-  verify: exactAnswer,
-};
+export const units = generatedSkill("units", "unit conversions (length, mass, time)", draw);
