@@ -60,4 +60,19 @@ describe("avocado CLI", () => {
     expect(avocado(["teachers", "chat", "nobody", "hi"], PROJECT_ROOT, { AVOCADO_WORKSPACE: TEST_WORKSPACE }).code).toBe(2);
     expect(avocado(["teachers", "chat", "tiny-qwen", "hi", "--max-tokens", "-3"], PROJECT_ROOT, { AVOCADO_WORKSPACE: TEST_WORKSPACE }).stderr).toMatch(/--max-tokens must be a positive integer/);
   });
+
+  it("trains on shards, exports to HF + GGUF, and chats with the result", () => {
+    const out = join(scratch, "student");
+    const shards = join(TEST_WORKSPACE, "teachers", "tiny-gemma", "train", "shards");
+    const trained = avocado(["train", "--shards", shards, "--out", out, "--steps", "3", "--name", "student"]);
+    expect(trained.code, trained.stderr).toBe(0);
+    expect(trained.stdout).toMatch(/trained student: final loss/);
+    const exported = avocado(["export", out, "--gguf", "f16,q8_0"]);
+    expect(exported.code, exported.stderr).toBe(0);
+    expect(exported.stdout).toMatch(/tokenizer\.json.*model\.f16\.gguf.*model\.q8_0\.gguf/);
+    const chat = avocado(["teachers", "chat", join(out, "model.q8_0.gguf"), "Convert 7 km to m.", "--max-tokens", "8"]);
+    expect(chat.code, chat.stderr).toBe(0);
+    expect(chat.stdout).toMatch(/completion tokens/);
+    expect(avocado(["export", out, "--gguf", "q4"]).stderr).toMatch(/unknown encoding 'q4'/);
+  });
 });

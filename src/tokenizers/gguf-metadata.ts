@@ -1,5 +1,4 @@
 import type { MetadataValue } from "../export/gguf-writer.ts";
-import { TokenType } from "./reference-tokenizer.ts";
 import type { TrimmedVocabulary } from "./trim.ts";
 
 /** `tokenizer.ggml.*` metadata for a trimmed vocabulary, plus the id mapping back to the family's real ids. */
@@ -35,9 +34,4 @@ export function tokenizerMetadata(vocabulary: TrimmedVocabulary, chatTemplate: s
   metadata["avocado.tokenizer.family"] = { type: "string", value: reference.family };
   metadata["avocado.tokenizer.full_ids"] = { type: "uint32s", value: [...vocabulary.fullIds] };
   return metadata;
-}
-
-export function isControl(vocabulary: TrimmedVocabulary, trimmedId: number): boolean {
-  const full = vocabulary.fullIds[trimmedId];
-  return full !== undefined && vocabulary.reference.tokenType(full) === TokenType.control;
 }

@@ -36,7 +36,7 @@ export function registerTrain(program: Command): void {
       ensureTorch(context.python);
       const out = resolve(options.out);
       const result = await runTrainer(
-        { shards, out, architecture: { ...architecture, context: Math.max(architecture.context, index.maxLength) }, optimization, seed: context.config.tinyworld.seed, threads: context.config.train.threads, initFrom: options.initFrom ? resolve(options.initFrom) : undefined },
+        { shards, out, architecture: { ...architecture, context: Math.max(architecture.context, index.maxLength) }, optimization, seed: context.config.train.seed, threads: context.config.train.threads, initFrom: options.initFrom ? resolve(options.initFrom) : undefined },
         { python: context.python, label: `train ${options.name}`, progress: context.progress, processes },
       );
       if (index.tokenizer) await writeJsonAtomic(join(out, "avocado-model.json"), { name: options.name, ...index.tokenizer });

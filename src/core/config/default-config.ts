@@ -21,6 +21,8 @@ tinyworld:
 train:
   # torch threads per process; one was fastest on the 2-core machines.
   threads: 1
+  # seed of weight initialisation and data order
+  seed: 0
   # architecture:          # a Qwen3-style decoder; defaults depend on the job
   #   layers: 2
   #   hidden: 128

@@ -43,6 +43,7 @@ export const trainSchema = z
     architecture: architectureSchema.optional(),
     optimization: optimizationSchema.optional(),
     threads: z.number().int().min(1).default(1).describe("torch threads per process (one was fastest on 2 cores)"),
+    seed: z.number().int().nonnegative().default(0).describe("seed of weight initialisation and data order"),
   })
   .strict();
 
@@ -51,7 +52,7 @@ export const configSchema = z
     workspace: z.string().min(1).default(".avocado").describe("folder for every artifact"),
     python: z.string().min(1).default("/usr/bin/python3").describe("the Python that can import torch (AVOCADO_PYTHON overrides)"),
     tinyworld: tinyworldSchema.default({ size: "default", seed: 20261126 }),
-    train: trainSchema.default({ threads: 1 }),
+    train: trainSchema.default({ threads: 1, seed: 0 }),
   })
   .strict();
 
