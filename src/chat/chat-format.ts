@@ -39,6 +39,8 @@ export interface ChatFormat {
   readonly chatTemplate: string;
   /** Whether answers carry a separate reasoning part (Qwen `<think>`, harmony analysis). */
   readonly reasons: boolean;
+  /** The format's control tokens (turn markers, end-of-generation tokens): every trimmed vocabulary keeps them. */
+  readonly controlTokens: readonly string[];
   createWrapper(): ChatWrapper;
   renderPrompt(turn: ChatTurn): LlamaTextJSON;
   /** The assistant's side as the model must produce it, end-of-turn token included. */
@@ -52,20 +54,25 @@ function history(turn: ChatTurn): ChatHistoryItem[] {
   return items;
 }
 
-function promptWith(wrapper: ChatWrapper, turn: ChatTurn): LlamaTextJSON {
-  return wrapper.generateContextState({ chatHistory: history(turn) }).contextText.toJSON();
+/** Fills in `renderPrompt` from `createWrapper`, rendering with one wrapper made on first use. */
+function chatFormat(definition: Omit<ChatFormat, "renderPrompt">): ChatFormat {
+  let wrapper: ChatWrapper | undefined;
+  return Object.defineProperties(definition as ChatFormat, {
+    renderPrompt: {
+      value: (turn: ChatTurn): LlamaTextJSON =>
+        (wrapper ??= definition.createWrapper()).generateContextState({ chatHistory: history(turn) }).contextText.toJSON(),
+    },
+  });
 }
 
-const qwen: ChatFormat = {
+const qwen = chatFormat({
   family: "qwen",
   get chatTemplate() {
     return qwenTemplate();
   },
   reasons: true,
+  controlTokens: ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>"],
   createWrapper: () => new QwenChatWrapper(),
-  renderPrompt(turn) {
-    return promptWith(this.createWrapper(), turn);
-  },
   renderCompletion(reasoning, answer) {
     return [
       { type: "specialTokensText", value: "<think>\n" },
@@ -75,32 +82,28 @@ const qwen: ChatFormat = {
       { type: "specialTokensText", value: "<|im_end|>" },
     ];
   },
-};
+});
 
-const gemma: ChatFormat = {
+const gemma = chatFormat({
   family: "gemma",
   get chatTemplate() {
     return gemmaTemplate();
   },
   reasons: false,
+  controlTokens: ["<start_of_turn>", "<end_of_turn>"],
   // GemmaChatWrapper silently drops a system prompt; the Jinja template merges it into the first user turn.
   createWrapper: () => new JinjaTemplateChatWrapper({ template: gemma.chatTemplate }),
-  renderPrompt(turn) {
-    return promptWith(this.createWrapper(), turn);
-  },
   renderCompletion(_reasoning, answer) {
     return [answer, { type: "specialTokensText", value: "<end_of_turn>" }];
   },
-};
+});
 
-const gptoss: ChatFormat = {
+const gptoss = chatFormat({
   family: "gptoss",
   chatTemplate: HARMONY_CHAT_TEMPLATE,
   reasons: true,
+  controlTokens: ["<|startoftext|>", "<|endoftext|>", "<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|constrain|>", "<|return|>", "<|call|>"],
   createWrapper: () => new HarmonyChatWrapper({ todayDate: HARMONY_DATE }),
-  renderPrompt(turn) {
-    return promptWith(this.createWrapper(), turn);
-  },
   renderCompletion(reasoning, answer) {
     return [
       { type: "specialTokensText", value: "<|channel|>analysis<|message|>" },
@@ -110,6 +113,6 @@ const gptoss: ChatFormat = {
       { type: "specialTokensText", value: "<|return|>" },
     ];
   },
-};
+});
 
 export const CHAT_FORMATS: Record<Family, ChatFormat> = { qwen, gemma, gptoss };

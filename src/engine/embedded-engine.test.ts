@@ -95,6 +95,13 @@ describe("embedded engine", () => {
     expect(concurrent.map((r) => r.content)).toEqual(sequential);
   });
 
+  it("rejects a prompt longer than the context with a clear error", async () => {
+    const long = "Convert 7 km to m. ".repeat(200);
+    await expect(engines["tiny-gemma"]!.chat({ messages: [{ role: "user", content: long }] })).rejects.toThrow(/the prompt is \d+ tokens; .* has a context of \d+/);
+    // The sequence went back to the pool: the engine still answers.
+    expect((await engines["tiny-gemma"]!.chat({ messages: [{ role: "user", content: "Convert 7 km to m." }], maxTokens: 8 })).usage.completionTokens).toBeGreaterThan(0);
+  });
+
   it("names the file when a GGUF is truncated, corrupt or missing", async () => {
     const truncated = join(scratch, "truncated.gguf");
     await copyFile(teacherGguf("tiny-gemma"), truncated);

@@ -11,7 +11,7 @@ import {
   type Token,
 } from "node-llama-cpp";
 import { CHAT_FORMATS, type ChatFormat } from "../chat/chat-format.ts";
-import { EngineError, FileError, InputError, errorMessage } from "../core/errors.ts";
+import { AvocadoError, EngineError, FileError, InputError, errorMessage } from "../core/errors.ts";
 import { FAMILIES, type Family } from "../tokenizers/reference-tokenizer.ts";
 import { checkGguf } from "./gguf-check.ts";
 import { sharedLlama } from "./llama.ts";
@@ -153,6 +153,9 @@ export class EmbeddedEngine {
     const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: this.wrapper, autoDisposeSequence: false });
     try {
       const promptLength = this.promptTokens(request.messages).length;
+      if (promptLength >= sequence.contextSize) {
+        throw new InputError(`the prompt is ${promptLength} tokens; ${this.path} has a context of ${sequence.contextSize}`);
+      }
       let lastToken: Token | undefined;
       const response = await chat.generateResponse(toHistory(request.messages), {
         maxTokens: request.maxTokens ?? 256,
@@ -188,7 +191,7 @@ export class EmbeddedEngine {
       }
       return result;
     } catch (error) {
-      if (error instanceof EngineError) throw error;
+      if (error instanceof AvocadoError) throw error;
       throw new EngineError(`${this.path}: generation failed (${errorMessage(error)})`, { cause: error });
     } finally {
       chat.dispose({ disposeSequence: false });
@@ -229,6 +232,7 @@ export class EmbeddedEngine {
 
   /** Full next-token distribution (log-probs by token id) after `prefix`. */
   async nextTokenLogprobs(prefix: readonly Token[]): Promise<Map<Token, number>> {
+    if (prefix.length === 0) throw new InputError("next-token log-probs need at least one prefix token");
     const sequence = await this.pool.acquire();
     try {
       await sequence.clearHistory();

@@ -3,9 +3,11 @@ import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { CHAT_FORMATS } from "../chat/chat-format.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../core/atomic-write.ts";
+import { InputError } from "../core/errors.ts";
 import { sha256File, sha256, stableStringify } from "../core/hash.ts";
 import { TRAINER_ROOT } from "../core/paths.ts";
 import type { Progress } from "../core/progress.ts";
+import { SeededRandom } from "../core/random.ts";
 import { EmbeddedEngine } from "../engine/embedded-engine.ts";
 import { exportModel, ggufFileName } from "../export/export-model.ts";
 import { referenceTokenizer } from "../tokenizers/index.ts";
@@ -18,7 +20,6 @@ import { evaluateOnWorld, type SkillScore } from "./evaluate.ts";
 import type { SkillName } from "./skill.ts";
 import { FAMILY_LICENCES, teacherArchitecture, teacherOptimization, type TeacherSpec } from "./teacher-specs.ts";
 import type { World, WorldSize } from "./world.ts";
-import { SeededRandom } from "../core/random.ts";
 
 /** Bump when the build's output for the same inputs changes. */
 export const BUILD_VERSION = 1;
@@ -123,7 +124,11 @@ export async function buildTeacher(options: BuildTeacherOptions): Promise<Teache
   for (const skill of Object.keys(world) as SkillName[]) {
     for (const e of world[skill].evaluation) for (const id of encodeLlamaText(tokenizer, format.renderPrompt({ user: e.prompt }))) used.add(id);
   }
-  const specials = [...tokenizer.specialTokens.entries()].filter(([text]) => /^<\|(im_start|im_end|endoftext|start|end|message|channel|return|call|constrain|startoftext)\|>$|^<(start|end)_of_turn>$|^<\/?think>$/.test(text)).map(([, id]) => id);
+  const specials = format.controlTokens.map((text) => {
+    const id = tokenizer.specialTokens.get(text);
+    if (id === undefined) throw new InputError(`the ${spec.family} tokenizer has no ${text} token`);
+    return id;
+  });
   const vocabulary = trimVocabulary(tokenizer, used, specials);
   const sequences = rendered.map((r) => ({ tokens: vocabulary.fromFull(r.tokens), mask: r.mask }));
   const maxLength = Math.max(...sequences.map((s) => s.tokens.length));
