@@ -50,6 +50,8 @@ describe("PyTorch trainer", () => {
     const done = result.events.find((e) => e.event === "done") as unknown as { history: [number, number][] };
     expect(done.history).toEqual(reference.history);
     expect(await sha256File(join(resumed, "model.safetensors"))).toBe(await sha256File(join(scratch, "reference", "model.safetensors")));
+    expect(result.history).toEqual(reference.history);
+    expect(JSON.parse(await readFile(join(resumed, "loss.json"), "utf8"))).toEqual(reference.history);
     expect(await readFile(join(resumed, "loss-curve.svg"), "utf8")).toMatch(/<svg/);
   });
 

@@ -105,7 +105,12 @@ export async function runTrainer(job: TrainJob, options: TrainOptions): Promise<
           stderrTail.push(`rank ${rank}: ${error.message}`);
           resolveExit(-1);
         });
-        child.on("close", (code, signal) => resolveExit(code ?? (signal ? 128 : -1)));
+        child.on("close", (code, signal) => {
+          const status = code ?? (signal ? 128 : -1);
+          // A dead rank leaves the others waiting in a collective forever: stop them too.
+          if (status !== 0) for (const other of children) if (other !== child && other.exitCode === null) other.kill("SIGKILL");
+          resolveExit(status);
+        });
         createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", (line) => {
           stderrTail.push(line);
           if (stderrTail.length > 40) stderrTail.shift();
@@ -143,10 +148,11 @@ export async function runTrainer(job: TrainJob, options: TrainOptions): Promise<
   }
   task?.finish({ loss: history.at(-1)?.[1].toFixed(3) ?? "n/a" });
   const done = events.find((e) => e.event === "done");
+  // A resumed run's events start mid-way; the done event carries the whole curve from the checkpoint.
+  const fullHistory = Array.isArray(done?.history) ? (done.history as [number, number][]) : history;
   if (done) {
-    // The full curve comes from the checkpoint's history via the events of every (resumed) run.
-    await writeJsonAtomic(join(job.out, "loss.json"), history);
-    await writeFileAtomic(join(job.out, "loss-curve.svg"), lossCurveSvg(options.label, history));
+    await writeJsonAtomic(join(job.out, "loss.json"), fullHistory);
+    await writeFileAtomic(join(job.out, "loss-curve.svg"), lossCurveSvg(options.label, fullHistory));
   }
-  return { history, finalLoss: history.at(-1)?.[1], tokensPerSecond: lastRate, seconds: (Date.now() - started) / 1000, events };
+  return { history: fullHistory, finalLoss: fullHistory.at(-1)?.[1], tokensPerSecond: lastRate, seconds: (Date.now() - started) / 1000, events };
 }
