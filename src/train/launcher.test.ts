@@ -82,5 +82,7 @@ describe("PyTorch trainer", () => {
     await truncate(join(broken, "tokens.bin"), 100);
     await expect(runTrainer(job(join(scratch, "crash"), { shards: broken }), options)).rejects.toThrow(/tokens\.bin: holds 25 values, index\.json says \d+ \(truncated\?\)/);
     await expect(runTrainer(job(join(scratch, "crash2")), { ...options, python: "/nonexistent/python3" })).rejects.toThrow(/trainer failed/);
+    const other = job(join(scratch, "reference"), { optimization: { ...job("").optimization, steps: 20 } });
+    await expect(runTrainer({ ...other, architecture: { ...other.architecture, hidden: 64 } }, options)).rejects.toThrow(/checkpoint\.pt: does not match this job's model/);
   });
 });

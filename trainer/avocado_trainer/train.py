@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from .atomic import write_atomic
@@ -64,8 +65,6 @@ def distributed(device):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
-    import torch.distributed as dist
-
     dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return dist.get_rank(), dist.get_world_size()
 
@@ -105,8 +104,11 @@ def run(job):
     if os.path.exists(checkpoint_path):
         # Our own file; it holds RNG states, which torch >= 2.6's weights_only loader refuses.
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise JobError(f"{checkpoint_path}: does not match this job's model ({str(error).splitlines()[0]}); remove it to start over") from error
         step = state["step"]
         history = state["history"]
         torch.set_rng_state(state["rng"]["torch"])
@@ -119,10 +121,8 @@ def run(job):
 
     train_model = model
     if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
         # Buffers (RoPE tables, causal mask) are computed identically on every rank: no need to broadcast them.
-        train_model = DistributedDataParallel(model, broadcast_buffers=False, device_ids=[device.index] if device.type == "cuda" else None)
+        train_model = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False, device_ids=[device.index] if device.type == "cuda" else None)
 
     total_steps = optimization["steps"]
     batch_size = optimization["batchSize"]
@@ -171,8 +171,6 @@ def run(job):
             loss_sum += summed.detach()
         tokens_seen += real_tokens
         if world > 1:
-            import torch.distributed as dist
-
             dist.all_reduce(loss_sum)
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
@@ -202,8 +200,6 @@ def run(job):
         save_hf_checkpoint(model, out, bos_token_id=job.get("bosId"), eos_token_id=job.get("eosId"))
         emit("done", step=step, loss=history[-1][1] if history else None, seconds=time.time() - started, history=history)
     if world > 1:
-        import torch.distributed as dist
-
         dist.barrier()
         dist.destroy_process_group()
 
