@@ -74,5 +74,11 @@ describe("avocado CLI", () => {
     expect(chat.code, chat.stderr).toBe(0);
     expect(chat.stdout).toMatch(/completion tokens/);
     expect(avocado(["export", out, "--gguf", "q4"]).stderr).toMatch(/unknown encoding 'q4'/);
+    const noShards = avocado(["train", "--shards", scratch, "--out", join(scratch, "x")]);
+    expect(noShards.code).toBe(2);
+    expect(noShards.stderr).toMatch(/index\.json: is missing \(not a shards folder\)/);
+    const zeroSteps = avocado(["train", "--shards", shards, "--out", join(scratch, "x"), "--steps", "0"]);
+    expect(zeroSteps.code).toBe(2);
+    expect(zeroSteps.stderr).toMatch(/--steps \/ train\.optimization: steps/);
   });
 });

@@ -44,7 +44,8 @@ export function hfTokenizerJson(vocabulary: TrimmedVocabulary): HfTokenizerJson 
   const reference = vocabulary.reference;
   const json = skeleton(reference.family);
   const original = new Map(json.added_tokens.map((t) => [t.content, t]));
-  const vocab: Record<string, number> = {};
+  // No prototype: token strings such as "constructor" must not look present.
+  const vocab: Record<string, number> = Object.create(null) as Record<string, number>;
   const added: HfTokenizerJson["added_tokens"] = [];
   vocabulary.fullIds.forEach((full, id) => {
     const text = reference.tokenString(full);

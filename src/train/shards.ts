@@ -1,7 +1,8 @@
-import { mkdir, rename, rm } from "node:fs/promises";
+import { mkdir, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic, writeJsonAtomic } from "../core/atomic-write.ts";
-import { InputError } from "../core/errors.ts";
+import { z } from "zod";
+import { FileError, InputError } from "../core/errors.ts";
 
 export const SHARD_FORMAT = "avocado-shards/1";
 
@@ -20,6 +21,31 @@ export interface ShardIndex {
   maxLength: number;
   /** The tokenizer the ids belong to: family and trimmed → real id map (becomes avocado-model.json). */
   tokenizer?: { family: string; fullIds: number[] };
+}
+
+const shardIndexSchema = z.object({
+  format: z.literal(SHARD_FORMAT),
+  vocabularySize: z.number().int().positive(),
+  sequences: z.number().int().nonnegative(),
+  tokens: z.number().int().nonnegative(),
+  targetTokens: z.number().int().nonnegative(),
+  maxLength: z.number().int().nonnegative(),
+  tokenizer: z.object({ family: z.string(), fullIds: z.array(z.number().int().nonnegative()) }).optional(),
+});
+
+/** Reads and validates a shards folder's `index.json`. */
+export async function readShardIndex(folder: string): Promise<ShardIndex> {
+  const path = join(folder, "index.json");
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(path, "utf8"));
+  } catch (error) {
+    const missing = (error as NodeJS.ErrnoException).code === "ENOENT";
+    throw new FileError(path, missing ? "is missing (not a shards folder)" : "is not valid JSON", { cause: error });
+  }
+  const parsed = shardIndexSchema.safeParse(raw);
+  if (!parsed.success) throw new FileError(path, `is not a shard index: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  return parsed.data;
 }
 
 /**

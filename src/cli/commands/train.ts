@@ -1,12 +1,10 @@
-import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { writeJsonAtomic } from "../../core/atomic-write.ts";
 import { architectureSchema, optimizationSchema } from "../../core/config/schema.ts";
-import { FileError, InputError } from "../../core/errors.ts";
+import { InputError } from "../../core/errors.ts";
 import { runTrainer } from "../../train/launcher.ts";
-import type { ShardIndex } from "../../train/shards.ts";
+import { readShardIndex } from "../../train/shards.ts";
 import { commandContext, type GlobalOptions } from "../context.ts";
 import { ensureTorch } from "../ensure-torch.ts";
 
@@ -26,13 +24,13 @@ export function registerTrain(program: Command): void {
     .action(async (options: { shards: string; out: string; name: string; processes: string; steps?: string; initFrom?: string }, command: Command) => {
       const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
       const shards = resolve(options.shards);
-      const indexPath = join(shards, "index.json");
-      if (!existsSync(indexPath)) throw new FileError(indexPath, "is missing (not a shards folder)");
-      const index = JSON.parse(await readFile(indexPath, "utf8")) as ShardIndex;
+      const index = await readShardIndex(shards);
       const processes = Number(options.processes);
       if (!Number.isInteger(processes) || processes < 1) throw new InputError(`--processes must be a positive integer (found ${options.processes})`);
       const architecture = architectureSchema.parse(context.config.train.architecture ?? DEFAULT_ARCHITECTURE);
-      const optimization = optimizationSchema.parse({ ...(context.config.train.optimization ?? DEFAULT_OPTIMIZATION), ...(options.steps ? { steps: Number(options.steps) } : {}) });
+      const parsed = optimizationSchema.safeParse({ ...(context.config.train.optimization ?? DEFAULT_OPTIMIZATION), ...(options.steps ? { steps: Number(options.steps) } : {}) });
+      if (!parsed.success) throw new InputError(`--steps / train.optimization: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+      const optimization = parsed.data;
       ensureTorch(context.python);
       const out = resolve(options.out);
       const result = await runTrainer(
