@@ -5,6 +5,12 @@ import { SKILLS } from "./skills/index.ts";
 
 export type WorldSize = "default" | "test";
 
+/** A size from the command line or config, or a clear error. */
+export function parseWorldSize(value: string): WorldSize {
+  if (value !== "default" && value !== "test") throw new InputError(`the tiny-world size must be "default" or "test" (found ${JSON.stringify(value)})`);
+  return value;
+}
+
 export const WORLD_SIZES: Record<WorldSize, { trainPerSkill: number; evalPerSkill: number }> = {
   default: { trainPerSkill: 3000, evalPerSkill: 60 },
   test: { trainPerSkill: 500, evalPerSkill: 12 },

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { EmbeddedEngine } from "../../engine/embedded-engine.ts";
 import { buildTinyWorld } from "../../tinyworld/build.ts";
+import { parseWorldSize } from "../../tinyworld/world.ts";
 import { commandContext, type GlobalOptions } from "../context.ts";
 import { ensureTorch } from "../ensure-torch.ts";
 import { resolveTeacherPath } from "./teachers.ts";
@@ -16,10 +17,10 @@ export function registerQuickstart(program: Command): void {
     .command("quickstart")
     .description("the main job on the embedded default: build the tiny world, then chat with each teacher")
     .option("--size <size>", "default | test", undefined)
-    .action(async (options: { size?: "default" | "test" }, command: Command) => {
+    .action(async (options: { size?: string }, command: Command) => {
       const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
+      const size = parseWorldSize(options.size ?? context.config.tinyworld.size);
       ensureTorch(context.python);
-      const size = options.size ?? context.config.tinyworld.size;
       const built = await buildTinyWorld({ workspace: context.workspace, size, seed: context.config.tinyworld.seed, python: context.python, threads: context.config.train.threads, progress: context.progress });
       context.print(`\nPer-skill accuracy on the held-out split:\n${built.table}\n`, { accuracy: Object.fromEntries(built.cards.map((c) => [c.name, c.accuracy])) });
       for (const card of built.cards) {

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { InputError } from "../../core/errors.ts";
 import { buildTinyWorld } from "../../tinyworld/build.ts";
+import { parseWorldSize } from "../../tinyworld/world.ts";
 import { commandContext, type GlobalOptions } from "../context.ts";
 import { ensureTorch } from "../ensure-torch.ts";
 
@@ -14,8 +15,7 @@ export function registerTinyworld(program: Command): void {
     .option("--only <names...>", "build only these teachers")
     .action(async (options: { size?: string; seed?: string; only?: string[] }, command: Command) => {
       const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
-      const size = options.size ?? context.config.tinyworld.size;
-      if (size !== "default" && size !== "test") throw new InputError(`--size must be "default" or "test" (found ${JSON.stringify(size)})`);
+      const size = parseWorldSize(options.size ?? context.config.tinyworld.size);
       const seed = options.seed !== undefined ? Number(options.seed) : context.config.tinyworld.seed;
       if (!Number.isInteger(seed) || seed < 0) throw new InputError(`--seed must be a non-negative integer (found ${JSON.stringify(options.seed)})`);
       ensureTorch(context.python);
