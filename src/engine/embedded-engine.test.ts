@@ -5,6 +5,7 @@ import { scratchFolder, teacherGguf, TEST_WORKSPACE } from "../../test/fixtures.
 import { FileError } from "../core/errors.ts";
 import { referenceTokenizer } from "../tokenizers/index.ts";
 import { TrimmedVocabulary } from "../tokenizers/trim.ts";
+import type { Family } from "../tokenizers/reference-tokenizer.ts";
 import { renderExample } from "../train/render.ts";
 import { EmbeddedEngine } from "./embedded-engine.ts";
 
@@ -45,7 +46,7 @@ describe("embedded engine", () => {
     for (const name of ["tiny-qwen", "tiny-gemma", "tiny-gptoss"]) {
       const engine = engines[name]!;
       const descriptor = JSON.parse(await readFile(join(TEST_WORKSPACE, "teachers", name, "avocado-model.json"), "utf8")) as { fullIds: number[] };
-      const vocabulary = new TrimmedVocabulary(referenceTokenizer(engine.family), descriptor.fullIds);
+      const vocabulary = new TrimmedVocabulary(referenceTokenizer(engine.family as Family), descriptor.fullIds);
       const rendered = renderExample(engine.format, vocabulary.reference, { user: "Convert 7 km to m.", reasoning: "x", answer: "7000" });
       const training = vocabulary.fromFull(rendered.tokens.slice(0, rendered.promptLength));
       expect(engine.promptTokens([{ role: "user", content: "Convert 7 km to m." }]), name).toEqual(training);

@@ -10,7 +10,7 @@ import {
   type LlamaModel,
   type Token,
 } from "node-llama-cpp";
-import { CHAT_FORMATS, type ChatFormat } from "../chat/chat-format.ts";
+import { CHAT_FORMATS, type ChatFamily, type ChatFormat, type WrapperOptions } from "../chat/chat-format.ts";
 import { AvocadoError, EngineError, FileError, InputError, errorMessage } from "../core/errors.ts";
 import { FAMILIES, type Family } from "../tokenizers/reference-tokenizer.ts";
 import { checkGguf } from "./gguf-check.ts";
@@ -35,6 +35,11 @@ export interface ChatRequest {
   topK?: number;
   topP?: number;
   seed?: number;
+  /** Stop generating when one of these strings appears (it is not part of the content). */
+  stop?: readonly string[];
+  /** Qwen thinking on/off, harmony reasoning effort: see {@link WrapperOptions}. */
+  thinking?: boolean;
+  reasoningEffort?: WrapperOptions["reasoningEffort"];
   /** Return this many exact top log-probs for every generated token (teacher-forced re-score). */
   topLogprobs?: number;
   signal?: AbortSignal;
@@ -45,7 +50,8 @@ export interface ChatResult {
   content: string;
   reasoning: string;
   finishReason: "stop" | "length" | "abort";
-  usage: { promptTokens: number; completionTokens: number };
+  /** `reasoningTokens` is the part of `completionTokens` spent on the reasoning (thought segments). */
+  usage: { promptTokens: number; completionTokens: number; reasoningTokens: number };
   completionTokens: Token[];
   logprobs?: TokenLogprob[];
 }
@@ -56,6 +62,8 @@ export interface EngineOptions {
   contextSize?: number;
   /** Overrides the family stored in the GGUF (`avocado.tokenizer.family`). */
   family?: Family;
+  /** A chat format other than the family's (e.g. a generic Jinja template); `family` is then only a label. */
+  format?: ChatFormat;
   /** CPU threads for evaluation. Default: 1 for tiny models (measured: 4,500 tok/s with 1 thread, 90 with 2), else all cores. */
   threads?: number;
   /** KV-cache precision: llama.cpp's default F16, or F32 (and no flash attention) for faithful scoring: parity with PyTorch to ~1e-5. */
@@ -109,23 +117,21 @@ function toHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
 export class EmbeddedEngine {
   private constructor(
     readonly path: string,
-    readonly family: Family,
+    readonly family: ChatFamily,
     readonly model: LlamaModel,
     private readonly context: LlamaContext,
     private readonly pool: SequencePool,
     readonly format: ChatFormat,
-  ) {
-    this.wrapper = format.createWrapper();
-  }
+  ) {}
 
-  /** Chat wrappers are stateless renderers: one per engine. */
-  private readonly wrapper: ChatWrapper;
+  /** Chat wrappers are stateless renderers: one per engine and rendering option. */
+  private readonly wrappers = new Map<string, ChatWrapper>();
   private readonly tokenCache = new Map<string, Token[]>();
 
   static async load(path: string, options: EngineOptions = {}): Promise<EmbeddedEngine> {
     const info = await checkGguf(path);
     const stored = (info.metadata as unknown as Record<string, Record<string, Record<string, unknown>>>).avocado?.tokenizer?.family;
-    const family = options.family ?? (typeof stored === "string" && (FAMILIES as readonly string[]).includes(stored) ? (stored as Family) : undefined);
+    const family: ChatFamily | undefined = options.family ?? options.format?.family ?? (typeof stored === "string" && (FAMILIES as readonly string[]).includes(stored) ? (stored as Family) : undefined);
     if (!family) throw new InputError(`${path}: no model family is recorded in the GGUF; pass one of ${FAMILIES.join(", ")}`);
     const llama = await sharedLlama();
     let model: LlamaModel;
@@ -145,14 +151,15 @@ export class EmbeddedEngine {
       experimentalKvCacheValueType: options.kvCache,
       flashAttention: options.kvCache === "F32" ? false : undefined,
     });
-    return new EmbeddedEngine(path, family, model, context, new SequencePool(context, sequences), CHAT_FORMATS[family]);
+    return new EmbeddedEngine(path, family, model, context, new SequencePool(context, sequences), options.format ?? CHAT_FORMATS[family as Family]);
   }
 
   async chat(request: ChatRequest): Promise<ChatResult> {
     const sequence = await this.pool.acquire();
-    const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: this.wrapper, autoDisposeSequence: false });
+    const wrapperOptions: WrapperOptions = { thinking: request.thinking, reasoningEffort: request.reasoningEffort };
+    const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: this.wrapper(wrapperOptions), autoDisposeSequence: false });
     try {
-      const promptLength = this.promptTokens(request.messages).length;
+      const promptLength = this.promptTokens(request.messages, wrapperOptions).length;
       if (promptLength >= sequence.contextSize) {
         throw new InputError(`the prompt is ${promptLength} tokens; ${this.path} has a context of ${sequence.contextSize}`);
       }
@@ -163,6 +170,7 @@ export class EmbeddedEngine {
         topK: request.topK,
         topP: request.topP,
         seed: request.seed,
+        customStopTriggers: request.stop && request.stop.length > 0 ? [...request.stop] : undefined,
         signal: request.signal,
         stopOnAbortSignal: true,
         onResponseChunk: (chunk) => {
@@ -178,12 +186,14 @@ export class EmbeddedEngine {
       // The context holds every assistant token but the last sampled one, which is never evaluated.
       const generated = contextTokens.slice(promptLength);
       if (stop === "maxTokens" && lastToken !== undefined) generated.push(lastToken);
+      const completionTokens = generated.length + (stop === "eogToken" ? 1 : 0);
+      const reasoningTokens = reasoning === "" ? 0 : Math.min(completionTokens, this.model.tokenize(reasoning).length);
       const result: ChatResult = {
         content: response.response,
         reasoning: reasoning.trim(),
         finishReason: stop === "maxTokens" ? "length" : stop === "abort" ? "abort" : "stop",
         // Every assistant token counts, forced ones (harmony's "<|start|>assistant") and the end-of-generation token included.
-        usage: { promptTokens: promptLength, completionTokens: generated.length + (stop === "eogToken" ? 1 : 0) },
+        usage: { promptTokens: promptLength, completionTokens, reasoningTokens },
         completionTokens: generated,
       };
       if (request.topLogprobs !== undefined && generated.length > 0) {
@@ -204,8 +214,8 @@ export class EmbeddedEngine {
    * LlamaText tokenizes value by value, so values are memoised: a chat format's fixed
    * parts (harmony's system header, role markers) are tokenized once per engine.
    */
-  promptTokens(messages: readonly ChatMessage[]): Token[] {
-    const state = this.wrapper.generateContextState({ chatHistory: toHistory(messages) });
+  promptTokens(messages: readonly ChatMessage[], options: WrapperOptions = {}): Token[] {
+    const state = this.wrapper(options).generateContextState({ chatHistory: toHistory(messages) });
     const tokens: Token[] = [];
     for (const value of state.contextText.values) {
       const key = typeof value === "string" ? `t${value}` : value instanceof SpecialTokensText ? `s${value.value}` : `k${value.value}`;
@@ -218,6 +228,25 @@ export class EmbeddedEngine {
       tokens.push(...piece);
     }
     return tokens;
+  }
+
+  /** Tokens of a text, special-token markup (e.g. `<|im_end|>`) included when `special` is set. */
+  tokenize(text: string, special = false): Token[] {
+    return this.model.tokenize(text, special);
+  }
+
+  detokenize(tokens: readonly Token[]): string {
+    return this.model.detokenize(tokens, true);
+  }
+
+  private wrapper(options: WrapperOptions): ChatWrapper {
+    const key = `${options.thinking ?? ""}/${options.reasoningEffort ?? ""}`;
+    let wrapper = this.wrappers.get(key);
+    if (!wrapper) {
+      wrapper = this.format.createWrapper(options.thinking === undefined && options.reasoningEffort === undefined ? undefined : options);
+      this.wrappers.set(key, wrapper);
+    }
+    return wrapper;
   }
 
   /** Teacher-forced log-probs of `continuation` after `prefix`, with the exact top-k at each position. */

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { teacherConfigSchema } from "./teacher-schema.ts";
 
 /** The student / teacher architecture: a Qwen3-style decoder. */
 export const architectureSchema = z
@@ -53,6 +54,11 @@ export const configSchema = z
     python: z.string().min(1).default("/usr/bin/python3").describe("the Python that can import torch (AVOCADO_PYTHON overrides)"),
     tinyworld: tinyworldSchema.default({ size: "default", seed: 20261126 }),
     train: trainSchema.default({ threads: 1, seed: 0 }),
+    teachers: z
+      .array(teacherConfigSchema)
+      .default([])
+      .describe("teachers beyond the built tiny ones: inference servers (transport: http) or GGUF files (transport: embedded)")
+      .refine((list) => new Set(list.map((t) => t.name)).size === list.length, { message: "teacher names must be unique" }),
   })
   .strict();
 

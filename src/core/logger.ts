@@ -1,0 +1,35 @@
+/**
+ * Structured logs: one JSON object per line (time, level, event, fields).
+ * Secret values registered with `addSecret` are replaced in every line, so an
+ * API key that reaches a message by accident still never reaches the log.
+ */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export interface Logger {
+  log(level: LogLevel, event: string, fields?: Record<string, unknown>): void;
+  addSecret(secret: string): void;
+}
+
+export class JsonLogger implements Logger {
+  private readonly secrets = new Set<string>();
+  constructor(
+    private readonly write: (line: string) => void = (line) => process.stderr.write(line),
+    private readonly level: LogLevel = "info",
+  ) {}
+  addSecret(secret: string): void {
+    if (secret.length < 4) return;
+    this.secrets.add(secret);
+    // As it appears inside a JSON string (quotes and backslashes escaped).
+    this.secrets.add(JSON.stringify(secret).slice(1, -1));
+  }
+  log(level: LogLevel, event: string, fields: Record<string, unknown> = {}): void {
+    if (LEVELS[level] < LEVELS[this.level]) return;
+    let line = JSON.stringify({ time: new Date().toISOString(), level, event, ...fields }, (_key, value: unknown) => (value instanceof Error ? { name: value.name, message: value.message } : value));
+    for (const secret of this.secrets) line = line.split(secret).join("[redacted]");
+    this.write(`${line}\n`);
+  }
+}
+
+/** Logs nowhere (the default for library use). */
+export const SILENT_LOGGER: Logger = { log() {}, addSecret() {} };

@@ -1,0 +1,174 @@
+import { readFile } from "node:fs/promises";
+import { Template } from "@huggingface/jinja";
+import { z } from "zod";
+import type { ChatFamily } from "../chat/chat-format.ts";
+import { FileError, errorMessage } from "../core/errors.ts";
+import type { TeacherMessage } from "./teacher.ts";
+
+export type TeacherFamily = ChatFamily;
+export const TEACHER_FAMILIES = ["qwen", "gemma", "gptoss", "generic"] as const satisfies readonly TeacherFamily[];
+
+/**
+ * Messages as the family's chat format accepts them:
+ * - Gemma has no system role: system and developer text is merged into the first user turn
+ *   (what Gemma 3's own template does; Gemma 2's template refuses a system message outright).
+ * - gpt-oss (harmony) keeps `developer` (its instruction role) and `system`.
+ * - Qwen and generic templates know `system` only: `developer` becomes `system`.
+ */
+export function prepareMessages(family: TeacherFamily, messages: readonly TeacherMessage[]): TeacherMessage[] {
+  if (family === "gptoss") return messages.map((m) => ({ ...m }));
+  if (family !== "gemma") return messages.map((m) => (m.role === "developer" ? { role: "system", content: m.content } : { ...m }));
+  const instructions = messages.filter((m) => m.role === "system" || m.role === "developer").map((m) => m.content);
+  const rest = messages.filter((m) => m.role !== "system" && m.role !== "developer").map((m) => ({ ...m }));
+  if (instructions.length === 0) return rest;
+  const firstUser = rest.find((m) => m.role === "user");
+  if (firstUser) firstUser.content = `${instructions.join("\n\n")}\n\n${firstUser.content}`;
+  else rest.unshift({ role: "user", content: instructions.join("\n\n") });
+  return rest;
+}
+
+/** The control markers each family's raw output can contain. */
+const MARKERS: Record<Exclude<TeacherFamily, "generic">, readonly string[]> = {
+  qwen: ["<|im_start|>", "<|im_end|>", "<think>", "</think>"],
+  gemma: ["<start_of_turn>", "<end_of_turn>"],
+  gptoss: ["<|channel|>", "<|message|>", "<|start|>", "<|return|>"],
+};
+
+/** The family whose chat template this is, judged by its turn markers; undefined for an unknown template. */
+export function familyOfTemplate(template: string): Exclude<TeacherFamily, "generic"> | undefined {
+  if (template.includes("<|channel|>") || template.includes("<|start|>")) return "gptoss";
+  if (template.includes("<start_of_turn>")) return "gemma";
+  if (template.includes("<|im_start|>")) return "qwen";
+  return undefined;
+}
+
+/**
+ * Another family whose control markers appear in a model's raw output: the sign
+ * of a wrongly declared family (e.g. a Qwen server declared as gpt-oss). The
+ * generic family makes no claim, so nothing is foreign to it.
+ */
+export function foreignFamilyIn(declared: TeacherFamily, text: string): Exclude<TeacherFamily, "generic"> | undefined {
+  if (declared === "generic") return undefined;
+  for (const [family, markers] of Object.entries(MARKERS) as [Exclude<TeacherFamily, "generic">, readonly string[]][]) {
+    if (family === declared) continue;
+    if (markers.some((marker) => !MARKERS[declared].includes(marker) && text.includes(marker))) return family;
+  }
+  return undefined;
+}
+
+export interface SplitText {
+  reasoning: string;
+  content: string;
+}
+
+const HARMONY_FINAL = /<\|channel\|>final<\|message\|>/;
+
+/**
+ * Reasoning and content of a raw completion, for engines that do not separate
+ * them (vLLM without a reasoning parser, /v1/completions):
+ * - Qwen / generic: a `<think>…</think>` block, or text before a lone `</think>`
+ *   (templates that open the block in the prompt).
+ * - gpt-oss: harmony's analysis channel, then the final channel.
+ */
+export function splitReasoning(family: TeacherFamily, raw: string): SplitText {
+  if (family === "gptoss") {
+    const final = HARMONY_FINAL.exec(raw);
+    const analysis = /<\|channel\|>analysis<\|message\|>([\s\S]*?)(?:<\|end\|>|$)/.exec(raw);
+    const content = final ? raw.slice(final.index + final[0].length) : analysis ? "" : raw;
+    return { reasoning: (analysis?.[1] ?? "").trim(), content: content.replace(/<\|(?:return|end|call)\|>\s*$/, "") };
+  }
+  if (family === "gemma") return { reasoning: "", content: raw };
+  const close = raw.indexOf("</think>");
+  if (close < 0) {
+    const open = raw.indexOf("<think>");
+    // An unfinished thought (the length limit hit inside it) is all reasoning.
+    return open >= 0 && raw.slice(0, open).trim() === "" ? { reasoning: raw.slice(open + 7).trim(), content: "" } : { reasoning: "", content: raw };
+  }
+  const open = raw.lastIndexOf("<think>", close);
+  const reasoning = raw.slice(open >= 0 ? open + 7 : 0, close);
+  return { reasoning: reasoning.trim(), content: raw.slice(close + 8).replace(/^\s+/, "") };
+}
+
+const LONGEST_MARKER = 32;
+
+/**
+ * Splits a raw text stream into reasoning and content deltas as it arrives:
+ * each feed re-splits the text so far (minus a tail that may be the start of a
+ * marker) and emits what is new. The final response is always split from the
+ * whole text, so deltas are a best-effort preview of it.
+ */
+export class StreamingReasoningSplitter {
+  private raw = "";
+  private emitted: SplitText = { reasoning: "", content: "" };
+  constructor(private readonly family: TeacherFamily) {}
+
+  feed(delta: string): { type: "reasoning" | "content"; text: string }[] {
+    this.raw += delta;
+    const lastOpen = this.raw.lastIndexOf("<", this.raw.length - 1);
+    const safe = lastOpen >= 0 && this.raw.length - lastOpen < LONGEST_MARKER && !this.raw.slice(lastOpen).includes(">") ? this.raw.slice(0, lastOpen) : this.raw;
+    return this.diff(splitReasoning(this.family, safe));
+  }
+
+  finish(): SplitText {
+    return splitReasoning(this.family, this.raw);
+  }
+
+  private diff(next: SplitText): { type: "reasoning" | "content"; text: string }[] {
+    const events: { type: "reasoning" | "content"; text: string }[] = [];
+    for (const type of ["reasoning", "content"] as const) {
+      if (next[type].startsWith(this.emitted[type]) && next[type].length > this.emitted[type].length) {
+        events.push({ type, text: next[type].slice(this.emitted[type].length) });
+        this.emitted[type] = next[type];
+      }
+    }
+    return events;
+  }
+}
+
+const tokenizerConfigSchema = z.looseObject({
+  chat_template: z.union([z.string(), z.array(z.object({ name: z.string(), template: z.string() }))]),
+  bos_token: z.union([z.string(), z.object({ content: z.string() }).loose(), z.null()]).optional(),
+  eos_token: z.union([z.string(), z.object({ content: z.string() }).loose(), z.null()]).optional(),
+});
+
+export interface GenericTemplate {
+  chatTemplate: string;
+  bosToken: string;
+  eosToken: string;
+  render(messages: readonly TeacherMessage[], options?: { addGenerationPrompt?: boolean; thinking?: boolean }): string;
+}
+
+/** A model's chat template from its tokenizer_config.json, rendered with @huggingface/jinja (as transformers.js does). */
+export async function loadGenericTemplate(path: string): Promise<GenericTemplate> {
+  let parsed: z.infer<typeof tokenizerConfigSchema>;
+  try {
+    parsed = tokenizerConfigSchema.parse(JSON.parse(await readFile(path, "utf8")));
+  } catch (error) {
+    throw new FileError(path, `is not a tokenizer_config.json with a chat_template (${errorMessage(error)})`, { cause: error });
+  }
+  const chatTemplate = typeof parsed.chat_template === "string" ? parsed.chat_template : (parsed.chat_template.find((t) => t.name === "default") ?? parsed.chat_template[0])?.template;
+  if (!chatTemplate) throw new FileError(path, "has an empty chat_template list");
+  const token = (value: typeof parsed.bos_token) => (typeof value === "string" ? value : (value?.content ?? ""));
+  let template: Template;
+  try {
+    template = new Template(chatTemplate);
+  } catch (error) {
+    throw new FileError(path, `has a chat_template that does not parse (${errorMessage(error)})`, { cause: error });
+  }
+  const bosToken = token(parsed.bos_token);
+  const eosToken = token(parsed.eos_token);
+  return {
+    chatTemplate,
+    bosToken,
+    eosToken,
+    render(messages, options = {}) {
+      return template.render({
+        messages: messages.map((m) => ({ role: m.role, content: m.content })),
+        add_generation_prompt: options.addGenerationPrompt ?? true,
+        bos_token: bosToken,
+        eos_token: eosToken,
+        ...(options.thinking !== undefined ? { enable_thinking: options.thinking } : {}),
+      });
+    },
+  };
+}

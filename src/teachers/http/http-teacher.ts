@@ -1,0 +1,295 @@
+import { performance } from "node:perf_hooks";
+import type { Price } from "../../core/config/teacher-schema.ts";
+import { callCost } from "../cost.ts";
+import { foreignFamilyIn, prepareMessages, splitReasoning, StreamingReasoningSplitter, type GenericTemplate, type TeacherFamily } from "../families.ts";
+import { TeacherError } from "../teacher-error.ts";
+import type { FinishReason, ScoreRequest, ScoreResult, Teacher, TeacherCapabilities, TeacherEvent, TeacherHealth, TeacherRequest, TeacherResponse, TeacherUsage, TokenLogprob } from "../teacher.ts";
+import { DIALECTS, type Dialect, type HttpEngine } from "./dialects.ts";
+import {
+  chatChunkSchema,
+  chatCompletionSchema,
+  chatLogprobsToTokens,
+  completionSchema,
+  legacyLogprobsToTokens,
+  modelsSchema,
+  promptLogprobToToken,
+  reasoningOf,
+  tokenizeSchema,
+  type WireUsage,
+} from "./protocol.ts";
+import { Transport } from "./transport.ts";
+
+export interface HttpTeacherOptions {
+  name: string;
+  family: TeacherFamily;
+  engine: HttpEngine;
+  baseUrl: string;
+  model: string;
+  /** The key itself (read from the configured environment variable by the caller). */
+  apiKey?: string;
+  headers?: Record<string, string>;
+  maxTokens?: number;
+  maxResponseBytes?: number;
+  price?: Price;
+  /** For GPU-hour prices: how many requests share the server. */
+  concurrency?: number;
+  /** Generic family: the model's template, rendered here and sent to /v1/completions. */
+  template?: GenericTemplate;
+}
+
+interface Accumulated {
+  raw: string;
+  content: string;
+  reasoning: string;
+  finishReason: string | undefined;
+  usage: WireUsage | undefined;
+  logprobs: TokenLogprob[];
+  model: string | undefined;
+  chunks: number;
+}
+
+/**
+ * A teacher behind an OpenAI-compatible HTTP server (vLLM, SGLang, llama.cpp
+ * server, Ollama, TGI): chat completions with the engine's dialect for
+ * reasoning, thinking switches and log-probs; scoring through vLLM's
+ * prompt_logprobs. It never retries: the scheduler does.
+ */
+export class HttpTeacher implements Teacher {
+  readonly name: string;
+  readonly family: TeacherFamily;
+  readonly capabilities: TeacherCapabilities;
+  private readonly dialect: Dialect;
+  private readonly transport: Transport;
+
+  constructor(private readonly options: HttpTeacherOptions) {
+    this.name = options.name;
+    this.family = options.family;
+    this.dialect = DIALECTS[options.engine];
+    if (options.family === "generic" && !options.template) throw new TeacherError(options.name, "bad-request", "the generic family needs a chat template (chatTemplate: a tokenizer_config.json)");
+    this.transport = new Transport({
+      teacher: options.name,
+      baseUrl: options.baseUrl,
+      apiKey: options.apiKey,
+      headers: options.headers ?? {},
+      maxResponseBytes: options.maxResponseBytes ?? 16 * 1024 * 1024,
+    });
+    this.capabilities = {
+      streaming: true,
+      logprobs: true,
+      maxTopLogprobs: this.dialect.maxTopLogprobs,
+      score: this.dialect.score !== "none",
+      reasoning: options.family !== "gemma",
+      tokenIds: "engine",
+    };
+  }
+
+  /** Removes this teacher's secrets from a text (for callers that log responses or errors). */
+  redact(text: string): string {
+    return this.transport.redact(text);
+  }
+
+  async generate(request: TeacherRequest): Promise<TeacherResponse> {
+    const started = performance.now();
+    const generic = this.family === "generic";
+    const response = await this.transport.send("POST", generic ? "/completions" : "/chat/completions", this.body(request, false), request.signal);
+    const acc = this.empty();
+    if (generic) {
+      const body = await this.transport.json(response, completionSchema, request.signal, "completion");
+      const choice = body.choices[0];
+      if (!choice) throw new TeacherError(this.name, "bad-response", "the completion has no choices");
+      acc.raw = choice.text ?? "";
+      acc.finishReason = choice.finish_reason ?? undefined;
+      acc.logprobs = legacyLogprobsToTokens(choice.logprobs, request.topLogprobs ?? 0);
+      acc.usage = body.usage ?? undefined;
+      acc.model = body.model;
+    } else {
+      const body = await this.transport.json(response, chatCompletionSchema, request.signal, "chat completion");
+      const choice = body.choices[0]!;
+      acc.content = choice.message.content ?? "";
+      acc.reasoning = reasoningOf(choice.message);
+      acc.finishReason = choice.finish_reason ?? undefined;
+      acc.logprobs = chatLogprobsToTokens(choice.logprobs?.content, request.topLogprobs ?? 0);
+      acc.usage = body.usage ?? undefined;
+      acc.model = body.model;
+    }
+    return this.finish(acc, request, performance.now() - started);
+  }
+
+  async *stream(request: TeacherRequest): AsyncGenerator<TeacherEvent> {
+    const started = performance.now();
+    const generic = this.family === "generic";
+    const response = await this.transport.send("POST", generic ? "/completions" : "/chat/completions", this.body(request, true), request.signal);
+    const acc = this.empty();
+    // Servers without a reasoning parser leave <think> / harmony channels in the content: split it here.
+    const splitter = new StreamingReasoningSplitter(this.family);
+    try {
+      for await (const data of this.transport.events(response, request.signal)) {
+        let json: unknown;
+        try {
+          json = JSON.parse(data);
+        } catch {
+          throw new TeacherError(this.name, "bad-response", `a stream event is not JSON (${JSON.stringify(data.slice(0, 80))})`);
+        }
+        if (json && typeof json === "object" && "error" in json) {
+          throw new TeacherError(this.name, "server", this.transport.redact(`the server reported an error mid-stream: ${JSON.stringify((json as { error: unknown }).error).slice(0, 300)}`));
+        }
+        acc.chunks++;
+        if (generic) {
+          const chunk = completionSchema.safeParse(json);
+          if (!chunk.success) throw new TeacherError(this.name, "bad-response", `a stream event is not a completion chunk (${chunk.error.issues[0]?.message})`);
+          acc.usage = chunk.data.usage ?? acc.usage;
+          for (const choice of chunk.data.choices) {
+            if (choice.text) yield* this.rawDelta(acc, splitter, choice.text);
+            acc.finishReason = choice.finish_reason ?? acc.finishReason;
+            acc.logprobs.push(...legacyLogprobsToTokens(choice.logprobs, request.topLogprobs ?? 0));
+          }
+        } else {
+          const chunk = chatChunkSchema.safeParse(json);
+          if (!chunk.success) throw new TeacherError(this.name, "bad-response", `a stream event is not a chat chunk (${chunk.error.issues[0]?.message})`);
+          acc.usage = chunk.data.usage ?? acc.usage;
+          acc.model = chunk.data.model ?? acc.model;
+          for (const choice of chunk.data.choices) {
+            const reasoning = reasoningOf(choice.delta);
+            if (reasoning) {
+              acc.reasoning += reasoning;
+              yield { type: "reasoning", text: reasoning };
+            }
+            if (choice.delta?.content) yield* this.rawDelta(acc, splitter, choice.delta.content);
+            acc.finishReason = choice.finish_reason ?? acc.finishReason;
+            acc.logprobs.push(...chatLogprobsToTokens(choice.logprobs?.content, request.topLogprobs ?? 0));
+          }
+        }
+      }
+    } catch (error) {
+      // A stream that lost only its [DONE] after the final chunk is complete.
+      if (!(error instanceof TeacherError && error.kind === "truncated-stream" && acc.finishReason !== undefined && acc.usage !== undefined)) throw error;
+    }
+    if (acc.finishReason === undefined) throw new TeacherError(this.name, "truncated-stream", "the stream ended without a finish_reason");
+    yield { type: "done", response: this.finish(acc, request, performance.now() - started) };
+  }
+
+  async score(request: ScoreRequest): Promise<ScoreResult> {
+    if (this.dialect.score === "none") {
+      throw new TeacherError(this.name, "unsupported", `scoring a given continuation needs prompt log-probs, which ${this.options.engine} does not serve (vLLM does)`);
+    }
+    const messages = prepareMessages(this.family, request.messages);
+    const reasoning = this.dialect.reasoningFields(request, this.family);
+    const prefixBody =
+      this.family === "generic"
+        ? { model: this.options.model, prompt: this.options.template!.render(messages, { thinking: request.thinking }), add_special_tokens: false }
+        : { model: this.options.model, messages, add_generation_prompt: true, ...(reasoning.chat_template_kwargs ? { chat_template_kwargs: reasoning.chat_template_kwargs } : {}) };
+    const prefix = await this.tokenize(prefixBody, request.signal);
+    const continuation = await this.tokenize({ model: this.options.model, prompt: request.continuation, add_special_tokens: false }, request.signal);
+    if (continuation.length === 0) throw new TeacherError(this.name, "bad-request", "the continuation to score is empty");
+    const topK = Math.min(request.topLogprobs ?? 0, this.dialect.maxTopLogprobs);
+    const response = await this.transport.send(
+      "POST",
+      "/completions",
+      { model: this.options.model, prompt: [...prefix, ...continuation], max_tokens: 1, temperature: 0, prompt_logprobs: topK },
+      request.signal,
+    );
+    const body = await this.transport.json(response, completionSchema, request.signal, "prompt log-probs");
+    const entries = body.choices[0]?.prompt_logprobs;
+    if (!entries || entries.length !== prefix.length + continuation.length) {
+      throw new TeacherError(this.name, "bad-response", `expected ${prefix.length + continuation.length} prompt log-probs, got ${entries?.length ?? "none"}`);
+    }
+    const tokens = continuation.map((token, j) => {
+      const scored = promptLogprobToToken(entries[prefix.length + j], token, topK);
+      if (!scored) throw new TeacherError(this.name, "bad-response", `prompt log-probs lack token ${token} at position ${prefix.length + j}`);
+      return scored;
+    });
+    return { teacher: this.name, tokens, logprob: tokens.reduce((sum, t) => sum + t.logprob, 0), promptTokens: prefix.length };
+  }
+
+  async health(signal?: AbortSignal): Promise<TeacherHealth> {
+    const started = performance.now();
+    try {
+      const response = await this.transport.send("GET", "/models", undefined, signal ?? AbortSignal.timeout(10_000));
+      const models = await this.transport.json(response, modelsSchema, signal, "model list");
+      const served = models.data.map((m) => m.id);
+      const ok = served.includes(this.options.model);
+      return { ok, latencyMs: performance.now() - started, detail: ok ? `serves ${this.options.model}` : `does not serve ${this.options.model} (it serves ${served.join(", ") || "nothing"})` };
+    } catch (error) {
+      return { ok: false, latencyMs: performance.now() - started, detail: error instanceof TeacherError ? error.message : this.transport.redact(String(error)) };
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  private body(request: TeacherRequest, stream: boolean): Record<string, unknown> {
+    const maxTokens = Math.min(request.maxTokens ?? this.options.maxTokens ?? 1024, this.options.maxTokens ?? Number.MAX_SAFE_INTEGER);
+    const topLogprobs = request.topLogprobs;
+    if (topLogprobs !== undefined && topLogprobs > this.dialect.maxTopLogprobs) {
+      throw new TeacherError(this.name, "bad-request", `top_logprobs ${topLogprobs} is more than ${this.options.engine} allows (${this.dialect.maxTopLogprobs})`);
+    }
+    const messages = prepareMessages(this.family, request.messages);
+    const common: Record<string, unknown> = {
+      model: this.options.model,
+      max_tokens: maxTokens,
+      temperature: request.temperature ?? 0,
+      ...(request.topP !== undefined ? { top_p: request.topP } : {}),
+      ...(request.seed !== undefined ? { seed: request.seed } : {}),
+      ...(request.stop && request.stop.length > 0 ? { stop: [...request.stop] } : {}),
+      ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}),
+    };
+    if (this.family === "generic") {
+      return { ...common, prompt: this.options.template!.render(messages, { thinking: request.thinking }), ...(topLogprobs !== undefined ? { logprobs: topLogprobs } : {}) };
+    }
+    return {
+      ...common,
+      messages,
+      ...this.dialect.reasoningFields(request, this.family),
+      ...(topLogprobs !== undefined ? { logprobs: true, top_logprobs: topLogprobs, ...this.dialect.logprobFields(topLogprobs) } : {}),
+    };
+  }
+
+  private async tokenize(body: Record<string, unknown>, signal: AbortSignal | undefined): Promise<number[]> {
+    const response = await this.transport.send("POST", "//tokenize", body, signal);
+    return (await this.transport.json(response, tokenizeSchema, signal, "tokenize")).tokens;
+  }
+
+  private empty(): Accumulated {
+    return { raw: "", content: "", reasoning: "", finishReason: undefined, usage: undefined, logprobs: [], model: undefined, chunks: 0 };
+  }
+
+  private *rawDelta(acc: Accumulated, splitter: StreamingReasoningSplitter, text: string): Generator<TeacherEvent> {
+    acc.raw += text;
+    for (const event of splitter.feed(text)) yield event;
+  }
+
+  private finish(acc: Accumulated, request: TeacherRequest, latencyMs: number): TeacherResponse {
+    let { content, reasoning } = acc;
+    const raw = acc.raw || content;
+    const foreign = foreignFamilyIn(this.family, `${reasoning}${raw}`);
+    if (foreign) throw new TeacherError(this.name, "family-mismatch", `declared family '${this.family}', but the output carries '${foreign}' control markers (check the teacher's family)`);
+    if (reasoning === "") ({ content, reasoning } = splitReasoning(this.family, raw));
+    else content = raw;
+    const usage = this.usage(acc, reasoning, content);
+    const finishReason: FinishReason = acc.finishReason === "length" ? "length" : "stop";
+    const response: TeacherResponse = {
+      teacher: this.name,
+      model: acc.model ?? this.options.model,
+      content,
+      reasoning: reasoning.trim(),
+      finishReason,
+      usage,
+      costMicros: callCost(this.options.price, usage, latencyMs, this.options.concurrency ?? 1),
+      latencyMs,
+    };
+    if (request.topLogprobs !== undefined) response.logprobs = acc.logprobs;
+    return response;
+  }
+
+  /** The server's usage; reasoning tokens from its details, else apportioned by length (marked as estimated). */
+  private usage(acc: Accumulated, reasoning: string, content: string): TeacherUsage {
+    if (!acc.usage) {
+      return { promptTokens: 0, completionTokens: acc.logprobs.length || acc.chunks, reasoningTokens: 0, estimated: true };
+    }
+    const completion = acc.usage.completion_tokens;
+    const reported = acc.usage.completion_tokens_details?.reasoning_tokens;
+    if (reported !== undefined && reported !== null) return { promptTokens: acc.usage.prompt_tokens, completionTokens: completion, reasoningTokens: reported };
+    if (reasoning === "") return { promptTokens: acc.usage.prompt_tokens, completionTokens: completion, reasoningTokens: 0 };
+    const share = reasoning.length / Math.max(1, reasoning.length + content.length);
+    return { promptTokens: acc.usage.prompt_tokens, completionTokens: completion, reasoningTokens: Math.round(completion * share), estimated: true };
+  }
+}
