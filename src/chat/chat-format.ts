@@ -8,6 +8,7 @@ import {
   type LlamaTextJSON,
 } from "node-llama-cpp";
 import type { Family } from "../tokenizers/reference-tokenizer.ts";
+import { RenderedTemplateChatWrapper, type GenericTemplate } from "./generic-template.ts";
 import { HARMONY_CHAT_TEMPLATE } from "./harmony-template.ts";
 
 const require = createRequire(import.meta.url);
@@ -134,21 +135,16 @@ export const CHAT_FORMATS: Record<Family, ChatFormat> = { qwen, gemma, gptoss };
 
 /**
  * The generic family: any model's own Jinja chat template (e.g. from its
- * tokenizer_config.json), rendered by @huggingface/jinja through node-llama-cpp.
- * Reasoning, where the model emits it, is the DeepSeek-R1 / Qwen convention of a
- * leading `<think>…</think>` block.
+ * tokenizer_config.json), rendered by @huggingface/jinja. Reasoning, where the
+ * model emits it, is the DeepSeek-R1 / Qwen convention of a `<think>…</think>` block.
  */
-export function genericChatFormat(chatTemplate: string, tokens: { bosToken?: string; eosToken?: string } = {}): ChatFormat {
+export function genericChatFormat(template: GenericTemplate): ChatFormat {
   return chatFormat({
     family: "generic",
-    chatTemplate,
-    reasons: false,
+    chatTemplate: template.chatTemplate,
+    reasons: template.chatTemplate.includes("</think>"),
     controlTokens: [],
-    createWrapper: () =>
-      new JinjaTemplateChatWrapper({
-        template: chatTemplate,
-        ...(tokens.bosToken !== undefined ? { additionalRenderParameters: { bos_token: tokens.bosToken, eos_token: tokens.eosToken ?? "" } } : {}),
-      }),
+    createWrapper: (options) => new RenderedTemplateChatWrapper(template, { thinking: options?.thinking }),
     renderCompletion(_reasoning, answer) {
       return [answer];
     },

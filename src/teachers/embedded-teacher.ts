@@ -1,5 +1,6 @@
 import { performance } from "node:perf_hooks";
 import { CHAT_FORMATS, genericChatFormat, type ChatFormat } from "../chat/chat-format.ts";
+import { genericTemplate } from "../chat/generic-template.ts";
 import { AsyncQueue } from "../core/async-queue.ts";
 import type { Price } from "../core/config/teacher-schema.ts";
 import { AvocadoError, InputError, errorMessage } from "../core/errors.ts";
@@ -29,6 +30,13 @@ function ggufValue(metadata: unknown, path: string): unknown {
   let node = metadata;
   for (const key of path.split(".")) node = node && typeof node === "object" ? (node as Metadata)[key] : undefined;
   return node;
+}
+
+/** The text of the GGUF's end-of-sequence token, where it records one. */
+function eosText(metadata: unknown): string {
+  const id = ggufValue(metadata, "tokenizer.ggml.eos_token_id");
+  const tokens = ggufValue(metadata, "tokenizer.ggml.tokens");
+  return typeof id === "number" && Array.isArray(tokens) && typeof tokens[id] === "string" ? tokens[id] : "";
 }
 
 /** A GGUF teacher run in-process by node-llama-cpp (the embedded engine). */
@@ -66,10 +74,8 @@ export class EmbeddedTeacher implements Teacher {
     }
     let format: ChatFormat;
     if (options.family === "generic") {
-      if (options.chatTemplate) {
-        const generic = await loadGenericTemplate(options.chatTemplate);
-        format = genericChatFormat(generic.chatTemplate, { bosToken: generic.bosToken, eosToken: generic.eosToken });
-      } else if (typeof template === "string") format = genericChatFormat(template);
+      if (options.chatTemplate) format = genericChatFormat(await loadGenericTemplate(options.chatTemplate));
+      else if (typeof template === "string") format = genericChatFormat(genericTemplate(template, { bosToken: "", eosToken: eosText(info.metadata) }));
       else throw new InputError(`teacher '${options.name}': the generic family needs a chat template, and ${options.path} has none (set chatTemplate to a tokenizer_config.json)`);
     } else format = CHAT_FORMATS[options.family];
     const fullIds = ggufValue(info.metadata, "avocado.tokenizer.full_ids");
@@ -114,7 +120,7 @@ export class EmbeddedTeacher implements Teacher {
         queue.push({ type: "done", response: this.response(result, performance.now() - started) });
         queue.end();
       })
-      .catch((error: unknown) => queue.fail(this.wrap(error)));
+      .catch((error: unknown) => queue.fail(signal.aborted ? this.aborted(signal) : this.wrap(error)));
     try {
       yield* queue;
     } finally {

@@ -1,8 +1,4 @@
-import { readFile } from "node:fs/promises";
-import { Template } from "@huggingface/jinja";
-import { z } from "zod";
 import type { ChatFamily } from "../chat/chat-format.ts";
-import { FileError, errorMessage } from "../core/errors.ts";
 import type { TeacherMessage } from "./teacher.ts";
 
 export type TeacherFamily = ChatFamily;
@@ -125,50 +121,4 @@ export class StreamingReasoningSplitter {
   }
 }
 
-const tokenizerConfigSchema = z.looseObject({
-  chat_template: z.union([z.string(), z.array(z.object({ name: z.string(), template: z.string() }))]),
-  bos_token: z.union([z.string(), z.object({ content: z.string() }).loose(), z.null()]).optional(),
-  eos_token: z.union([z.string(), z.object({ content: z.string() }).loose(), z.null()]).optional(),
-});
-
-export interface GenericTemplate {
-  chatTemplate: string;
-  bosToken: string;
-  eosToken: string;
-  render(messages: readonly TeacherMessage[], options?: { addGenerationPrompt?: boolean; thinking?: boolean }): string;
-}
-
-/** A model's chat template from its tokenizer_config.json, rendered with @huggingface/jinja (as transformers.js does). */
-export async function loadGenericTemplate(path: string): Promise<GenericTemplate> {
-  let parsed: z.infer<typeof tokenizerConfigSchema>;
-  try {
-    parsed = tokenizerConfigSchema.parse(JSON.parse(await readFile(path, "utf8")));
-  } catch (error) {
-    throw new FileError(path, `is not a tokenizer_config.json with a chat_template (${errorMessage(error)})`, { cause: error });
-  }
-  const chatTemplate = typeof parsed.chat_template === "string" ? parsed.chat_template : (parsed.chat_template.find((t) => t.name === "default") ?? parsed.chat_template[0])?.template;
-  if (!chatTemplate) throw new FileError(path, "has an empty chat_template list");
-  const token = (value: typeof parsed.bos_token) => (typeof value === "string" ? value : (value?.content ?? ""));
-  let template: Template;
-  try {
-    template = new Template(chatTemplate);
-  } catch (error) {
-    throw new FileError(path, `has a chat_template that does not parse (${errorMessage(error)})`, { cause: error });
-  }
-  const bosToken = token(parsed.bos_token);
-  const eosToken = token(parsed.eos_token);
-  return {
-    chatTemplate,
-    bosToken,
-    eosToken,
-    render(messages, options = {}) {
-      return template.render({
-        messages: messages.map((m) => ({ role: m.role, content: m.content })),
-        add_generation_prompt: options.addGenerationPrompt ?? true,
-        bos_token: bosToken,
-        eos_token: eosToken,
-        ...(options.thinking !== undefined ? { enable_thinking: options.thinking } : {}),
-      });
-    },
-  };
-}
+export { loadGenericTemplate, type GenericTemplate } from "../chat/generic-template.ts";
