@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Token } from "node-llama-cpp";
 import { z } from "zod";
 import type { ChatMessage, ChatResult, EmbeddedEngine, TokenLogprob } from "../src/engine/embedded-engine.ts";
 
@@ -231,7 +232,7 @@ export class OpenAiCompatibleTestServer {
   /** vLLM's prompt_logprobs: for each prompt position after the first, the actual token's entry plus the top-k, keyed by token id. */
   private async promptLogprobs(body: z.infer<typeof completionSchema>, response: ServerResponse): Promise<void> {
     this.checkModel(body.model);
-    const [first, ...rest] = body.prompt;
+    const [first, ...rest] = body.prompt as Token[];
     const scored = await this.engine.score([first!], rest, Math.max(body.prompt_logprobs, 1));
     const entries = scored.map((t) => {
       const entry: Record<string, { logprob: number; rank: number; decoded_token: string }> = {};
