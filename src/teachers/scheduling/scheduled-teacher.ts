@@ -223,13 +223,19 @@ export class ScheduledTeacher implements Teacher {
   private async waitForTurn(signal: AbortSignal | undefined, estimate: number): Promise<void> {
     await this.concurrency.acquire(signal);
     try {
-      for (let wait = this.pausedUntil - performance.now(); wait > 0; wait = this.pausedUntil - performance.now()) await sleep(wait, signal);
+      await this.pause(signal);
       await this.rpm?.take(1, signal);
       await this.tpm?.take(estimate, signal);
+      // A Retry-After may have arrived while this request waited for the buckets.
+      await this.pause(signal);
     } catch (error) {
       this.concurrency.release();
       throw error;
     }
+  }
+
+  private async pause(signal: AbortSignal | undefined): Promise<void> {
+    for (let wait = this.pausedUntil - performance.now(); wait > 0; wait = this.pausedUntil - performance.now()) await sleep(wait, signal);
   }
 
   private asTeacherError(error: unknown, callerSignal: AbortSignal | undefined): TeacherError {
