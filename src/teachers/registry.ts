@@ -1,13 +1,14 @@
 import { existsSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
-import { isAbsolute, join, resolve } from "node:path";
+import { basename, isAbsolute, join, resolve } from "node:path";
 import type { AvocadoConfig } from "../core/config/schema.ts";
 import { DEFAULT_LIMITS, type TeacherConfig } from "../core/config/teacher-schema.ts";
 import { InputError } from "../core/errors.ts";
 import { SILENT_LOGGER, type Logger } from "../core/logger.ts";
 import type { TeacherCard } from "../tinyworld/build-teacher.ts";
 import { EmbeddedTeacher } from "./embedded-teacher.ts";
-import { loadGenericTemplate } from "./families.ts";
+import { checkGguf } from "../engine/gguf-check.ts";
+import { familyOfTemplate, loadGenericTemplate } from "./families.ts";
 import { HttpTeacher } from "./http/http-teacher.ts";
 import { ScheduledTeacher } from "./scheduling/scheduled-teacher.ts";
 
@@ -51,11 +52,27 @@ export async function teacherEntries(config: AvocadoConfig, workspace: string): 
   return entries;
 }
 
+/** A teacher by name, or any GGUF file by path (its family read from the file). */
 export async function findTeacher(config: AvocadoConfig, workspace: string, name: string): Promise<TeacherEntry> {
+  if (name.endsWith(".gguf")) {
+    const path = resolve(name);
+    const family = await ggufFamily(path);
+    const teacher: TeacherConfig = { name: basename(path), family, transport: "embedded", path, maxTokens: 1024, sequences: 1, limits: DEFAULT_LIMITS };
+    return { config: teacher, source: "config", licence: "unknown" };
+  }
   const entries = await teacherEntries(config, workspace);
   const entry = entries.find((e) => e.config.name === name);
   if (!entry) throw new InputError(`no teacher named '${name}' (known: ${entries.map((e) => e.config.name).join(", ") || "none; run 'avocado tinyworld build' or add teachers to avocado.yaml"})`);
   return entry;
+}
+
+/** The family a GGUF declares: our exporter's record, else its chat template's markers, else generic. */
+export async function ggufFamily(path: string): Promise<TeacherConfig["family"]> {
+  const metadata = (await checkGguf(path)).metadata as unknown as { avocado?: { tokenizer?: { family?: unknown } }; tokenizer?: { chat_template?: unknown } };
+  const recorded = metadata.avocado?.tokenizer?.family;
+  if (recorded === "qwen" || recorded === "gemma" || recorded === "gptoss") return recorded;
+  const template = metadata.tokenizer?.chat_template;
+  return (typeof template === "string" ? familyOfTemplate(template) : undefined) ?? "generic";
 }
 
 export interface OpenOptions {

@@ -1,10 +1,9 @@
 import type { Command } from "commander";
-import { EmbeddedEngine } from "../../engine/embedded-engine.ts";
+import { findTeacher, openTeacher } from "../../teachers/registry.ts";
 import { buildTinyWorld } from "../../tinyworld/build.ts";
 import { parseWorldSize } from "../../tinyworld/world.ts";
 import { commandContext, type GlobalOptions } from "../context.ts";
 import { ensureTorch } from "../ensure-torch.ts";
-import { resolveTeacherPath } from "./teachers.ts";
 
 const QUESTIONS: Record<string, string> = {
   "tiny-qwen": "Reverse the word 'kalomi'.",
@@ -25,13 +24,13 @@ export function registerQuickstart(program: Command): void {
       context.print(`\nPer-skill accuracy on the held-out split:\n${built.table}\n`, { accuracy: Object.fromEntries(built.cards.map((c) => [c.name, c.accuracy])) });
       for (const card of built.cards) {
         const question = QUESTIONS[card.name] ?? "What is 2+2?";
-        const engine = await EmbeddedEngine.load(resolveTeacherPath(context.workspace, card.name));
+        const teacher = await openTeacher((await findTeacher(context.config, context.workspace, card.name)).config);
         try {
-          const result = await engine.chat({ messages: [{ role: "user", content: question }], maxTokens: 128 });
+          const result = await teacher.generate({ messages: [{ role: "user", content: question }], maxTokens: 128 });
           const reasoning = result.reasoning ? `  reasoning: ${result.reasoning}\n` : "";
           context.print(`${card.name} (${card.family}) — ${question}\n${reasoning}  answer:    ${result.content.trim()}\n`, { teacher: card.name, question, reasoning: result.reasoning, content: result.content });
         } finally {
-          await engine.dispose();
+          await teacher.close();
         }
       }
       context.print(`Next: npx avocado teachers chat tiny-gptoss "What is 17*23?"  (cards and loss curves in ${context.workspace}/teachers/)`, {});
