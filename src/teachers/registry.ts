@@ -44,7 +44,8 @@ export async function teacherEntries(config: AvocadoConfig, workspace: string): 
       transport: "embedded",
       path: join(folder, dirent.name, "model.gguf"),
       maxTokens: 256,
-      sequences: 2,
+      // One sequence: on 2 cores, concurrent llama.cpp sequences of a tiny model ran slower in total than one (bench/teachers: 4 → 129 tok/s, 1 → 490).
+      sequences: 1,
       limits: DEFAULT_LIMITS,
     };
     entries.push({ config: teacher, source: "tinyworld", ...describeLicence(teacher, card.licence.name) });
