@@ -70,7 +70,8 @@ export function splitReasoning(family: TeacherFamily, raw: string): SplitText {
   if (family === "gptoss") {
     const final = HARMONY_FINAL.exec(raw);
     const analysis = /<\|channel\|>analysis<\|message\|>([\s\S]*?)(?:<\|end\|>|$)/.exec(raw);
-    const content = final ? raw.slice(final.index + final[0].length) : analysis ? "" : raw;
+    // Until the final channel opens, a text with channel markers has no content yet.
+    const content = final ? raw.slice(final.index + final[0].length) : raw.includes("<|channel|>") ? "" : raw;
     return { reasoning: (analysis?.[1] ?? "").trim(), content: content.replace(/<\|(?:return|end|call)\|>\s*$/, "") };
   }
   if (family === "gemma") return { reasoning: "", content: raw };
