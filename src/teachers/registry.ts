@@ -76,6 +76,10 @@ export async function ggufFamily(path: string): Promise<TeacherConfig["family"]>
   return (typeof template === "string" ? familyOfTemplate(template) : undefined) ?? "generic";
 }
 
+function reasoningDefaults(config: TeacherConfig) {
+  return { thinking: config.thinking, reasoningEffort: config.reasoningEffort };
+}
+
 export interface OpenOptions {
   /** Relative paths in the config resolve against this folder. */
   baseDirectory?: string;
@@ -97,7 +101,7 @@ export async function openTeacher(config: TeacherConfig, options: OpenOptions = 
       maxTokens: config.maxTokens,
       price: config.price,
     });
-    return new ScheduledTeacher(inner, { limits: { ...config.limits, concurrency: Math.min(config.limits.concurrency, config.sequences) }, logger });
+    return new ScheduledTeacher(inner, { limits: { ...config.limits, concurrency: Math.min(config.limits.concurrency, config.sequences) }, logger, defaults: reasoningDefaults(config) });
   }
   const environment = options.environment ?? process.env;
   let apiKey: string | undefined;
@@ -121,5 +125,5 @@ export async function openTeacher(config: TeacherConfig, options: OpenOptions = 
     concurrency: config.limits.concurrency,
     template: config.chatTemplate ? await loadGenericTemplate(path(config.chatTemplate)) : undefined,
   });
-  return new ScheduledTeacher(inner, { limits: config.limits, logger });
+  return new ScheduledTeacher(inner, { limits: config.limits, logger, defaults: reasoningDefaults(config) });
 }

@@ -35,6 +35,29 @@ train:
   #   steps: 600
   #   batchSize: 32
   #   learningRate: 0.003
+
+# Teachers beyond the built tiny ones (those are found in <workspace>/teachers).
+# 'avocado teachers list' shows each with health, licence and capabilities.
+teachers: []
+#  - name: qwen3-8b
+#    family: qwen               # qwen | gemma | gptoss | generic
+#    licence: apache-2.0
+#    transport: http
+#    engine: vllm               # vllm | sglang | llamacpp | ollama | tgi | openai
+#    baseUrl: http://gpu-1:8000/v1
+#    model: Qwen/Qwen3-8B
+#    apiKeyEnv: VLLM_API_KEY    # the key is read from this variable, never from this file
+#    headers: {}
+#    maxTokens: 1024            # default and cap of generated tokens
+#    thinking: true             # Qwen enable_thinking; gpt-oss uses reasoningEffort: low|medium|high
+#    price: { gpuHour: 2500000, gpus: 1 }   # micro-units; or { inputPerMillion, outputPerMillion }
+#    limits: { concurrency: 16, rpm: 600, tpm: 400000, retries: 4, timeoutMs: 120000 }
+#  - name: local-gemma
+#    family: gemma
+#    licence: gemma
+#    transport: embedded
+#    path: models/gemma-3-1b-it-Q8_0.gguf
+#    sequences: 1
 `;
 
 export function configJsonSchema(): unknown {

@@ -284,5 +284,11 @@ describe("HttpTeacher request dialects", () => {
     await gemma.generate({ messages: [{ role: "system", content: "Be brief." }, { role: "user", content: "Hi" }], maxTokens: 4 }).catch(() => undefined);
     expect(backend.received.at(-1)?.body).toMatchObject({ messages: [{ role: "user", content: "Be brief.\n\nHi" }] });
     await expect(gemma.generate({ messages: [{ role: "user", content: "Hi" }], topLogprobs: 21 })).rejects.toMatchObject({ kind: "bad-request" });
+    // The configured default applies unless the request chooses.
+    const configured = await openTeacher(teacherConfigSchema.parse({ name: "quiet", family: "qwen", transport: "http", engine: "vllm", baseUrl: backend.baseUrl, model: "tiny-qwen", thinking: false }));
+    await configured.generate({ messages: [{ role: "user", content: "What is 25*12?" }], maxTokens: 4 });
+    expect(backend.received.at(-1)?.body).toMatchObject({ chat_template_kwargs: { enable_thinking: false } });
+    await configured.generate({ messages: [{ role: "user", content: "What is 25*12?" }], maxTokens: 4, thinking: true });
+    expect(backend.received.at(-1)?.body).toMatchObject({ chat_template_kwargs: { enable_thinking: true } });
   });
 });

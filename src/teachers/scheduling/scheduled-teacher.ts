@@ -11,6 +11,8 @@ import { TokenBucket } from "./token-bucket.ts";
 export interface SchedulerOptions {
   limits?: Partial<TeacherLimits>;
   logger?: Logger;
+  /** The teacher's configured reasoning defaults (a request's own choice wins). */
+  defaults?: { thinking?: boolean; reasoningEffort?: TeacherRequest["reasoningEffort"] };
   /** For jitter; injectable so tests are deterministic. */
   random?: () => number;
 }
@@ -51,6 +53,7 @@ export class ScheduledTeacher implements Teacher {
   private readonly tpm: TokenBucket | undefined;
   private readonly logger: Logger;
   private readonly random: () => number;
+  private readonly defaults: NonNullable<SchedulerOptions["defaults"]>;
   /** Set from Retry-After: no attempt starts before this time. */
   private pausedUntil = 0;
   private readonly counters = { requests: 0, attempts: 0, retries: 0, rateLimited: 0, failures: 0 };
@@ -69,6 +72,11 @@ export class ScheduledTeacher implements Teacher {
     this.tpm = this.limits.tpm !== undefined ? new TokenBucket(this.limits.tpm) : undefined;
     this.logger = options.logger ?? SILENT_LOGGER;
     this.random = options.random ?? Math.random;
+    this.defaults = options.defaults ?? {};
+  }
+
+  private withDefaults<T extends { thinking?: boolean; reasoningEffort?: TeacherRequest["reasoningEffort"] }>(request: T): T {
+    return { ...request, thinking: request.thinking ?? this.defaults.thinking, reasoningEffort: request.reasoningEffort ?? this.defaults.reasoningEffort };
   }
 
   stats(): SchedulerStats {
@@ -77,15 +85,16 @@ export class ScheduledTeacher implements Teacher {
 
   async generate(request: TeacherRequest): Promise<TeacherResponse> {
     let response: TeacherResponse | undefined;
-    for await (const event of this.run(request, false)) if (event.type === "done") response = event.response;
+    for await (const event of this.run(this.withDefaults(request), false)) if (event.type === "done") response = event.response;
     return response!;
   }
 
   stream(request: TeacherRequest): AsyncIterable<TeacherEvent> {
-    return this.run(request, true);
+    return this.run(this.withDefaults(request), true);
   }
 
-  async score(request: ScoreRequest): Promise<ScoreResult> {
+  async score(scoreRequest: ScoreRequest): Promise<ScoreResult> {
+    const request = this.withDefaults(scoreRequest);
     const estimate = estimatePromptTokens(request.messages) + Math.ceil(request.continuation.length / 4);
     let result: ScoreResult | undefined;
     await this.attempts(request.signal, estimate, async (signal) => {
