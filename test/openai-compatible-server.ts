@@ -48,6 +48,18 @@ const completionSchema = z.object({
   max_tokens: z.number().int().min(1).optional(),
   prompt_logprobs: z.number().int().min(0).max(20),
 });
+const textCompletionSchema = z.object({
+  model: z.string(),
+  prompt: z.string().min(1),
+  max_tokens: z.number().int().min(1).optional(),
+  temperature: z.number().min(0).optional(),
+  top_p: z.number().optional(),
+  seed: z.number().int().optional(),
+  stop: z.union([z.string(), z.array(z.string())]).optional(),
+  stream: z.boolean().optional(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).optional(),
+  logprobs: z.number().int().min(0).max(20).optional(),
+});
 
 class HttpFailure extends Error {
   constructor(
@@ -127,7 +139,10 @@ export class OpenAiCompatibleTestServer {
     this.received.push({ path, body });
     if (path === "/v1/chat/completions") return this.chat(parse(chatSchema, body), request, response);
     if (path === "/tokenize") return this.tokenize(parse(tokenizeSchema, body), response);
-    if (path === "/v1/completions") return this.promptLogprobs(parse(completionSchema, body), response);
+    if (path === "/v1/completions") {
+      if (body && typeof body === "object" && typeof (body as { prompt?: unknown }).prompt === "string") return this.textCompletion(parse(textCompletionSchema, body), response);
+      return this.promptLogprobs(parse(completionSchema, body), response);
+    }
     throw new HttpFailure(404, `no route POST ${path}`);
   }
 
@@ -227,6 +242,46 @@ export class OpenAiCompatibleTestServer {
         ? this.engine.promptTokens(this.messages(body.messages), { thinking: body.chat_template_kwargs?.enable_thinking, reasoningEffort: body.chat_template_kwargs?.reasoning_effort })
         : this.engine.tokenize(body.prompt, true);
     send(response, 200, { count: tokens.length, max_model_len: 128, tokens });
+  }
+
+  /** Legacy /v1/completions on a rendered prompt (what the generic family sends), stream and not. */
+  private async textCompletion(body: z.infer<typeof textCompletionSchema>, response: ServerResponse): Promise<void> {
+    this.checkModel(body.model);
+    const abort = new AbortController();
+    response.on("close", () => abort.abort(new Error("client disconnected")));
+    const id = `cmpl-${++this.nextId}`;
+    const created = Math.floor(Date.now() / 1000);
+    const event = (choices: unknown[], usage?: unknown) => `data: ${JSON.stringify({ id, object: "text_completion", created, model: body.model, choices, ...(usage ? { usage } : {}) })}\n\n`;
+    if (body.stream) response.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+    const result = await this.engine.complete({
+      prompt: body.prompt,
+      maxTokens: body.max_tokens ?? 16,
+      temperature: body.temperature ?? 1,
+      topP: body.top_p,
+      seed: body.seed,
+      stop: typeof body.stop === "string" ? [body.stop] : body.stop,
+      topLogprobs: body.logprobs,
+      signal: abort.signal,
+      onText: body.stream ? (text) => response.write(event([{ index: 0, text, logprobs: null, finish_reason: null }])) : undefined,
+    });
+    if (abort.signal.aborted) return;
+    const usage = { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens, total_tokens: result.usage.promptTokens + result.usage.completionTokens };
+    const logprobs = result.logprobs
+      ? {
+          tokens: result.logprobs.map((t) => t.text),
+          token_logprobs: result.logprobs.map((t) => t.logprob),
+          top_logprobs: result.logprobs.map((t) => Object.fromEntries(t.top.map((o) => [o.text, o.logprob]))),
+          text_offset: [],
+        }
+      : null;
+    const finish = result.finishReason === "length" ? "length" : "stop";
+    if (body.stream) {
+      response.write(event([{ index: 0, text: "", logprobs, finish_reason: finish }]));
+      if (body.stream_options?.include_usage) response.write(event([], usage));
+      response.end("data: [DONE]\n\n");
+      return;
+    }
+    send(response, 200, { id, object: "text_completion", created, model: body.model, choices: [{ index: 0, text: result.text, logprobs, finish_reason: finish }], usage });
   }
 
   /** vLLM's prompt_logprobs: for each prompt position after the first, the actual token's entry plus the top-k, keyed by token id. */

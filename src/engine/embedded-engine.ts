@@ -1,5 +1,6 @@
 import {
   LlamaChat,
+  LlamaCompletion,
   LlamaText,
   SpecialTokensText,
   type ChatWrapper,
@@ -52,6 +53,29 @@ export interface ChatResult {
   finishReason: "stop" | "length" | "abort";
   /** `reasoningTokens` is the part of `completionTokens` spent on the reasoning (thought segments). */
   usage: { promptTokens: number; completionTokens: number; reasoningTokens: number };
+  completionTokens: Token[];
+  logprobs?: TokenLogprob[];
+}
+
+/** A raw text completion: the prompt is already rendered (special-token markup is read as such). */
+export interface CompletionRequest {
+  prompt: string;
+  maxTokens?: number;
+  temperature?: number;
+  topP?: number;
+  seed?: number;
+  stop?: readonly string[];
+  topLogprobs?: number;
+  signal?: AbortSignal;
+  /** Text as it is generated, special tokens (e.g. `<think>`) included. */
+  onText?: (text: string) => void;
+}
+
+export interface CompletionResult {
+  /** Generated text with special tokens spelled out, end-of-generation token excluded. */
+  text: string;
+  finishReason: "stop" | "length" | "abort";
+  usage: { promptTokens: number; completionTokens: number };
   completionTokens: Token[];
   logprobs?: TokenLogprob[];
 }
@@ -205,6 +229,49 @@ export class EmbeddedEngine {
       throw new EngineError(`${this.path}: generation failed (${errorMessage(error)})`, { cause: error });
     } finally {
       chat.dispose({ disposeSequence: false });
+      this.pool.release(sequence);
+    }
+  }
+
+  /** Continues a rendered prompt (the generic family over /v1/completions, and raw completions). */
+  async complete(request: CompletionRequest): Promise<CompletionResult> {
+    const prompt = this.tokenize(request.prompt, true);
+    const sequence = await this.pool.acquire();
+    const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
+    try {
+      if (prompt.length === 0) throw new InputError("the prompt is empty");
+      if (prompt.length >= sequence.contextSize) throw new InputError(`the prompt is ${prompt.length} tokens; ${this.path} has a context of ${sequence.contextSize}`);
+      await sequence.clearHistory();
+      const generated: Token[] = [];
+      const response = await completion.generateCompletionWithMeta(prompt, {
+        maxTokens: request.maxTokens ?? 256,
+        temperature: request.temperature ?? 0,
+        topP: request.topP,
+        seed: request.seed,
+        customStopTriggers: request.stop && request.stop.length > 0 ? [...request.stop] : undefined,
+        signal: request.signal,
+        stopOnAbortSignal: true,
+        onToken: (tokens) => {
+          const visible = tokens.filter((token) => !this.model.isEogToken(token));
+          generated.push(...tokens);
+          if (visible.length > 0) request.onText?.(this.model.detokenize(visible, true));
+        },
+      });
+      const stop = response.metadata.stopReason;
+      const text = this.model.detokenize(generated.filter((token) => !this.model.isEogToken(token)), true);
+      const result: CompletionResult = {
+        text,
+        finishReason: stop === "maxTokens" ? "length" : stop === "abort" ? "abort" : "stop",
+        usage: { promptTokens: prompt.length, completionTokens: generated.length },
+        completionTokens: generated,
+      };
+      if (request.topLogprobs !== undefined && generated.length > 0) result.logprobs = await this.scoreOn(sequence, prompt, generated, request.topLogprobs);
+      return result;
+    } catch (error) {
+      if (error instanceof AvocadoError) throw error;
+      throw new EngineError(`${this.path}: completion failed (${errorMessage(error)})`, { cause: error });
+    } finally {
+      completion.dispose({ disposeSequence: false });
       this.pool.release(sequence);
     }
   }

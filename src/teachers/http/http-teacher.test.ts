@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OpenAiCompatibleTestServer, type TestServerOptions } from "../../../test/openai-compatible-server.ts";
-import { scratchFolder, teacherGguf } from "../../../test/fixtures.ts";
+import { scratchFolder, teacherGguf, TEST_WORKSPACE } from "../../../test/fixtures.ts";
 import { teacherConfigSchema } from "../../core/config/teacher-schema.ts";
 import { JsonLogger } from "../../core/logger.ts";
 import { EmbeddedEngine } from "../../engine/embedded-engine.ts";
@@ -19,7 +19,15 @@ import type { HttpEngine } from "./dialects.ts";
 const SECRET = "sk-avocado-TEST-7f3a9c2e1b";
 
 /** A conformance subject: the test server in front of a real tiny teacher, reached through the configured teacher stack. */
-function served(label: string, gguf: "tiny-qwen" | "tiny-gptoss", family: "qwen" | "gptoss", engine: HttpEngine, server: Omit<TestServerOptions, "model">, prompts: [string, string, string]) {
+function served(
+  label: string,
+  gguf: "tiny-qwen" | "tiny-gptoss",
+  family: "qwen" | "gptoss" | "generic",
+  engine: HttpEngine,
+  server: Omit<TestServerOptions, "model">,
+  prompts: [string, string, string],
+  extra: Record<string, unknown> = {},
+) {
   let backend: OpenAiCompatibleTestServer;
   describeTeacherConformance({
     label,
@@ -27,7 +35,7 @@ function served(label: string, gguf: "tiny-qwen" | "tiny-gptoss", family: "qwen"
     reasons: true,
     open: async () => {
       backend = await new OpenAiCompatibleTestServer(await EmbeddedEngine.load(teacherGguf(gguf), { sequences: 2 }), { model: gguf, apiKey: SECRET, ...server }).start();
-      const config = teacherConfigSchema.parse({ name: `${gguf}-http`, family, transport: "http", engine, baseUrl: backend.baseUrl, model: gguf, apiKeyEnv: "TEST_TEACHER_KEY" });
+      const config = teacherConfigSchema.parse({ name: `${gguf}-http`, family, transport: "http", engine, baseUrl: backend.baseUrl, model: gguf, apiKeyEnv: "TEST_TEACHER_KEY", ...extra });
       const teacher = await openTeacher(config, { environment: { TEST_TEACHER_KEY: SECRET } });
       const close = teacher.close.bind(teacher);
       teacher.close = async () => {
@@ -46,6 +54,9 @@ const GPTOSS_PROMPTS: [string, string, string] = ["What is 25*12?", "Convert 20 
 served("HTTP vLLM dialect, reasoning_content (tiny-qwen)", "tiny-qwen", "qwen", "vllm", { reasoningField: "reasoning_content" }, QWEN_PROMPTS);
 served("HTTP vLLM dialect, reasoning (tiny-gptoss, harmony)", "tiny-gptoss", "gptoss", "vllm", { reasoningField: "reasoning" }, GPTOSS_PROMPTS);
 served("HTTP without a reasoning parser: raw <think> split by the client (tiny-qwen)", "tiny-qwen", "qwen", "vllm", { reasoningField: "none" }, QWEN_PROMPTS);
+served("HTTP generic family: tokenizer_config.json template rendered here, sent to /v1/completions (tiny-qwen)", "tiny-qwen", "generic", "vllm", {}, QWEN_PROMPTS, {
+  chatTemplate: join(TEST_WORKSPACE, "teachers", "tiny-qwen", "tokenizer_config.json"),
+});
 served("HTTP llama.cpp dialect: no prompt log-probs (tiny-qwen)", "tiny-qwen", "qwen", "llamacpp", { reasoningField: "reasoning_content" }, QWEN_PROMPTS);
 
 /** A hand-written server for protocol edges no real engine here produces. */
