@@ -1,0 +1,186 @@
+import SQLite from "better-sqlite3";
+import { Kysely, PostgresDialect, SqliteDialect, sql, type Generated } from "kysely";
+import pg from "pg";
+import { InputError } from "../../core/errors.ts";
+
+/**
+ * The tables of the paid API. Money is integer micro-units (bigint), time is
+ * epoch milliseconds. The same schema and queries run on SQLite (embedded
+ * default) and PostgreSQL (replicas), through Kysely.
+ */
+export interface Database {
+  orgs: { id: string; name: string; created_at: number };
+  api_keys: {
+    id: string;
+    org_id: string;
+    name: string;
+    /** Shown to people: "avo_" + 8 characters. */
+    prefix: string;
+    /** sha256 of the whole key (keys are 192-bit random: no slow hash needed). */
+    hash: string;
+    /** JSON array of model names, or null for every model. */
+    scopes: string | null;
+    plan: string;
+    rpm: number | null;
+    tpm: number | null;
+    concurrency: number | null;
+    expires_at: number | null;
+    revoked_at: number | null;
+    created_at: number;
+    /** The key this one replaced (rotation). */
+    rotated_from: string | null;
+  };
+  /** Current balance of every ledger account, kept equal to the sum of its entries. */
+  balances: { account: string; org_id: string | null; amount: number };
+  ledger_transactions: { id: string; kind: string; idempotency_key: string; org_id: string | null; request_id: string | null; memo: string; created_at: number };
+  ledger_entries: { id: Generated<number>; transaction_id: string; account: string; amount: number; created_at: number };
+  reservations: {
+    request_id: string;
+    org_id: string;
+    key_id: string;
+    model: string;
+    amount: number;
+    status: "open" | "settled";
+    charged: number | null;
+    created_at: number;
+    settled_at: number | null;
+    /** The server instance that reserved it (recovery settles a dead instance's reservations). */
+    instance: string;
+  };
+  usage_records: {
+    request_id: string;
+    org_id: string;
+    key_id: string;
+    model: string;
+    prompt_tokens: number;
+    completion_tokens: number;
+    cost: number;
+    outcome: string;
+    created_at: number;
+    day: string;
+  };
+}
+
+export type Db = Kysely<Database>;
+
+/** int8 as a JS number: micro-units and milliseconds stay far below 2^53. */
+const BIGINT_OID = 20;
+
+/** Opens `sqlite:<path>` (or `sqlite::memory:`) or `postgres://…`, and creates the schema if needed. */
+export type StoreKind = "sqlite" | "postgres";
+
+export async function openDatabase(url: string): Promise<{ db: Db; kind: StoreKind }> {
+  let db: Db;
+  let kind: StoreKind;
+  if (url.startsWith("sqlite:")) {
+    const path = url.slice("sqlite:".length) || ":memory:";
+    const sqlite = new SQLite(path);
+    sqlite.pragma("journal_mode = WAL");
+    sqlite.pragma("synchronous = FULL");
+    sqlite.pragma("busy_timeout = 5000");
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    kind = "sqlite";
+  } else if (/^postgres(ql)?:\/\//.test(url)) {
+    const pool = new pg.Pool({
+      connectionString: url,
+      max: 10,
+      types: { getTypeParser: ((oid: number, format?: "text" | "binary") => (oid === BIGINT_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format))) as typeof pg.types.getTypeParser },
+    });
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    kind = "postgres";
+  } else {
+    throw new InputError(`store '${url}': use sqlite:<path> or postgres://user@host/db`);
+  }
+  if (kind === "postgres") {
+    // Replicas starting together: one migrates at a time.
+    await db.connection().execute(async (connection) => {
+      await sql`select pg_advisory_lock(724211)`.execute(connection);
+      try {
+        await migrate(connection, kind);
+      } finally {
+        await sql`select pg_advisory_unlock(724211)`.execute(connection);
+      }
+    });
+  } else await migrate(db, kind);
+  return { db, kind };
+}
+
+async function migrate(db: Db, kind: StoreKind): Promise<void> {
+  await db.schema.createTable("orgs").ifNotExists().addColumn("id", "text", (c) => c.primaryKey()).addColumn("name", "text", (c) => c.notNull().unique()).addColumn("created_at", "bigint", (c) => c.notNull()).execute();
+  await db.schema
+    .createTable("api_keys")
+    .ifNotExists()
+    .addColumn("id", "text", (c) => c.primaryKey())
+    .addColumn("org_id", "text", (c) => c.notNull().references("orgs.id"))
+    .addColumn("name", "text", (c) => c.notNull())
+    .addColumn("prefix", "text", (c) => c.notNull())
+    .addColumn("hash", "text", (c) => c.notNull().unique())
+    .addColumn("scopes", "text")
+    .addColumn("plan", "text", (c) => c.notNull())
+    .addColumn("rpm", "integer")
+    .addColumn("tpm", "integer")
+    .addColumn("concurrency", "integer")
+    .addColumn("expires_at", "bigint")
+    .addColumn("revoked_at", "bigint")
+    .addColumn("created_at", "bigint", (c) => c.notNull())
+    .addColumn("rotated_from", "text")
+    .execute();
+  await db.schema
+    .createTable("balances")
+    .ifNotExists()
+    .addColumn("account", "text", (c) => c.primaryKey())
+    .addColumn("org_id", "text")
+    .addColumn("amount", "bigint", (c) => c.notNull())
+    .execute();
+  await db.schema
+    .createTable("ledger_transactions")
+    .ifNotExists()
+    .addColumn("id", "text", (c) => c.primaryKey())
+    .addColumn("kind", "text", (c) => c.notNull())
+    .addColumn("idempotency_key", "text", (c) => c.notNull().unique())
+    .addColumn("org_id", "text")
+    .addColumn("request_id", "text")
+    .addColumn("memo", "text", (c) => c.notNull())
+    .addColumn("created_at", "bigint", (c) => c.notNull())
+    .execute();
+  await db.schema
+    .createTable("ledger_entries")
+    .ifNotExists()
+    .addColumn("id", kind === "postgres" ? "bigserial" : "integer", (c) => (kind === "postgres" ? c.primaryKey() : c.primaryKey().autoIncrement()))
+    .addColumn("transaction_id", "text", (c) => c.notNull().references("ledger_transactions.id"))
+    .addColumn("account", "text", (c) => c.notNull())
+    .addColumn("amount", "bigint", (c) => c.notNull())
+    .addColumn("created_at", "bigint", (c) => c.notNull())
+    .execute();
+  await db.schema.createIndex("ledger_entries_account").ifNotExists().on("ledger_entries").column("account").execute();
+  await db.schema
+    .createTable("reservations")
+    .ifNotExists()
+    .addColumn("request_id", "text", (c) => c.primaryKey())
+    .addColumn("org_id", "text", (c) => c.notNull())
+    .addColumn("key_id", "text", (c) => c.notNull())
+    .addColumn("model", "text", (c) => c.notNull())
+    .addColumn("amount", "bigint", (c) => c.notNull())
+    .addColumn("status", "text", (c) => c.notNull())
+    .addColumn("charged", "bigint")
+    .addColumn("created_at", "bigint", (c) => c.notNull())
+    .addColumn("settled_at", "bigint")
+    .addColumn("instance", "text", (c) => c.notNull())
+    .execute();
+  await db.schema.createIndex("reservations_open").ifNotExists().on("reservations").columns(["status", "instance"]).execute();
+  await db.schema
+    .createTable("usage_records")
+    .ifNotExists()
+    .addColumn("request_id", "text", (c) => c.primaryKey())
+    .addColumn("org_id", "text", (c) => c.notNull())
+    .addColumn("key_id", "text", (c) => c.notNull())
+    .addColumn("model", "text", (c) => c.notNull())
+    .addColumn("prompt_tokens", "integer", (c) => c.notNull())
+    .addColumn("completion_tokens", "integer", (c) => c.notNull())
+    .addColumn("cost", "bigint", (c) => c.notNull())
+    .addColumn("outcome", "text", (c) => c.notNull())
+    .addColumn("created_at", "bigint", (c) => c.notNull())
+    .addColumn("day", "text", (c) => c.notNull())
+    .execute();
+  await db.schema.createIndex("usage_records_org_day").ifNotExists().on("usage_records").columns(["org_id", "day"]).execute();
+}

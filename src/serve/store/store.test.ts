@@ -1,0 +1,96 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freshStore } from "../../../test/stores.ts";
+import { InsufficientCreditError, Store } from "./store.ts";
+
+/** The store conformance suite: the same checks on SQLite and on PostgreSQL. */
+for (const kind of ["sqlite", "postgres"] as const) {
+  describe(`Store on ${kind}`, () => {
+    let store: Store;
+    let drop: () => Promise<void>;
+    beforeAll(async () => {
+      ({ store, drop } = await freshStore(kind, "store"));
+    });
+    afterAll(async () => {
+      await store.close();
+      await drop();
+    });
+
+    it("creates keys shown once and stored hashed; revokes and rotates them", async () => {
+      const { key, row } = await store.createKey({ org: "acme", name: "ci", scopes: ["tiny-qwen"], limits: { rpm: 60 } });
+      expect(key).toMatch(/^avo_[A-Za-z0-9_-]{32}$/);
+      expect(row.prefix).toBe(key.slice(0, 12));
+      const stored = await store.keyBySecret(key);
+      expect(stored?.id).toBe(row.id);
+      expect(JSON.stringify(await store.listKeys())).not.toContain(key.slice(12));
+      expect(await store.keyBySecret(`${key}x`)).toBeUndefined();
+      const rotated = await store.rotateKey(row.prefix);
+      expect(rotated.row.scopes).toBe(JSON.stringify(["tiny-qwen"]));
+      expect(rotated.row.rpm).toBe(60);
+      expect(rotated.row.rotated_from).toBe(row.id);
+      expect((await store.keyBySecret(key))?.revoked_at).not.toBeNull();
+      await expect(store.rotateKey(row.id)).rejects.toThrow(/revoked/);
+    });
+
+    it("grants credit once per idempotency key, as balanced ledger transactions", async () => {
+      const org = await store.ensureOrg("grants");
+      expect(await store.grant("grants", 1_000_000, "topup-1")).toBe(true);
+      expect(await store.grant("grants", 1_000_000, "topup-1")).toBe(false);
+      expect(await store.balance(org)).toEqual({ available: 1_000_000, reserved: 0 });
+      await expect(store.grant("grants", -5, "bad")).rejects.toThrow(/positive integer/);
+      expect((await store.audit()).problems).toEqual([]);
+    });
+
+    it("reserves the worst case, settles the true cost once, and records the usage", async () => {
+      const org = await store.ensureOrg("settle");
+      await store.grant("settle", 10_000, "s-1");
+      const base = { orgId: org, keyId: "key_x", model: "m", instance: "i1" };
+      expect(await store.reserve({ ...base, requestId: "r1", amount: 4_000 })).toBe(4_000);
+      expect(await store.balance(org)).toEqual({ available: 6_000, reserved: 4_000 });
+      expect(await store.reserve({ ...base, requestId: "r1", amount: 4_000 })).toBe(4_000);
+      expect(await store.balance(org)).toEqual({ available: 6_000, reserved: 4_000 });
+      const settles = await Promise.all([1, 2, 3].map(() => store.settle("r1", { promptTokens: 10, completionTokens: 20, cost: 1_234, outcome: "ok" })));
+      expect(settles.filter(Boolean)).toHaveLength(1);
+      expect(await store.balance(org)).toEqual({ available: 8_766, reserved: 0 });
+      await expect(store.reserve({ ...base, requestId: "r2", amount: 9_000 })).rejects.toBeInstanceOf(InsufficientCreditError);
+      expect(await store.balance(org)).toEqual({ available: 8_766, reserved: 0 });
+      expect(await store.reserve({ ...base, requestId: "r3", amount: 9_000, minimum: 100 })).toBe(8_766);
+      await store.settle("r3", { promptTokens: 1, completionTokens: 0, cost: 99_999, outcome: "ok" });
+      expect(await store.balance(org)).toEqual({ available: 0, reserved: 0 });
+      const usage = await store.usage({ orgId: org });
+      expect(usage).toHaveLength(1);
+      expect(usage[0]).toMatchObject({ requests: 2, prompt_tokens: 11, completion_tokens: 20, cost: 1_234 + 8_766 });
+      expect((await store.audit()).problems).toEqual([]);
+    });
+
+    it("200 concurrent requests on credit for about 50: never below zero, charges equal metered usage, none twice", async () => {
+      const org = await store.ensureOrg("crowd");
+      await store.grant("crowd", 50 * 1_000, "crowd-1");
+      const outcomes = await Promise.all(
+        Array.from({ length: 200 }, async (_, i) => {
+          const requestId = `crowd-${i}`;
+          try {
+            await store.reserve({ requestId, orgId: org, keyId: "k", model: "m", amount: 1_000, instance: "i" });
+          } catch (error) {
+            if (error instanceof InsufficientCreditError) return 0;
+            throw error;
+          }
+          const cost = 500 + (i % 7) * 50;
+          await Promise.all([store.settle(requestId, { promptTokens: 5, completionTokens: i % 7, cost, outcome: "ok" }), store.settle(requestId, { promptTokens: 5, completionTokens: i % 7, cost, outcome: "ok" })]);
+          return cost;
+        }),
+      );
+      const served = outcomes.filter((c) => c > 0);
+      expect(served.length).toBeGreaterThanOrEqual(50);
+      const balance = await store.balance(org);
+      expect(balance.available).toBeGreaterThanOrEqual(0);
+      expect(balance.reserved).toBe(0);
+      const metered = served.reduce((a, b) => a + b, 0);
+      const usage = await store.usage({ orgId: org });
+      expect(usage.reduce((sum, row) => sum + row.cost, 0)).toBe(metered);
+      expect(usage.reduce((sum, row) => sum + row.requests, 0)).toBe(served.length);
+      expect(balance.available).toBe(50_000 - metered);
+      const audit = await store.audit();
+      expect(audit.problems).toEqual([]);
+    });
+  });
+}
