@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { serveSchema } from "./serve-schema.ts";
 import { teacherConfigSchema } from "./teacher-schema.ts";
 
 /** The student / teacher architecture: a Qwen3-style decoder. */
@@ -59,6 +60,7 @@ export const configSchema = z
       .default([])
       .describe("teachers beyond the built tiny ones: inference servers (transport: http) or GGUF files (transport: embedded)")
       .refine((list) => new Set(list.map((t) => t.name)).size === list.length, { message: "teacher names must be unique" }),
+    serve: serveSchema.default(serveSchema.parse({})).describe("the official, metered API: avocado serve"),
   })
   .strict();
 

@@ -1,0 +1,47 @@
+import { z } from "zod";
+
+const micros = z.number().int().nonnegative();
+const rate = z.number().int().min(1);
+
+export const planSchema = z
+  .object({
+    rpm: rate.optional().describe("requests per minute per key"),
+    tpm: rate.optional().describe("tokens per minute per key: prompt counted up front, completion as it streams"),
+    concurrency: rate.optional().describe("requests in flight per key"),
+    orgRpm: rate.optional(),
+    orgTpm: rate.optional(),
+    orgConcurrency: rate.optional(),
+    topLogprobs: z.number().int().min(0).max(20).default(0).describe("the most top_logprobs a key of this plan may ask for (0 = logprobs off)"),
+  })
+  .strict();
+export type Plan = z.infer<typeof planSchema>;
+
+export const servedModelSchema = z
+  .object({
+    name: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9._:-]*$/),
+    /** A local GGUF (embedded engine), or upstream OpenAI-compatible servers (a pool). */
+    gguf: z.string().optional(),
+    upstreams: z.array(z.url()).min(1).optional(),
+    upstreamModel: z.string().optional().describe("the model name the upstreams serve (default: name)"),
+    sequences: z.number().int().min(1).max(64).default(1),
+    price: z.object({ inputPerMillion: micros, outputPerMillion: micros }).strict(),
+    maxTokens: z.number().int().min(1).default(1024).describe("the most a request may generate"),
+  })
+  .strict()
+  .refine((m) => (m.gguf === undefined) !== (m.upstreams === undefined), { message: "give exactly one of gguf or upstreams" });
+export type ServedModelConfig = z.infer<typeof servedModelSchema>;
+
+export const serveSchema = z
+  .object({
+    host: z.string().default("127.0.0.1"),
+    port: z.number().int().min(0).max(65535).default(8080),
+    store: z.string().default("sqlite:avocado.db").describe("sqlite:<path> (relative to the workspace) or postgres://…"),
+    redis: z.string().optional().describe("redis://… to share limits across replicas (in-process when absent)"),
+    adminTokenEnv: z.string().default("AVOCADO_ADMIN_TOKEN").describe("environment variable holding the admin API's bearer token"),
+    bodyLimitBytes: z.number().int().min(1024).default(1_048_576),
+    plans: z.record(z.string(), planSchema).default({ default: { rpm: 600, tpm: 200_000, concurrency: 8, topLogprobs: 0 } }),
+    freeTierMicros: micros.default(0).describe("credit granted to a new org's first key"),
+    models: z.array(servedModelSchema).default([]),
+  })
+  .strict();
+export type ServeConfig = z.infer<typeof serveSchema>;

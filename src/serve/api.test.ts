@@ -1,0 +1,131 @@
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { teacherGguf } from "../../test/fixtures.ts";
+import { freshStore } from "../../test/stores.ts";
+import { serveSchema } from "../core/config/serve-schema.ts";
+import { JsonLogger } from "../core/logger.ts";
+import { EmbeddedServedModel } from "./models/embedded-model.ts";
+import { costOf, type ServedModel } from "./models/served-model.ts";
+import { startApi, type RunningApi } from "./server.ts";
+import type { Store } from "./store/store.ts";
+
+const PRICE = { inputPerMillion: 2_000_000, outputPerMillion: 8_000_000 };
+const ADMIN = "admin-token-for-tests-0123456789";
+
+/** The paid API conformance suite, on each store, with the official openai client unmodified. */
+for (const kind of ["sqlite", "postgres"] as const) {
+  describe(`avocado serve on ${kind}, through the openai client`, () => {
+    let api: RunningApi;
+    let store: Store;
+    let drop: () => Promise<void>;
+    let key: string;
+    let client: OpenAI;
+
+    beforeAll(async () => {
+      const fresh = await freshStore(kind, "api");
+      drop = fresh.drop;
+      await fresh.store.close();
+      const config = serveSchema.parse({
+        port: 0,
+        store: fresh.url,
+        plans: { default: { rpm: 1000, tpm: 1_000_000, concurrency: 8, topLogprobs: 0 }, research: { topLogprobs: 5 }, tight: { rpm: 2 } },
+        models: [{ name: "avocado-tiny", gguf: teacherGguf("tiny-qwen"), price: PRICE, maxTokens: 64, sequences: 2 }],
+      });
+      const models = new Map<string, ServedModel>([["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))]]);
+      api = await startApi({ config, workspace: "/nonexistent", adminToken: ADMIN, models, logger: new JsonLogger(undefined, "warn") });
+      store = api.store;
+      key = (await store.createKey({ org: "acme", name: "test" })).key;
+      await store.grant("acme", 10_000_000, "start");
+      client = new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
+    });
+    afterAll(async () => {
+      await api?.close();
+      await drop?.();
+    });
+
+    it("answers a chat completion with usage, and charges exactly its metered cost", async () => {
+      const org = (await store.orgByName("acme"))!.id;
+      const before = await store.balance(org);
+      const { data: completion, response } = await client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "What is 25*12?" }], max_tokens: 64, temperature: 0 }).withResponse();
+      expect(response.headers.get("x-request-id")).toMatch(/^req_/);
+      const message = completion.choices[0]!.message as { content: string | null; reasoning_content?: string };
+      expect(`${message.reasoning_content ?? ""}${message.content ?? ""}`.length).toBeGreaterThan(0);
+      expect(completion.usage!.prompt_tokens).toBeGreaterThan(0);
+      const after = await store.balance(org);
+      expect(after.reserved).toBe(0);
+      expect(before.available - after.available).toBe(costOf(PRICE, completion.usage!.prompt_tokens, completion.usage!.completion_tokens));
+    });
+
+    it("streams with include_usage, the same answer as non-stream", async () => {
+      const request = { model: "avocado-tiny", messages: [{ role: "user" as const, content: "Reverse the word 'fosa'." }], max_tokens: 48, temperature: 0 };
+      const whole = await client.chat.completions.create(request);
+      const stream = await client.chat.completions.create({ ...request, stream: true, stream_options: { include_usage: true } });
+      let content = "";
+      let usage: OpenAI.CompletionUsage | undefined;
+      let finish: string | null | undefined;
+      for await (const chunk of stream) {
+        content += chunk.choices[0]?.delta.content ?? "";
+        finish = chunk.choices[0]?.finish_reason ?? finish;
+        usage = chunk.usage ?? usage;
+      }
+      expect(content.trim()).toBe(whole.choices[0]!.message.content!.trim());
+      expect(finish).toBe(whole.choices[0]!.finish_reason);
+      expect(usage).toEqual(whole.usage);
+    });
+
+    it("serves /v1/completions and lists models", async () => {
+      const models = await client.models.list();
+      expect(models.data.map((m) => m.id)).toEqual(["avocado-tiny"]);
+      const completion = await client.completions.create({ model: "avocado-tiny", prompt: "<|im_start|>user\nWhat is 25*12?<|im_end|>\n<|im_start|>assistant\n", max_tokens: 8, temperature: 0 });
+      expect(completion.choices[0]!.text.length).toBeGreaterThan(0);
+      expect(completion.usage!.completion_tokens).toBeLessThanOrEqual(8);
+    });
+
+    it("maps errors to the OpenAI shape and status codes, with x-request-id", async () => {
+      const bad = new OpenAI({ apiKey: "avo_not-a-key", baseURL: `${api.url}/v1`, maxRetries: 0 });
+      await expect(bad.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+      await expect(client.chat.completions.create({ model: "nope", messages: [{ role: "user", content: "hi" }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+      await expect(client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 10_000 })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+      const logprobs = await client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], logprobs: true, top_logprobs: 2 }).catch((e: unknown) => e);
+      expect(logprobs).toBeInstanceOf(OpenAI.PermissionDeniedError);
+      expect((logprobs as InstanceType<typeof OpenAI.APIError>).error).toMatchObject({ type: "permission_error", code: "logprobs_not_allowed" });
+      const big = await fetch(`${api.url}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ model: "avocado-tiny", messages: [{ role: "user", content: "x".repeat(2_000_000) }] }) });
+      expect(big.status).toBe(413);
+      expect(big.headers.get("x-request-id")).toMatch(/^req_/);
+      expect(await big.json()).toMatchObject({ error: { type: "invalid_request_error", code: "body_too_large" } });
+      const notJson = await fetch(`${api.url}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: "{not json" });
+      expect(notJson.status).toBe(400);
+      const unknownRoute = await fetch(`${api.url}/v1/weights`, { headers: { authorization: `Bearer ${key}` } });
+      expect(unknownRoute.status).toBe(404);
+    });
+
+    it("allows logprobs only as the plan does, and refuses revoked keys", async () => {
+      const research = (await store.createKey({ org: "acme", name: "research", plan: "research" })).key;
+      const researcher = new OpenAI({ apiKey: research, baseURL: `${api.url}/v1`, maxRetries: 0 });
+      const answer = await researcher.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "What is 25*12?" }], logprobs: true, top_logprobs: 3, max_tokens: 4, temperature: 0 });
+      expect(answer.choices[0]!.logprobs!.content![0]!.top_logprobs.length).toBe(3);
+      await expect(researcher.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], logprobs: true, top_logprobs: 6 })).rejects.toBeInstanceOf(OpenAI.PermissionDeniedError);
+      const { row } = await store.createKey({ org: "acme", name: "short-lived" }).then(async (created) => {
+        await store.revokeKey(created.row.id);
+        return created;
+      });
+      expect(row.revoked_at).toBeNull();
+      const revoked = (await store.listKeys("acme")).find((k) => k.id === row.id)!;
+      expect(revoked.revoked_at).not.toBeNull();
+    });
+
+    it("answers 429 with Retry-After at the key's RPM, and 402 without credit", async () => {
+      const tight = new OpenAI({ apiKey: (await store.createKey({ org: "acme", name: "tight", plan: "tight" })).key, baseURL: `${api.url}/v1`, maxRetries: 0 });
+      const ask = () => tight.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "What is 25*12?" }], max_tokens: 2 });
+      await ask();
+      await ask();
+      const limited = await ask().catch((e: unknown) => e);
+      expect(limited).toBeInstanceOf(OpenAI.RateLimitError);
+      expect(Number((limited as InstanceType<typeof OpenAI.APIError>).headers?.get("retry-after"))).toBeGreaterThanOrEqual(1);
+      const broke = new OpenAI({ apiKey: (await store.createKey({ org: "broke", name: "k" })).key, baseURL: `${api.url}/v1`, maxRetries: 0 });
+      const refused = await broke.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }] }).catch((e: unknown) => e);
+      expect((refused as InstanceType<typeof OpenAI.APIError>).status).toBe(402);
+      expect((await store.audit()).problems).toEqual([]);
+    });
+  });
+}

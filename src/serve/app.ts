@@ -1,0 +1,342 @@
+import { createHash, randomBytes } from "node:crypto";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import type { z } from "zod";
+import type { Plan, ServeConfig } from "../core/config/serve-schema.ts";
+import { errorMessage } from "../core/errors.ts";
+import { SILENT_LOGGER, type Logger } from "../core/logger.ts";
+import { TeacherError } from "../teachers/teacher-error.ts";
+import { ApiError } from "./http/api-error.ts";
+import { chatRequestSchema, completionRequestSchema, messageText, type ChatRequest, type CompletionRequest } from "./http/request-schemas.ts";
+import type { Lease, Limiter, LimitScope } from "./limits/limiter.ts";
+import { ApiMetrics } from "./metrics.ts";
+import { costOf, type GenerationRequest, type GenerationResult, type ServedModel } from "./models/served-model.ts";
+import { InsufficientCreditError, type ApiKeyRow, type Store } from "./store/store.ts";
+import { registerAdmin } from "./admin.ts";
+
+export interface ApiDependencies {
+  config: ServeConfig;
+  store: Store;
+  limiter: Limiter;
+  models: Map<string, ServedModel>;
+  /** This server process (its reservations are recovered after a crash). */
+  instance: string;
+  adminToken?: string;
+  logger?: Logger;
+}
+
+const KEY_CACHE_MS = 1_000;
+
+interface Authenticated {
+  key: ApiKeyRow;
+  plan: Plan;
+  scopes: string[] | null;
+}
+
+function sha256(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
+}
+
+function parse<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
+  if (body === undefined || body === null || typeof body !== "object") throw new ApiError(400, "the body must be a JSON object", { code: "invalid_body" });
+  const result = schema.safeParse(body);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const param = issue.path.join(".") || null;
+    throw new ApiError(400, `${param ?? "body"}: ${issue.message}`, { code: "invalid_value", param });
+  }
+  return result.data;
+}
+
+/**
+ * The official, metered API: OpenAI-compatible chat and text completions and
+ * the model list, behind API keys, per-key and per-org limits, and a prepaid
+ * credit ledger (reserve the worst case before a request runs, settle the
+ * metered cost when it ends, whatever way it ends).
+ */
+export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> {
+  const { config, store, limiter, models } = deps;
+  const logger = deps.logger ?? SILENT_LOGGER;
+  const metrics = new ApiMetrics();
+  const app = Fastify({ logger: false, bodyLimit: config.bodyLimitBytes, genReqId: () => `req_${randomBytes(12).toString("base64url")}`, return503OnClosing: true });
+  const keyCache = new Map<string, { row: ApiKeyRow | undefined; until: number }>();
+
+  app.addHook("onRequest", async (request, reply) => {
+    reply.header("x-request-id", request.id);
+  });
+
+  app.setErrorHandler((error: unknown, request, reply) => {
+    let apiError: ApiError;
+    if (error instanceof ApiError) apiError = error;
+    else if (error instanceof InsufficientCreditError) apiError = new ApiError(402, error.message, { code: "insufficient_credit" });
+    else {
+      const status = (error as { statusCode?: number }).statusCode;
+      const code = (error as { code?: string }).code;
+      if (code === "FST_ERR_CTP_BODY_TOO_LARGE") apiError = new ApiError(413, `the body is larger than ${config.bodyLimitBytes} bytes`, { code: "body_too_large" });
+      else if (code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") apiError = new ApiError(415, "send the body as application/json", { code: "unsupported_media_type" });
+      else if (status !== undefined && status >= 400 && status < 500) apiError = new ApiError(status, status === 400 ? `the body is not valid JSON (${errorMessage(error)})` : errorMessage(error), { code: "invalid_request" });
+      else {
+        logger.log("error", "api.internal_error", { requestId: request.id, error: errorMessage(error) });
+        apiError = new ApiError(500, "internal error", { code: "internal_error" });
+      }
+    }
+    if (apiError.options.retryAfterSeconds !== undefined) void reply.header("retry-after", String(apiError.options.retryAfterSeconds));
+    void reply.status(apiError.status).send(apiError.body());
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply.status(404).send(new ApiError(404, `no route ${request.method} ${request.url.split("?")[0]}`, { code: "unknown_route" }).body());
+  });
+
+  async function authenticate(request: FastifyRequest): Promise<Authenticated> {
+    const header = request.headers.authorization;
+    const match = typeof header === "string" ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+    if (!match) throw new ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", { code: "missing_api_key" });
+    const secret = match[1]!;
+    const hash = sha256(secret);
+    const now = Date.now();
+    let cached = keyCache.get(hash);
+    if (!cached || cached.until < now) {
+      cached = { row: await store.keyBySecret(secret), until: now + KEY_CACHE_MS };
+      if (keyCache.size > 10_000) keyCache.clear();
+      keyCache.set(hash, cached);
+    }
+    const row = cached.row;
+    if (!row) throw new ApiError(401, "invalid API key", { code: "invalid_api_key" });
+    if (row.revoked_at !== null && row.revoked_at <= now) throw new ApiError(401, `API key ${row.prefix}… has been revoked`, { code: "revoked_api_key" });
+    if (row.expires_at !== null && row.expires_at <= now) throw new ApiError(401, `API key ${row.prefix}… has expired`, { code: "expired_api_key" });
+    const plan = config.plans[row.plan] ?? config.plans.default ?? { topLogprobs: 0 };
+    return { key: row, plan, scopes: row.scopes ? (JSON.parse(row.scopes) as string[]) : null };
+  }
+
+  function modelFor(auth: Authenticated, name: string): ServedModel {
+    const model = models.get(name);
+    if (!model) throw new ApiError(404, `The model '${name}' does not exist`, { code: "model_not_found", param: "model" });
+    if (auth.scopes && !auth.scopes.includes(name)) throw new ApiError(403, `this key may not use '${name}'`, { code: "model_not_allowed", param: "model" });
+    return model;
+  }
+
+  function limitScopes(auth: Authenticated): LimitScope[] {
+    return [
+      { id: `key:${auth.key.id}`, rpm: auth.key.rpm ?? auth.plan.rpm, tpm: auth.key.tpm ?? auth.plan.tpm, concurrency: auth.key.concurrency ?? auth.plan.concurrency },
+      { id: `org:${auth.key.org_id}`, rpm: auth.plan.orgRpm, tpm: auth.plan.orgTpm, concurrency: auth.plan.orgConcurrency },
+    ].filter((s) => s.rpm || s.tpm || s.concurrency);
+  }
+
+  app.get("/v1/models", async (request) => {
+    const auth = await authenticate(request);
+    const data = [...models.keys()].filter((name) => !auth.scopes || auth.scopes.includes(name)).map((id) => ({ id, object: "model", created: 0, owned_by: "avocado" }));
+    return { object: "list", data };
+  });
+
+  app.get("/v1/models/:model", async (request) => {
+    const auth = await authenticate(request);
+    const name = (request.params as { model: string }).model;
+    modelFor(auth, name);
+    return { id: name, object: "model", created: 0, owned_by: "avocado" };
+  });
+
+  app.get("/metrics", async (_request, reply) => {
+    void reply.header("content-type", metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  app.get("/health", async () => ({ ok: true }));
+
+  /** Everything a chat or text completion shares: auth, limits, reservation, generation, settlement. */
+  async function complete(route: "chat" | "completions", request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+    const started = performance.now();
+    const auth = await authenticate(request);
+    const body: ChatRequest | CompletionRequest = route === "chat" ? parse(chatRequestSchema, request.body) : parse(completionRequestSchema, request.body);
+    const model = modelFor(auth, body.model);
+    const chat = route === "chat" ? (body as ChatRequest) : undefined;
+    const text = route === "completions" ? (body as CompletionRequest) : undefined;
+    const maxTokens = (chat?.max_completion_tokens ?? body.max_tokens) ?? model.config.maxTokens;
+    if (maxTokens > model.config.maxTokens) throw new ApiError(400, `max_tokens is ${maxTokens}; ${model.config.name} generates at most ${model.config.maxTokens}`, { code: "max_tokens_too_large", param: "max_tokens" });
+    const n = body.n ?? 1;
+    const stream = body.stream === true;
+    if (stream && n > 1) throw new ApiError(422, "n > 1 is not supported with stream", { code: "unsupported", param: "n" });
+    if (chat?.response_format?.type === "json_object") throw new ApiError(422, "response_format json_object is not supported by this model", { code: "unsupported", param: "response_format" });
+    if (text?.echo) throw new ApiError(422, "echo is not supported", { code: "unsupported", param: "echo" });
+    // Protecting the closed model: log-probs only as the plan allows.
+    const topLogprobs = chat ? (chat.logprobs ? (chat.top_logprobs ?? 0) : undefined) : (text?.logprobs ?? undefined);
+    if (topLogprobs !== undefined && (auth.plan.topLogprobs === 0 || topLogprobs > auth.plan.topLogprobs)) {
+      throw new ApiError(403, auth.plan.topLogprobs === 0 ? "logprobs are not available on this key's plan" : `top_logprobs is limited to ${auth.plan.topLogprobs} on this key's plan`, { code: "logprobs_not_allowed", param: "top_logprobs" });
+    }
+    const generation: Omit<GenerationRequest, "signal" | "maxTokens"> = {
+      ...(chat ? { messages: chat.messages.map((m) => ({ role: m.role, content: messageText(m.content) })) } : { prompt: text!.prompt }),
+      temperature: body.temperature ?? undefined,
+      topP: body.top_p ?? undefined,
+      seed: body.seed ?? undefined,
+      stop: typeof body.stop === "string" ? [body.stop] : (body.stop ?? undefined),
+      topLogprobs,
+    };
+    let promptTokens: number;
+    try {
+      promptTokens = model.promptTokens(generation);
+    } catch (error) {
+      throw new ApiError(422, `the prompt cannot be tokenized (${errorMessage(error)})`, { code: "invalid_prompt" });
+    }
+    const admission = await limiter.admit(request.id, limitScopes(auth), promptTokens * n);
+    if (!admission.ok) {
+      metrics.limitHits.inc({ limit: admission.limit });
+      throw new ApiError(429, `rate limit reached (${admission.limit} of ${admission.scope.split(":")[0]}); retry after ${Math.ceil(admission.retryAfterMs / 1000)} s`, {
+        code: `rate_limit_${admission.limit}`,
+        retryAfterSeconds: Math.ceil(admission.retryAfterMs / 1000),
+      });
+    }
+    const lease: Lease = admission.lease;
+    try {
+      const price = model.config.price;
+      const worst = costOf(price, promptTokens * n, maxTokens * n);
+      let held: number;
+      try {
+        held = await store.reserve({ requestId: request.id, orgId: auth.key.org_id, keyId: auth.key.id, model: model.config.name, amount: worst, minimum: costOf(price, promptTokens * n, n), instance: deps.instance });
+      } catch (error) {
+        if (error instanceof InsufficientCreditError) metrics.limitHits.inc({ limit: "credit" });
+        throw error;
+      }
+      // Less credit than the worst case: generate only what it pays for (the stream then ends cleanly at that length).
+      const affordable = held >= worst || price.outputPerMillion === 0 ? maxTokens : Math.max(1, Math.floor((held * 1_000_000 - promptTokens * n * price.inputPerMillion) / (price.outputPerMillion * n)));
+      const abort = new AbortController();
+      reply.raw.on("close", () => {
+        if (!reply.raw.writableFinished) abort.abort(new Error("the client disconnected"));
+      });
+      const results: GenerationResult[] = [];
+      let streamed = 0;
+      let outcome = "ok";
+      try {
+        if (stream) {
+          reply.hijack();
+          await streamResponse(route, request.id, model, { ...generation, maxTokens: affordable, signal: abort.signal }, body.stream_options?.include_usage === true, reply, lease, started, results, (tokens) => (streamed += tokens));
+        } else {
+          results.push(...(await Promise.all(Array.from({ length: n }, () => model.generate({ ...generation, maxTokens: affordable, signal: abort.signal })))));
+        }
+      } catch (error) {
+        outcome = abort.signal.aborted ? "cancelled" : "error";
+        if (results.length === 0 && streamed > 0) results.push({ content: "", reasoning: "", finishReason: "stop", promptTokens, completionTokens: streamed });
+        if (!stream) throw generationError(error);
+        logger.log("warn", "api.stream_failed", { requestId: request.id, error: errorMessage(error) });
+      } finally {
+        const usedPrompt = results.reduce((sum, r) => sum + r.promptTokens, 0);
+        const usedCompletion = results.reduce((sum, r) => sum + r.completionTokens, 0);
+        const cost = costOf(price, usedPrompt, usedCompletion);
+        await store.settle(request.id, { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome: abort.signal.aborted && outcome === "ok" ? "cancelled" : outcome });
+        if (!stream) lease.addTokens(usedCompletion);
+        metrics.tokens.inc({ model: model.config.name, kind: "prompt" }, usedPrompt);
+        metrics.tokens.inc({ model: model.config.name, kind: "completion" }, usedCompletion);
+        metrics.spend.inc({ model: model.config.name }, Math.min(cost, held));
+        metrics.requests.inc({ route, model: model.config.name, status: outcome === "ok" ? "200" : outcome });
+        metrics.latency.observe({ route, stream: String(stream) }, (performance.now() - started) / 1000);
+        if (usedPrompt !== promptTokens * n && model.config.gguf) logger.log("warn", "api.token_count_mismatch", { requestId: request.id, counted: promptTokens * n, engine: usedPrompt });
+      }
+      if (stream) return reply;
+      return completionBody(route, request.id, model.config.name, results);
+    } finally {
+      await lease.release();
+    }
+  }
+
+  async function streamResponse(
+    route: "chat" | "completions",
+    id: string,
+    model: ServedModel,
+    generation: GenerationRequest,
+    includeUsage: boolean,
+    reply: FastifyReply,
+    lease: Lease,
+    started: number,
+    results: GenerationResult[],
+    onTokens: (tokens: number) => void,
+  ): Promise<void> {
+    const raw = reply.raw;
+    raw.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive", "x-request-id": id });
+    const created = Math.floor(Date.now() / 1000);
+    const object = route === "chat" ? "chat.completion.chunk" : "text_completion";
+    const send = (choices: unknown[], usage?: unknown) => raw.write(`data: ${JSON.stringify({ id, object, created, model: model.config.name, choices, ...(usage ? { usage } : {}) })}\n\n`);
+    if (route === "chat") send([{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]);
+    let first = true;
+    try {
+      const result = await model.generate({
+        ...generation,
+        onDelta: (delta) => {
+          if (first) {
+            metrics.firstToken.observe((performance.now() - started) / 1000);
+            first = false;
+          }
+          onTokens(delta.tokens);
+          lease.addTokens(delta.tokens);
+          if (route === "chat") send([{ index: 0, delta: delta.kind === "reasoning" ? { reasoning_content: delta.text } : { content: delta.text }, logprobs: null, finish_reason: null }]);
+          else send([{ index: 0, text: delta.text, logprobs: null, finish_reason: null }]);
+        },
+      });
+      results.push(result);
+      const logprobs = result.logprobs ? (route === "chat" ? chatLogprobs(result.logprobs) : legacyLogprobs(result.logprobs)) : null;
+      if (route === "chat") send([{ index: 0, delta: {}, logprobs, finish_reason: result.finishReason }]);
+      else send([{ index: 0, text: "", logprobs, finish_reason: result.finishReason }]);
+      if (includeUsage) send([], usageOf([result]));
+      raw.end("data: [DONE]\n\n");
+    } catch (error) {
+      // Headers are sent: the stream ends with an error event in the OpenAI shape, then [DONE].
+      if (!raw.destroyed) {
+        const apiError = generationError(error);
+        raw.write(`data: ${JSON.stringify(apiError.body())}\n\n`);
+        raw.end("data: [DONE]\n\n");
+      }
+      throw error;
+    }
+  }
+
+  app.post("/v1/chat/completions", (request, reply) => complete("chat", request, reply));
+  app.post("/v1/completions", (request, reply) => complete("completions", request, reply));
+
+  registerAdmin(app, { store, adminToken: deps.adminToken, freeTierMicros: config.freeTierMicros, forgetKey: () => keyCache.clear() });
+  return app;
+}
+
+function generationError(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof TeacherError) {
+    if (error.kind === "bad-request") return new ApiError(422, error.message.replace(/^teacher '[^']*': /, ""), { code: "unprocessable" });
+    if (error.kind === "timeout") return new ApiError(504, "the model did not answer in time", { code: "upstream_timeout" });
+    return new ApiError(502, "the model's server failed", { code: "upstream_error" });
+  }
+  const message = errorMessage(error);
+  if (/prompt is \d+ tokens/.test(message)) return new ApiError(422, message.replace(/^.*?: /, "").replace(/\/[^ ]+\.gguf/, "the model"), { code: "context_length_exceeded" });
+  return new ApiError(500, "the model failed", { code: "model_error" });
+}
+
+function usageOf(results: GenerationResult[]) {
+  const prompt = results.reduce((sum, r) => sum + r.promptTokens, 0);
+  const completion = results.reduce((sum, r) => sum + r.completionTokens, 0);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+type Logprobs = NonNullable<GenerationResult["logprobs"]>;
+const bytes = (text: string) => [...Buffer.from(text, "utf8")];
+
+function chatLogprobs(logprobs: Logprobs) {
+  return { content: logprobs.map((t) => ({ token: t.token, logprob: t.logprob, bytes: bytes(t.token), top_logprobs: t.top.map((o) => ({ token: o.token, logprob: o.logprob, bytes: bytes(o.token) })) })) };
+}
+
+function legacyLogprobs(logprobs: Logprobs) {
+  return { tokens: logprobs.map((t) => t.token), token_logprobs: logprobs.map((t) => t.logprob), top_logprobs: logprobs.map((t) => Object.fromEntries(t.top.map((o) => [o.token, o.logprob]))), text_offset: [] };
+}
+
+function completionBody(route: "chat" | "completions", id: string, model: string, results: GenerationResult[]) {
+  const created = Math.floor(Date.now() / 1000);
+  if (route === "chat") {
+    return {
+      id,
+      object: "chat.completion",
+      created,
+      model,
+      choices: results.map((r, index) => ({
+        index,
+        message: { role: "assistant", content: r.content, ...(r.reasoning ? { reasoning_content: r.reasoning } : {}) },
+        logprobs: r.logprobs ? chatLogprobs(r.logprobs) : null,
+        finish_reason: r.finishReason,
+      })),
+      usage: usageOf(results),
+    };
+  }
+  return { id, object: "text_completion", created, model, choices: results.map((r, index) => ({ index, text: r.content, logprobs: r.logprobs ? legacyLogprobs(r.logprobs) : null, finish_reason: r.finishReason })), usage: usageOf(results) };
+}

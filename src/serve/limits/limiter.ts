@@ -1,0 +1,35 @@
+/**
+ * Request limits of the paid API: per scope (a key, an org) requests per
+ * minute, tokens per minute and requests in flight. Buckets hold a minute's
+ * allowance and refill continuously; TPM takes prompt tokens up front and
+ * completion tokens as they stream (the bucket may go into debt: later
+ * requests wait until it refills).
+ */
+export interface LimitScope {
+  /** e.g. "key:key_abc" or "org:org_xyz". */
+  id: string;
+  rpm?: number | null;
+  tpm?: number | null;
+  concurrency?: number | null;
+}
+
+export type LimitKind = "rpm" | "tpm" | "concurrency";
+
+export type Admission = { ok: true; lease: Lease } | { ok: false; limit: LimitKind; scope: string; retryAfterMs: number };
+
+export interface Lease {
+  /** Completion tokens as they are produced (TPM). */
+  addTokens(tokens: number): void;
+  /** Ends the request (concurrency); idempotent. */
+  release(): Promise<void>;
+}
+
+export interface Limiter {
+  admit(requestId: string, scopes: readonly LimitScope[], promptTokens: number): Promise<Admission>;
+  close(): Promise<void>;
+}
+
+/** Token-bucket state after refilling to `now`. */
+export function refill(level: number, updated: number, perMinute: number, now: number): number {
+  return Math.min(perMinute, level + ((now - updated) * perMinute) / 60_000);
+}

@@ -1,0 +1,55 @@
+import type { ServedModelConfig } from "../../core/config/serve-schema.ts";
+import { EmbeddedEngine } from "../../engine/embedded-engine.ts";
+import { prepareMessages } from "../../teachers/families.ts";
+import type { GenerationRequest, GenerationResult, ServedModel } from "./served-model.ts";
+
+/** A local GGUF served by the embedded engine: exact token counts from the model's own tokenizer. */
+export class EmbeddedServedModel implements ServedModel {
+  private constructor(
+    readonly config: ServedModelConfig,
+    private readonly engine: EmbeddedEngine,
+  ) {}
+
+  static async load(config: ServedModelConfig, path: string): Promise<EmbeddedServedModel> {
+    return new EmbeddedServedModel(config, await EmbeddedEngine.load(path, { sequences: config.sequences }));
+  }
+
+  private messages(request: Pick<GenerationRequest, "messages">) {
+    return prepareMessages(this.engine.family, request.messages ?? []).map((m) => ({ role: m.role === "developer" ? ("system" as const) : m.role, content: m.content }));
+  }
+
+  promptTokens(request: Pick<GenerationRequest, "messages" | "prompt">): number {
+    return request.prompt !== undefined ? this.engine.tokenize(request.prompt, true).length : this.engine.promptTokens(this.messages(request)).length;
+  }
+
+  async generate(request: GenerationRequest): Promise<GenerationResult> {
+    const common = { maxTokens: request.maxTokens, temperature: request.temperature ?? 1, topP: request.topP, seed: request.seed, stop: request.stop, topLogprobs: request.topLogprobs, signal: request.signal };
+    const logprobs = (list: { text: string; logprob: number; top: { text: string; logprob: number }[] }[] | undefined) =>
+      list?.map((t) => ({ token: t.text, logprob: t.logprob, top: t.top.map((o) => ({ token: o.text, logprob: o.logprob })) }));
+    if (request.prompt !== undefined) {
+      const result = await this.engine.complete({ ...common, prompt: request.prompt, onText: request.onDelta ? (text) => request.onDelta!({ kind: "content", text, tokens: 1 }) : undefined });
+      return { content: result.text, reasoning: "", finishReason: result.finishReason === "length" ? "length" : "stop", promptTokens: result.usage.promptTokens, completionTokens: result.usage.completionTokens, logprobs: logprobs(result.logprobs) };
+    }
+    const result = await this.engine.chat({
+      ...common,
+      messages: this.messages(request),
+      onChunk: request.onDelta ? (chunk) => request.onDelta!({ kind: chunk.kind, text: chunk.text, tokens: 1 }) : undefined,
+    });
+    return {
+      content: result.content,
+      reasoning: result.reasoning,
+      finishReason: result.finishReason === "length" ? "length" : "stop",
+      promptTokens: result.usage.promptTokens,
+      completionTokens: result.usage.completionTokens,
+      logprobs: logprobs(result.logprobs),
+    };
+  }
+
+  async health(): Promise<boolean> {
+    return true;
+  }
+
+  async close(): Promise<void> {
+    await this.engine.dispose();
+  }
+}

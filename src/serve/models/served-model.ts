@@ -1,0 +1,48 @@
+import type { ServedModelConfig } from "../../core/config/serve-schema.ts";
+
+export interface ServedMessage {
+  role: "system" | "developer" | "user" | "assistant";
+  content: string;
+}
+
+export interface GenerationRequest {
+  /** Chat messages, or a raw prompt (/v1/completions). */
+  messages?: ServedMessage[];
+  prompt?: string;
+  maxTokens: number;
+  temperature?: number;
+  topP?: number;
+  seed?: number;
+  stop?: string[];
+  topLogprobs?: number;
+  signal: AbortSignal;
+  /** Called for each delta as it is generated; `tokens` is how many completion tokens it carries. */
+  onDelta?: (delta: { kind: "content" | "reasoning"; text: string; tokens: number }) => void;
+}
+
+export interface GenerationResult {
+  content: string;
+  reasoning: string;
+  finishReason: "stop" | "length";
+  promptTokens: number;
+  completionTokens: number;
+  logprobs?: { token: string; logprob: number; top: { token: string; logprob: number }[] }[];
+}
+
+/**
+ * A model the API sells: a local GGUF through the embedded engine, or a pool of
+ * upstream OpenAI-compatible servers. Token counts are the engine's own.
+ */
+export interface ServedModel {
+  readonly config: ServedModelConfig;
+  /** Prompt tokens before the request runs (exact for local models, an upper estimate for upstreams). */
+  promptTokens(request: Pick<GenerationRequest, "messages" | "prompt">): number;
+  generate(request: GenerationRequest): Promise<GenerationResult>;
+  health(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** Integer micro-units, rounded up: a fraction of a micro-unit is still charged. */
+export function costOf(price: ServedModelConfig["price"], promptTokens: number, completionTokens: number): number {
+  return Math.ceil((promptTokens * price.inputPerMillion + completionTokens * price.outputPerMillion) / 1_000_000);
+}

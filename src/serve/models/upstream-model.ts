@@ -1,0 +1,163 @@
+import type { ServedModelConfig } from "../../core/config/serve-schema.ts";
+import { chatChunkSchema, chatCompletionSchema, completionSchema, reasoningOf } from "../../teachers/http/protocol.ts";
+import { Transport } from "../../teachers/http/transport.ts";
+import { TeacherError } from "../../teachers/teacher-error.ts";
+import type { GenerationRequest, GenerationResult, ServedModel } from "./served-model.ts";
+
+interface Upstream {
+  url: string;
+  transport: Transport;
+  outstanding: number;
+  healthy: boolean;
+}
+
+const HEALTH_INTERVAL_MS = 5_000;
+
+/**
+ * A model served by a pool of upstream OpenAI-compatible servers (vLLM,
+ * llama.cpp server, …): least-outstanding-requests routing over the healthy
+ * ones, periodic health checks, and failover to another upstream when one
+ * cannot be reached before any output was produced. Token counts are the
+ * upstream's own usage.
+ */
+export class UpstreamServedModel implements ServedModel {
+  private readonly upstreams: Upstream[];
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(readonly config: ServedModelConfig) {
+    this.upstreams = (config.upstreams ?? []).map((url) => ({
+      url,
+      transport: new Transport({ teacher: `upstream ${config.name}`, baseUrl: url, apiKey: undefined, headers: {}, maxResponseBytes: 16 * 1024 * 1024 }),
+      outstanding: 0,
+      healthy: true,
+    }));
+    this.timer = setInterval(() => void this.health(), HEALTH_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  /** Characters / 3, rounded up: above the true count for every tokenizer we serve, so a reservation is never short. */
+  promptTokens(request: Pick<GenerationRequest, "messages" | "prompt">): number {
+    const text = request.prompt ?? (request.messages ?? []).map((m) => m.content).join("");
+    return Math.ceil(text.length / 3) + 8 * (request.messages?.length ?? 1);
+  }
+
+  private pick(exclude: Set<Upstream>): Upstream | undefined {
+    let best: Upstream | undefined;
+    for (const upstream of this.upstreams) {
+      if (!upstream.healthy || exclude.has(upstream)) continue;
+      if (!best || upstream.outstanding < best.outstanding) best = upstream;
+    }
+    return best ?? this.upstreams.find((u) => !exclude.has(u));
+  }
+
+  async generate(request: GenerationRequest): Promise<GenerationResult> {
+    const tried = new Set<Upstream>();
+    for (;;) {
+      const upstream = this.pick(tried);
+      if (!upstream) throw new TeacherError(`upstream ${this.config.name}`, "unreachable", "no upstream could be reached");
+      tried.add(upstream);
+      upstream.outstanding++;
+      let produced = false;
+      try {
+        return await this.call(upstream, request, () => (produced = true));
+      } catch (error) {
+        if (error instanceof TeacherError && error.kind === "unreachable" && !produced) {
+          upstream.healthy = false;
+          continue;
+        }
+        throw error;
+      } finally {
+        upstream.outstanding--;
+      }
+    }
+  }
+
+  private async call(upstream: Upstream, request: GenerationRequest, onOutput: () => void): Promise<GenerationResult> {
+    const stream = request.onDelta !== undefined;
+    const body: Record<string, unknown> = {
+      model: this.config.upstreamModel ?? this.config.name,
+      max_tokens: request.maxTokens,
+      ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
+      ...(request.topP !== undefined ? { top_p: request.topP } : {}),
+      ...(request.seed !== undefined ? { seed: request.seed } : {}),
+      ...(request.stop ? { stop: request.stop } : {}),
+      ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}),
+    };
+    const chat = request.prompt === undefined;
+    if (chat) body.messages = request.messages;
+    else body.prompt = request.prompt;
+    if (request.topLogprobs !== undefined) Object.assign(body, chat ? { logprobs: true, top_logprobs: request.topLogprobs } : { logprobs: request.topLogprobs });
+    const response = await upstream.transport.send("POST", chat ? "/chat/completions" : "/completions", body, request.signal);
+    onOutput();
+    const result: GenerationResult = { content: "", reasoning: "", finishReason: "stop", promptTokens: 0, completionTokens: 0 };
+    let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
+    if (!stream) {
+      if (chat) {
+        const parsed = await upstream.transport.json(response, chatCompletionSchema, request.signal, "upstream chat completion");
+        const choice = parsed.choices[0]!;
+        result.content = choice.message.content ?? "";
+        result.reasoning = reasoningOf(choice.message);
+        result.finishReason = choice.finish_reason === "length" ? "length" : "stop";
+        usage = parsed.usage ?? undefined;
+      } else {
+        const parsed = await upstream.transport.json(response, completionSchema, request.signal, "upstream completion");
+        result.content = parsed.choices[0]?.text ?? "";
+        result.finishReason = parsed.choices[0]?.finish_reason === "length" ? "length" : "stop";
+        usage = parsed.usage ?? undefined;
+      }
+    } else {
+      for await (const data of upstream.transport.events(response, request.signal)) {
+        const json: unknown = JSON.parse(data);
+        if (chat) {
+          const chunk = chatChunkSchema.parse(json);
+          usage = chunk.usage ?? usage;
+          for (const choice of chunk.choices) {
+            const reasoning = reasoningOf(choice.delta);
+            if (reasoning) {
+              result.reasoning += reasoning;
+              request.onDelta!({ kind: "reasoning", text: reasoning, tokens: 1 });
+            }
+            if (choice.delta?.content) {
+              result.content += choice.delta.content;
+              request.onDelta!({ kind: "content", text: choice.delta.content, tokens: 1 });
+            }
+            if (choice.finish_reason) result.finishReason = choice.finish_reason === "length" ? "length" : "stop";
+          }
+        } else {
+          const chunk = completionSchema.parse(json);
+          usage = chunk.usage ?? usage;
+          for (const choice of chunk.choices) {
+            if (choice.text) {
+              result.content += choice.text;
+              request.onDelta!({ kind: "content", text: choice.text, tokens: 1 });
+            }
+            if (choice.finish_reason) result.finishReason = choice.finish_reason === "length" ? "length" : "stop";
+          }
+        }
+      }
+    }
+    if (!usage) throw new TeacherError(`upstream ${this.config.name}`, "bad-response", `${upstream.transport.displayUrl} reported no usage; metering needs it`);
+    result.promptTokens = usage.prompt_tokens;
+    result.completionTokens = usage.completion_tokens;
+    return result;
+  }
+
+  async health(): Promise<boolean> {
+    await Promise.all(
+      this.upstreams.map(async (upstream) => {
+        try {
+          const response = await upstream.transport.send("GET", "/models", undefined, AbortSignal.timeout(2_000));
+          await response.body?.cancel();
+          upstream.healthy = true;
+        } catch {
+          upstream.healthy = false;
+        }
+      }),
+    );
+    return this.upstreams.some((u) => u.healthy);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+  }
+}

@@ -1,0 +1,85 @@
+import { hostname } from "node:os";
+import { isAbsolute, join, resolve } from "node:path";
+import type { FastifyInstance } from "fastify";
+import type { ServeConfig } from "../core/config/serve-schema.ts";
+import { InputError } from "../core/errors.ts";
+import { SILENT_LOGGER, type Logger } from "../core/logger.ts";
+import { buildApi } from "./app.ts";
+import type { Limiter } from "./limits/limiter.ts";
+import { MemoryLimiter } from "./limits/memory-limiter.ts";
+import { RedisLimiter } from "./limits/redis-limiter.ts";
+import { EmbeddedServedModel } from "./models/embedded-model.ts";
+import type { ServedModel } from "./models/served-model.ts";
+import { UpstreamServedModel } from "./models/upstream-model.ts";
+import { Store } from "./store/store.ts";
+
+/** Reservations older than this are released whatever instance holds them (no request runs this long). */
+const STALE_RESERVATION_MS = 60 * 60_000;
+
+export interface RunningApi {
+  app: FastifyInstance;
+  url: string;
+  store: Store;
+  instance: string;
+  recovered: number;
+  close(): Promise<void>;
+}
+
+/** `sqlite:<relative path>` lives in the workspace. */
+export function storeUrl(store: string, workspace: string): string {
+  if (!store.startsWith("sqlite:")) return store;
+  const path = store.slice("sqlite:".length);
+  return path === "" || path === ":memory:" || isAbsolute(path) ? store : `sqlite:${join(workspace, path)}`;
+}
+
+/**
+ * Settles what a dead server left open: every reservation of this instance
+ * name (a server restarting on the same host and port is its successor), and
+ * any reservation older than an hour. They are released, refunding the hold:
+ * the usage of a request that died with its server is unknown.
+ */
+export async function recoverReservations(store: Store, instance: string): Promise<number> {
+  const open = [...(await store.openReservations({ instance })), ...(await store.openReservations({ olderThanMs: STALE_RESERVATION_MS }))];
+  let recovered = 0;
+  for (const reservation of open) {
+    if (await store.settle(reservation.request_id, { promptTokens: 0, completionTokens: 0, cost: 0, outcome: "recovered" })) recovered++;
+  }
+  return recovered;
+}
+
+export async function startApi(options: { config: ServeConfig; workspace: string; adminToken?: string; logger?: Logger; models?: Map<string, ServedModel> }): Promise<RunningApi> {
+  const { config } = options;
+  const logger = options.logger ?? SILENT_LOGGER;
+  const store = await Store.open(storeUrl(config.store, options.workspace));
+  // A fixed port names the instance, so a restart recovers its predecessor; an ephemeral port is a one-off instance.
+  const instance = config.port === 0 ? `${hostname()}:ephemeral:${process.pid}:${Date.now()}` : `${hostname()}:${config.port}`;
+  const recovered = await recoverReservations(store, instance);
+  if (recovered > 0) logger.log("warn", "api.recovered_reservations", { instance, recovered });
+  const limiter: Limiter = config.redis ? new RedisLimiter(config.redis) : new MemoryLimiter();
+  const models = options.models ?? new Map<string, ServedModel>();
+  if (!options.models) {
+    for (const model of config.models) {
+      const served = model.gguf ? await EmbeddedServedModel.load(model, isAbsolute(model.gguf) ? model.gguf : resolve(model.gguf)) : new UpstreamServedModel(model);
+      models.set(model.name, served);
+    }
+  }
+  if (models.size === 0) throw new InputError("no models to serve: add serve.models to avocado.yaml (a gguf path or upstream URLs, with prices)");
+  const app = await buildApi({ config, store, limiter, models, instance, adminToken: options.adminToken, logger });
+  const address = await app.listen({ host: config.host, port: config.port });
+  const sweep = setInterval(() => void recoverReservations(store, `${instance}:none`).catch(() => undefined), 5 * 60_000);
+  sweep.unref();
+  return {
+    app,
+    url: address,
+    store,
+    instance,
+    recovered,
+    async close() {
+      clearInterval(sweep);
+      await app.close();
+      for (const model of models.values()) await model.close();
+      await limiter.close();
+      await store.close();
+    },
+  };
+}
