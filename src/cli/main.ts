@@ -1,9 +1,12 @@
 import { Command, CommanderError } from "commander";
 import { AvocadoError, FileError, InputError, NotBuiltError, errorMessage } from "../core/errors.ts";
+import { registerBilling } from "./commands/billing.ts";
 import { registerExport } from "./commands/export.ts";
 import { registerInit } from "./commands/init.ts";
+import { registerKeys } from "./commands/keys.ts";
 import { registerNotBuilt } from "./commands/not-built.ts";
 import { registerQuickstart } from "./commands/quickstart.ts";
+import { registerServe } from "./commands/serve.ts";
 import { registerTeachers } from "./commands/teachers.ts";
 import { registerTinyworld } from "./commands/tinyworld.ts";
 import { registerTrain } from "./commands/train.ts";
@@ -28,6 +31,9 @@ export function buildProgram(): Command {
   registerTrain(program);
   registerExport(program);
   registerQuickstart(program);
+  registerServe(program);
+  registerKeys(program);
+  registerBilling(program);
   const order = ["init", "tinyworld", "teachers", "distill", "train", "export", "eval", "serve", "keys", "billing", "quickstart"];
   (program.commands as Command[]).sort((a, b) => order.indexOf(a.name()) - order.indexOf(b.name()));
   return program;

@@ -5,9 +5,6 @@ import { NotBuiltError } from "../../core/errors.ts";
 const PLANNED: { name: string; description: string; issue: string }[] = [
   { name: "distill", description: "turn a prompt set into a training set with several teachers", issue: "the distillation issue" },
   { name: "eval", description: "benchmark a model against its teachers, paired statistics, release gate", issue: "the evals issue" },
-  { name: "serve", description: "the official metered, paid OpenAI-compatible API", issue: "the paid-API issue (#4)" },
-  { name: "keys", description: "API keys: create, list, revoke, rotate, audit", issue: "the paid-API issue (#4)" },
-  { name: "billing", description: "credits, usage export, invoices", issue: "the paid-API issue (#4)" },
 ];
 
 export function registerNotBuilt(program: Command): void {

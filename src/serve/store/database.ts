@@ -1,7 +1,9 @@
 import SQLite from "better-sqlite3";
 import { Kysely, PostgresDialect, SqliteDialect, sql, type Generated } from "kysely";
 import pg from "pg";
-import { InputError } from "../../core/errors.ts";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { FileError, InputError, errorMessage } from "../../core/errors.ts";
 
 /**
  * The tables of the paid API. Money is integer micro-units (bigint), time is
@@ -74,7 +76,13 @@ export async function openDatabase(url: string): Promise<{ db: Db; kind: StoreKi
   let kind: StoreKind;
   if (url.startsWith("sqlite:")) {
     const path = url.slice("sqlite:".length) || ":memory:";
-    const sqlite = new SQLite(path);
+    let sqlite: SQLite.Database;
+    try {
+      if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+      sqlite = new SQLite(path);
+    } catch (error) {
+      throw new FileError(path, `cannot be opened as the SQLite store (${errorMessage(error)})`, { cause: error });
+    }
     sqlite.pragma("journal_mode = WAL");
     sqlite.pragma("synchronous = FULL");
     sqlite.pragma("busy_timeout = 5000");

@@ -1,0 +1,71 @@
+import type { Command } from "commander";
+import { InputError } from "../../core/errors.ts";
+import { invoice, invoiceText, labelledUsage, usageCsv } from "../../serve/billing.ts";
+import { commandContext, type GlobalOptions } from "../context.ts";
+import { openConfiguredStore } from "./serve.ts";
+
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+
+export function registerBilling(program: Command): void {
+  const billing = program.command("billing").description("prepaid credit, usage export and invoices of the paid API");
+  billing
+    .command("credit")
+    .description("add prepaid credit to an organisation (idempotent by --idempotency-key)")
+    .requiredOption("--org <name>")
+    .requiredOption("--amount <micros>", "integer micro-units")
+    .requiredOption("--idempotency-key <key>", "a payment id: the same key never credits twice")
+    .option("--memo <text>", "memo", "credit")
+    .option("--store <url>", "override the configured store")
+    .action(async (options: { org: string; amount: string; idempotencyKey: string; memo: string; store?: string }, command: Command) => {
+      const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
+      const amount = Number(options.amount);
+      if (!Number.isSafeInteger(amount) || amount <= 0) throw new InputError(`--amount must be a positive integer of micro-units (found ${options.amount})`);
+      const store = await openConfiguredStore(context, options.store);
+      try {
+        const applied = await store.grant(options.org, amount, options.idempotencyKey, options.memo);
+        const balance = await store.balance((await store.orgByName(options.org))!.id);
+        context.print(`${applied ? "credited" : "already credited (same idempotency key)"}; ${options.org} has ${balance.available} micro-units available, ${balance.reserved} held`, { applied, ...balance });
+      } finally {
+        await store.close();
+      }
+    });
+  billing
+    .command("usage")
+    .description("usage by org, key, model and day, as CSV (default) or JSON")
+    .option("--org <name>")
+    .option("--from <YYYY-MM-DD>")
+    .option("--to <YYYY-MM-DD>")
+    .option("--format <csv|json>", "output format", "csv")
+    .option("--store <url>", "override the configured store")
+    .action(async (options: { org?: string; from?: string; to?: string; format: string; store?: string }, command: Command) => {
+      const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
+      for (const [name, value] of [["--from", options.from], ["--to", options.to]] as const) if (value !== undefined && !DAY.test(value)) throw new InputError(`${name} must be YYYY-MM-DD`);
+      if (options.format !== "csv" && options.format !== "json") throw new InputError("--format must be csv or json");
+      const store = await openConfiguredStore(context, options.store);
+      try {
+        const rows = await labelledUsage(store, options);
+        if (options.format === "json" || context.json) context.print(JSON.stringify(rows, null, 2), { usage: rows });
+        else process.stdout.write(usageCsv(rows));
+      } finally {
+        await store.close();
+      }
+    });
+  billing
+    .command("invoice")
+    .description("an organisation's invoice for a month: line items per model and key, and totals (reproducible)")
+    .requiredOption("--org <name>")
+    .requiredOption("--month <YYYY-MM>")
+    .option("--store <url>", "override the configured store")
+    .action(async (options: { org: string; month: string; store?: string }, command: Command) => {
+      const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
+      if (!/^\d{4}-(0[1-9]|1[0-2])$/.test(options.month)) throw new InputError("--month must be YYYY-MM");
+      const store = await openConfiguredStore(context, options.store);
+      try {
+        if (!(await store.orgByName(options.org))) throw new InputError(`no org '${options.org}'`);
+        const bill = await invoice(store, options.org, options.month);
+        context.print(invoiceText(bill), { invoice: bill });
+      } finally {
+        await store.close();
+      }
+    });
+}

@@ -1,0 +1,94 @@
+import type { Command } from "commander";
+import { InputError } from "../../core/errors.ts";
+import { publicKey } from "../../serve/admin.ts";
+import { commandContext, type GlobalOptions } from "../context.ts";
+import { openConfiguredStore } from "./serve.ts";
+
+const integer = (value: string | undefined, option: string): number | null => {
+  if (value === undefined) return null;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InputError(`${option} must be a positive integer (found ${value})`);
+  return n;
+};
+
+export function registerKeys(program: Command): void {
+  const keys = program.command("keys").description("API keys of the paid API: create, list, revoke, rotate (shown once, stored hashed)");
+  keys
+    .command("create")
+    .requiredOption("--org <name>", "the organisation the key bills to")
+    .option("--name <name>", "a label", "key")
+    .option("--models <list>", "comma-separated models the key may use (default: all)")
+    .option("--plan <plan>", "plan from avocado.yaml serve.plans", "default")
+    .option("--rpm <n>", "requests per minute (default: the plan's)")
+    .option("--tpm <n>", "tokens per minute (default: the plan's)")
+    .option("--concurrency <n>", "requests in flight (default: the plan's)")
+    .option("--expires-days <n>", "expire after this many days")
+    .option("--store <url>", "override the configured store")
+    .action(async (options: { org: string; name: string; models?: string; plan: string; rpm?: string; tpm?: string; concurrency?: string; expiresDays?: string; store?: string }, command: Command) => {
+      const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
+      if (!(options.plan in context.config.serve.plans)) throw new InputError(`no plan '${options.plan}' (plans: ${Object.keys(context.config.serve.plans).join(", ")})`);
+      const days = integer(options.expiresDays, "--expires-days");
+      const store = await openConfiguredStore(context, options.store);
+      try {
+        const { key, row } = await store.createKey({
+          org: options.org,
+          name: options.name,
+          scopes: options.models ? options.models.split(",").map((m) => m.trim()).filter(Boolean) : null,
+          plan: options.plan,
+          limits: { rpm: integer(options.rpm, "--rpm"), tpm: integer(options.tpm, "--tpm"), concurrency: integer(options.concurrency, "--concurrency") },
+          expiresAt: days ? Date.now() + days * 86_400_000 : null,
+        });
+        if (context.config.serve.freeTierMicros > 0) await store.grant(options.org, context.config.serve.freeTierMicros, `free-tier:${options.org}`, "free tier");
+        context.print(`${key}\n\nThis is the only time the key is shown. Prefix for reference: ${row.prefix}… (id ${row.id})`, { key, ...publicKey(row) });
+      } finally {
+        await store.close();
+      }
+    });
+  keys
+    .command("list")
+    .option("--org <name>", "only this organisation's keys")
+    .option("--store <url>", "override the configured store")
+    .action(async (options: { org?: string; store?: string }, command: Command) => {
+      const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
+      const store = await openConfiguredStore(context, options.store);
+      try {
+        const rows = (await store.listKeys(options.org)).map(publicKey);
+        const status = (k: ReturnType<typeof publicKey>) => (k.revoked_at !== null && k.revoked_at <= Date.now() ? "revoked" : k.expires_at !== null && k.expires_at <= Date.now() ? "expired" : "active");
+        const text = rows.map((k) => `${`${k.prefix}…`.padEnd(16)} ${String(k.org).padEnd(14)} ${k.name.padEnd(14)} ${k.plan.padEnd(10)} ${status(k).padEnd(8)} models: ${k.scopes?.join(",") ?? "all"}`).join("\n");
+        context.print(text || "no keys", { keys: rows });
+      } finally {
+        await store.close();
+      }
+    });
+  keys
+    .command("revoke <id>")
+    .description("revoke a key by id or prefix (servers refuse it within a second)")
+    .option("--store <url>", "override the configured store")
+    .action(async (id: string, options: { store?: string }, command: Command) => {
+      const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
+      const store = await openConfiguredStore(context, options.store);
+      try {
+        const row = await store.revokeKey(id);
+        context.print(`revoked ${row.prefix}…`, publicKey(row));
+      } finally {
+        await store.close();
+      }
+    });
+  keys
+    .command("rotate <id>")
+    .description("a new key with the same org, models and limits; the old one is revoked (after --grace-seconds)")
+    .option("--grace-seconds <n>", "keep the old key working this long", "0")
+    .option("--store <url>", "override the configured store")
+    .action(async (id: string, options: { graceSeconds: string; store?: string }, command: Command) => {
+      const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
+      const grace = Number(options.graceSeconds);
+      if (!Number.isInteger(grace) || grace < 0) throw new InputError("--grace-seconds must be a non-negative integer");
+      const store = await openConfiguredStore(context, options.store);
+      try {
+        const { key, row } = await store.rotateKey(id, grace * 1000);
+        context.print(`${key}\n\nThis is the only time the key is shown. It replaces ${row.rotated_from}.`, { key, ...publicKey(row) });
+      } finally {
+        await store.close();
+      }
+    });
+}

@@ -1,0 +1,129 @@
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { scratchFolder, teacherGguf } from "../../test/fixtures.ts";
+import { PROJECT_ROOT } from "../core/paths.ts";
+import { Store } from "./store/store.ts";
+
+const BIN = join(PROJECT_ROOT, "bin", "avocado.js");
+/** A prompt the tiny Qwen continues until the length limit: a stream long enough to kill mid-way. */
+const ENDLESS = "<|im_start|>user\nReverse the word 'abcdefghijklmnop'.<|im_end|>\n<|im_start|>assistant\n<think>\nLetters:";
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function avocado(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { cwd, encoding: "utf8" }, (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr }));
+  });
+}
+
+/** Starts `avocado serve` and resolves once it listens. */
+function serve(cwd: string): Promise<{ child: ChildProcess; output: () => string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, "--json", "serve"], { cwd, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    const onData = (data: Buffer) => {
+      output += data.toString();
+      if (output.includes('"event":"result"')) resolve({ child, output: () => output });
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", (data: Buffer) => (output += data.toString()));
+    child.on("exit", (code) => reject(new Error(`avocado serve exited ${code}: ${output}`)));
+  });
+}
+
+describe("avocado serve as a process: keys and billing CLI, kill -9 mid-stream, recovery", () => {
+  const folder = scratchFolder("serve-process");
+  let port: number;
+  let server: { child: ChildProcess; output: () => string } | undefined;
+
+  beforeAll(async () => {
+    await mkdir(folder, { recursive: true });
+    port = await freePort();
+    await writeFile(
+      join(folder, "avocado.yaml"),
+      [
+        "workspace: ws",
+        "serve:",
+        `  port: ${port}`,
+        "  store: sqlite:avocado.db",
+        "  plans: { default: { rpm: 600, concurrency: 4, topLogprobs: 0 } }",
+        "  models:",
+        "    - name: avocado-tiny",
+        `      gguf: ${teacherGguf("tiny-qwen")}`,
+        "      price: { inputPerMillion: 1000000, outputPerMillion: 4000000 }",
+        "      maxTokens: 200",
+        "",
+      ].join("\n"),
+    );
+  });
+  afterAll(async () => {
+    server?.child.kill("SIGKILL");
+    await rm(folder, { recursive: true, force: true });
+  });
+
+  it("creates a key and credit from the CLI, survives kill -9 mid-stream, and recovers the reservation on restart", async () => {
+    const created = await avocado(["--json", "keys", "create", "--org", "acme", "--name", "ci"], folder);
+    expect(created.code, created.stderr).toBe(0);
+    const key = (JSON.parse(created.stdout.trim().split("\n").at(-1)!) as { key: string }).key;
+    expect((await avocado(["billing", "credit", "--org", "acme", "--amount", "5000000", "--idempotency-key", "pay-1"], folder)).stdout).toMatch(/^credited/);
+    expect((await avocado(["billing", "credit", "--org", "acme", "--amount", "5000000", "--idempotency-key", "pay-1"], folder)).stdout).toMatch(/already credited/);
+
+    server = await serve(folder);
+    const client = new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
+    const done = await client.completions.create({ model: "avocado-tiny", prompt: ENDLESS, max_tokens: 20, temperature: 0 });
+    const paid = 20 * 4 + done.usage!.prompt_tokens * 1;
+    const stream = await client.completions.create({ model: "avocado-tiny", prompt: ENDLESS, max_tokens: 200, temperature: 0, stream: true });
+    const reading = (async () => {
+      let chunks = 0;
+      for await (const chunk of stream) {
+        void chunk;
+        if (++chunks === 2) server!.child.kill("SIGKILL");
+      }
+    })();
+    await expect(reading).rejects.toThrow();
+    await new Promise((resolve) => server!.child.once("exit", resolve));
+
+    const store = await Store.open(`sqlite:${join(folder, "ws", "avocado.db")}`);
+    const org = (await store.orgByName("acme"))!.id;
+    const open = await store.openReservations();
+    expect(open).toHaveLength(1);
+    expect((await store.balance(org)).reserved).toBeGreaterThan(0);
+    await store.close();
+
+    server = await serve(folder);
+    expect(server.output()).toMatch(/recovered 1 open reservation|"recovered":1/);
+    const after = await Store.open(`sqlite:${join(folder, "ws", "avocado.db")}`);
+    expect(await after.balance(org)).toEqual({ available: 5_000_000 - paid, reserved: 0 });
+    expect((await after.audit()).problems).toEqual([]);
+    await after.close();
+
+    // Usage and invoice from the CLI; the invoice is reproducible.
+    const usage = await avocado(["billing", "usage", "--org", "acme"], folder);
+    expect(usage.stdout.split("\n")[0]).toBe("day,org,key,model,requests,prompt_tokens,completion_tokens,cost_micros");
+    expect(usage.stdout).toMatch(new RegExp(`,acme,avo_[^,]+,avocado-tiny,2,\\d+,20,${paid}\\n`));
+    const month = new Date().toISOString().slice(0, 7);
+    const first = await avocado(["--json", "billing", "invoice", "--org", "acme", "--month", month], folder);
+    const second = await avocado(["--json", "billing", "invoice", "--org", "acme", "--month", month], folder);
+    expect(first.stdout).toBe(second.stdout);
+    expect(JSON.parse(first.stdout.trim()) as unknown).toMatchObject({ invoice: { totals: { requests: 2, amount: paid } } });
+
+    // A revoked key is refused by the running server within its one-second cache.
+    const keys = await avocado(["--json", "keys", "list"], folder);
+    const id = (JSON.parse(keys.stdout.trim()) as { keys: { id: string }[] }).keys[0]!.id;
+    expect((await avocado(["keys", "revoke", id], folder)).code).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    await expect(client.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+  }, 60_000);
+});
