@@ -127,5 +127,46 @@ for (const kind of ["sqlite", "postgres"] as const) {
       expect((refused as InstanceType<typeof OpenAI.APIError>).status).toBe(402);
       expect((await store.audit()).problems).toEqual([]);
     });
+
+    it("200 concurrent streams on credit for about 50: never below zero, charges equal metered usage, none twice", async () => {
+      const { key: crowdKey } = await store.createKey({ org: "crowd", name: "k", limits: { concurrency: 1000, rpm: 100_000, tpm: 100_000_000 } });
+      const crowd = new OpenAI({ apiKey: crowdKey, baseURL: `${api.url}/v1`, maxRetries: 0, timeout: 120_000 });
+      const request = { model: "avocado-tiny", messages: [{ role: "user" as const, content: "What is 25*12?" }], max_tokens: 12, temperature: 0 };
+      const worst = costOf(PRICE, (await client.chat.completions.create(request)).usage!.prompt_tokens, 12);
+      await store.grant("crowd", worst * 50, "crowd");
+      const orgId = (await store.orgByName("crowd"))!.id;
+      let lowest = Number.POSITIVE_INFINITY;
+      const watcher = setInterval(() => void store.balance(orgId).then((b) => (lowest = Math.min(lowest, b.available))), 5);
+      const outcomes = await Promise.all(
+        Array.from({ length: 200 }, async () => {
+          try {
+            const stream = await crowd.chat.completions.create({ ...request, stream: true, stream_options: { include_usage: true } });
+            let usage: OpenAI.CompletionUsage | undefined;
+            for await (const chunk of stream) usage = chunk.usage ?? usage;
+            return usage ? costOf(PRICE, usage.prompt_tokens, usage.completion_tokens) : -1;
+          } catch (error) {
+            if ((error as { status?: number }).status === 402) return 0;
+            throw error;
+          }
+        }),
+      );
+      clearInterval(watcher);
+      expect(outcomes).not.toContain(-1);
+      const served = outcomes.filter((c) => c > 0);
+      expect(served.length).toBeGreaterThanOrEqual(50);
+      expect(lowest).toBeGreaterThanOrEqual(0);
+      const usage = await store.usage({ orgId });
+      const charged = usage.reduce((sum, row) => sum + row.cost, 0);
+      if (charged !== served.reduce((a, b) => a + b, 0)) {
+        const records = await store.db.selectFrom("usage_records").select(["cost", "outcome", "prompt_tokens", "completion_tokens"]).where("org_id", "=", orgId).execute();
+        const histogram = (values: string[]) => Object.entries(values.reduce<Record<string, number>>((h, v) => ((h[v] = (h[v] ?? 0) + 1), h), {}));
+        process.stderr.write(`served ${JSON.stringify(histogram(served.map(String)))}\nrecords ${JSON.stringify(histogram(records.map((r) => `${r.cost}/${r.outcome}/${r.prompt_tokens}/${r.completion_tokens}`)))}\n`);
+      }
+      expect(charged).toBe(served.reduce((a, b) => a + b, 0));
+      expect(usage.reduce((sum, row) => sum + row.requests, 0)).toBe(served.length);
+      const balance = await store.balance(orgId);
+      expect(balance).toEqual({ available: worst * 50 - charged, reserved: 0 });
+      expect((await store.audit()).problems).toEqual([]);
+    }, 120_000);
   });
 }

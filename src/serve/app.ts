@@ -219,7 +219,12 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         const usedPrompt = results.reduce((sum, r) => sum + r.promptTokens, 0);
         const usedCompletion = results.reduce((sum, r) => sum + r.completionTokens, 0);
         const cost = costOf(price, usedPrompt, usedCompletion);
-        await store.settle(request.id, { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome: abort.signal.aborted && outcome === "ok" ? "cancelled" : outcome });
+        try {
+          await store.settle(request.id, { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome: abort.signal.aborted && outcome === "ok" ? "cancelled" : outcome });
+        } catch (error) {
+          // The hold stays open; recovery releases it. The answer is still delivered.
+          logger.log("error", "api.settle_failed", { requestId: request.id, error: errorMessage(error) });
+        }
         if (!stream) lease.addTokens(usedCompletion);
         metrics.tokens.inc({ model: model.config.name, kind: "prompt" }, usedPrompt);
         metrics.tokens.inc({ model: model.config.name, kind: "completion" }, usedCompletion);
@@ -227,6 +232,8 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         metrics.requests.inc({ route, model: model.config.name, status: outcome === "ok" ? "200" : outcome });
         metrics.latency.observe({ route, stream: String(stream) }, (performance.now() - started) / 1000);
         if (usedPrompt !== promptTokens * n && model.config.gguf) logger.log("warn", "api.token_count_mismatch", { requestId: request.id, counted: promptTokens * n, engine: usedPrompt });
+        // A stream ends only once its cost is settled: a client that has read [DONE] sees its charge.
+        if (stream && !reply.raw.destroyed) reply.raw.end("data: [DONE]\n\n");
       }
       if (stream) return reply;
       return completionBody(route, request.id, model.config.name, results);
@@ -273,14 +280,9 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       if (route === "chat") send([{ index: 0, delta: {}, logprobs, finish_reason: result.finishReason }]);
       else send([{ index: 0, text: "", logprobs, finish_reason: result.finishReason }]);
       if (includeUsage) send([], usageOf([result]));
-      raw.end("data: [DONE]\n\n");
     } catch (error) {
-      // Headers are sent: the stream ends with an error event in the OpenAI shape, then [DONE].
-      if (!raw.destroyed) {
-        const apiError = generationError(error);
-        raw.write(`data: ${JSON.stringify(apiError.body())}\n\n`);
-        raw.end("data: [DONE]\n\n");
-      }
+      // Headers are sent: the stream ends with an error event in the OpenAI shape (then [DONE], after settlement).
+      if (!raw.destroyed) raw.write(`data: ${JSON.stringify(generationError(error).body())}\n\n`);
       throw error;
     }
   }

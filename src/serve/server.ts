@@ -55,7 +55,7 @@ export async function startApi(options: { config: ServeConfig; workspace: string
   const instance = config.port === 0 ? `${hostname()}:ephemeral:${process.pid}:${Date.now()}` : `${hostname()}:${config.port}`;
   const recovered = await recoverReservations(store, instance);
   if (recovered > 0) logger.log("warn", "api.recovered_reservations", { instance, recovered });
-  const limiter: Limiter = config.redis ? new RedisLimiter(config.redis) : new MemoryLimiter();
+  const limiter: Limiter = config.redis ? new RedisLimiter(config.redis, config.redisPrefix) : new MemoryLimiter();
   const models = options.models ?? new Map<string, ServedModel>();
   if (!options.models) {
     for (const model of config.models) {

@@ -37,6 +37,7 @@ export const serveSchema = z
     port: z.number().int().min(0).max(65535).default(8080),
     store: z.string().default("sqlite:avocado.db").describe("sqlite:<path> (relative to the workspace) or postgres://…"),
     redis: z.string().optional().describe("redis://… to share limits across replicas (in-process when absent)"),
+    redisPrefix: z.string().min(1).default("avocado:limits").describe("namespace of the limit keys in Redis"),
     adminTokenEnv: z.string().default("AVOCADO_ADMIN_TOKEN").describe("environment variable holding the admin API's bearer token"),
     bodyLimitBytes: z.number().int().min(1024).default(1_048_576),
     plans: z.record(z.string(), planSchema).default({ default: { rpm: 600, tpm: 200_000, concurrency: 8, topLogprobs: 0 } }),
