@@ -1,0 +1,106 @@
+import OpenAI from "openai";
+import { afterAll, describe, expect, it } from "vitest";
+import { teacherGguf } from "../../../test/fixtures.ts";
+import { freshStore } from "../../../test/stores.ts";
+import { serveSchema } from "../../core/config/serve-schema.ts";
+import { EmbeddedServedModel } from "../models/embedded-model.ts";
+import type { ServedModel } from "../models/served-model.ts";
+import { startApi, type RunningApi } from "../server.ts";
+import type { Limiter } from "./limiter.ts";
+import { MemoryLimiter } from "./memory-limiter.ts";
+import { RedisLimiter } from "./redis-limiter.ts";
+
+const REDIS_URL = process.env.AVOCADO_TEST_REDIS ?? "redis://127.0.0.1:6379";
+const prefix = () => `avocado-test:${process.pid}:${Date.now()}:${Math.random().toString(36).slice(2)}`;
+
+/** The limit suite every Limiter passes. */
+for (const kind of ["memory", "redis"] as const) {
+  describe(`${kind} limiter`, () => {
+    const limiters: Limiter[] = [];
+    const make = () => {
+      const limiter = kind === "memory" ? new MemoryLimiter() : new RedisLimiter(REDIS_URL, prefix());
+      limiters.push(limiter);
+      return limiter;
+    };
+    afterAll(async () => {
+      for (const limiter of limiters) await limiter.close();
+    });
+
+    it("admits a minute's RPM, then refuses with a Retry-After", async () => {
+      const limiter = make();
+      const scope = [{ id: "key:a", rpm: 5 }];
+      const results = [];
+      for (let i = 0; i < 7; i++) results.push(await limiter.admit(`r${i}`, scope, 1));
+      expect(results.filter((r) => r.ok)).toHaveLength(5);
+      const refused = results.at(-1)!;
+      expect(refused).toMatchObject({ ok: false, limit: "rpm", scope: "key:a" });
+      expect(refused.ok ? 0 : refused.retryAfterMs).toBeGreaterThan(0);
+    });
+
+    it("takes prompt tokens up front and completion tokens as they stream (TPM)", async () => {
+      const limiter = make();
+      const scope = [{ id: "key:t", tpm: 100 }];
+      const first = await limiter.admit("t1", scope, 60);
+      expect(first.ok).toBe(true);
+      if (first.ok) first.lease.addTokens(30);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(await limiter.admit("t2", scope, 20)).toMatchObject({ ok: false, limit: "tpm" });
+      expect((await limiter.admit("t3", scope, 5)).ok).toBe(true);
+    });
+
+    it("holds concurrency until release, and a refusal in one scope takes nothing from the others", async () => {
+      const limiter = make();
+      const key = { id: "key:c", concurrency: 1 };
+      const org = { id: "org:c", rpm: 3 };
+      const held = await limiter.admit("c1", [key, org], 1);
+      expect(held.ok).toBe(true);
+      expect(await limiter.admit("c2", [org, key], 1)).toMatchObject({ ok: false, limit: "concurrency", scope: "key:c" });
+      if (held.ok) await held.lease.release();
+      expect((await limiter.admit("c3", [key, org], 1)).ok).toBe(true);
+      // The refused request took no RPM from the org: 2 of its 3 are used.
+      const other = { id: "key:other" };
+      expect((await limiter.admit("c4", [other, org], 1)).ok).toBe(true);
+      expect(await limiter.admit("c5", [other, org], 1)).toMatchObject({ ok: false, limit: "rpm", scope: "org:c" });
+    });
+  });
+}
+
+describe("two replicas sharing Redis and one PostgreSQL store", () => {
+  const apis: RunningApi[] = [];
+  let drop: (() => Promise<void>) | undefined;
+  afterAll(async () => {
+    for (const api of apis) await api.close();
+    await drop?.();
+  });
+
+  it("enforce a key's RPM once, not once per replica", async () => {
+    const fresh = await freshStore("postgres", "replicas");
+    drop = fresh.drop;
+    await fresh.store.close();
+    const config = serveSchema.parse({
+      port: 0,
+      store: fresh.url,
+      redis: REDIS_URL,
+      redisPrefix: prefix(),
+      plans: { default: { rpm: 6, topLogprobs: 0 } },
+      models: [{ name: "avocado-tiny", gguf: teacherGguf("tiny-qwen"), price: { inputPerMillion: 1, outputPerMillion: 1 }, maxTokens: 4 }],
+    });
+    for (let i = 0; i < 2; i++) {
+      const models = new Map<string, ServedModel>([["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))]]);
+      apis.push(await startApi({ config, workspace: "/nonexistent", models }));
+    }
+    const { key } = await apis[0]!.store.createKey({ org: "replicated", name: "k" });
+    await apis[0]!.store.grant("replicated", 1_000_000, "r");
+    const clients = apis.map((api) => new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 }));
+    const outcomes = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        clients[i % 2]!.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 1 }).then(
+          () => 200,
+          (error: { status?: number }) => error.status,
+        ),
+      ),
+    );
+    expect(outcomes.filter((s) => s === 200)).toHaveLength(6);
+    expect(outcomes.filter((s) => s === 429)).toHaveLength(14);
+  });
+});
