@@ -71,12 +71,12 @@ const BIGINT_OID = 20;
 /** Opens `sqlite:<path>` (or `sqlite::memory:`) or `postgres://…`, and creates the schema if needed. */
 export type StoreKind = "sqlite" | "postgres";
 
-export async function openDatabase(url: string): Promise<{ db: Db; kind: StoreKind }> {
+export async function openDatabase(url: string): Promise<{ db: Db; kind: StoreKind; sqlite?: SQLite.Database }> {
   let db: Db;
   let kind: StoreKind;
+  let sqlite: SQLite.Database | undefined;
   if (url.startsWith("sqlite:")) {
     const path = url.slice("sqlite:".length) || ":memory:";
-    let sqlite: SQLite.Database;
     try {
       if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
       sqlite = new SQLite(path);
@@ -84,9 +84,11 @@ export async function openDatabase(url: string): Promise<{ db: Db; kind: StoreKi
       throw new FileError(path, `cannot be opened as the SQLite store (${errorMessage(error)})`, { cause: error });
     }
     sqlite.pragma("journal_mode = WAL");
-    sqlite.pragma("synchronous = FULL");
+    // WAL + NORMAL: a commit survives the process being killed (kill -9); only an OS crash or power loss can drop the last commits.
+    sqlite.pragma("synchronous = NORMAL");
     sqlite.pragma("busy_timeout = 5000");
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    const database = sqlite;
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
     kind = "sqlite";
   } else if (/^postgres(ql)?:\/\//.test(url)) {
     const pool = new pg.Pool({
@@ -110,7 +112,7 @@ export async function openDatabase(url: string): Promise<{ db: Db; kind: StoreKi
       }
     });
   } else await migrate(db, kind);
-  return { db, kind };
+  return { db, kind, sqlite };
 }
 
 async function migrate(db: Db, kind: StoreKind): Promise<void> {

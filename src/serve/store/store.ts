@@ -1,28 +1,11 @@
 import { createHash, randomBytes } from "node:crypto";
 import { sql, type Transaction } from "kysely";
 import { AvocadoError, InputError } from "../../core/errors.ts";
+import { accounts, InsufficientCreditError, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
+import { SqliteLedger } from "./sqlite-ledger.ts";
 import { openDatabase, type Database, type Db, type StoreKind } from "./database.ts";
 
-/** Not enough prepaid credit for a request's worst case (HTTP 402). */
-export class InsufficientCreditError extends AvocadoError {
-  constructor(
-    readonly needed: number,
-    readonly available: number,
-  ) {
-    super("insufficient_credit", `insufficient credit: this request may cost up to ${needed} micro-units and ${available} are available`);
-  }
-}
-
-export const accounts = {
-  /** Credit an org can spend. Never negative: reservations are guarded. */
-  available: (org: string) => `org:${org}:available`,
-  /** Credit held for requests in flight. */
-  reserved: (org: string) => `org:${org}:reserved`,
-  /** Where credit comes from (top-ups and grants): goes negative by what was issued. */
-  issued: "system:issued",
-  /** What was earned: settled charges. */
-  revenue: "system:revenue",
-};
+export { accounts, InsufficientCreditError };
 
 export type ApiKeyRow = Database["api_keys"];
 
@@ -66,11 +49,13 @@ export class Store {
   private constructor(
     readonly db: Db,
     readonly kind: StoreKind,
+    /** On SQLite, the ledger's writes (grant, reserve, settle) as synchronous prepared statements. */
+    private readonly sqliteLedger: SqliteLedger | undefined,
   ) {}
 
   static async open(url: string): Promise<Store> {
-    const { db, kind } = await openDatabase(url);
-    return new Store(db, kind);
+    const { db, kind, sqlite } = await openDatabase(url);
+    return new Store(db, kind, sqlite ? new SqliteLedger(sqlite) : undefined);
   }
 
   async close(): Promise<void> {
@@ -159,10 +144,7 @@ export class Store {
    * below zero: the update is conditional, so concurrent debits cannot overspend.
    * Returns false when the idempotency key was already used (nothing happens twice).
    */
-  private async post(
-    trx: Transaction<Database>,
-    movement: { kind: string; idempotencyKey: string; orgId: string | null; requestId: string | null; memo: string; entries: { account: string; amount: number; guard?: boolean }[] },
-  ): Promise<boolean> {
+  private async post(trx: Transaction<Database>, movement: LedgerMovement): Promise<boolean> {
     const total = movement.entries.reduce((sum, e) => sum + e.amount, 0);
     if (total !== 0) throw new AvocadoError("ledger_unbalanced", `ledger transaction '${movement.kind}' does not balance (${total})`);
     const now = Date.now();
@@ -195,6 +177,7 @@ export class Store {
   async grant(orgName: string, amount: number, idempotencyKey: string, memo = "credit"): Promise<boolean> {
     if (!Number.isSafeInteger(amount) || amount <= 0) throw new InputError(`a credit must be a positive integer of micro-units (found ${amount})`);
     const orgId = await this.ensureOrg(orgName);
+    if (this.sqliteLedger) return this.sqliteLedger.grant(orgId, amount, idempotencyKey, memo);
     return this.db.transaction().execute((trx) =>
       this.post(trx, { kind: "grant", idempotencyKey: `grant:${idempotencyKey}`, orgId, requestId: null, memo, entries: [{ account: accounts.issued, amount: -amount }, { account: accounts.available(orgId), amount }] }),
     );
@@ -211,7 +194,8 @@ export class Store {
    * With `partial`, holds what is available if that is at least `minimum`
    * (a stream then stops where the credit ends). Idempotent by request id.
    */
-  async reserve(request: { requestId: string; orgId: string; keyId: string; model: string; amount: number; minimum?: number; instance: string }): Promise<number> {
+  async reserve(request: ReserveRequest): Promise<number> {
+    if (this.sqliteLedger) return this.sqliteLedger.reserve(request);
     return this.db.transaction().execute(async (trx) => {
       const existing = await trx.selectFrom("reservations").select("amount").where("request_id", "=", request.requestId).executeTakeFirst();
       if (existing) return existing.amount;
@@ -245,7 +229,8 @@ export class Store {
    * returns the rest, and records the usage — all in one transaction. A second
    * settle of the same request does nothing and returns false.
    */
-  async settle(requestId: string, usage: { promptTokens: number; completionTokens: number; cost: number; outcome: string }): Promise<boolean> {
+  async settle(requestId: string, usage: SettleUsage): Promise<boolean> {
+    if (this.sqliteLedger) return this.sqliteLedger.settle(requestId, usage);
     return this.db.transaction().execute(async (trx) => {
       const now = Date.now();
       const claimed = await trx.updateTable("reservations").set({ status: "settled", settled_at: now }).where("request_id", "=", requestId).where("status", "=", "open").executeTakeFirst();
