@@ -1,12 +1,12 @@
 import type { ServedModelConfig } from "../../core/config/serve-schema.ts";
-import { chatChunkSchema, chatCompletionSchema, completionSchema, reasoningOf } from "../../teachers/http/protocol.ts";
-import { Transport } from "../../teachers/http/transport.ts";
+import { chatChunkSchema, chatCompletionSchema, completionSchema, modelsSchema, reasoningOf } from "../../teachers/http/protocol.ts";
 import { TeacherError } from "../../teachers/teacher-error.ts";
 import type { GenerationRequest, GenerationResult, ServedModel } from "./served-model.ts";
+import { UpstreamClient } from "./upstream-client.ts";
 
 interface Upstream {
   url: string;
-  transport: Transport;
+  client: UpstreamClient;
   outstanding: number;
   healthy: boolean;
 }
@@ -27,7 +27,7 @@ export class UpstreamServedModel implements ServedModel {
   constructor(readonly config: ServedModelConfig) {
     this.upstreams = (config.upstreams ?? []).map((url) => ({
       url,
-      transport: new Transport({ teacher: `upstream ${config.name}`, baseUrl: url, apiKey: undefined, headers: {}, maxResponseBytes: 16 * 1024 * 1024 }),
+      client: new UpstreamClient(url, `upstream ${config.name}`),
       outstanding: 0,
       healthy: true,
     }));
@@ -87,26 +87,28 @@ export class UpstreamServedModel implements ServedModel {
     if (chat) body.messages = request.messages;
     else body.prompt = request.prompt;
     if (request.topLogprobs !== undefined) Object.assign(body, chat ? { logprobs: true, top_logprobs: request.topLogprobs } : { logprobs: request.topLogprobs });
-    const response = await upstream.transport.send("POST", chat ? "/chat/completions" : "/completions", body, request.signal);
-    onOutput();
+    const path = chat ? "/chat/completions" : "/completions";
     const result: GenerationResult = { content: "", reasoning: "", finishReason: "stop", promptTokens: 0, completionTokens: 0 };
     let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
     if (!stream) {
       if (chat) {
-        const parsed = await upstream.transport.json(response, chatCompletionSchema, request.signal, "upstream chat completion");
+        const parsed = await upstream.client.json("POST", path, body, request.signal, chatCompletionSchema);
+        onOutput();
         const choice = parsed.choices[0]!;
         result.content = choice.message.content ?? "";
         result.reasoning = reasoningOf(choice.message);
         result.finishReason = choice.finish_reason === "length" ? "length" : "stop";
         usage = parsed.usage ?? undefined;
       } else {
-        const parsed = await upstream.transport.json(response, completionSchema, request.signal, "upstream completion");
+        const parsed = await upstream.client.json("POST", path, body, request.signal, completionSchema);
+        onOutput();
         result.content = parsed.choices[0]?.text ?? "";
         result.finishReason = parsed.choices[0]?.finish_reason === "length" ? "length" : "stop";
         usage = parsed.usage ?? undefined;
       }
     } else {
-      for await (const data of upstream.transport.events(response, request.signal)) {
+      for await (const data of upstream.client.events(path, body, request.signal)) {
+        onOutput();
         const json: unknown = JSON.parse(data);
         if (chat) {
           const chunk = chatChunkSchema.parse(json);
@@ -136,7 +138,7 @@ export class UpstreamServedModel implements ServedModel {
         }
       }
     }
-    if (!usage) throw new TeacherError(`upstream ${this.config.name}`, "bad-response", `${upstream.transport.displayUrl} reported no usage; metering needs it`);
+    if (!usage) throw new TeacherError(`upstream ${this.config.name}`, "bad-response", `${upstream.client.origin} reported no usage; metering needs it`);
     result.promptTokens = usage.prompt_tokens;
     result.completionTokens = usage.completion_tokens;
     return result;
@@ -146,8 +148,7 @@ export class UpstreamServedModel implements ServedModel {
     await Promise.all(
       this.upstreams.map(async (upstream) => {
         try {
-          const response = await upstream.transport.send("GET", "/models", undefined, AbortSignal.timeout(2_000));
-          await response.body?.cancel();
+          await upstream.client.json("GET", "/models", undefined, AbortSignal.timeout(2_000), modelsSchema);
           upstream.healthy = true;
         } catch {
           upstream.healthy = false;
@@ -159,5 +160,6 @@ export class UpstreamServedModel implements ServedModel {
 
   async close(): Promise<void> {
     clearInterval(this.timer);
+    await Promise.all(this.upstreams.map((u) => u.client.close()));
   }
 }
