@@ -4,6 +4,7 @@ import pg from "pg";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { FileError, InputError, errorMessage } from "../../core/errors.ts";
+import { WalCheckpointer } from "./checkpointer.ts";
 
 /**
  * The tables of the paid API. Money is integer micro-units (bigint), time is
@@ -71,10 +72,11 @@ const BIGINT_OID = 20;
 /** Opens `sqlite:<path>` (or `sqlite::memory:`) or `postgres://…`, and creates the schema if needed. */
 export type StoreKind = "sqlite" | "postgres";
 
-export async function openDatabase(url: string): Promise<{ db: Db; kind: StoreKind; sqlite?: SQLite.Database }> {
+export async function openDatabase(url: string): Promise<{ db: Db; kind: StoreKind; sqlite?: SQLite.Database; checkpointer?: WalCheckpointer }> {
   let db: Db;
   let kind: StoreKind;
   let sqlite: SQLite.Database | undefined;
+  let checkpointer: WalCheckpointer | undefined;
   if (url.startsWith("sqlite:")) {
     const path = url.slice("sqlite:".length) || ":memory:";
     try {
@@ -87,6 +89,10 @@ export async function openDatabase(url: string): Promise<{ db: Db; kind: StoreKi
     // WAL + NORMAL: a commit survives the process being killed (kill -9); only an OS crash or power loss can drop the last commits.
     sqlite.pragma("synchronous = NORMAL");
     sqlite.pragma("busy_timeout = 5000");
+    if (path !== ":memory:") {
+      sqlite.pragma("wal_autocheckpoint = 0");
+      checkpointer = new WalCheckpointer(path);
+    }
     const database = sqlite;
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
     kind = "sqlite";
@@ -112,7 +118,7 @@ export async function openDatabase(url: string): Promise<{ db: Db; kind: StoreKi
       }
     });
   } else await migrate(db, kind);
-  return { db, kind, sqlite };
+  return { db, kind, sqlite, checkpointer };
 }
 
 async function migrate(db: Db, kind: StoreKind): Promise<void> {

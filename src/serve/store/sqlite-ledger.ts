@@ -15,14 +15,17 @@ const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
  */
 export class SqliteLedger {
   private readonly statements;
-  readonly grant: (orgId: string, amount: number, idempotencyKey: string, memo: string) => boolean;
-  readonly reserve: (request: ReserveRequest) => number;
-  readonly settle: (requestId: string, usage: SettleUsage) => boolean;
+  private readonly grantTransaction: (orgId: string, amount: number, idempotencyKey: string, memo: string) => boolean;
+  private readonly reserveTransaction: (request: ReserveRequest) => number;
+  private readonly settleTransaction: (requestId: string, usage: SettleUsage) => boolean;
+  /** One outer transaction around a batch; each operation inside is a savepoint of its own. */
+  private readonly batchTransaction: (run: () => void) => void;
+  private queue: { run: () => unknown; resolve: (value: never) => void; reject: (error: unknown) => void }[] = [];
 
   constructor(private readonly db: SQLite.Database) {
     this.statements = {
       insertTransaction: db.prepare("insert or ignore into ledger_transactions (id, kind, idempotency_key, org_id, request_id, memo, created_at) values (?, ?, ?, ?, ?, ?, ?)"),
-      ensureBalance: db.prepare("insert or ignore into balances (account, org_id, amount) values (?, ?, 0)"),
+      openBalance: db.prepare("insert into balances (account, org_id, amount) values (?, ?, ?)"),
       credit: db.prepare("update balances set amount = amount + ? where account = ?"),
       debitGuarded: db.prepare("update balances set amount = amount - ? where account = ? and amount >= ?"),
       balance: db.prepare<[string], { amount: number }>("select amount from balances where account = ?"),
@@ -34,10 +37,11 @@ export class SqliteLedger {
       claim: db.prepare("update reservations set status = 'settled', settled_at = ?, charged = ? where request_id = ? and status = 'open'"),
       insertUsage: db.prepare("insert into usage_records (request_id, org_id, key_id, model, prompt_tokens, completion_tokens, cost, outcome, created_at, day) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
     };
-    this.grant = db.transaction((orgId: string, amount: number, idempotencyKey: string, memo: string) =>
+    this.batchTransaction = db.transaction((run: () => void) => run());
+    this.grantTransaction = db.transaction((orgId: string, amount: number, idempotencyKey: string, memo: string) =>
       this.post({ kind: "grant", idempotencyKey: `grant:${idempotencyKey}`, orgId, requestId: null, memo, entries: [{ account: accounts.issued, amount: -amount }, { account: accounts.available(orgId), amount }] }),
     );
-    this.reserve = db.transaction((request: ReserveRequest): number => {
+    this.reserveTransaction = db.transaction((request: ReserveRequest): number => {
       const existing = this.statements.reservation.get(request.requestId);
       if (existing) return existing.amount;
       let amount = request.amount;
@@ -60,7 +64,7 @@ export class SqliteLedger {
       });
       return amount;
     });
-    this.settle = db.transaction((requestId: string, usage: SettleUsage): boolean => {
+    this.settleTransaction = db.transaction((requestId: string, usage: SettleUsage): boolean => {
       const reservation = this.statements.reservation.get(requestId);
       if (!reservation) return false;
       const now = Date.now();
@@ -83,6 +87,55 @@ export class SqliteLedger {
     });
   }
 
+  grant(orgId: string, amount: number, idempotencyKey: string, memo: string): Promise<boolean> {
+    return this.schedule(() => this.grantTransaction(orgId, amount, idempotencyKey, memo));
+  }
+
+  reserve(request: ReserveRequest): Promise<number> {
+    return this.schedule(() => this.reserveTransaction(request));
+  }
+
+  settle(requestId: string, usage: SettleUsage): Promise<boolean> {
+    return this.schedule(() => this.settleTransaction(requestId, usage));
+  }
+
+  /**
+   * Group commit: the operations that arrive in the same turn of the event loop
+   * run in one database transaction (each in its own savepoint, so one refusal
+   * rolls back only itself), and every caller hears back only after the commit.
+   */
+  private schedule<T>(run: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ run, resolve: resolve as (value: never) => void, reject });
+      if (this.queue.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    const batch = this.queue;
+    this.queue = [];
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    try {
+      this.batchTransaction(() => {
+        for (const operation of batch) {
+          try {
+            outcomes.push({ ok: true, value: operation.run() });
+          } catch (error) {
+            outcomes.push({ ok: false, error });
+          }
+        }
+      });
+    } catch (error) {
+      for (const operation of batch) operation.reject(error);
+      return;
+    }
+    batch.forEach((operation, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) operation.resolve(outcome.value as never);
+      else operation.reject(outcome.error);
+    });
+  }
+
   private post(movement: LedgerMovement): boolean {
     const total = movement.entries.reduce((sum, e) => sum + e.amount, 0);
     if (total !== 0) throw new AvocadoError("ledger_unbalanced", `ledger transaction '${movement.kind}' does not balance (${total})`);
@@ -91,12 +144,14 @@ export class SqliteLedger {
     if (this.statements.insertTransaction.run(id, movement.kind, movement.idempotencyKey, movement.orgId, movement.requestId, movement.memo, now).changes === 0) return false;
     for (const entry of movement.entries) {
       if (entry.amount === 0) continue;
-      this.statements.ensureBalance.run(entry.account, movement.orgId);
       if (entry.guard && entry.amount < 0) {
         if (this.statements.debitGuarded.run(-entry.amount, entry.account, -entry.amount).changes === 0) {
           throw new InsufficientCreditError(-entry.amount, this.statements.balance.get(entry.account)?.amount ?? 0);
         }
-      } else this.statements.credit.run(entry.amount, entry.account);
+      } else if (this.statements.credit.run(entry.amount, entry.account).changes === 0) {
+        // First movement of this account: its balance row starts here (a missing row is a zero balance).
+        this.statements.openBalance.run(entry.account, movement.orgId, entry.amount);
+      }
       this.statements.insertEntry.run(id, entry.account, entry.amount, now);
     }
     return true;

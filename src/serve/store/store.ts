@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { sql, type Transaction } from "kysely";
 import { AvocadoError, InputError } from "../../core/errors.ts";
 import { accounts, InsufficientCreditError, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
+import type { WalCheckpointer } from "./checkpointer.ts";
 import { SqliteLedger } from "./sqlite-ledger.ts";
 import { openDatabase, type Database, type Db, type StoreKind } from "./database.ts";
 
@@ -51,14 +52,16 @@ export class Store {
     readonly kind: StoreKind,
     /** On SQLite, the ledger's writes (grant, reserve, settle) as synchronous prepared statements. */
     private readonly sqliteLedger: SqliteLedger | undefined,
+    private readonly checkpointer: WalCheckpointer | undefined,
   ) {}
 
   static async open(url: string): Promise<Store> {
-    const { db, kind, sqlite } = await openDatabase(url);
-    return new Store(db, kind, sqlite ? new SqliteLedger(sqlite) : undefined);
+    const { db, kind, sqlite, checkpointer } = await openDatabase(url);
+    return new Store(db, kind, sqlite ? new SqliteLedger(sqlite) : undefined, checkpointer);
   }
 
   async close(): Promise<void> {
+    await this.checkpointer?.close();
     await this.db.destroy();
   }
 
