@@ -100,10 +100,13 @@ for (const kind of ["sqlite", "postgres"] as const) {
     });
 
     it("allows logprobs only as the plan does, and refuses revoked keys", async () => {
-      const research = (await store.createKey({ org: "acme", name: "research", plan: "research" })).key;
+      const { key: research, row: researchRow } = await store.createKey({ org: "acme", name: "research", plan: "research" });
       const researcher = new OpenAI({ apiKey: research, baseURL: `${api.url}/v1`, maxRetries: 0 });
       const answer = await researcher.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "What is 25*12?" }], logprobs: true, top_logprobs: 3, max_tokens: 4, temperature: 0 });
       expect(answer.choices[0]!.logprobs!.content![0]!.top_logprobs.length).toBe(3);
+      // The request left its extraction signals (a SimHash of the prompt, never the prompt).
+      const signals = await store.requestSignals(researchRow.id, 0);
+      expect(signals[0]).toMatchObject({ logprobs: 3, temperature: 0, prompt_simhash: expect.stringMatching(/^[0-9a-f]{16}$/) });
       await expect(researcher.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], logprobs: true, top_logprobs: 6 })).rejects.toBeInstanceOf(OpenAI.PermissionDeniedError);
       const { row } = await store.createKey({ org: "acme", name: "short-lived" }).then(async (created) => {
         await store.revokeKey(created.row.id);

@@ -8,6 +8,7 @@ import { TeacherError } from "../teachers/teacher-error.ts";
 import { ApiError } from "./http/api-error.ts";
 import { chatRequestSchema, completionRequestSchema, messageText, type ChatRequest, type CompletionRequest } from "./http/request-schemas.ts";
 import type { Lease, Limiter, LimitScope } from "./limits/limiter.ts";
+import { ExtractionMonitor, simhash } from "./extraction.ts";
 import { ApiMetrics } from "./metrics.ts";
 import { costOf, type GenerationRequest, type GenerationResult, type ServedModel } from "./models/served-model.ts";
 import { InsufficientCreditError, type ApiKeyRow, type Store } from "./store/store.ts";
@@ -59,6 +60,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
   const metrics = new ApiMetrics();
   const app = Fastify({ logger: false, bodyLimit: config.bodyLimitBytes, genReqId: () => `req_${randomBytes(12).toString("base64url")}`, return503OnClosing: true });
   const keyCache = new Map<string, { row: ApiKeyRow | undefined; until: number }>();
+  const extraction = config.extraction.throttleRpm ? new ExtractionMonitor((keyId, since) => store.requestSignals(keyId, since), config.extraction.windowDays) : undefined;
 
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);
@@ -115,10 +117,13 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
   }
 
   function limitScopes(auth: Authenticated): LimitScope[] {
-    return [
+    const scopes: LimitScope[] = [
       { id: `key:${auth.key.id}`, rpm: auth.key.rpm ?? auth.plan.rpm, tpm: auth.key.tpm ?? auth.plan.tpm, concurrency: auth.key.concurrency ?? auth.plan.concurrency },
       { id: `org:${auth.key.org_id}`, rpm: auth.plan.orgRpm, tpm: auth.plan.orgTpm, concurrency: auth.plan.orgConcurrency },
-    ].filter((s) => s.rpm || s.tpm || s.concurrency);
+    ];
+    // The automatic throttle of keys whose extraction score crossed the threshold.
+    if (extraction && extraction.score(auth.key.id) >= config.extraction.threshold) scopes.push({ id: `throttle:${auth.key.id}`, rpm: config.extraction.throttleRpm });
+    return scopes.filter((s) => s.rpm || s.tpm || s.concurrency);
   }
 
   app.get("/v1/models", async (request) => {
@@ -169,6 +174,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       stop: typeof body.stop === "string" ? [body.stop] : (body.stop ?? undefined),
       topLogprobs,
     };
+    const signals = { promptSimhash: simhash(generation.prompt ?? (generation.messages ?? []).map((m) => m.content).join("\n")), logprobs: topLogprobs ?? -1, temperature: body.temperature ?? null };
     let promptTokens: number;
     try {
       promptTokens = model.promptTokens(generation);
@@ -220,7 +226,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         const usedCompletion = results.reduce((sum, r) => sum + r.completionTokens, 0);
         const cost = costOf(price, usedPrompt, usedCompletion);
         try {
-          await store.settle(request.id, { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome: abort.signal.aborted && outcome === "ok" ? "cancelled" : outcome });
+          await store.settle(request.id, { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome: abort.signal.aborted && outcome === "ok" ? "cancelled" : outcome, signals });
         } catch (error) {
           // The hold stays open; recovery releases it. The answer is still delivered.
           logger.log("error", "api.settle_failed", { requestId: request.id, error: errorMessage(error) });

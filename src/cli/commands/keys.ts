@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { InputError } from "../../core/errors.ts";
 import { publicKey } from "../../serve/admin.ts";
+import { extractionReport } from "../../serve/extraction.ts";
 import { commandContext, type GlobalOptions } from "../context.ts";
 import { openConfiguredStore } from "./serve.ts";
 
@@ -87,6 +88,39 @@ export function registerKeys(program: Command): void {
       try {
         const { key, row } = await store.rotateKey(id, grace * 1000);
         context.print(`${key}\n\nThis is the only time the key is shown. It replaces ${row.rotated_from}.`, { key, ...publicKey(row) });
+      } finally {
+        await store.close();
+      }
+    });
+  keys
+    .command("audit")
+    .description("per-key extraction signals (volume, logprob use, prompt coverage, templating) and the documented 0–100 score")
+    .option("--org <name>", "only this organisation's keys")
+    .option("--days <n>", "window in days (default: serve.extraction.windowDays)")
+    .option("--store <url>", "override the configured store")
+    .action(async (options: { org?: string; days?: string; store?: string }, command: Command) => {
+      const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
+      const days = options.days !== undefined ? Number(options.days) : context.config.serve.extraction.windowDays;
+      if (!(days > 0)) throw new InputError(`--days must be a positive number (found ${options.days})`);
+      const threshold = context.config.serve.extraction.threshold;
+      const store = await openConfiguredStore(context, options.store);
+      try {
+        const since = Date.now() - days * 86_400_000;
+        const reports = [];
+        for (const key of await store.listKeys(options.org)) {
+          const report = extractionReport(await store.requestSignals(key.id, since), days);
+          reports.push({ key: `${key.prefix}…`, id: key.id, org: key.org, flagged: report.score >= threshold, ...report });
+        }
+        reports.sort((a, b) => b.score - a.score);
+        const part = (value: number) => value.toFixed(1).padStart(5);
+        const lines = reports.map(
+          (r) =>
+            `${r.key.padEnd(16)} ${String(r.org).padEnd(12)} ${String(r.requests).padStart(8)} ${String(r.score).padStart(5)} ${part(r.parts.volume)} ${part(r.parts.logprobs)} ${part(r.parts.coverage)} ${part(r.parts.templating)}${r.flagged ? "  FLAGGED" : ""}`,
+        );
+        context.print(
+          [`window ${days} days; flagged at score ≥ ${threshold} (see src/serve/extraction.ts for the score)`, `${"key".padEnd(16)} ${"org".padEnd(12)} ${"requests".padStart(8)} ${"score".padStart(5)} ${"vol".padStart(5)} ${"lp".padStart(5)} ${"cover".padStart(5)} ${"tmpl".padStart(5)}`, ...lines].join("\n"),
+          { threshold, days, keys: reports },
+        );
       } finally {
         await store.close();
       }

@@ -43,6 +43,14 @@ export const serveSchema = z
     plans: z.record(z.string(), planSchema).default({ default: { rpm: 600, tpm: 200_000, concurrency: 8, topLogprobs: 0 } }),
     freeTierMicros: micros.default(0).describe("credit granted to a new org's first key"),
     models: z.array(servedModelSchema).default([]),
+    extraction: z
+      .object({
+        windowDays: z.number().positive().default(7),
+        threshold: z.number().min(0).max(100).default(60).describe("score at which 'avocado keys audit' flags a key"),
+        throttleRpm: z.number().int().min(1).optional().describe("when set, a flagged key is held to this RPM automatically"),
+      })
+      .strict()
+      .default({ windowDays: 7, threshold: 60 }),
   })
   .strict();
 export type ServeConfig = z.infer<typeof serveSchema>;

@@ -61,6 +61,10 @@ export interface Database {
     outcome: string;
     created_at: number;
     day: string;
+    /** Extraction signals: a 64-bit SimHash of the prompt (hex), the top_logprobs asked (-1 = none), the temperature. */
+    prompt_simhash: string | null;
+    logprobs: number;
+    temperature: number | null;
   };
 }
 
@@ -197,6 +201,10 @@ async function migrate(db: Db, kind: StoreKind): Promise<void> {
     .addColumn("outcome", "text", (c) => c.notNull())
     .addColumn("created_at", "bigint", (c) => c.notNull())
     .addColumn("day", "text", (c) => c.notNull())
+    .addColumn("prompt_simhash", "text")
+    .addColumn("logprobs", "integer", (c) => c.notNull().defaultTo(-1))
+    .addColumn("temperature", kind === "postgres" ? "double precision" : "real")
     .execute();
+  await db.schema.createIndex("usage_records_key_time").ifNotExists().on("usage_records").columns(["key_id", "created_at"]).execute();
   await db.schema.createIndex("usage_records_org_day").ifNotExists().on("usage_records").columns(["org_id", "day"]).execute();
 }

@@ -47,4 +47,6 @@ export interface SettleUsage {
   completionTokens: number;
   cost: number;
   outcome: string;
+  /** What the request looked like, for extraction detection (never the prompt itself). */
+  signals?: { promptSimhash: string; logprobs: number; temperature: number | null };
 }

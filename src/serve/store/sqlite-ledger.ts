@@ -35,7 +35,9 @@ export class SqliteLedger {
       ),
       insertReservation: db.prepare("insert into reservations (request_id, org_id, key_id, model, amount, status, charged, created_at, settled_at, instance) values (?, ?, ?, ?, ?, 'open', null, ?, null, ?)"),
       claim: db.prepare("update reservations set status = 'settled', settled_at = ?, charged = ? where request_id = ? and status = 'open'"),
-      insertUsage: db.prepare("insert into usage_records (request_id, org_id, key_id, model, prompt_tokens, completion_tokens, cost, outcome, created_at, day) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+      insertUsage: db.prepare(
+        "insert into usage_records (request_id, org_id, key_id, model, prompt_tokens, completion_tokens, cost, outcome, created_at, day, prompt_simhash, logprobs, temperature) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      ),
     };
     this.batchTransaction = db.transaction((run: () => void) => run());
     this.grantTransaction = db.transaction((orgId: string, amount: number, idempotencyKey: string, memo: string) =>
@@ -82,7 +84,21 @@ export class SqliteLedger {
           { account: accounts.available(reservation.org_id), amount: reservation.amount - charged },
         ],
       });
-      this.statements.insertUsage.run(requestId, reservation.org_id, reservation.key_id, reservation.model, usage.promptTokens, usage.completionTokens, charged, usage.outcome, now, day(reservation.created_at));
+      this.statements.insertUsage.run(
+        requestId,
+        reservation.org_id,
+        reservation.key_id,
+        reservation.model,
+        usage.promptTokens,
+        usage.completionTokens,
+        charged,
+        usage.outcome,
+        now,
+        day(reservation.created_at),
+        usage.signals?.promptSimhash ?? null,
+        usage.signals?.logprobs ?? -1,
+        usage.signals?.temperature ?? null,
+      );
       return true;
     });
   }

@@ -266,6 +266,9 @@ export class Store {
           outcome: usage.outcome,
           created_at: now,
           day: day(reservation.created_at),
+          prompt_simhash: usage.signals?.promptSimhash ?? null,
+          logprobs: usage.signals?.logprobs ?? -1,
+          temperature: usage.signals?.temperature ?? null,
         })
         .execute();
       return true;
@@ -308,6 +311,18 @@ export class Store {
     }
     const entries = Number((await this.db.selectFrom("ledger_entries").select(sql<number>`count(*)`.as("n")).executeTakeFirstOrThrow()).n);
     return { ok: problems.length === 0, problems, entries };
+  }
+
+  /** Per-request signals of one key since `since` (ms), newest first, at most `limit` rows. */
+  async requestSignals(keyId: string, since: number, limit = 20_000) {
+    return this.db
+      .selectFrom("usage_records")
+      .select(["created_at", "prompt_tokens", "completion_tokens", "prompt_simhash", "logprobs", "temperature"])
+      .where("key_id", "=", keyId)
+      .where("created_at", ">=", since)
+      .orderBy("created_at", "desc")
+      .limit(limit)
+      .execute();
   }
 
   /** Usage grouped by org, key, model and day (UTC), optionally for one org and a day range [from, to]. */
