@@ -1,0 +1,74 @@
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { teacherGguf } from "../../test/fixtures.ts";
+import { OpenAiCompatibleTestServer } from "../../test/openai-compatible-server.ts";
+import { freshStore } from "../../test/stores.ts";
+import { serveSchema } from "../core/config/serve-schema.ts";
+import { EmbeddedEngine } from "../engine/embedded-engine.ts";
+import { startApi, type RunningApi } from "./server.ts";
+
+describe("avocado serve in front of a pool of upstream OpenAI-compatible servers (real models)", () => {
+  const upstreams: OpenAiCompatibleTestServer[] = [];
+  let api: RunningApi;
+  let drop: () => Promise<void>;
+  let client: OpenAI;
+
+  beforeAll(async () => {
+    for (let i = 0; i < 2; i++) upstreams.push(await new OpenAiCompatibleTestServer(await EmbeddedEngine.load(teacherGguf("tiny-gemma"), { sequences: 1 }), { model: "tiny-gemma" }).start());
+    const fresh = await freshStore("sqlite", "upstream");
+    drop = fresh.drop;
+    await fresh.store.close();
+    const config = serveSchema.parse({
+      port: 0,
+      store: fresh.url,
+      models: [{ name: "avocado-pool", upstreams: upstreams.map((u) => u.baseUrl), upstreamModel: "tiny-gemma", price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 }, maxTokens: 16 }],
+    });
+    api = await startApi({ config, workspace: "/nonexistent" });
+    const { key } = await api.store.createKey({ org: "pool", name: "k" });
+    await api.store.grant("pool", 100_000_000, "pool");
+    client = new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
+  });
+  afterAll(async () => {
+    await api?.close();
+    for (const upstream of upstreams) {
+      await upstream.stop().catch(() => undefined);
+      await upstream.engine.dispose();
+    }
+    await drop?.();
+  });
+
+  it("spreads concurrent requests over the upstreams and meters the upstream's own token counts", async () => {
+    const results = await Promise.all(Array.from({ length: 8 }, () => client.chat.completions.create({ model: "avocado-pool", messages: [{ role: "user", content: "Convert 20 kg to g." }], max_tokens: 12, temperature: 0 })));
+    expect(new Set(results.map((r) => r.choices[0]!.message.content)).size).toBe(1);
+    expect(upstreams.map((u) => u.received.filter((r) => r.path === "/v1/chat/completions").length).every((n) => n > 0)).toBe(true);
+    const usage = await api.store.usage();
+    expect(usage.reduce((sum, row) => sum + row.prompt_tokens, 0)).toBe(results.reduce((sum, r) => sum + r.usage!.prompt_tokens, 0));
+  });
+
+  it("streams through the pool, and fails over when an upstream goes down", async () => {
+    const stream = await client.chat.completions.create({ model: "avocado-pool", messages: [{ role: "user", content: "Convert 20 kg to g." }], max_tokens: 12, temperature: 0, stream: true, stream_options: { include_usage: true } });
+    let text = "";
+    let usage: OpenAI.CompletionUsage | undefined;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? "";
+      usage = chunk.usage ?? usage;
+    }
+    expect(text.length).toBeGreaterThan(0);
+    expect(usage?.completion_tokens).toBeGreaterThan(0);
+    await upstreams[0]!.stop();
+    for (let i = 0; i < 4; i++) {
+      const answer = await client.chat.completions.create({ model: "avocado-pool", messages: [{ role: "user", content: "Convert 20 kg to g." }], max_tokens: 12, temperature: 0 });
+      expect(answer.choices[0]!.message.content!.length).toBeGreaterThan(0);
+    }
+    expect((await api.store.audit()).problems).toEqual([]);
+  });
+
+  it("exposes Prometheus metrics: requests, latency, tokens, spend", async () => {
+    const text = await (await fetch(`${api.url}/metrics`)).text();
+    expect(text).toMatch(/avocado_requests_total\{route="chat",model="avocado-pool",status="200"\} \d+/);
+    expect(text).toMatch(/avocado_request_duration_seconds_bucket/);
+    expect(text).toMatch(/avocado_tokens_total\{model="avocado-pool",kind="completion"\} \d+/);
+    expect(text).toMatch(/avocado_spend_micros_total\{model="avocado-pool"\} \d+/);
+    expect(text).toMatch(/avocado_time_to_first_token_seconds_count 1/);
+  });
+});
