@@ -58,6 +58,28 @@ teachers: []
 #    transport: embedded
 #    path: models/gemma-3-1b-it-Q8_0.gguf
 #    sequences: 1
+
+# The official, metered API: 'avocado serve'. Keys: 'avocado keys create --org NAME'.
+serve:
+  host: 127.0.0.1
+  port: 8080
+  store: sqlite:avocado.db          # in the workspace; or postgres://user@host/db for replicas
+  # redis: redis://127.0.0.1:6379   # limits shared by replicas (exact across them)
+  adminTokenEnv: AVOCADO_ADMIN_TOKEN
+  bodyLimitBytes: 1048576
+  freeTierMicros: 0                 # credit granted to a new org's first key
+  plans:
+    default: { rpm: 600, tpm: 200000, concurrency: 8, topLogprobs: 0 }
+  extraction: { windowDays: 7, threshold: 60 }   # add throttleRpm to slow flagged keys automatically
+  models: []                        # none: the built tiny models at a demonstration price
+  #  - name: avocado-1
+  #    gguf: models/avocado-1/model.gguf
+  #    price: { inputPerMillion: 200000, outputPerMillion: 800000 }   # micro-units
+  #    maxTokens: 1024
+  #  - name: avocado-1-pool
+  #    upstreams: [http://gpu-1:8000/v1, http://gpu-2:8000/v1]
+  #    upstreamModel: avocado-1
+  #    price: { inputPerMillion: 200000, outputPerMillion: 800000 }
 `;
 
 export function configJsonSchema(): unknown {
