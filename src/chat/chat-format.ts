@@ -32,8 +32,8 @@ export interface WrapperOptions {
   reasoningEffort?: ReasoningEffort;
 }
 
-export const REASONING_EFFORTS = ["low", "medium", "high"] as const;
-export type ReasoningEffort = (typeof REASONING_EFFORTS)[number];
+import type { ReasoningEffort } from "./reasoning-effort.ts";
+export { REASONING_EFFORTS, type ReasoningEffort } from "./reasoning-effort.ts";
 
 /** The chat families: the three with a reference tokenizer, and "generic" (any Jinja chat template). */
 export type ChatFamily = Family | "generic";

@@ -1,5 +1,5 @@
 import { hostname } from "node:os";
-import { isAbsolute, join, resolve } from "node:path";
+import { isAbsolute, resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
 import type { ServeConfig } from "../core/config/serve-schema.ts";
 import { InputError } from "../core/errors.ts";
@@ -11,6 +11,7 @@ import { RedisLimiter } from "./limits/redis-limiter.ts";
 import { EmbeddedServedModel } from "./models/embedded-model.ts";
 import type { ServedModel } from "./models/served-model.ts";
 import { UpstreamServedModel } from "./models/upstream-model.ts";
+import { storeUrl } from "./store/store-url.ts";
 import { Store } from "./store/store.ts";
 
 /** Reservations older than this are released whatever instance holds them (no request runs this long). */
@@ -23,13 +24,6 @@ export interface RunningApi {
   instance: string;
   recovered: number;
   close(): Promise<void>;
-}
-
-/** `sqlite:<relative path>` lives in the workspace. */
-export function storeUrl(store: string, workspace: string): string {
-  if (!store.startsWith("sqlite:")) return store;
-  const path = store.slice("sqlite:".length);
-  return path === "" || path === ":memory:" || isAbsolute(path) ? store : `sqlite:${join(workspace, path)}`;
 }
 
 /**

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { InputError } from "../../core/errors.ts";
 import { invoice, invoiceText, labelledUsage, usageCsv } from "../../serve/billing.ts";
 import { commandContext, type GlobalOptions } from "../context.ts";
-import { openConfiguredStore } from "./serve.ts";
+import { openConfiguredStore } from "../store.ts";
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 

@@ -1,7 +1,6 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { InputError } from "../../core/errors.ts";
-import { exportModel } from "../../export/export-model.ts";
 import type { TensorEncoding } from "../../export/gguf-writer.ts";
 import { commandContext, type GlobalOptions } from "../context.ts";
 
@@ -17,7 +16,7 @@ export function registerExport(program: Command): void {
       const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
       const encodings = options.gguf.split(",").map((s) => s.trim()).filter(Boolean);
       for (const e of encodings) if (!ENCODINGS.includes(e as TensorEncoding)) throw new InputError(`--gguf: unknown encoding '${e}' (expected ${ENCODINGS.join(", ")})`);
-      const result = await exportModel({ source: resolve(folder), out: resolve(options.out ?? folder), encodings: encodings as TensorEncoding[] });
+      const result = await (await import("../../export/export-model.ts")).exportModel({ source: resolve(folder), out: resolve(options.out ?? folder), encodings: encodings as TensorEncoding[] });
       context.print(`exported to ${result.folder}: ${result.files.join(", ")}`, result);
     });
 }

@@ -3,7 +3,7 @@ import { InputError } from "../../core/errors.ts";
 import { publicKey } from "../../serve/admin.ts";
 import { extractionReport } from "../../serve/extraction.ts";
 import { commandContext, type GlobalOptions } from "../context.ts";
-import { openConfiguredStore } from "./serve.ts";
+import { openConfiguredStore } from "../store.ts";
 
 const integer = (value: string | undefined, option: string): number | null => {
   if (value === undefined) return null;

@@ -1,6 +1,4 @@
 import type { Command } from "commander";
-import { findTeacher, openTeacher } from "../../teachers/registry.ts";
-import { buildTinyWorld } from "../../tinyworld/build.ts";
 import { parseWorldSize } from "../../tinyworld/world.ts";
 import { commandContext, type GlobalOptions } from "../context.ts";
 import { ensureTorch } from "../ensure-torch.ts";
@@ -18,6 +16,8 @@ export function registerQuickstart(program: Command): void {
     .option("--size <size>", "default | test", undefined)
     .action(async (options: { size?: string }, command: Command) => {
       const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
+      const { buildTinyWorld } = await import("../../tinyworld/build.ts");
+      const { findTeacher, openTeacher } = await import("../../teachers/registry.ts");
       const size = parseWorldSize(options.size ?? context.config.tinyworld.size);
       ensureTorch(context.python);
       const built = await buildTinyWorld({ workspace: context.workspace, size, seed: context.config.tinyworld.seed, python: context.python, threads: context.config.train.threads, progress: context.progress });

@@ -5,9 +5,7 @@ import type { Command } from "commander";
 import { servedModelSchema, type ServeConfig } from "../../core/config/serve-schema.ts";
 import { InputError } from "../../core/errors.ts";
 import { JsonLogger } from "../../core/logger.ts";
-import { startApi, storeUrl } from "../../serve/server.ts";
-import { Store } from "../../serve/store/store.ts";
-import { commandContext, type CommandContext, type GlobalOptions } from "../context.ts";
+import { commandContext, type GlobalOptions } from "../context.ts";
 
 /** The embedded default when no model is configured: the built tiny models, at a demonstration price. */
 async function defaultModels(workspace: string): Promise<ServeConfig["models"]> {
@@ -15,11 +13,6 @@ async function defaultModels(workspace: string): Promise<ServeConfig["models"]> 
   if (!existsSync(folder)) return [];
   const names = (await readdir(folder, { withFileTypes: true })).filter((d) => d.isDirectory() && existsSync(join(folder, d.name, "model.gguf"))).map((d) => d.name);
   return names.sort().map((name) => servedModelSchema.parse({ name, gguf: join(folder, name, "model.gguf"), price: { inputPerMillion: 1_000_000, outputPerMillion: 2_000_000 }, maxTokens: 256 }));
-}
-
-/** The store of the configured serve section (for keys and billing commands). */
-export async function openConfiguredStore(context: CommandContext, override?: string): Promise<Store> {
-  return Store.open(storeUrl(override ?? context.config.serve.store, context.workspace));
 }
 
 export function registerServe(program: Command): void {
@@ -54,6 +47,7 @@ export function registerServe(program: Command): void {
       const logger = new JsonLogger(undefined, "info");
       const adminToken = process.env[config.adminTokenEnv];
       if (adminToken) logger.addSecret(adminToken);
+      const { startApi } = await import("../../serve/server.ts");
       const api = await startApi({ config, workspace: context.workspace, adminToken, logger });
       logger.log("info", "api.listening", { url: api.url, instance: api.instance, models: config.models.map((m) => m.name), store: config.store.replace(/\/\/[^@]*@/, "//…@"), redis: Boolean(config.redis), recovered: api.recovered, admin: Boolean(adminToken) });
       context.print(`avocado serve: ${api.url}/v1 (${config.models.map((m) => m.name).join(", ")}); recovered ${api.recovered} open reservation(s)`, { url: api.url, recovered: api.recovered });

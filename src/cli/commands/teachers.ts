@@ -1,9 +1,8 @@
 import type { Command } from "commander";
-import { REASONING_EFFORTS, type ReasoningEffort } from "../../chat/chat-format.ts";
+import { REASONING_EFFORTS, type ReasoningEffort } from "../../chat/reasoning-effort.ts";
 import { InputError } from "../../core/errors.ts";
 import { JsonLogger } from "../../core/logger.ts";
-import { probeTeacher } from "../../teachers/probe.ts";
-import { findTeacher, openTeacher, teacherEntries, type TeacherEntry } from "../../teachers/registry.ts";
+import type { TeacherEntry } from "../../teachers/registry.ts";
 import type { TeacherMessage } from "../../teachers/teacher.ts";
 import { commandContext, type CommandContext, type GlobalOptions } from "../context.ts";
 
@@ -20,6 +19,7 @@ function positiveInteger(value: string, option: string): number {
 
 /** Opens a teacher with warnings (retries, breaker) logged as JSON lines on stderr, secrets redacted. */
 async function open(context: CommandContext, entry: TeacherEntry) {
+  const { openTeacher } = await import("../../teachers/registry.ts");
   return openTeacher(entry.config, { baseDirectory: context.configFile ? `${context.configFile}/..` : process.cwd(), logger: new JsonLogger(undefined, "warn") });
 }
 
@@ -31,6 +31,7 @@ export function registerTeachers(program: Command): void {
     .option("--no-health", "skip the health checks (no model loads, no requests)")
     .action(async (options: { health: boolean }, command: Command) => {
       const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
+      const { teacherEntries } = await import("../../teachers/registry.ts");
       const entries = await teacherEntries(context.config, context.workspace);
       if (entries.length === 0) return context.print(`no teachers: run 'avocado tinyworld build', or add teachers to avocado.yaml`, { teachers: [] });
       const rows = [];
@@ -101,6 +102,7 @@ export function registerTeachers(program: Command): void {
         const topLogprobs = options.logprobs !== undefined ? Number(options.logprobs) : undefined;
         if (topLogprobs !== undefined && (!Number.isInteger(topLogprobs) || topLogprobs < 0 || topLogprobs > 20)) throw new InputError("--logprobs must be an integer from 0 to 20");
         if (options.effort !== undefined && !(REASONING_EFFORTS as readonly string[]).includes(options.effort)) throw new InputError(`--effort must be one of ${REASONING_EFFORTS.join(", ")}`);
+        const { findTeacher } = await import("../../teachers/registry.ts");
         const entry = await findTeacher(context.config, context.workspace, name);
         const teacher = await open(context, entry);
         try {
@@ -161,6 +163,8 @@ export function registerTeachers(program: Command): void {
       const requests = positiveInteger(options.requests, "--requests");
       const concurrency = positiveInteger(options.concurrency, "--concurrency");
       const maxTokens = positiveInteger(options.maxTokens, "--max-tokens");
+      const { findTeacher } = await import("../../teachers/registry.ts");
+      const { probeTeacher } = await import("../../teachers/probe.ts");
       const teacher = await open(context, await findTeacher(context.config, context.workspace, name));
       try {
         const result = await probeTeacher(teacher, { prompt: options.prompt, requests, concurrency, maxTokens });

@@ -1,6 +1,5 @@
 import type { Command } from "commander";
 import { InputError } from "../../core/errors.ts";
-import { buildTinyWorld } from "../../tinyworld/build.ts";
 import { parseWorldSize } from "../../tinyworld/world.ts";
 import { commandContext, type GlobalOptions } from "../context.ts";
 import { ensureTorch } from "../ensure-torch.ts";
@@ -19,7 +18,7 @@ export function registerTinyworld(program: Command): void {
       const seed = options.seed !== undefined ? Number(options.seed) : context.config.tinyworld.seed;
       if (!Number.isInteger(seed) || seed < 0) throw new InputError(`--seed must be a non-negative integer (found ${JSON.stringify(options.seed)})`);
       ensureTorch(context.python);
-      const built = await buildTinyWorld({ workspace: context.workspace, size, seed, python: context.python, threads: context.config.train.threads, progress: context.progress, only: options.only });
+      const built = await (await import("../../tinyworld/build.ts")).buildTinyWorld({ workspace: context.workspace, size, seed, python: context.python, threads: context.config.train.threads, progress: context.progress, only: options.only });
       context.print(
         `\nPer-skill accuracy on the held-out split (saved to ${context.workspace}/teachers/accuracy.json):\n${built.table}\n\nTeachers: ${built.cards.map((c) => `${context.workspace}/teachers/${c.name}/`).join(", ")}`,
         { teachers: built.cards.map((c) => ({ name: c.name, accuracy: c.accuracy, gguf: c.files.gguf })) },

@@ -3,7 +3,6 @@ import type { Command } from "commander";
 import { writeJsonAtomic } from "../../core/atomic-write.ts";
 import { architectureSchema, optimizationSchema } from "../../core/config/schema.ts";
 import { InputError } from "../../core/errors.ts";
-import { runTrainer } from "../../train/launcher.ts";
 import { readShardIndex } from "../../train/shards.ts";
 import { commandContext, type GlobalOptions } from "../context.ts";
 import { ensureTorch } from "../ensure-torch.ts";
@@ -33,7 +32,7 @@ export function registerTrain(program: Command): void {
       const optimization = parsed.data;
       ensureTorch(context.python);
       const out = resolve(options.out);
-      const result = await runTrainer(
+      const result = await (await import("../../train/launcher.ts")).runTrainer(
         { shards, out, architecture: { ...architecture, context: Math.max(architecture.context, index.maxLength) }, optimization, seed: context.config.train.seed, threads: context.config.train.threads, initFrom: options.initFrom ? resolve(options.initFrom) : undefined },
         { python: context.python, label: `train ${options.name}`, progress: context.progress, processes },
       );

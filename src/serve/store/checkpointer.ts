@@ -24,6 +24,8 @@ export class WalCheckpointer {
     this.worker.unref();
   }
   async close(): Promise<void> {
+    // Held again while it finishes, or an idle process would exit before the worker does.
+    this.worker.ref();
     const exited = new Promise((resolve) => this.worker.once("exit", resolve));
     this.worker.postMessage("stop");
     await exited;
