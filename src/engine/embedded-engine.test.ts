@@ -36,6 +36,12 @@ describe("embedded engine", () => {
     expect(result.finishReason).toBe("stop");
   });
 
+  it("answers in valid JSON under the JSON grammar", async () => {
+    const result = await engines["tiny-gemma"]!.chat({ messages: [{ role: "user", content: "What is 25*12?" }], maxTokens: 48, json: true });
+    expect(result.finishReason).toBe("stop");
+    expect(() => JSON.parse(result.content) as unknown).not.toThrow();
+  });
+
   it("separates Qwen's <think> block from the answer", async () => {
     const result = await engines["tiny-qwen"]!.chat({ messages: [{ role: "user", content: "Reverse the word 'kalomi'." }], maxTokens: 96 });
     expect(result.reasoning).toMatch(/Letters/);

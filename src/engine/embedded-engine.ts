@@ -38,6 +38,8 @@ export interface ChatRequest {
   seed?: number;
   /** Stop generating when one of these strings appears (it is not part of the content). */
   stop?: readonly string[];
+  /** Constrain the answer to valid JSON (llama.cpp's JSON grammar): OpenAI's response_format json_object. */
+  json?: boolean;
   /** Qwen thinking on/off, harmony reasoning effort: see {@link WrapperOptions}. */
   thinking?: boolean;
   reasoningEffort?: WrapperOptions["reasoningEffort"];
@@ -195,6 +197,7 @@ export class EmbeddedEngine {
         topP: request.topP,
         seed: request.seed,
         customStopTriggers: request.stop && request.stop.length > 0 ? [...request.stop] : undefined,
+        grammar: request.json ? await (await sharedLlama()).getGrammarFor("json") : undefined,
         signal: request.signal,
         stopOnAbortSignal: true,
         onResponseChunk: (chunk) => {

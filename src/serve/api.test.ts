@@ -73,6 +73,13 @@ for (const kind of ["sqlite", "postgres"] as const) {
       expect(usage).toEqual(whole.usage);
     });
 
+    it("constrains the answer to JSON with response_format json_object", async () => {
+      const answer = await client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "What is 25*12?" }], max_tokens: 64, temperature: 0, response_format: { type: "json_object" } });
+      const content = answer.choices[0]!.message.content!;
+      expect(content.trimStart()).toMatch(/^[{[]/);
+      if (answer.choices[0]!.finish_reason === "stop") expect(() => JSON.parse(content) as unknown).not.toThrow();
+    });
+
     it("serves /v1/completions and lists models", async () => {
       const models = await client.models.list();
       expect(models.data.map((m) => m.id)).toEqual(["avocado-tiny"]);

@@ -159,7 +159,6 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     const n = body.n ?? 1;
     const stream = body.stream === true;
     if (stream && n > 1) throw new ApiError(422, "n > 1 is not supported with stream", { code: "unsupported", param: "n" });
-    if (chat?.response_format?.type === "json_object") throw new ApiError(422, "response_format json_object is not supported by this model", { code: "unsupported", param: "response_format" });
     if (text?.echo) throw new ApiError(422, "echo is not supported", { code: "unsupported", param: "echo" });
     // Protecting the closed model: log-probs only as the plan allows.
     const topLogprobs = chat ? (chat.logprobs ? (chat.top_logprobs ?? 0) : undefined) : (text?.logprobs ?? undefined);
@@ -173,6 +172,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       seed: body.seed ?? undefined,
       stop: typeof body.stop === "string" ? [body.stop] : (body.stop ?? undefined),
       topLogprobs,
+      json: chat?.response_format?.type === "json_object",
     };
     const signals = { promptSimhash: simhash(generation.prompt ?? (generation.messages ?? []).map((m) => m.content).join("\n")), logprobs: topLogprobs ?? -1, temperature: body.temperature ?? null };
     let promptTokens: number;

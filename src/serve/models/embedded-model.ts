@@ -32,6 +32,7 @@ export class EmbeddedServedModel implements ServedModel {
     }
     const result = await this.engine.chat({
       ...common,
+      json: request.json,
       messages: this.messages(request),
       onChunk: request.onDelta ? (chunk) => request.onDelta!({ kind: chunk.kind, text: chunk.text, tokens: 1 }) : undefined,
     });

@@ -15,6 +15,8 @@ export interface GenerationRequest {
   seed?: number;
   stop?: string[];
   topLogprobs?: number;
+  /** response_format json_object: the answer is valid JSON. */
+  json?: boolean;
   signal: AbortSignal;
   /** Called for each delta as it is generated; `tokens` is how many completion tokens it carries. */
   onDelta?: (delta: { kind: "content" | "reasoning"; text: string; tokens: number }) => void;

@@ -81,6 +81,7 @@ export class UpstreamServedModel implements ServedModel {
       ...(request.topP !== undefined ? { top_p: request.topP } : {}),
       ...(request.seed !== undefined ? { seed: request.seed } : {}),
       ...(request.stop ? { stop: request.stop } : {}),
+      ...(request.json ? { response_format: { type: "json_object" } } : {}),
       ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}),
     };
     const chat = request.prompt === undefined;
