@@ -236,6 +236,20 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         metrics.tokens.inc({ model: model.config.name, kind: "completion" }, usedCompletion);
         metrics.spend.inc({ model: model.config.name }, Math.min(cost, held));
         metrics.requests.inc({ route, model: model.config.name, status: outcome === "ok" ? "200" : outcome });
+        // The access log: who, what, how much — never the key, the prompt or the answer.
+        logger.log("info", "api.request", {
+          requestId: request.id,
+          key: auth.key.prefix,
+          org: auth.key.org_id,
+          model: model.config.name,
+          route,
+          stream,
+          outcome,
+          promptTokens: usedPrompt,
+          completionTokens: usedCompletion,
+          costMicros: Math.min(cost, held),
+          ms: Math.round((performance.now() - started) * 100) / 100,
+        });
         metrics.latency.observe({ route, stream: String(stream) }, (performance.now() - started) / 1000);
         if (usedPrompt !== promptTokens * n && model.config.gguf) logger.log("warn", "api.token_count_mismatch", { requestId: request.id, counted: promptTokens * n, engine: usedPrompt });
         // A stream ends only once its cost is settled: a client that has read [DONE] sees its charge.

@@ -1,0 +1,78 @@
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { teacherGguf } from "../../test/fixtures.ts";
+import { freshStore } from "../../test/stores.ts";
+import { serveSchema } from "../core/config/serve-schema.ts";
+import { JsonLogger } from "../core/logger.ts";
+import { EmbeddedServedModel } from "./models/embedded-model.ts";
+import type { ServedModel } from "./models/served-model.ts";
+import { startApi, type RunningApi } from "./server.ts";
+
+const ADMIN = "admin-SECRET-token-4f1c9a";
+
+describe("the admin API and the logs", () => {
+  let api: RunningApi;
+  let drop: () => Promise<void>;
+  const lines: string[] = [];
+  const admin = (path: string, init: RequestInit = {}, token = ADMIN) =>
+    fetch(`${api.url}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...init.headers } });
+
+  beforeAll(async () => {
+    const fresh = await freshStore("sqlite", "admin");
+    drop = fresh.drop;
+    await fresh.store.close();
+    const config = serveSchema.parse({
+      port: 0,
+      store: fresh.url,
+      freeTierMicros: 50_000,
+      models: [{ name: "avocado-tiny", gguf: teacherGguf("tiny-gemma"), price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 }, maxTokens: 8 }],
+    });
+    const models = new Map<string, ServedModel>([["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-gemma"))]]);
+    const logger = new JsonLogger((line) => lines.push(line), "info");
+    logger.addSecret(ADMIN);
+    api = await startApi({ config, workspace: "/nonexistent", adminToken: ADMIN, models, logger });
+  });
+  afterAll(async () => {
+    await api?.close();
+    await drop?.();
+  });
+
+  it("creates keys (shown once, free tier granted), credits, lists, reports usage, revokes at once, and audits", async () => {
+    expect((await admin("/admin/keys", { method: "POST", body: JSON.stringify({ org: "acme" }) }, "wrong")).status).toBe(401);
+    const created = (await (await admin("/admin/keys", { method: "POST", body: JSON.stringify({ org: "acme", name: "app", scopes: ["avocado-tiny"], rpm: 100 }) })).json()) as { key: string; id: string; prefix: string };
+    expect(created.key.startsWith(created.prefix)).toBe(true);
+    const credit = await admin("/admin/credits", { method: "POST", body: JSON.stringify({ org: "acme", amount: 1_000_000, idempotencyKey: "stripe-pi-1" }) });
+    expect(await credit.json()).toMatchObject({ applied: true, balance: { available: 1_050_000, reserved: 0 } });
+    expect(await (await admin("/admin/credits", { method: "POST", body: JSON.stringify({ org: "acme", amount: 1_000_000, idempotencyKey: "stripe-pi-1" }) })).json()).toMatchObject({ applied: false });
+    const listed = (await (await admin("/admin/keys?org=acme")).json()) as { data: Record<string, unknown>[] };
+    expect(listed.data).toHaveLength(1);
+    expect(JSON.stringify(listed)).not.toContain(created.key.slice(12));
+    expect(listed.data[0]).not.toHaveProperty("hash");
+
+    const client = new OpenAI({ apiKey: created.key, baseURL: `${api.url}/v1`, maxRetries: 0 });
+    await client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "What is 25*12?" }], max_tokens: 4 });
+    const usage = (await (await admin("/admin/usage?org=acme")).json()) as { data: { requests: number }[] };
+    expect(usage.data[0]!.requests).toBe(1);
+    expect(await (await admin(`/admin/keys/${created.id}/revoke`, { method: "POST", body: "{}" })).json()).toMatchObject({ id: created.id });
+    await expect(client.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    expect(await (await admin("/admin/audit")).json()).toMatchObject({ ok: true, problems: [] });
+  });
+
+  it("serves no weights or artifacts, and logs every request as JSON without keys or prompts", async () => {
+    for (const path of ["/model.gguf", "/v1/models/avocado-tiny/weights", "/v1/files", "/admin/models/avocado-tiny/download", "/../teachers/tiny-gemma/model.gguf"]) {
+      const response = await fetch(`${api.url}${path}`);
+      expect(response.status, path).toBe(404);
+    }
+    const { key } = await api.store.createKey({ org: "acme", name: "second" });
+    const client = new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
+    await client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "a very private prompt" }], max_tokens: 2 });
+    const access = lines.map((l) => JSON.parse(l) as { event: string; key?: string }).filter((l) => l.event === "api.request");
+    expect(access.length).toBeGreaterThanOrEqual(2);
+    expect(access.at(-1)).toMatchObject({ key: key.slice(0, 12), model: "avocado-tiny", outcome: "ok" });
+    const everything = lines.join("\n");
+    expect(everything).not.toContain(key);
+    expect(everything).not.toContain(key.slice(12));
+    expect(everything).not.toContain(ADMIN);
+    expect(everything).not.toContain("a very private prompt");
+  });
+});
