@@ -13,6 +13,8 @@ export interface Logger {
 
 export class JsonLogger implements Logger {
   private readonly secrets = new Set<string>();
+  /** Lines of the current event-loop turn, written together (one syscall instead of one per request). */
+  private pending: string[] = [];
   constructor(
     private readonly write: (line: string) => void = (line) => process.stderr.write(line),
     private readonly level: LogLevel = "info",
@@ -27,7 +29,17 @@ export class JsonLogger implements Logger {
     if (LEVELS[level] < LEVELS[this.level]) return;
     let line = JSON.stringify({ time: new Date().toISOString(), level, event, ...fields }, (_key, value: unknown) => (value instanceof Error ? { name: value.name, message: value.message } : value));
     for (const secret of this.secrets) line = line.split(secret).join("[redacted]");
-    this.write(`${line}\n`);
+    this.pending.push(`${line}\n`);
+    if (this.pending.length === 1) setImmediate(() => this.flush());
+    if (level === "error") this.flush();
+  }
+
+  /** Writes what is buffered (called on the next turn of the event loop, and at once for errors). */
+  flush(): void {
+    if (this.pending.length === 0) return;
+    const text = this.pending.join("");
+    this.pending = [];
+    this.write(text);
   }
 }
 

@@ -28,7 +28,7 @@ describe("the admin API and the logs", () => {
       models: [{ name: "avocado-tiny", gguf: teacherGguf("tiny-gemma"), price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 }, maxTokens: 8 }],
     });
     const models = new Map<string, ServedModel>([["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-gemma"))]]);
-    const logger = new JsonLogger((line) => lines.push(line), "info");
+    const logger = new JsonLogger((text) => lines.push(...text.trimEnd().split("\n")), "info");
     logger.addSecret(ADMIN);
     api = await startApi({ config, workspace: "/nonexistent", adminToken: ADMIN, models, logger });
   });
@@ -66,6 +66,7 @@ describe("the admin API and the logs", () => {
     const { key } = await api.store.createKey({ org: "acme", name: "second" });
     const client = new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
     await client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "a very private prompt" }], max_tokens: 2 });
+    await new Promise((resolve) => setTimeout(resolve, 20)); // log lines are written on the next turn of the server's event loop
     const access = lines.map((l) => JSON.parse(l) as { event: string; key?: string }).filter((l) => l.event === "api.request");
     expect(access.length).toBeGreaterThanOrEqual(2);
     expect(access.at(-1)).toMatchObject({ key: key.slice(0, 12), model: "avocado-tiny", outcome: "ok" });

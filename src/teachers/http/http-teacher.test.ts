@@ -89,7 +89,7 @@ const chunk = (delta: Record<string, string>, finish: string | null = null) => s
 
 describe("HttpTeacher failures: a clear typed error, no hang, no key in any message or log", () => {
   const lines: string[] = [];
-  const logger = new JsonLogger((line) => lines.push(line), "debug");
+  const logger = new JsonLogger((text) => lines.push(...text.trimEnd().split("\n")), "debug");
   const errors: TeacherError[] = [];
 
   async function teacherAt(baseUrl: string, extra: Record<string, unknown> = {}): Promise<Teacher> {
