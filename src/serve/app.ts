@@ -252,6 +252,8 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         });
         metrics.latency.observe({ route, stream: String(stream) }, (performance.now() - started) / 1000);
         if (usedPrompt !== promptTokens * n && model.config.gguf) logger.log("warn", "api.token_count_mismatch", { requestId: request.id, counted: promptTokens * n, engine: usedPrompt });
+        // Never expected (holds are upper bounds): the charge is capped at the hold, so say so loudly.
+        if (cost > held) logger.log("error", "api.cost_above_hold", { requestId: request.id, cost, held });
         // A stream ends only once its cost is settled: a client that has read [DONE] sees its charge.
         if (stream && !reply.raw.destroyed) reply.raw.end("data: [DONE]\n\n");
       }

@@ -33,6 +33,10 @@ export function registerQuickstart(program: Command): void {
           await teacher.close();
         }
       }
-      context.print(`Next: npx avocado teachers chat tiny-gptoss "What is 17*23?"  (cards and loss curves in ${context.workspace}/teachers/)`, {});
+      context.print(
+        `Next: npx avocado teachers chat tiny-gptoss "What is 17*23?"  (cards and loss curves in ${context.workspace}/teachers/)\n` +
+          `      npx avocado keys create --org me && npx avocado billing credit --org me --amount 1000000 --idempotency-key first && npx avocado serve`,
+        {},
+      );
     });
 }

@@ -35,10 +35,14 @@ export class UpstreamServedModel implements ServedModel {
     this.timer.unref();
   }
 
-  /** Characters / 3, rounded up: above the true count for every tokenizer we serve, so a reservation is never short. */
+  /**
+   * An upper bound of the prompt's tokens, for the reservation only (the upstream's usage is what is billed):
+   * byte-level tokenizers never produce more tokens than UTF-8 bytes, plus a few template tokens per message.
+   * Holding too much is harmless (settlement returns it); holding too little would under-charge.
+   */
   promptTokens(request: Pick<GenerationRequest, "messages" | "prompt">): number {
-    const text = request.prompt ?? (request.messages ?? []).map((m) => m.content).join("");
-    return Math.ceil(text.length / 3) + 8 * (request.messages?.length ?? 1);
+    if (request.prompt !== undefined) return Buffer.byteLength(request.prompt) + 8;
+    return (request.messages ?? []).reduce((sum, m) => sum + Buffer.byteLength(m.content) + 16, 16);
   }
 
   private pick(exclude: Set<Upstream>): Upstream | undefined {
