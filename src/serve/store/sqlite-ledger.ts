@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type SQLite from "better-sqlite3";
 import { AvocadoError } from "../../core/errors.ts";
-import { accounts, InsufficientCreditError, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
+import { accounts, grantMovement, holdAmount, InsufficientCreditError, reserveMovement, settleMovement, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
 
 const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString("base64url")}`;
 const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
@@ -41,49 +41,23 @@ export class SqliteLedger {
     };
     this.batchTransaction = db.transaction((run: () => void) => run());
     this.grantTransaction = db.transaction((orgId: string, amount: number, idempotencyKey: string, memo: string) =>
-      this.post({ kind: "grant", idempotencyKey: `grant:${idempotencyKey}`, orgId, requestId: null, memo, entries: [{ account: accounts.issued, amount: -amount }, { account: accounts.available(orgId), amount }] }),
+      this.post(grantMovement(orgId, amount, idempotencyKey, memo)),
     );
     this.reserveTransaction = db.transaction((request: ReserveRequest): number => {
       const existing = this.statements.reservation.get(request.requestId);
       if (existing) return existing.amount;
-      let amount = request.amount;
-      if (request.minimum !== undefined) {
-        const available = this.statements.balance.get(accounts.available(request.orgId))?.amount ?? 0;
-        amount = Math.min(amount, Math.max(available, 0));
-        if (amount < request.minimum) throw new InsufficientCreditError(request.minimum, available);
-      }
+      const amount = holdAmount(request, request.minimum !== undefined ? (this.statements.balance.get(accounts.available(request.orgId))?.amount ?? 0) : 0);
       this.statements.insertReservation.run(request.requestId, request.orgId, request.keyId, request.model, amount, Date.now(), request.instance);
-      this.post({
-        kind: "reserve",
-        idempotencyKey: `reserve:${request.requestId}`,
-        orgId: request.orgId,
-        requestId: request.requestId,
-        memo: `hold for ${request.model}`,
-        entries: [
-          { account: accounts.available(request.orgId), amount: -amount, guard: true },
-          { account: accounts.reserved(request.orgId), amount },
-        ],
-      });
+      this.post(reserveMovement(request, amount));
       return amount;
     });
     this.settleTransaction = db.transaction((requestId: string, usage: SettleUsage): boolean => {
       const reservation = this.statements.reservation.get(requestId);
       if (!reservation) return false;
       const now = Date.now();
-      const charged = Math.min(Math.max(0, Math.round(usage.cost)), reservation.amount);
+      const { charged, movement } = settleMovement(reservation, usage);
       if (this.statements.claim.run(now, charged, requestId).changes === 0) return false;
-      this.post({
-        kind: "settle",
-        idempotencyKey: `settle:${requestId}`,
-        orgId: reservation.org_id,
-        requestId,
-        memo: `${reservation.model}: ${usage.promptTokens} prompt + ${usage.completionTokens} completion tokens (${usage.outcome})`,
-        entries: [
-          { account: accounts.reserved(reservation.org_id), amount: -reservation.amount, guard: true },
-          { account: accounts.revenue, amount: charged },
-          { account: accounts.available(reservation.org_id), amount: reservation.amount - charged },
-        ],
-      });
+      this.post(movement);
       this.statements.insertUsage.run(
         requestId,
         reservation.org_id,

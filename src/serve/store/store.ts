@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { sql, type Transaction } from "kysely";
 import { AvocadoError, InputError } from "../../core/errors.ts";
-import { accounts, InsufficientCreditError, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
+import { accounts, grantMovement, holdAmount, InsufficientCreditError, reserveMovement, settleMovement, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
 import type { WalCheckpointer } from "./checkpointer.ts";
 import { SqliteLedger } from "./sqlite-ledger.ts";
 import { openDatabase, type Database, type Db, type StoreKind } from "./database.ts";
@@ -182,7 +182,7 @@ export class Store {
     const orgId = await this.ensureOrg(orgName);
     if (this.sqliteLedger) return this.sqliteLedger.grant(orgId, amount, idempotencyKey, memo);
     return this.db.transaction().execute((trx) =>
-      this.post(trx, { kind: "grant", idempotencyKey: `grant:${idempotencyKey}`, orgId, requestId: null, memo, entries: [{ account: accounts.issued, amount: -amount }, { account: accounts.available(orgId), amount }] }),
+      this.post(trx, grantMovement(orgId, amount, idempotencyKey, memo)),
     );
   }
 
@@ -202,27 +202,13 @@ export class Store {
     return this.db.transaction().execute(async (trx) => {
       const existing = await trx.selectFrom("reservations").select("amount").where("request_id", "=", request.requestId).executeTakeFirst();
       if (existing) return existing.amount;
-      let amount = request.amount;
-      if (request.minimum !== undefined) {
-        const available = (await trx.selectFrom("balances").select("amount").where("account", "=", accounts.available(request.orgId)).executeTakeFirst())?.amount ?? 0;
-        amount = Math.min(amount, Math.max(available, 0));
-        if (amount < request.minimum) throw new InsufficientCreditError(request.minimum, available);
-      }
+      const available = request.minimum !== undefined ? ((await trx.selectFrom("balances").select("amount").where("account", "=", accounts.available(request.orgId)).executeTakeFirst())?.amount ?? 0) : 0;
+      const amount = holdAmount(request, available);
       await trx
         .insertInto("reservations")
         .values({ request_id: request.requestId, org_id: request.orgId, key_id: request.keyId, model: request.model, amount, status: "open", charged: null, created_at: Date.now(), settled_at: null, instance: request.instance })
         .execute();
-      await this.post(trx, {
-        kind: "reserve",
-        idempotencyKey: `reserve:${request.requestId}`,
-        orgId: request.orgId,
-        requestId: request.requestId,
-        memo: `hold for ${request.model}`,
-        entries: [
-          { account: accounts.available(request.orgId), amount: -amount, guard: true },
-          { account: accounts.reserved(request.orgId), amount },
-        ],
-      });
+      await this.post(trx, reserveMovement(request, amount));
       return amount;
     });
   }
@@ -239,20 +225,9 @@ export class Store {
       const claimed = await trx.updateTable("reservations").set({ status: "settled", settled_at: now }).where("request_id", "=", requestId).where("status", "=", "open").executeTakeFirst();
       if (Number(claimed.numUpdatedRows) === 0) return false;
       const reservation = await trx.selectFrom("reservations").selectAll().where("request_id", "=", requestId).executeTakeFirstOrThrow();
-      const charged = Math.min(Math.max(0, Math.round(usage.cost)), reservation.amount);
+      const { charged, movement } = settleMovement(reservation, usage);
       await trx.updateTable("reservations").set({ charged }).where("request_id", "=", requestId).execute();
-      await this.post(trx, {
-        kind: "settle",
-        idempotencyKey: `settle:${requestId}`,
-        orgId: reservation.org_id,
-        requestId,
-        memo: `${reservation.model}: ${usage.promptTokens} prompt + ${usage.completionTokens} completion tokens (${usage.outcome})`,
-        entries: [
-          { account: accounts.reserved(reservation.org_id), amount: -reservation.amount, guard: true },
-          { account: accounts.revenue, amount: charged },
-          { account: accounts.available(reservation.org_id), amount: reservation.amount - charged },
-        ],
-      });
+      await this.post(trx, movement);
       await trx
         .insertInto("usage_records")
         .values({
