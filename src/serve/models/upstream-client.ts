@@ -1,8 +1,8 @@
-import { createParser, type EventSourceMessage } from "eventsource-parser";
 import { Pool } from "undici";
 import type { z } from "zod";
 import { errorMessage } from "../../core/errors.ts";
 import { errorBodyMessage } from "../../teachers/http/protocol.ts";
+import { SseError, sseData } from "../../teachers/http/sse.ts";
 import { parseRetryAfter, TeacherError, type TeacherErrorKind } from "../../teachers/teacher-error.ts";
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
@@ -92,25 +92,14 @@ export class UpstreamClient {
   /** The `data` of each server-sent event until [DONE]; a body that ends first is a truncated stream. */
   async *events(path: string, body: unknown, signal: AbortSignal | undefined): AsyncGenerator<string> {
     const response = await this.send("POST", path, body, signal);
-    const pending: EventSourceMessage[] = [];
-    const parser = createParser({ onEvent: (event) => pending.push(event) });
-    const decoder = new TextDecoder("utf-8");
     try {
-      for await (const chunk of response.body) {
-        parser.feed(decoder.decode(chunk as Buffer, { stream: true }));
-        while (pending.length > 0) {
-          const event = pending.shift()!;
-          if (event.data === "[DONE]") return;
-          yield event.data;
-        }
-      }
+      yield* sseData(response.body, MAX_BODY_BYTES);
     } catch (error) {
-      if (error instanceof TeacherError) throw error;
+      if (error instanceof SseError) throw this.error(error.reason === "no-done" ? "truncated-stream" : "bad-response", `${this.origin}${path}: ${error.message}`);
       throw this.error(signal?.aborted ? "aborted" : "truncated-stream", `${this.origin}${path}: the stream broke off (${errorMessage(error)})`, { cause: error });
     } finally {
       response.body.destroy();
     }
-    throw this.error("truncated-stream", `${this.origin}${path}: the stream ended before [DONE]`);
   }
 
   async close(): Promise<void> {

@@ -1,8 +1,8 @@
-import { createParser, type EventSourceMessage } from "eventsource-parser";
 import type { z } from "zod";
 import { errorMessage } from "../../core/errors.ts";
 import { parseRetryAfter, TeacherError, type TeacherErrorKind } from "../teacher-error.ts";
 import { errorBodyMessage } from "./protocol.ts";
+import { SseError, sseData } from "./sse.ts";
 
 const UNREACHABLE_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "EPIPE", "UND_ERR_SOCKET", "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_CLOSED"]);
 const ERROR_SNIPPET_BYTES = 2048;
@@ -167,35 +167,17 @@ export class Transport {
    * Ends with a truncated-stream error when the body stops before `[DONE]`.
    */
   async *events(response: Response, signal: AbortSignal | undefined): AsyncGenerator<string> {
-    const pending: EventSourceMessage[] = [];
-    let parseError: string | undefined;
-    const parser = createParser({
-      onEvent: (event) => pending.push(event),
-      onError: (error) => (parseError = error.message),
-    });
-    const decoder = new TextDecoder("utf-8");
-    let received = 0;
     const body = response.body;
     if (!body) throw this.error("bad-response", "the streaming response has no body");
     try {
-      for await (const chunk of body) {
-        received += chunk.byteLength;
-        if (received > this.options.maxResponseBytes) throw this.error("bad-response", `the stream is larger than ${this.options.maxResponseBytes} bytes (maxResponseBytes)`);
-        parser.feed(decoder.decode(chunk, { stream: true }));
-        if (parseError) throw this.error("bad-response", `the event stream is malformed (${parseError})`);
-        while (pending.length > 0) {
-          const event = pending.shift()!;
-          if (event.data === "[DONE]") return;
-          yield event.data;
-        }
-      }
+      yield* sseData(body, this.options.maxResponseBytes);
     } catch (error) {
+      if (error instanceof SseError) throw this.error(error.reason === "no-done" ? "truncated-stream" : "bad-response", `${error.message}${error.reason === "too-large" ? " (maxResponseBytes)" : ""}`);
       if (error instanceof TeacherError) throw error;
       if (signal?.aborted) throw this.abortError(signal, "reading the stream");
       throw this.error("truncated-stream", `the event stream broke off (${errorMessage(error)})`, { cause: error });
     } finally {
       await body.cancel().catch(() => undefined);
     }
-    throw this.error("truncated-stream", "the event stream ended before its [DONE] event");
   }
 }
