@@ -142,7 +142,12 @@ export class ScheduledTeacher implements Teacher {
         if (!usage) throw new TeacherError(this.name, "truncated-stream", "the stream ended without a final response");
         return usage;
       },
-      () => !yielded,
+      // A retry is possible until an event reached the caller; the failed attempt's unread events are dropped.
+      () => {
+        if (yielded) return false;
+        events.length = 0;
+        return true;
+      },
     ).then(
       () => {
         finished = true;
