@@ -1,4 +1,5 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
+import { newId } from "../core/ids.ts";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { z } from "zod";
 import type { Plan, ServeConfig } from "../core/config/serve-schema.ts";
@@ -58,7 +59,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
   const { config, store, limiter, models } = deps;
   const logger = deps.logger ?? SILENT_LOGGER;
   const metrics = new ApiMetrics();
-  const app = Fastify({ logger: false, bodyLimit: config.bodyLimitBytes, genReqId: () => `req_${randomBytes(12).toString("base64url")}`, return503OnClosing: true });
+  const app = Fastify({ logger: false, bodyLimit: config.bodyLimitBytes, genReqId: () => newId("req"), return503OnClosing: true });
   const keyCache = new Map<string, { row: ApiKeyRow | undefined; until: number }>();
   const extraction = config.extraction.throttleRpm ? new ExtractionMonitor((keyId, since) => store.requestSignals(keyId, since), config.extraction.windowDays) : undefined;
 

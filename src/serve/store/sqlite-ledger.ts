@@ -1,9 +1,8 @@
-import { randomBytes } from "node:crypto";
 import type SQLite from "better-sqlite3";
 import { AvocadoError } from "../../core/errors.ts";
+import { newId } from "../../core/ids.ts";
 import { accounts, grantMovement, holdAmount, InsufficientCreditError, reserveMovement, settleMovement, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
 
-const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString("base64url")}`;
 const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
 
 /**

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
+import { newId } from "../../core/ids.ts";
 import { sql, type Transaction } from "kysely";
 import { AvocadoError, InputError } from "../../core/errors.ts";
 import { accounts, grantMovement, holdAmount, InsufficientCreditError, reserveMovement, settleMovement, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
@@ -37,7 +38,6 @@ export interface UsageRow {
 }
 
 const hashKey = (key: string) => createHash("sha256").update(key).digest("hex");
-const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString("base64url")}`;
 const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
 
 /**
