@@ -32,8 +32,8 @@ export interface RunningApi {
  * any reservation older than an hour. They are released, refunding the hold:
  * the usage of a request that died with its server is unknown.
  */
-export async function recoverReservations(store: Store, instance: string): Promise<number> {
-  const open = [...(await store.openReservations({ instance })), ...(await store.openReservations({ olderThanMs: STALE_RESERVATION_MS }))];
+export async function recoverReservations(store: Store, instance: string | undefined): Promise<number> {
+  const open = [...(instance ? await store.openReservations({ instance }) : []), ...(await store.openReservations({ olderThanMs: STALE_RESERVATION_MS }))];
   let recovered = 0;
   for (const reservation of open) {
     if (await store.settle(reservation.request_id, { promptTokens: 0, completionTokens: 0, cost: 0, outcome: "recovered" })) recovered++;
@@ -60,7 +60,8 @@ export async function startApi(options: { config: ServeConfig; workspace: string
   if (models.size === 0) throw new InputError("no models to serve: add serve.models to avocado.yaml (a gguf path or upstream URLs, with prices)");
   const app = await buildApi({ config, store, limiter, models, instance, adminToken: options.adminToken, logger });
   const address = await app.listen({ host: config.host, port: config.port });
-  const sweep = setInterval(() => void recoverReservations(store, `${instance}:none`).catch(() => undefined), 5 * 60_000);
+  // Every five minutes: only the stale holds (older than an hour), whoever left them.
+  const sweep = setInterval(() => void recoverReservations(store, undefined).catch(() => undefined), 5 * 60_000);
   sweep.unref();
   return {
     app,
