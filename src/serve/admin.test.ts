@@ -55,6 +55,9 @@ describe("the admin API and the logs", () => {
     expect(usage.data[0]!.requests).toBe(1);
     expect(await (await admin(`/admin/keys/${created.id}/revoke`, { method: "POST", body: "{}" })).json()).toMatchObject({ id: created.id });
     await expect(client.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    const unknown = await admin("/admin/keys/key_nope/revoke", { method: "POST", body: "{}" });
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toMatchObject({ error: { code: "key_not_found" } });
     expect(await (await admin("/admin/audit")).json()).toMatchObject({ ok: true, problems: [] });
   });
 

@@ -69,16 +69,22 @@ export function registerAdmin(app: FastifyInstance, options: { store: Store; adm
     const org = (request.query as { org?: string }).org;
     return { data: (await store.listKeys(org)).map(publicKey) };
   });
+  const existingKey = async (request: FastifyRequest) => {
+    const id = (request.params as { id: string }).id;
+    const row = await store.keyById(id);
+    if (!row) throw new ApiError(404, `no key '${id}'`, { code: "key_not_found" });
+    return row;
+  };
   app.post("/admin/keys/:id/revoke", async (request) => {
     await requireAdmin(request);
-    const row = await store.revokeKey((request.params as { id: string }).id);
+    const row = await store.revokeKey((await existingKey(request)).id);
     options.forgetKey();
     return publicKey(row);
   });
   app.post("/admin/keys/:id/rotate", async (request) => {
     await requireAdmin(request);
     const { graceSeconds } = body(z.object({ graceSeconds: z.number().int().min(0).max(7 * 86_400).default(0) }).strict(), request.body);
-    const created = await store.rotateKey((request.params as { id: string }).id, graceSeconds * 1000);
+    const created = await store.rotateKey((await existingKey(request)).id, graceSeconds * 1000);
     options.forgetKey();
     return { key: created.key, ...publicKey(created.row), note: "the key is shown only once" };
   });

@@ -3,7 +3,7 @@ import { newId } from "../core/ids.ts";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { z } from "zod";
 import type { Plan, ServeConfig } from "../core/config/serve-schema.ts";
-import { errorMessage } from "../core/errors.ts";
+import { errorMessage, InputError } from "../core/errors.ts";
 import { SILENT_LOGGER, type Logger } from "../core/logger.ts";
 import { TeacherError } from "../teachers/teacher-error.ts";
 import { ApiError } from "./http/api-error.ts";
@@ -71,6 +71,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     let apiError: ApiError;
     if (error instanceof ApiError) apiError = error;
     else if (error instanceof InsufficientCreditError) apiError = new ApiError(402, error.message, { code: "insufficient_credit" });
+    else if (error instanceof InputError) apiError = new ApiError(400, error.message, { code: "invalid_request" });
     else {
       const status = (error as { statusCode?: number }).statusCode;
       const code = (error as { code?: string }).code;

@@ -1,3 +1,5 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { teacherGguf } from "../../test/fixtures.ts";
@@ -61,6 +63,44 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       expect(answer.choices[0]!.message.content!.length).toBeGreaterThan(0);
     }
     expect((await api.store.audit()).problems).toEqual([]);
+  });
+
+  it("answers an upstream's garbage stream with an upstream error, charging only what was metered", async () => {
+    const garbage = createServer((request, response) => {
+      request.resume();
+      request.on("end", () => {
+        if (request.method === "GET") return void response.end('{"data":[]}');
+        response.writeHead(200, { "content-type": "text/event-stream" });
+        response.end('data: {"choices":[{"index":0,"delta":{"content":"ok"}}]}\n\ndata: <html>oops</html>\n\n');
+      });
+    });
+    await new Promise<void>((resolve) => garbage.listen(0, "127.0.0.1", resolve));
+    const fresh = await freshStore("sqlite", "garbage");
+    await fresh.store.close();
+    const config = serveSchema.parse({
+      port: 0,
+      store: fresh.url,
+      models: [{ name: "broken", upstreams: [`http://127.0.0.1:${(garbage.address() as AddressInfo).port}/v1`], price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 }, maxTokens: 16 }],
+    });
+    const broken = await startApi({ config, workspace: "/nonexistent" });
+    try {
+      const { key } = await broken.store.createKey({ org: "g", name: "k" });
+      await broken.store.grant("g", 1_000_000, "g");
+      const brokenClient = new OpenAI({ apiKey: key, baseURL: `${broken.url}/v1`, maxRetries: 0 });
+      const stream = await brokenClient.chat.completions.create({ model: "broken", messages: [{ role: "user", content: "hi" }], stream: true });
+      await expect(
+        (async () => {
+          for await (const chunk of stream) void chunk;
+        })(),
+      ).rejects.toThrow(/the model's server failed/);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(await broken.store.openReservations()).toEqual([]);
+      expect((await broken.store.audit()).problems).toEqual([]);
+    } finally {
+      await broken.close();
+      garbage.close();
+      await fresh.drop();
+    }
   });
 
   it("exposes Prometheus metrics: requests, latency, tokens, spend", async () => {

@@ -50,3 +50,12 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
   const date = Date.parse(value);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
+
+/** The kind of failure an HTTP status means, for every OpenAI-compatible client in the project. */
+export function kindForStatus(status: number): TeacherErrorKind {
+  if (status === 429) return "rate-limited";
+  if (status === 503 || status === 529) return "overloaded";
+  if (status === 401 || status === 403) return "auth";
+  if (status === 408) return "timeout";
+  return status >= 500 ? "server" : "bad-request";
+}

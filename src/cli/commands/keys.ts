@@ -3,14 +3,10 @@ import { InputError } from "../../core/errors.ts";
 import { publicKey } from "../../serve/admin.ts";
 import { extractionReport } from "../../serve/extraction.ts";
 import { commandContext, type GlobalOptions } from "../context.ts";
+import { positiveInteger } from "../options.ts";
 import { openConfiguredStore } from "../store.ts";
 
-const integer = (value: string | undefined, option: string): number | null => {
-  if (value === undefined) return null;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InputError(`${option} must be a positive integer (found ${value})`);
-  return n;
-};
+const integer = (value: string | undefined, option: string): number | null => (value === undefined ? null : positiveInteger(value, option));
 
 export function registerKeys(program: Command): void {
   const keys = program.command("keys").description("API keys of the paid API: create, list, revoke, rotate (shown once, stored hashed)");

@@ -5,17 +5,12 @@ import { JsonLogger } from "../../core/logger.ts";
 import type { TeacherEntry } from "../../teachers/registry.ts";
 import type { TeacherMessage } from "../../teachers/teacher.ts";
 import { commandContext, type CommandContext, type GlobalOptions } from "../context.ts";
+import { positiveInteger } from "../options.ts";
 
 const CHANNEL_LABELS: Record<string, { reasoning: string; content: string }> = {
   gptoss: { reasoning: "analysis channel", content: "final channel" },
   qwen: { reasoning: "<think>", content: "answer" },
 };
-
-function positiveInteger(value: string, option: string): number {
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 1) throw new InputError(`${option} must be a positive integer (found ${value})`);
-  return number;
-}
 
 /** Opens a teacher with warnings (retries, breaker) logged as JSON lines on stderr, secrets redacted. */
 async function open(context: CommandContext, entry: TeacherEntry) {

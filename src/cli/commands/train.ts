@@ -5,6 +5,7 @@ import { architectureSchema, optimizationSchema } from "../../core/config/schema
 import { InputError } from "../../core/errors.ts";
 import { readShardIndex } from "../../train/shards.ts";
 import { commandContext, type GlobalOptions } from "../context.ts";
+import { positiveInteger } from "../options.ts";
 import { ensureTorch } from "../ensure-torch.ts";
 
 const DEFAULT_ARCHITECTURE = { layers: 2, hidden: 128, heads: 4, kvHeads: 2, headDim: 32, ffn: 384, context: 256 };
@@ -24,8 +25,7 @@ export function registerTrain(program: Command): void {
       const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
       const shards = resolve(options.shards);
       const index = await readShardIndex(shards);
-      const processes = Number(options.processes);
-      if (!Number.isInteger(processes) || processes < 1) throw new InputError(`--processes must be a positive integer (found ${options.processes})`);
+      const processes = positiveInteger(options.processes, "--processes");
       const architecture = architectureSchema.parse(context.config.train.architecture ?? DEFAULT_ARCHITECTURE);
       const parsed = optimizationSchema.safeParse({ ...(context.config.train.optimization ?? DEFAULT_OPTIMIZATION), ...(options.steps ? { steps: Number(options.steps) } : {}) });
       if (!parsed.success) throw new InputError(`--steps / train.optimization: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);

@@ -3,7 +3,7 @@ import type { z } from "zod";
 import { errorMessage } from "../../core/errors.ts";
 import { errorBodyMessage } from "../../teachers/http/protocol.ts";
 import { SseError, sseData } from "../../teachers/http/sse.ts";
-import { parseRetryAfter, TeacherError, type TeacherErrorKind } from "../../teachers/teacher-error.ts";
+import { kindForStatus, parseRetryAfter, TeacherError, type TeacherErrorKind } from "../../teachers/teacher-error.ts";
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
 
@@ -58,8 +58,7 @@ export class UpstreamClient {
       }
       const status = response.statusCode;
       const retryAfter = response.headers["retry-after"];
-      const kind: TeacherErrorKind = status === 429 ? "rate-limited" : status === 503 ? "overloaded" : status === 401 || status === 403 ? "auth" : status >= 500 ? "server" : "bad-request";
-      throw this.error(kind, `${this.origin}${path} answered ${status}: ${detail.slice(0, 300)}`, { status, retryAfterMs: parseRetryAfter(typeof retryAfter === "string" ? retryAfter : null) });
+      throw this.error(kindForStatus(status), `${this.origin}${path} answered ${status}: ${detail.slice(0, 300)}`, { status, retryAfterMs: parseRetryAfter(typeof retryAfter === "string" ? retryAfter : null) });
     }
     return response;
   }

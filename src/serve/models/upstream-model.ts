@@ -1,3 +1,4 @@
+import type { z } from "zod";
 import type { ServedModelConfig } from "../../core/config/serve-schema.ts";
 import { chatChunkSchema, chatCompletionSchema, completionSchema, modelsSchema, reasoningOf } from "../../teachers/http/protocol.ts";
 import { TeacherError } from "../../teachers/teacher-error.ts";
@@ -12,6 +13,21 @@ interface Upstream {
 }
 
 const HEALTH_INTERVAL_MS = 5_000;
+
+/** A stream event from an upstream, as JSON: anything else is a bad response (502), not our own failure. */
+function parseEvent(data: string, model: string): unknown {
+  try {
+    return JSON.parse(data);
+  } catch {
+    throw new TeacherError(`upstream ${model}`, "bad-response", `a stream event is not JSON (${JSON.stringify(data.slice(0, 80))})`);
+  }
+}
+
+function checked<T extends z.ZodType>(schema: T, value: unknown, model: string): z.infer<T> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw new TeacherError(`upstream ${model}`, "bad-response", `a stream event is not the documented format (${result.error.issues[0]?.message})`);
+  return result.data;
+}
 
 /**
  * A model served by a pool of upstream OpenAI-compatible servers (vLLM,
@@ -114,9 +130,9 @@ export class UpstreamServedModel implements ServedModel {
     } else {
       for await (const data of upstream.client.events(path, body, request.signal)) {
         onOutput();
-        const json: unknown = JSON.parse(data);
+        const json = parseEvent(data, this.config.name);
         if (chat) {
-          const chunk = chatChunkSchema.parse(json);
+          const chunk = checked(chatChunkSchema, json, this.config.name);
           usage = chunk.usage ?? usage;
           for (const choice of chunk.choices) {
             const reasoning = reasoningOf(choice.delta);
@@ -131,7 +147,7 @@ export class UpstreamServedModel implements ServedModel {
             if (choice.finish_reason) result.finishReason = choice.finish_reason === "length" ? "length" : "stop";
           }
         } else {
-          const chunk = completionSchema.parse(json);
+          const chunk = checked(completionSchema, json, this.config.name);
           usage = chunk.usage ?? usage;
           for (const choice of chunk.choices) {
             if (choice.text) {

@@ -1,6 +1,6 @@
 import type { z } from "zod";
 import { errorMessage } from "../../core/errors.ts";
-import { parseRetryAfter, TeacherError, type TeacherErrorKind } from "../teacher-error.ts";
+import { kindForStatus, parseRetryAfter, TeacherError, type TeacherErrorKind } from "../teacher-error.ts";
 import { errorBodyMessage } from "./protocol.ts";
 import { SseError, sseData } from "./sse.ts";
 
@@ -96,9 +96,7 @@ export class Transport {
     const status = response.status;
     const retryAfterMs = parseRetryAfter(response.headers.get("retry-after"));
     const message = `${where} answered ${status}${detail ? `: ${detail.slice(0, 300)}` : ""}`;
-    const kind: TeacherErrorKind =
-      status === 429 ? "rate-limited" : status === 503 || status === 529 ? "overloaded" : status === 401 || status === 403 ? "auth" : status === 408 ? "timeout" : status >= 500 ? "server" : "bad-request";
-    throw this.error(kind, message, { status, retryAfterMs });
+    throw this.error(kindForStatus(status), message, { status, retryAfterMs });
   }
 
   private fetchError(error: unknown, where: string, signal: AbortSignal | undefined): TeacherError {
