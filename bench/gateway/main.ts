@@ -1,7 +1,11 @@
 // bench/gateway: the trivial upstream called directly vs through `avocado serve`
 // (auth + limits + reservation + metering + settlement on, SQLite store), same run:
-// added p50 latency and req/s ratio (non-stream), added time to first byte (stream).
-import { spawn, type ChildProcess } from "node:child_process";
+// added p50 latency and req/s (non-stream), added time to first byte (stream).
+//
+// The load comes from wrk (Debian's package, installed here when missing): a C
+// load generator leaves the two cores to the servers, where a Node client would
+// take one of them. Without wrk (BENCH_LOAD=node), a Node client stands in.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,9 +14,10 @@ import { PROJECT_ROOT } from "../../src/core/paths.ts";
 import { Store } from "../../src/serve/store/store.ts";
 import { median } from "../shared.ts";
 
-const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 2000);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 2000);
 
 function start(command: string[], cwd: string, ready: (output: string) => string | undefined): Promise<{ child: ChildProcess; value: string }> {
   return new Promise((resolve, reject) => {
@@ -26,6 +31,15 @@ function start(command: string[], cwd: string, ready: (output: string) => string
     child.stderr!.on("data", () => undefined);
     child.on("exit", (code) => reject(new Error(`${command.join(" ")} exited ${code}: ${output}`)));
   });
+}
+
+function haveWrk(): boolean {
+  if (process.env.BENCH_LOAD === "node") return false;
+  if (spawnSync("wrk", ["--version"]).error === undefined) return true;
+  process.stdout.write("installing Debian's wrk (the load generator)…\n");
+  const [command, ...prefix] = process.getuid?.() === 0 ? ["apt-get"] : ["sudo", "-n", "apt-get"];
+  spawnSync(command!, [...prefix, "install", "-y", "-qq", "wrk"], { stdio: "ignore", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+  return spawnSync("wrk", ["--version"]).error === undefined;
 }
 
 const folder = mkdtempSync(join(tmpdir(), "avocado-gateway-"));
@@ -50,10 +64,42 @@ writeFileSync(
 );
 const profile = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
 const gateway = await start([...profile, join(PROJECT_ROOT, "bin", "avocado.js"), "--json", "serve"], folder, (out) => /"url":"(http:[^"]+)"/.exec(out)?.[1]);
+const gatewayOrigin = gateway.value;
 
 const body = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "Say hello." }], max_tokens: 16 });
 const streamBody = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "Say hello." }], max_tokens: 16, stream: true, stream_options: { include_usage: true } });
 const headers = { "content-type": "application/json", authorization: `Bearer ${key}` };
+
+interface Load {
+  name: string;
+  /** Median latency (ms) of requests one at a time, on one connection. */
+  latency(origin: string): Promise<number>;
+  /** Requests a second over CONNECTIONS connections. */
+  throughput(origin: string): Promise<number>;
+}
+
+/** wrk: one thread; every response must be a 200 (wrk counts the others, and we fail on any). */
+function wrkLoad(): Load {
+  const script = join(folder, "post.lua");
+  writeFileSync(
+    script,
+    [`wrk.method = "POST"`, `wrk.body = ${JSON.stringify(body)}`, `wrk.headers["Content-Type"] = "application/json"`, `wrk.headers["Authorization"] = ${JSON.stringify(`Bearer ${key}`)}`, ""].join("\n"),
+  );
+  const run = (origin: string, connections: number, seconds: number) => {
+    const result = spawnSync("wrk", ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", script, `${origin}/v1/chat/completions`], { encoding: "utf8" });
+    const out = result.stdout;
+    if (/Non-2xx|Socket errors/.test(out)) throw new Error(`wrk saw failed requests against ${origin}:\n${out}`);
+    const rate = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+    const p50 = /\s50%\s+([\d.]+)(us|ms|s)/.exec(out);
+    if (!rate || !p50) throw new Error(`cannot read wrk's output:\n${out}${result.stderr}`);
+    return { rate, p50: Number(p50[1]) * (p50[2] === "us" ? 0.001 : p50[2] === "ms" ? 1 : 1000) };
+  };
+  return {
+    name: "wrk",
+    latency: async (origin) => run(origin, 1, SECONDS).p50,
+    throughput: async (origin) => run(origin, CONNECTIONS, SECONDS).rate,
+  };
+}
 
 async function once(pool: Pool, payload: string): Promise<{ total: number; firstByte: number }> {
   const started = performance.now();
@@ -81,46 +127,73 @@ async function sequential(origin: string, payload: string): Promise<{ p50: numbe
   return { p50: median(totals), firstByteP50: median(firsts) };
 }
 
-async function throughput(origin: string): Promise<number> {
-  const pool = new Pool(origin, { connections: CONNECTIONS, pipelining: 1 });
-  let done = 0;
-  const until = performance.now() + SECONDS * 1000;
-  const warm = performance.now() + 500;
-  let counting = false;
-  let started = 0;
-  await Promise.all(
-    Array.from({ length: CONNECTIONS }, async () => {
-      while (performance.now() < until) {
-        await once(pool, body);
-        if (!counting && performance.now() >= warm) {
-          counting = true;
-          started = performance.now();
-        }
-        if (counting) done++;
-      }
-    }),
-  );
-  const rate = done / ((performance.now() - started) / 1000);
-  await pool.close();
-  return rate;
+function nodeLoad(): Load {
+  return {
+    name: "a Node client (undici)",
+    latency: async (origin) => (await sequential(origin, body)).p50,
+    async throughput(origin) {
+      const pool = new Pool(origin, { connections: CONNECTIONS, pipelining: 1 });
+      let done = 0;
+      const until = performance.now() + SECONDS * 1000;
+      const warm = performance.now() + 500;
+      let started = 0;
+      await Promise.all(
+        Array.from({ length: CONNECTIONS }, async () => {
+          while (performance.now() < until) {
+            await once(pool, body);
+            if (performance.now() >= warm) {
+              started ||= performance.now();
+              done++;
+            }
+          }
+        }),
+      );
+      await pool.close();
+      return done / ((performance.now() - started) / 1000);
+    },
+  };
 }
 
-const gatewayOrigin = gateway.value;
-process.stdout.write(`upstream ${upstreamUrl}; gateway ${gatewayOrigin} (auth + limits + reservation + metering + settlement, SQLite)\n`);
-const directLatency = await sequential(upstreamUrl, body);
-const gatewayLatency = await sequential(gatewayOrigin, body);
-process.stdout.write(`non-stream p50: direct ${directLatency.p50.toFixed(3)} ms, through avocado serve ${gatewayLatency.p50.toFixed(3)} ms; added ${(gatewayLatency.p50 - directLatency.p50).toFixed(3)} ms (target ≤ 0.2)\n`);
+const load = haveWrk() ? wrkLoad() : nodeLoad();
+process.stdout.write(`upstream ${upstreamUrl}; gateway ${gatewayOrigin} (auth + limits + reservation + metering + settlement, SQLite); load from ${load.name}; ${ROUNDS} interleaved rounds, medians\n`);
+const fixed = (value: number, digits = 3) => value.toFixed(digits);
+const verdict = (pass: boolean) => (pass ? "PASS" : "FAIL");
+
+// Warm both paths (JIT, connections, the SQLite cache) before measuring.
+await load.throughput(upstreamUrl);
+await load.throughput(gatewayOrigin);
+const samples = { direct: [] as number[], gateway: [] as number[], directRate: [] as number[], gatewayRate: [] as number[] };
+for (let round = 0; round < ROUNDS; round++) {
+  samples.direct.push(await load.latency(upstreamUrl));
+  samples.gateway.push(await load.latency(gatewayOrigin));
+  samples.directRate.push(await load.throughput(upstreamUrl));
+  samples.gatewayRate.push(await load.throughput(gatewayOrigin));
+}
+const direct = median(samples.direct);
+const through = median(samples.gateway);
+const added = through - direct;
+process.stdout.write(`non-stream p50 (one connection): direct ${fixed(direct)} ms, through avocado serve ${fixed(through)} ms; added ${fixed(added)} ms (target ≤ 0.2) ${verdict(added <= 0.2)}\n`);
+const directRate = median(samples.directRate);
+const gatewayRate = median(samples.gatewayRate);
+process.stdout.write(
+  `non-stream throughput (${CONNECTIONS} connections, ${SECONDS} s): direct ${fixed(directRate, 0)} req/s, through avocado serve ${fixed(gatewayRate, 0)} req/s; ratio ${fixed(gatewayRate / directRate)} (target ≥ 8000 req/s) ${verdict(gatewayRate >= 8000)}\n`,
+);
 const directStream = await sequential(upstreamUrl, streamBody);
 const gatewayStream = await sequential(gatewayOrigin, streamBody);
-process.stdout.write(`stream first byte p50: direct ${directStream.firstByteP50.toFixed(3)} ms, through avocado serve ${gatewayStream.firstByteP50.toFixed(3)} ms; added ${(gatewayStream.firstByteP50 - directStream.firstByteP50).toFixed(3)} ms (target ≤ 1)\n`);
-const directRate = await throughput(upstreamUrl);
-const gatewayRate = await throughput(gatewayOrigin);
-process.stdout.write(`non-stream throughput (${CONNECTIONS} connections, ${SECONDS} s): direct ${directRate.toFixed(0)} req/s, through avocado serve ${gatewayRate.toFixed(0)} req/s; ratio ${(gatewayRate / directRate).toFixed(3)} (target ≥ 8000 req/s)\n`);
+const firstByte = gatewayStream.firstByteP50 - directStream.firstByteP50;
+process.stdout.write(
+  `stream first byte p50 (Node client): direct ${fixed(directStream.firstByteP50)} ms, through avocado serve ${fixed(gatewayStream.firstByteP50)} ms; added ${fixed(firstByte)} ms (target ≤ 1) ${verdict(firstByte <= 1)}\n`,
+);
 
 const check = await Store.open(`sqlite:${join(folder, "avocado.db")}`);
 const audit = await check.audit();
-process.stdout.write(`ledger after the run: ${audit.entries} entries, ${audit.ok ? "balanced" : `PROBLEMS ${audit.problems.join("; ")}`}\n`);
+const settled = await check.usage();
+process.stdout.write(`ledger after the run: ${settled.reduce((sum, row) => sum + row.requests, 0)} settled requests, ${audit.entries} entries, ${audit.ok ? "balanced" : `PROBLEMS ${audit.problems.join("; ")}`}\n`);
 await check.close();
+if (process.env.BENCH_HOLD) {
+  process.stdout.write(`HOLD ${upstreamUrl} ${gatewayOrigin} ${key}\n`);
+  await new Promise((resolve) => setTimeout(resolve, Number(process.env.BENCH_HOLD) * 1000));
+}
 gateway.child.kill("SIGINT");
 await new Promise((resolve) => gateway.child.once("exit", resolve));
 upstream.child.kill("SIGTERM");

@@ -168,7 +168,7 @@ for (const kind of ["sqlite", "postgres"] as const) {
       const usage = await store.usage({ orgId });
       const charged = usage.reduce((sum, row) => sum + row.cost, 0);
       if (charged !== served.reduce((a, b) => a + b, 0)) {
-        const records = await store.db.selectFrom("usage_records").select(["cost", "outcome", "prompt_tokens", "completion_tokens"]).where("org_id", "=", orgId).execute();
+        const records = await store.db.selectFrom("requests").select(["charged as cost", "outcome", "prompt_tokens", "completion_tokens"]).where("org_id", "=", orgId).execute();
         const histogram = (values: string[]) => Object.entries(values.reduce<Record<string, number>>((h, v) => ((h[v] = (h[v] ?? 0) + 1), h), {}));
         process.stderr.write(`served ${JSON.stringify(histogram(served.map(String)))}\nrecords ${JSON.stringify(histogram(records.map((r) => `${r.cost}/${r.outcome}/${r.prompt_tokens}/${r.completion_tokens}`)))}\n`);
       }

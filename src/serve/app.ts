@@ -12,7 +12,7 @@ import type { Lease, Limiter, LimitScope } from "./limits/limiter.ts";
 import { ExtractionMonitor, simhash } from "./extraction.ts";
 import { ApiMetrics } from "./metrics.ts";
 import { costOf, type GenerationRequest, type GenerationResult, type ServedModel } from "./models/served-model.ts";
-import { InsufficientCreditError, type ApiKeyRow, type Store } from "./store/store.ts";
+import { InsufficientCreditError, type ApiKeyRow, type Hold, type Store } from "./store/store.ts";
 import { registerAdmin } from "./admin.ts";
 
 export interface ApiDependencies {
@@ -27,6 +27,8 @@ export interface ApiDependencies {
 }
 
 const KEY_CACHE_MS = 1_000;
+
+type Delta = Parameters<NonNullable<GenerationRequest["onDelta"]>>[0];
 
 interface Authenticated {
   key: ApiKeyRow;
@@ -195,32 +197,44 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     try {
       const price = model.config.price;
       const worst = costOf(price, promptTokens * n, maxTokens * n);
-      let held: number;
+      let hold: Hold;
       try {
-        held = await store.reserve({ requestId: request.id, orgId: auth.key.org_id, keyId: auth.key.id, model: model.config.name, amount: worst, minimum: costOf(price, promptTokens * n, n), instance: deps.instance });
+        hold = await store.reserve({ requestId: request.id, orgId: auth.key.org_id, keyId: auth.key.id, model: model.config.name, amount: worst, minimum: costOf(price, promptTokens * n, n), instance: deps.instance });
       } catch (error) {
         if (error instanceof InsufficientCreditError) metrics.limitHits.inc({ limit: "credit" });
         throw error;
       }
+      const held = hold.amount;
       // Less credit than the worst case: generate only what it pays for (the stream then ends cleanly at that length).
       const affordable = held >= worst || price.outputPerMillion === 0 ? maxTokens : Math.max(1, Math.floor((held * 1_000_000 - promptTokens * n * price.inputPerMillion) / (price.outputPerMillion * n)));
       const abort = new AbortController();
       reply.raw.on("close", () => {
         if (!reply.raw.writableFinished) abort.abort(new Error("the client disconnected"));
       });
+      // The generation starts while the hold commits; nothing reaches the client before it has.
+      let durable = true;
+      const committed = hold.durable.catch((error: unknown) => {
+        durable = false;
+        abort.abort(error);
+        logger.log("error", "api.hold_not_committed", { requestId: request.id, error: errorMessage(error) });
+        throw new ApiError(503, "the credit ledger is unavailable; nothing was charged", { code: "ledger_unavailable", retryAfterSeconds: 1 });
+      });
       const results: GenerationResult[] = [];
       let streamed = 0;
       let outcome = "ok";
       try {
         if (stream) {
-          reply.hijack();
-          await streamResponse(route, request.id, model, { ...generation, maxTokens: affordable, signal: abort.signal }, body.stream_options?.include_usage === true, reply, lease, started, results, (tokens) => (streamed += tokens));
+          await streamResponse(route, request.id, model, { ...generation, maxTokens: affordable, signal: abort.signal }, body.stream_options?.include_usage === true, reply, lease, started, results, committed, (tokens) => (streamed += tokens));
         } else {
-          results.push(...(await Promise.all(Array.from({ length: n }, () => model.generate({ ...generation, maxTokens: affordable, signal: abort.signal })))));
+          const generated = Promise.all(Array.from({ length: n }, () => model.generate({ ...generation, maxTokens: affordable, signal: abort.signal })));
+          generated.catch(() => undefined);
+          await committed;
+          results.push(...(await generated));
         }
       } catch (error) {
         outcome = abort.signal.aborted ? "cancelled" : "error";
         if (results.length === 0 && streamed > 0) results.push({ content: "", reasoning: "", finishReason: "stop", promptTokens, completionTokens: streamed });
+        if (!durable) throw error;
         if (!stream) throw generationError(error);
         logger.log("warn", "api.stream_failed", { requestId: request.id, error: errorMessage(error) });
       } finally {
@@ -228,7 +242,8 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         const usedCompletion = results.reduce((sum, r) => sum + r.completionTokens, 0);
         const cost = costOf(price, usedPrompt, usedCompletion);
         try {
-          await store.settle(request.id, { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome: abort.signal.aborted && outcome === "ok" ? "cancelled" : outcome, signals });
+          // A hold that never committed has nothing to settle.
+          if (durable) await store.settle(request.id, { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome: abort.signal.aborted && outcome === "ok" ? "cancelled" : outcome, signals });
         } catch (error) {
           // The hold stays open; recovery releases it. The answer is still delivered.
           logger.log("error", "api.settle_failed", { requestId: request.id, error: errorMessage(error) });
@@ -257,7 +272,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         // Never expected (holds are upper bounds): the charge is capped at the hold, so say so loudly.
         if (cost > held) logger.log("error", "api.cost_above_hold", { requestId: request.id, cost, held });
         // A stream ends only once its cost is settled: a client that has read [DONE] sees its charge.
-        if (stream && !reply.raw.destroyed) reply.raw.end("data: [DONE]\n\n");
+        if (stream && reply.raw.headersSent && !reply.raw.destroyed) reply.raw.end("data: [DONE]\n\n");
       }
       if (stream) return reply;
       return completionBody(route, request.id, model.config.name, results);
@@ -276,29 +291,36 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     lease: Lease,
     started: number,
     results: GenerationResult[],
+    committed: Promise<void>,
     onTokens: (tokens: number) => void,
   ): Promise<void> {
     const raw = reply.raw;
-    raw.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive", "x-request-id": id });
     const created = Math.floor(Date.now() / 1000);
     const object = route === "chat" ? "chat.completion.chunk" : "text_completion";
     const send = (choices: unknown[], usage?: unknown) => raw.write(`data: ${JSON.stringify({ id, object, created, model: model.config.name, choices, ...(usage ? { usage } : {}) })}\n\n`);
-    if (route === "chat") send([{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]);
     let first = true;
+    const emit = (delta: Delta) => {
+      if (first) {
+        metrics.firstToken.observe((performance.now() - started) / 1000);
+        first = false;
+      }
+      onTokens(delta.tokens);
+      lease.addTokens(delta.tokens);
+      if (route === "chat") send([{ index: 0, delta: delta.kind === "reasoning" ? { reasoning_content: delta.text } : { content: delta.text }, logprobs: null, finish_reason: null }]);
+      else send([{ index: 0, text: delta.text, logprobs: null, finish_reason: null }]);
+    };
+    // The generation starts while the hold commits; deltas that come before it has wait, in order.
+    let early: Delta[] | undefined = [];
+    const generated = model.generate({ ...generation, onDelta: (delta) => (early ? early.push(delta) : emit(delta)) });
+    generated.catch(() => undefined);
+    await committed;
+    reply.hijack();
+    raw.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive", "x-request-id": id });
+    if (route === "chat") send([{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]);
+    for (const delta of early) emit(delta);
+    early = undefined;
     try {
-      const result = await model.generate({
-        ...generation,
-        onDelta: (delta) => {
-          if (first) {
-            metrics.firstToken.observe((performance.now() - started) / 1000);
-            first = false;
-          }
-          onTokens(delta.tokens);
-          lease.addTokens(delta.tokens);
-          if (route === "chat") send([{ index: 0, delta: delta.kind === "reasoning" ? { reasoning_content: delta.text } : { content: delta.text }, logprobs: null, finish_reason: null }]);
-          else send([{ index: 0, text: delta.text, logprobs: null, finish_reason: null }]);
-        },
-      });
+      const result = await generated;
       results.push(result);
       const logprobs = result.logprobs ? (route === "chat" ? chatLogprobs(result.logprobs) : legacyLogprobs(result.logprobs)) : null;
       if (route === "chat") send([{ index: 0, delta: {}, logprobs, finish_reason: result.finishReason }]);

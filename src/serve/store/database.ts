@@ -1,5 +1,5 @@
 import SQLite from "better-sqlite3";
-import { Kysely, PostgresDialect, SqliteDialect, sql, type Generated } from "kysely";
+import { Kysely, PostgresDialect, SqliteDialect, sql, type CreateTableBuilder } from "kysely";
 import pg from "pg";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
@@ -33,39 +33,46 @@ export interface Database {
     /** The key this one replaced (rotation). */
     rotated_from: string | null;
   };
-  /** Current balance of every ledger account, kept equal to the sum of its entries. */
-  balances: { account: string; org_id: string | null; amount: number };
-  ledger_transactions: { id: string; kind: string; idempotency_key: string; org_id: string | null; request_id: string | null; memo: string; created_at: number };
-  ledger_entries: { id: Generated<number>; transaction_id: string; account: string; amount: number; created_at: number };
-  reservations: {
+  /**
+   * Every ledger account: `amount` is kept equal to the sum of its entries.
+   * `held` is the part of an org's credit authorized for requests in flight
+   * (the sum of its open requests' holds): a hold is an authorization, not a
+   * movement of money, so it has no entries. Available = amount − held ≥ 0.
+   */
+  balances: { account: string; org_id: string | null; amount: number; held: number };
+  /** A balanced movement of money; `id` is its idempotency key (`grant:<key>`, `charge:<request id>`). */
+  ledger_transactions: { id: string; kind: string; org_id: string | null; request_id: string | null; memo: string; created_at: number };
+  /** The legs of a transaction: they sum to zero; one per account. */
+  ledger_entries: { transaction_id: string; account: string; amount: number };
+  /**
+   * One row per metered request: its hold while it runs (status `open`), then
+   * its usage and charge (status `settled`). Settling is claiming the open row,
+   * so nothing is charged twice.
+   */
+  requests: {
     request_id: string;
     org_id: string;
     key_id: string;
     model: string;
-    amount: number;
+    /** What was authorized before the request ran (its worst case, or the credit left). */
+    held: number;
     status: "open" | "settled";
     charged: number | null;
+    prompt_tokens: number | null;
+    completion_tokens: number | null;
+    outcome: string | null;
     created_at: number;
     settled_at: number | null;
-    /** The server instance that reserved it (recovery settles a dead instance's reservations). */
-    instance: string;
-  };
-  usage_records: {
-    request_id: string;
-    org_id: string;
-    key_id: string;
-    model: string;
-    prompt_tokens: number;
-    completion_tokens: number;
-    cost: number;
-    outcome: string;
-    created_at: number;
+    /** UTC day of created_at (usage and invoices group by it). */
     day: string;
     /** Extraction signals: a 64-bit SimHash of the prompt (hex), the top_logprobs asked (-1 = none), the temperature. */
     prompt_simhash: string | null;
     logprobs: number;
     temperature: number | null;
+    /** The server instance that reserved it (recovery settles a dead instance's holds). */
+    instance: string;
   };
+  meta: { name: string; value: string };
 }
 
 export type Db = Kysely<Database>;
@@ -125,7 +132,22 @@ export async function openDatabase(url: string): Promise<{ db: Db; kind: StoreKi
   return { db, kind, sqlite, checkpointer };
 }
 
+/** 2: holds as authorizations on `balances.held`, one `requests` row per request, clustered tables. */
+const SCHEMA_VERSION = 2;
+
 async function migrate(db: Db, kind: StoreKind): Promise<void> {
+  await db.schema.createTable("meta").ifNotExists().addColumn("name", "text", (c) => c.primaryKey()).addColumn("value", "text", (c) => c.notNull()).execute();
+  const version = await db.selectFrom("meta").select("value").where("name", "=", "schema_version").executeTakeFirst();
+  // A version-1 store had no meta table, and a `reservations` table (looked up on the search path, not in every schema).
+  const v1 =
+    kind === "sqlite"
+      ? (await sql<{ n: number }>`select count(*) as n from sqlite_master where name = 'reservations'`.execute(db)).rows[0]!.n > 0
+      : (await sql<{ t: string | null }>`select to_regclass('reservations')::text as t`.execute(db)).rows[0]!.t !== null;
+  if (version ? Number(version.value) !== SCHEMA_VERSION : v1) {
+    throw new InputError(
+      `this store was made by ${version ? `schema version ${version.value}` : "an earlier Avocado (schema version 1)"}; this Avocado uses version ${SCHEMA_VERSION}. Export its usage (avocado billing usage) and start a new store`,
+    );
+  }
   await db.schema.createTable("orgs").ifNotExists().addColumn("id", "text", (c) => c.primaryKey()).addColumn("name", "text", (c) => c.notNull().unique()).addColumn("created_at", "bigint", (c) => c.notNull()).execute();
   await db.schema
     .createTable("api_keys")
@@ -145,66 +167,62 @@ async function migrate(db: Db, kind: StoreKind): Promise<void> {
     .addColumn("created_at", "bigint", (c) => c.notNull())
     .addColumn("rotated_from", "text")
     .execute();
-  await db.schema
-    .createTable("balances")
-    .ifNotExists()
-    .addColumn("account", "text", (c) => c.primaryKey())
-    .addColumn("org_id", "text")
-    .addColumn("amount", "bigint", (c) => c.notNull())
-    .execute();
-  await db.schema
-    .createTable("ledger_transactions")
-    .ifNotExists()
-    .addColumn("id", "text", (c) => c.primaryKey())
-    .addColumn("kind", "text", (c) => c.notNull())
-    .addColumn("idempotency_key", "text", (c) => c.notNull().unique())
-    .addColumn("org_id", "text")
-    .addColumn("request_id", "text")
-    .addColumn("memo", "text", (c) => c.notNull())
-    .addColumn("created_at", "bigint", (c) => c.notNull())
-    .execute();
-  await db.schema
-    .createTable("ledger_entries")
-    .ifNotExists()
-    .addColumn("id", kind === "postgres" ? "bigserial" : "integer", (c) => (kind === "postgres" ? c.primaryKey() : c.primaryKey().autoIncrement()))
-    .addColumn("transaction_id", "text", (c) => c.notNull().references("ledger_transactions.id"))
-    .addColumn("account", "text", (c) => c.notNull())
-    .addColumn("amount", "bigint", (c) => c.notNull())
-    .addColumn("created_at", "bigint", (c) => c.notNull())
-    .execute();
-  await db.schema.createIndex("ledger_entries_account").ifNotExists().on("ledger_entries").column("account").execute();
-  await db.schema
-    .createTable("reservations")
-    .ifNotExists()
-    .addColumn("request_id", "text", (c) => c.primaryKey())
-    .addColumn("org_id", "text", (c) => c.notNull())
-    .addColumn("key_id", "text", (c) => c.notNull())
-    .addColumn("model", "text", (c) => c.notNull())
-    .addColumn("amount", "bigint", (c) => c.notNull())
-    .addColumn("status", "text", (c) => c.notNull())
-    .addColumn("charged", "bigint")
-    .addColumn("created_at", "bigint", (c) => c.notNull())
-    .addColumn("settled_at", "bigint")
-    .addColumn("instance", "text", (c) => c.notNull())
-    .execute();
-  await db.schema.createIndex("reservations_open").ifNotExists().on("reservations").columns(["status", "instance"]).execute();
-  await db.schema
-    .createTable("usage_records")
-    .ifNotExists()
-    .addColumn("request_id", "text", (c) => c.primaryKey())
-    .addColumn("org_id", "text", (c) => c.notNull())
-    .addColumn("key_id", "text", (c) => c.notNull())
-    .addColumn("model", "text", (c) => c.notNull())
-    .addColumn("prompt_tokens", "integer", (c) => c.notNull())
-    .addColumn("completion_tokens", "integer", (c) => c.notNull())
-    .addColumn("cost", "bigint", (c) => c.notNull())
-    .addColumn("outcome", "text", (c) => c.notNull())
-    .addColumn("created_at", "bigint", (c) => c.notNull())
-    .addColumn("day", "text", (c) => c.notNull())
-    .addColumn("prompt_simhash", "text")
-    .addColumn("logprobs", "integer", (c) => c.notNull().defaultTo(-1))
-    .addColumn("temperature", kind === "postgres" ? "double precision" : "real")
-    .execute();
-  await db.schema.createIndex("usage_records_key_time").ifNotExists().on("usage_records").columns(["key_id", "created_at"]).execute();
-  await db.schema.createIndex("usage_records_org_day").ifNotExists().on("usage_records").columns(["org_id", "day"]).execute();
+  // SQLite: clustered on the key (no rowid), so a time-ordered id appends to one hot page.
+  const clustered = (builder: CreateTableBuilder<string>) => (kind === "sqlite" ? builder.modifyEnd(sql`without rowid`) : builder);
+  await clustered(
+    db.schema
+      .createTable("balances")
+      .ifNotExists()
+      .addColumn("account", "text", (c) => c.primaryKey())
+      .addColumn("org_id", "text")
+      .addColumn("amount", "bigint", (c) => c.notNull())
+      .addColumn("held", "bigint", (c) => c.notNull().defaultTo(0)),
+  ).execute();
+  await clustered(
+    db.schema
+      .createTable("ledger_transactions")
+      .ifNotExists()
+      .addColumn("id", "text", (c) => c.primaryKey())
+      .addColumn("kind", "text", (c) => c.notNull())
+      .addColumn("org_id", "text")
+      .addColumn("request_id", "text")
+      .addColumn("memo", "text", (c) => c.notNull())
+      .addColumn("created_at", "bigint", (c) => c.notNull()),
+  ).execute();
+  await clustered(
+    db.schema
+      .createTable("ledger_entries")
+      .ifNotExists()
+      .addColumn("transaction_id", "text", (c) => c.notNull().references("ledger_transactions.id"))
+      .addColumn("account", "text", (c) => c.notNull())
+      .addColumn("amount", "bigint", (c) => c.notNull())
+      .addPrimaryKeyConstraint("ledger_entries_pk", ["transaction_id", "account"]),
+  ).execute();
+  await clustered(
+    db.schema
+      .createTable("requests")
+      .ifNotExists()
+      .addColumn("request_id", "text", (c) => c.primaryKey())
+      .addColumn("org_id", "text", (c) => c.notNull())
+      .addColumn("key_id", "text", (c) => c.notNull())
+      .addColumn("model", "text", (c) => c.notNull())
+      .addColumn("held", "bigint", (c) => c.notNull())
+      .addColumn("status", "text", (c) => c.notNull())
+      .addColumn("charged", "bigint")
+      .addColumn("prompt_tokens", "integer")
+      .addColumn("completion_tokens", "integer")
+      .addColumn("outcome", "text")
+      .addColumn("created_at", "bigint", (c) => c.notNull())
+      .addColumn("settled_at", "bigint")
+      .addColumn("day", "text", (c) => c.notNull())
+      .addColumn("prompt_simhash", "text")
+      .addColumn("logprobs", "integer", (c) => c.notNull().defaultTo(-1))
+      .addColumn("temperature", kind === "postgres" ? "double precision" : "real")
+      .addColumn("instance", "text", (c) => c.notNull()),
+  ).execute();
+  // Only the open holds: rows enter at reserve and leave at settle, so recovery reads a small index.
+  await db.schema.createIndex("requests_open").ifNotExists().on("requests").columns(["instance", "created_at"]).where(sql.ref("status"), "=", "open").execute();
+  await db.schema.createIndex("requests_key_time").ifNotExists().on("requests").columns(["key_id", "created_at"]).execute();
+  await db.schema.createIndex("requests_org_day").ifNotExists().on("requests").columns(["org_id", "day"]).execute();
+  await db.insertInto("meta").values({ name: "schema_version", value: String(SCHEMA_VERSION) }).onConflict((c) => c.column("name").doNothing()).execute();
 }

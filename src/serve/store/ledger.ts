@@ -11,24 +11,22 @@ export class InsufficientCreditError extends AvocadoError {
 }
 
 export const accounts = {
-  /** Credit an org can spend. Never negative: reservations are guarded. */
-  available: (org: string) => `org:${org}:available`,
-  /** Credit held for requests in flight. */
-  reserved: (org: string) => `org:${org}:reserved`,
+  /** An org's prepaid credit. Its `held` part is authorized for requests in flight; amount − held never goes below zero. */
+  credit: (org: string) => `org:${org}:credit`,
   /** Where credit comes from (top-ups and grants): goes negative by what was issued. */
   issued: "system:issued",
   /** What was earned: settled charges. */
   revenue: "system:revenue",
 };
 
-/** One balanced movement: entries sum to zero; `guard` accounts may not go below zero. */
+/** One balanced movement of money: its entries sum to zero, one per account. `id` is its idempotency key. */
 export interface LedgerMovement {
+  id: string;
   kind: string;
-  idempotencyKey: string;
   orgId: string | null;
   requestId: string | null;
   memo: string;
-  entries: { account: string; amount: number; guard?: boolean }[];
+  entries: { account: string; amount: number }[];
 }
 
 export interface ReserveRequest {
@@ -51,50 +49,81 @@ export interface SettleUsage {
   signals?: { promptSimhash: string; logprobs: number; temperature: number | null };
 }
 
+/**
+ * A hold on an org's credit for one request. `durable` settles once the hold
+ * is committed: on SQLite the hold is decided at once and committed with the
+ * rest of its event-loop turn, so a request may start its work before then but
+ * must not send anything to the client until `durable` has resolved (if it
+ * rejects, the hold never existed and the request must fail).
+ */
+export interface Hold {
+  amount: number;
+  durable: Promise<void>;
+}
+
 /** The amount to hold: the whole worst case, or with a minimum, what is available if that reaches it. */
 export function holdAmount(request: ReserveRequest, available: number): number {
-  if (request.minimum === undefined) return request.amount;
+  if (request.minimum === undefined) {
+    if (available < request.amount) throw new InsufficientCreditError(request.amount, Math.max(available, 0));
+    return request.amount;
+  }
   const amount = Math.min(request.amount, Math.max(available, 0));
-  if (amount < request.minimum) throw new InsufficientCreditError(request.minimum, available);
+  if (amount < request.minimum) throw new InsufficientCreditError(request.minimum, Math.max(available, 0));
   return amount;
 }
 
-/** Moving a hold from the org's available credit to its reserved credit. */
-export function reserveMovement(request: ReserveRequest, amount: number): LedgerMovement {
+/** What a settled request is charged: its metered cost, never more than its hold. */
+export function chargeOf(held: number, usage: SettleUsage): number {
+  return Math.min(Math.max(0, Math.round(usage.cost)), held);
+}
+
+/** A settled request's charge: from the org's credit to revenue. */
+export function chargeMovement(request: { request_id: string; org_id: string; model: string }, charged: number, usage: SettleUsage): LedgerMovement {
   return {
-    kind: "reserve",
-    idempotencyKey: `reserve:${request.requestId}`,
-    orgId: request.orgId,
-    requestId: request.requestId,
-    memo: `hold for ${request.model}`,
+    id: `charge:${request.request_id}`,
+    kind: "charge",
+    orgId: request.org_id,
+    requestId: request.request_id,
+    memo: `${request.model}: ${usage.promptTokens} prompt + ${usage.completionTokens} completion tokens (${usage.outcome})`,
     entries: [
-      { account: accounts.available(request.orgId), amount: -amount, guard: true },
-      { account: accounts.reserved(request.orgId), amount },
+      { account: accounts.credit(request.org_id), amount: -charged },
+      { account: accounts.revenue, amount: charged },
     ],
   };
 }
 
-/** The charge (at most the hold) to revenue, the rest of the hold back to available. */
-export function settleMovement(reservation: { request_id: string; org_id: string; model: string; amount: number }, usage: SettleUsage): { charged: number; movement: LedgerMovement } {
-  const charged = Math.min(Math.max(0, Math.round(usage.cost)), reservation.amount);
-  return {
-    charged,
-    movement: {
-      kind: "settle",
-      idempotencyKey: `settle:${reservation.request_id}`,
-      orgId: reservation.org_id,
-      requestId: reservation.request_id,
-      memo: `${reservation.model}: ${usage.promptTokens} prompt + ${usage.completionTokens} completion tokens (${usage.outcome})`,
-      entries: [
-        { account: accounts.reserved(reservation.org_id), amount: -reservation.amount, guard: true },
-        { account: accounts.revenue, amount: charged },
-        { account: accounts.available(reservation.org_id), amount: reservation.amount - charged },
-      ],
-    },
-  };
+/** A credit: from the issued account to the org's credit. */
+export function grantMovement(orgId: string, amount: number, idempotencyKey: string, memo: string): LedgerMovement {
+  return { id: `grant:${idempotencyKey}`, kind: "grant", orgId, requestId: null, memo, entries: [{ account: accounts.issued, amount: -amount }, { account: accounts.credit(orgId), amount }] };
 }
 
-/** A credit: from the issued account to the org's available credit. */
-export function grantMovement(orgId: string, amount: number, idempotencyKey: string, memo: string): LedgerMovement {
-  return { kind: "grant", idempotencyKey: `grant:${idempotencyKey}`, orgId, requestId: null, memo, entries: [{ account: accounts.issued, amount: -amount }, { account: accounts.available(orgId), amount }] };
+/** Refuses a movement whose entries do not sum to zero (a bug, never a user error). */
+export function assertBalanced(movement: LedgerMovement): void {
+  const total = movement.entries.reduce((sum, e) => sum + e.amount, 0);
+  if (total !== 0) throw new AvocadoError("ledger_unbalanced", `ledger transaction '${movement.kind}' does not balance (${total})`);
+}
+
+const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+
+/** The `requests` row of a new hold. */
+export function openRequestRow(request: ReserveRequest, held: number, now: number) {
+  return {
+    request_id: request.requestId,
+    org_id: request.orgId,
+    key_id: request.keyId,
+    model: request.model,
+    held,
+    status: "open" as const,
+    charged: null,
+    prompt_tokens: null,
+    completion_tokens: null,
+    outcome: null,
+    created_at: now,
+    settled_at: null,
+    day: day(now),
+    prompt_simhash: null,
+    logprobs: -1,
+    temperature: null,
+    instance: request.instance,
+  };
 }

@@ -44,16 +44,16 @@ for (const kind of ["sqlite", "postgres"] as const) {
       const org = await store.ensureOrg("settle");
       await store.grant("settle", 10_000, "s-1");
       const base = { orgId: org, keyId: "key_x", model: "m", instance: "i1" };
-      expect(await store.reserve({ ...base, requestId: "r1", amount: 4_000 })).toBe(4_000);
+      expect((await store.reserve({ ...base, requestId: "r1", amount: 4_000 })).amount).toBe(4_000);
       expect(await store.balance(org)).toEqual({ available: 6_000, reserved: 4_000 });
-      expect(await store.reserve({ ...base, requestId: "r1", amount: 4_000 })).toBe(4_000);
+      expect((await store.reserve({ ...base, requestId: "r1", amount: 4_000 })).amount).toBe(4_000);
       expect(await store.balance(org)).toEqual({ available: 6_000, reserved: 4_000 });
       const settles = await Promise.all([1, 2, 3].map(() => store.settle("r1", { promptTokens: 10, completionTokens: 20, cost: 1_234, outcome: "ok" })));
       expect(settles.filter(Boolean)).toHaveLength(1);
       expect(await store.balance(org)).toEqual({ available: 8_766, reserved: 0 });
       await expect(store.reserve({ ...base, requestId: "r2", amount: 9_000 })).rejects.toBeInstanceOf(InsufficientCreditError);
       expect(await store.balance(org)).toEqual({ available: 8_766, reserved: 0 });
-      expect(await store.reserve({ ...base, requestId: "r3", amount: 9_000, minimum: 100 })).toBe(8_766);
+      expect((await store.reserve({ ...base, requestId: "r3", amount: 9_000, minimum: 100 })).amount).toBe(8_766);
       await store.settle("r3", { promptTokens: 1, completionTokens: 0, cost: 99_999, outcome: "ok" });
       expect(await store.balance(org)).toEqual({ available: 0, reserved: 0 });
       const usage = await store.usage({ orgId: org });
@@ -69,7 +69,7 @@ for (const kind of ["sqlite", "postgres"] as const) {
         Array.from({ length: 200 }, async (_, i) => {
           const requestId = `crowd-${i}`;
           try {
-            await store.reserve({ requestId, orgId: org, keyId: "k", model: "m", amount: 1_000, instance: "i" });
+            await (await store.reserve({ requestId, orgId: org, keyId: "k", model: "m", amount: 1_000, instance: "i" })).durable;
           } catch (error) {
             if (error instanceof InsufficientCreditError) return 0;
             throw error;

@@ -1,13 +1,13 @@
 import { createHash, randomBytes } from "node:crypto";
 import { newId } from "../../core/ids.ts";
 import { sql, type Transaction } from "kysely";
-import { AvocadoError, InputError } from "../../core/errors.ts";
-import { accounts, grantMovement, holdAmount, InsufficientCreditError, reserveMovement, settleMovement, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
+import { InputError } from "../../core/errors.ts";
+import { accounts, assertBalanced, chargeMovement, chargeOf, grantMovement, holdAmount, InsufficientCreditError, openRequestRow, type Hold, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
 import type { WalCheckpointer } from "./checkpointer.ts";
 import { SqliteLedger } from "./sqlite-ledger.ts";
 import { openDatabase, type Database, type Db, type StoreKind } from "./database.ts";
 
-export { accounts, InsufficientCreditError };
+export { accounts, InsufficientCreditError, type Hold };
 
 export type ApiKeyRow = Database["api_keys"];
 
@@ -38,7 +38,6 @@ export interface UsageRow {
 }
 
 const hashKey = (key: string) => createHash("sha256").update(key).digest("hex");
-const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
 
 /**
  * Keys, the double-entry credit ledger, reservations and usage, on SQLite or
@@ -61,8 +60,14 @@ export class Store {
   }
 
   async close(): Promise<void> {
+    this.sqliteLedger?.flush();
     await this.checkpointer?.close();
     await this.db.destroy();
+  }
+
+  /** On SQLite, a write outside the ledger commits the ledger's open batch first, so it never joins (or rolls back with) that batch. */
+  private writeOutsideLedger(): void {
+    this.sqliteLedger?.flush();
   }
 
   // ---- orgs and keys -------------------------------------------------------
@@ -71,6 +76,7 @@ export class Store {
     const existing = await this.db.selectFrom("orgs").select("id").where("name", "=", name).executeTakeFirst();
     if (existing) return existing.id;
     const id = newId("org");
+    this.writeOutsideLedger();
     await this.db.insertInto("orgs").values({ id, name, created_at: Date.now() }).onConflict((c) => c.column("name").doNothing()).execute();
     return (await this.db.selectFrom("orgs").select("id").where("name", "=", name).executeTakeFirstOrThrow()).id;
   }
@@ -100,6 +106,7 @@ export class Store {
       created_at: Date.now(),
       rotated_from: rotatedFrom,
     };
+    this.writeOutsideLedger();
     await this.db.insertInto("api_keys").values(row).execute();
     return { key, row };
   }
@@ -121,6 +128,7 @@ export class Store {
   async revokeKey(id: string, at = Date.now()): Promise<ApiKeyRow> {
     const row = await this.keyById(id);
     if (!row) throw new InputError(`no key '${id}'`);
+    this.writeOutsideLedger();
     if (row.revoked_at === null) await this.db.updateTable("api_keys").set({ revoked_at: at }).where("id", "=", row.id).execute();
     return { ...row, revoked_at: row.revoked_at ?? at };
   }
@@ -143,35 +151,24 @@ export class Store {
 
   /**
    * One balanced ledger transaction (entries sum to zero), applied to the
-   * balances in the same database transaction. `guard` accounts may not go
-   * below zero: the update is conditional, so concurrent debits cannot overspend.
-   * Returns false when the idempotency key was already used (nothing happens twice).
+   * balances in the same database transaction. Returns false when its id (the
+   * idempotency key) was already used: nothing happens twice.
    */
   private async post(trx: Transaction<Database>, movement: LedgerMovement): Promise<boolean> {
-    const total = movement.entries.reduce((sum, e) => sum + e.amount, 0);
-    if (total !== 0) throw new AvocadoError("ledger_unbalanced", `ledger transaction '${movement.kind}' does not balance (${total})`);
-    const now = Date.now();
-    const transactionId = newId("txn");
+    assertBalanced(movement);
     const inserted = await trx
       .insertInto("ledger_transactions")
-      .values({ id: transactionId, kind: movement.kind, idempotency_key: movement.idempotencyKey, org_id: movement.orgId, request_id: movement.requestId, memo: movement.memo, created_at: now })
-      .onConflict((c) => c.column("idempotency_key").doNothing())
+      .values({ id: movement.id, kind: movement.kind, org_id: movement.orgId, request_id: movement.requestId, memo: movement.memo, created_at: Date.now() })
+      .onConflict((c) => c.column("id").doNothing())
       .executeTakeFirst();
     if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) return false;
     for (const entry of movement.entries) {
-      if (entry.amount === 0) continue;
-      await trx.insertInto("balances").values({ account: entry.account, org_id: movement.orgId, amount: 0 }).onConflict((c) => c.column("account").doNothing()).execute();
-      let update = trx
-        .updateTable("balances")
-        .set({ amount: sql`amount + ${entry.amount}` })
-        .where("account", "=", entry.account);
-      if (entry.guard && entry.amount < 0) update = update.where("amount", ">=", -entry.amount);
-      const result = await update.executeTakeFirst();
-      if (Number(result.numUpdatedRows) === 0) {
-        const available = await trx.selectFrom("balances").select("amount").where("account", "=", entry.account).executeTakeFirst();
-        throw new InsufficientCreditError(-entry.amount, available?.amount ?? 0);
-      }
-      await trx.insertInto("ledger_entries").values({ transaction_id: transactionId, account: entry.account, amount: entry.amount, created_at: now }).execute();
+      await trx
+        .insertInto("balances")
+        .values({ account: entry.account, org_id: entry.account.startsWith("org:") ? movement.orgId : null, amount: entry.amount, held: 0 })
+        .onConflict((c) => c.column("account").doUpdateSet({ amount: sql`balances.amount + ${entry.amount}` }))
+        .execute();
+      await trx.insertInto("ledger_entries").values({ transaction_id: movement.id, account: entry.account, amount: entry.amount }).execute();
     }
     return true;
   }
@@ -180,88 +177,109 @@ export class Store {
   async grant(orgName: string, amount: number, idempotencyKey: string, memo = "credit"): Promise<boolean> {
     if (!Number.isSafeInteger(amount) || amount <= 0) throw new InputError(`a credit must be a positive integer of micro-units (found ${amount})`);
     const orgId = await this.ensureOrg(orgName);
-    if (this.sqliteLedger) return this.sqliteLedger.grant(orgId, amount, idempotencyKey, memo);
-    return this.db.transaction().execute((trx) =>
-      this.post(trx, grantMovement(orgId, amount, idempotencyKey, memo)),
-    );
+    if (this.sqliteLedger) {
+      const { value, durable } = this.sqliteLedger.grant(orgId, amount, idempotencyKey, memo);
+      await durable;
+      return value;
+    }
+    return this.db.transaction().execute((trx) => this.post(trx, grantMovement(orgId, amount, idempotencyKey, memo)));
   }
 
+  /** An org's spendable credit, and the part of its credit held for requests in flight. */
   async balance(orgId: string): Promise<{ available: number; reserved: number }> {
-    const rows = await this.db.selectFrom("balances").select(["account", "amount"]).where("account", "in", [accounts.available(orgId), accounts.reserved(orgId)]).execute();
-    const of = (account: string) => rows.find((r) => r.account === account)?.amount ?? 0;
-    return { available: of(accounts.available(orgId)), reserved: of(accounts.reserved(orgId)) };
+    const row = await this.db.selectFrom("balances").select(["amount", "held"]).where("account", "=", accounts.credit(orgId)).executeTakeFirst();
+    return { available: (row?.amount ?? 0) - (row?.held ?? 0), reserved: row?.held ?? 0 };
   }
 
   /**
    * Holds up to `amount` of the org's credit for a request before it runs.
-   * With `partial`, holds what is available if that is at least `minimum`
+   * With `minimum`, holds what is available if that is at least `minimum`
    * (a stream then stops where the credit ends). Idempotent by request id.
+   * Nothing may reach the client before the hold's `durable` has resolved.
    */
-  async reserve(request: ReserveRequest): Promise<number> {
-    if (this.sqliteLedger) return this.sqliteLedger.reserve(request);
-    return this.db.transaction().execute(async (trx) => {
-      const existing = await trx.selectFrom("reservations").select("amount").where("request_id", "=", request.requestId).executeTakeFirst();
-      if (existing) return existing.amount;
-      const available = request.minimum !== undefined ? ((await trx.selectFrom("balances").select("amount").where("account", "=", accounts.available(request.orgId)).executeTakeFirst())?.amount ?? 0) : 0;
-      const amount = holdAmount(request, available);
-      await trx
-        .insertInto("reservations")
-        .values({ request_id: request.requestId, org_id: request.orgId, key_id: request.keyId, model: request.model, amount, status: "open", charged: null, created_at: Date.now(), settled_at: null, instance: request.instance })
-        .execute();
-      await this.post(trx, reserveMovement(request, amount));
+  async reserve(request: ReserveRequest): Promise<Hold> {
+    if (this.sqliteLedger) {
+      const { value, durable } = this.sqliteLedger.reserve(request);
+      return { amount: value, durable };
+    }
+    const amount = await this.db.transaction().execute(async (trx) => {
+      const existing = await trx.selectFrom("requests").select("held").where("request_id", "=", request.requestId).executeTakeFirst();
+      if (existing) return existing.held;
+      const account = accounts.credit(request.orgId);
+      const balance = await trx.selectFrom("balances").select(["amount", "held"]).where("account", "=", account).executeTakeFirst();
+      const amount = holdAmount(request, (balance?.amount ?? 0) - (balance?.held ?? 0));
+      // Guarded: a concurrent hold that got there first makes this one fail rather than overdraw.
+      const held = await trx
+        .updateTable("balances")
+        .set({ held: sql`held + ${amount}` })
+        .where("account", "=", account)
+        .where(sql`amount - held`, ">=", amount)
+        .executeTakeFirst();
+      if (Number(held.numUpdatedRows) === 0) {
+        const now = await trx.selectFrom("balances").select(sql<number>`amount - held`.as("available")).where("account", "=", account).executeTakeFirst();
+        throw new InsufficientCreditError(amount, Math.max(0, now?.available ?? 0));
+      }
+      await trx.insertInto("requests").values(openRequestRow(request, amount, Date.now())).execute();
       return amount;
     });
+    return { amount, durable: Promise.resolve() };
   }
 
   /**
-   * Ends a reservation: charges `cost` (at most what was held) to revenue,
-   * returns the rest, and records the usage — all in one transaction. A second
-   * settle of the same request does nothing and returns false.
+   * Ends a request: charges `cost` (at most what was held) to revenue, releases
+   * the hold, and records the usage — all in one transaction. A second settle
+   * of the same request does nothing and returns false.
    */
   async settle(requestId: string, usage: SettleUsage): Promise<boolean> {
-    if (this.sqliteLedger) return this.sqliteLedger.settle(requestId, usage);
+    if (this.sqliteLedger) {
+      const { value, durable } = this.sqliteLedger.settle(requestId, usage);
+      await durable;
+      return value;
+    }
     return this.db.transaction().execute(async (trx) => {
-      const now = Date.now();
-      const claimed = await trx.updateTable("reservations").set({ status: "settled", settled_at: now }).where("request_id", "=", requestId).where("status", "=", "open").executeTakeFirst();
-      if (Number(claimed.numUpdatedRows) === 0) return false;
-      const reservation = await trx.selectFrom("reservations").selectAll().where("request_id", "=", requestId).executeTakeFirstOrThrow();
-      const { charged, movement } = settleMovement(reservation, usage);
-      await trx.updateTable("reservations").set({ charged }).where("request_id", "=", requestId).execute();
-      await this.post(trx, movement);
-      await trx
-        .insertInto("usage_records")
-        .values({
-          request_id: requestId,
-          org_id: reservation.org_id,
-          key_id: reservation.key_id,
-          model: reservation.model,
+      const request = await trx.selectFrom("requests").select(["request_id", "org_id", "model", "held"]).where("request_id", "=", requestId).where("status", "=", "open").forUpdate().executeTakeFirst();
+      if (!request) return false;
+      const charged = chargeOf(request.held, usage);
+      const claimed = await trx
+        .updateTable("requests")
+        .set({
+          status: "settled",
+          charged,
           prompt_tokens: usage.promptTokens,
           completion_tokens: usage.completionTokens,
-          cost: charged,
           outcome: usage.outcome,
-          created_at: now,
-          day: day(reservation.created_at),
+          settled_at: Date.now(),
           prompt_simhash: usage.signals?.promptSimhash ?? null,
           logprobs: usage.signals?.logprobs ?? -1,
           temperature: usage.signals?.temperature ?? null,
         })
+        .where("request_id", "=", requestId)
+        .where("status", "=", "open")
+        .executeTakeFirst();
+      if (Number(claimed.numUpdatedRows) === 0) return false;
+      await trx
+        .updateTable("balances")
+        .set({ held: sql`held - ${request.held}` })
+        .where("account", "=", accounts.credit(request.org_id))
         .execute();
+      if (charged > 0) await this.post(trx, chargeMovement(request, charged, usage));
       return true;
     });
   }
 
-  /** Reservations still open, of one instance or all, older than `olderThanMs`. */
-  async openReservations(options: { instance?: string; olderThanMs?: number } = {}): Promise<Database["reservations"][]> {
-    let query = this.db.selectFrom("reservations").selectAll().where("status", "=", "open");
+  /** Requests still open (holds), of one instance or all, older than `olderThanMs`. */
+  async openReservations(options: { instance?: string; olderThanMs?: number } = {}): Promise<Database["requests"][]> {
+    let query = this.db.selectFrom("requests").selectAll().where("status", "=", "open");
     if (options.instance) query = query.where("instance", "=", options.instance);
     if (options.olderThanMs !== undefined) query = query.where("created_at", "<", Date.now() - options.olderThanMs);
     return query.execute();
   }
 
   /**
-   * The ledger's invariants: every transaction balances, the entries sum to
-   * zero, every balance equals the sum of its entries, no available balance is
-   * negative, and reserved balances equal the open reservations.
+   * The ledger's invariants: every transaction balances, every balance equals
+   * the sum of its entries, no org's available credit is negative, the credit
+   * held equals the open requests' holds, and every settled request's charge
+   * is exactly one charge transaction (so revenue is the metered usage).
    */
   async audit(): Promise<{ ok: boolean; problems: string[]; entries: number }> {
     const problems: string[] = [];
@@ -272,18 +290,27 @@ export class Store {
       .having(sql`sum(amount)`, "!=", 0)
       .execute();
     for (const row of unbalanced) problems.push(`transaction ${row.transaction_id} sums to ${row.total}`);
-    const sums = await this.db.selectFrom("ledger_entries").select(["account", sql<number>`cast(sum(amount) as bigint)`.as("total")]).groupBy("account").execute();
+    const sums = new Map((await this.db.selectFrom("ledger_entries").select(["account", sql<number>`cast(sum(amount) as bigint)`.as("total")]).groupBy("account").execute()).map((s) => [s.account, Number(s.total)]));
     const balances = await this.db.selectFrom("balances").selectAll().execute();
+    const open = new Map(
+      (await this.db.selectFrom("requests").select(["org_id", sql<number>`cast(sum(held) as bigint)`.as("total")]).where("status", "=", "open").groupBy("org_id").execute()).map((o) => [accounts.credit(o.org_id), Number(o.total)]),
+    );
     for (const balance of balances) {
-      const total = sums.find((s) => s.account === balance.account)?.total ?? 0;
-      if (Number(total) !== balance.amount) problems.push(`${balance.account}: balance ${balance.amount}, entries ${total}`);
-      if (balance.account.endsWith(":available") && balance.amount < 0) problems.push(`${balance.account} is negative (${balance.amount})`);
+      const total = sums.get(balance.account) ?? 0;
+      if (total !== balance.amount) problems.push(`${balance.account}: balance ${balance.amount}, entries ${total}`);
+      if (balance.account.startsWith("org:") && balance.amount - balance.held < 0) problems.push(`${balance.account}: available credit is negative (${balance.amount - balance.held})`);
+      if ((open.get(balance.account) ?? 0) !== balance.held) problems.push(`${balance.account}: ${balance.held} held, open requests hold ${open.get(balance.account) ?? 0}`);
     }
-    const open = await this.db.selectFrom("reservations").select(["org_id", sql<number>`cast(sum(amount) as bigint)`.as("total")]).where("status", "=", "open").groupBy("org_id").execute();
-    for (const balance of balances.filter((b) => b.account.endsWith(":reserved"))) {
-      const expected = Number(open.find((o) => accounts.reserved(o.org_id) === balance.account)?.total ?? 0);
-      if (expected !== balance.amount) problems.push(`${balance.account}: ${balance.amount} held, open reservations ${expected}`);
-    }
+    for (const [account, held] of open) if (!balances.some((b) => b.account === account)) problems.push(`${account}: open requests hold ${held} on no balance`);
+    const mismatched = await this.db
+      .selectFrom("requests")
+      .leftJoin("ledger_entries", (join) => join.on("ledger_entries.transaction_id", "=", sql`'charge:' || requests.request_id`).on("ledger_entries.account", "=", accounts.revenue))
+      .select(["requests.request_id", "requests.charged", "ledger_entries.amount"])
+      .where("requests.status", "=", "settled")
+      .where(sql`coalesce(ledger_entries.amount, 0)`, "!=", sql`requests.charged`)
+      .limit(20)
+      .execute();
+    for (const row of mismatched) problems.push(`request ${row.request_id}: charged ${row.charged}, revenue entry ${row.amount ?? "none"}`);
     const entries = Number((await this.db.selectFrom("ledger_entries").select(sql<number>`count(*)`.as("n")).executeTakeFirstOrThrow()).n);
     return { ok: problems.length === 0, problems, entries };
   }
@@ -291,9 +318,10 @@ export class Store {
   /** Per-request signals of one key since `since` (ms), newest first, at most `limit` rows. */
   async requestSignals(keyId: string, since: number, limit = 20_000) {
     return this.db
-      .selectFrom("usage_records")
-      .select(["created_at", "prompt_tokens", "completion_tokens", "prompt_simhash", "logprobs", "temperature"])
+      .selectFrom("requests")
+      .select(["created_at", sql<number>`coalesce(prompt_tokens, 0)`.as("prompt_tokens"), sql<number>`coalesce(completion_tokens, 0)`.as("completion_tokens"), "prompt_simhash", "logprobs", "temperature"])
       .where("key_id", "=", keyId)
+      .where("status", "=", "settled")
       .where("created_at", ">=", since)
       .orderBy("created_at", "desc")
       .limit(limit)
@@ -303,7 +331,8 @@ export class Store {
   /** Usage grouped by org, key, model and day (UTC), optionally for one org and a day range [from, to]. */
   async usage(filter: { orgId?: string; from?: string; to?: string } = {}): Promise<UsageRow[]> {
     let query = this.db
-      .selectFrom("usage_records")
+      .selectFrom("requests")
+      .where("status", "=", "settled")
       .select([
         "org_id",
         "key_id",
@@ -312,7 +341,7 @@ export class Store {
         sql<number>`count(*)`.as("requests"),
         sql<number>`cast(sum(prompt_tokens) as bigint)`.as("prompt_tokens"),
         sql<number>`cast(sum(completion_tokens) as bigint)`.as("completion_tokens"),
-        sql<number>`cast(sum(cost) as bigint)`.as("cost"),
+        sql<number>`cast(sum(charged) as bigint)`.as("cost"),
       ])
       .groupBy(["org_id", "key_id", "model", "day"])
       .orderBy("day")
