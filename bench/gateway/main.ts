@@ -6,9 +6,9 @@
 // load generator leaves the two cores to the servers, where a Node client would
 // take one of them. Without wrk (BENCH_LOAD=node), a Node client stands in.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, openSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { Pool } from "undici";
 import { PROJECT_ROOT } from "../../src/core/paths.ts";
 import { Store } from "../../src/serve/store/store.ts";
@@ -19,16 +19,17 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 2000);
 
+/** Starts a server; its log (stderr) goes to a file, as it would in production, not through this process. */
 function start(command: string[], cwd: string, ready: (output: string) => string | undefined): Promise<{ child: ChildProcess; value: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, command, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+    const log = openSync(join(cwd, `${basename(command.at(-1)!)}.log`), "a");
+    const child = spawn(process.execPath, command, { cwd, stdio: ["ignore", "pipe", log] });
     let output = "";
     child.stdout!.on("data", (data: Buffer) => {
       output += data.toString();
       const value = ready(output);
       if (value !== undefined) resolve({ child, value });
     });
-    child.stderr!.on("data", () => undefined);
     child.on("exit", (code) => reject(new Error(`${command.join(" ")} exited ${code}: ${output}`)));
   });
 }
@@ -154,6 +155,10 @@ function nodeLoad(): Load {
   };
 }
 
+if (process.env.BENCH_HOLD_EARLY) {
+  process.stdout.write(`HOLD ${upstreamUrl} ${gatewayOrigin} ${key}\n`);
+  await new Promise((resolve) => setTimeout(resolve, Number(process.env.BENCH_HOLD_EARLY) * 1000));
+}
 const load = haveWrk() ? wrkLoad() : nodeLoad();
 process.stdout.write(`upstream ${upstreamUrl}; gateway ${gatewayOrigin} (auth + limits + reservation + metering + settlement, SQLite); load from ${load.name}; ${ROUNDS} interleaved rounds, medians\n`);
 const fixed = (value: number, digits = 3) => value.toFixed(digits);

@@ -228,8 +228,8 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         } else {
           const generated = Promise.all(Array.from({ length: n }, () => model.generate({ ...generation, maxTokens: affordable, signal: abort.signal })));
           generated.catch(() => undefined);
-          await committed;
           results.push(...(await generated));
+          await committed;
         }
       } catch (error) {
         outcome = abort.signal.aborted ? "cancelled" : "error";

@@ -6,6 +6,8 @@ import { SseError, sseData } from "../../teachers/http/sse.ts";
 import { kindForStatus, parseRetryAfter, TeacherError, type TeacherErrorKind } from "../../teachers/teacher-error.ts";
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
+/** A whole response, stream or not (a long reasoning stream runs to a few MB). */
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 /**
  * HTTP to one upstream inference server on a keep-alive undici Pool: the
@@ -24,7 +26,7 @@ export class UpstreamClient {
     const parsed = new URL(url);
     this.origin = parsed.origin;
     this.base = parsed.pathname.replace(/\/+$/, "");
-    this.pool = new Pool(this.origin, { connections: 128, pipelining: 1, keepAliveTimeout: 30_000 });
+    this.pool = new Pool(this.origin, { connections: 128, pipelining: 1, keepAliveTimeout: 30_000, maxResponseSize: MAX_RESPONSE_BYTES });
   }
 
   private error(kind: TeacherErrorKind, message: string, options: { cause?: unknown; status?: number; retryAfterMs?: number } = {}): TeacherError {
@@ -65,21 +67,22 @@ export class UpstreamClient {
 
   async json<T extends z.ZodType>(method: "GET" | "POST", path: string, body: unknown, signal: AbortSignal | undefined, schema: T): Promise<z.infer<T>> {
     const response = await this.send(method, path, body, signal);
-    let size = 0;
-    const chunks: Buffer[] = [];
+    const tooLarge = () => this.error("bad-response", `${this.origin}${path}: the response is larger than ${MAX_BODY_BYTES} bytes`);
+    if (Number(response.headers["content-length"] ?? 0) > MAX_BODY_BYTES) {
+      response.body.destroy();
+      throw tooLarge();
+    }
+    let text: string;
     try {
-      for await (const chunk of response.body) {
-        size += (chunk as Buffer).byteLength;
-        if (size > MAX_BODY_BYTES) throw this.error("bad-response", `${this.origin}${path}: the response is larger than ${MAX_BODY_BYTES} bytes`);
-        chunks.push(chunk as Buffer);
-      }
+      text = await response.body.text();
     } catch (error) {
-      if (error instanceof TeacherError) throw error;
+      if ((error as { code?: string }).code === "UND_ERR_RES_EXCEEDED_MAX_SIZE") throw tooLarge();
       throw this.error("truncated-stream", `${this.origin}${path}: the response broke off (${errorMessage(error)})`, { cause: error });
     }
+    if (text.length > MAX_BODY_BYTES) throw tooLarge();
     let value: unknown;
     try {
-      value = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      value = JSON.parse(text);
     } catch {
       throw this.error("bad-response", `${this.origin}${path}: the body is not JSON`);
     }

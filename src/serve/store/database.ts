@@ -45,32 +45,39 @@ export interface Database {
   /** The legs of a transaction: they sum to zero; one per account. */
   ledger_entries: { transaction_id: string; account: string; amount: number };
   /**
-   * One row per metered request: its hold while it runs (status `open`), then
-   * its usage and charge (status `settled`). Settling is claiming the open row,
-   * so nothing is charged twice.
+   * The holds of requests in flight: written before a request runs, deleted
+   * when it settles (or is recovered). Small and hot: a hold costs one page.
    */
+  holds: {
+    request_id: string;
+    org_id: string;
+    key_id: string;
+    model: string;
+    /** What was authorized (the worst case, or the credit left). */
+    amount: number;
+    created_at: number;
+    /** The server instance that reserved it (recovery releases a dead instance's holds). */
+    instance: string;
+  };
+  /** One row per settled request, written once, with its charge, in the settlement's transaction. */
   requests: {
     request_id: string;
     org_id: string;
     key_id: string;
     model: string;
-    /** What was authorized before the request ran (its worst case, or the credit left). */
     held: number;
-    status: "open" | "settled";
-    charged: number | null;
-    prompt_tokens: number | null;
-    completion_tokens: number | null;
-    outcome: string | null;
+    charged: number;
+    prompt_tokens: number;
+    completion_tokens: number;
+    outcome: string;
     created_at: number;
-    settled_at: number | null;
+    settled_at: number;
     /** UTC day of created_at (usage and invoices group by it). */
     day: string;
     /** Extraction signals: a 64-bit SimHash of the prompt (hex), the top_logprobs asked (-1 = none), the temperature. */
     prompt_simhash: string | null;
     logprobs: number;
     temperature: number | null;
-    /** The server instance that reserved it (recovery settles a dead instance's holds). */
-    instance: string;
   };
   meta: { name: string; value: string };
 }
@@ -132,7 +139,7 @@ export async function openDatabase(url: string): Promise<{ db: Db; kind: StoreKi
   return { db, kind, sqlite, checkpointer };
 }
 
-/** 2: holds as authorizations on `balances.held`, one `requests` row per request, clustered tables. */
+/** 2: holds as authorizations (`holds`, `balances.held`), a `requests` row per settled request, clustered tables. */
 const SCHEMA_VERSION = 2;
 
 async function migrate(db: Db, kind: StoreKind): Promise<void> {
@@ -200,6 +207,18 @@ async function migrate(db: Db, kind: StoreKind): Promise<void> {
   ).execute();
   await clustered(
     db.schema
+      .createTable("holds")
+      .ifNotExists()
+      .addColumn("request_id", "text", (c) => c.primaryKey())
+      .addColumn("org_id", "text", (c) => c.notNull())
+      .addColumn("key_id", "text", (c) => c.notNull())
+      .addColumn("model", "text", (c) => c.notNull())
+      .addColumn("amount", "bigint", (c) => c.notNull())
+      .addColumn("created_at", "bigint", (c) => c.notNull())
+      .addColumn("instance", "text", (c) => c.notNull()),
+  ).execute();
+  await clustered(
+    db.schema
       .createTable("requests")
       .ifNotExists()
       .addColumn("request_id", "text", (c) => c.primaryKey())
@@ -207,22 +226,18 @@ async function migrate(db: Db, kind: StoreKind): Promise<void> {
       .addColumn("key_id", "text", (c) => c.notNull())
       .addColumn("model", "text", (c) => c.notNull())
       .addColumn("held", "bigint", (c) => c.notNull())
-      .addColumn("status", "text", (c) => c.notNull())
-      .addColumn("charged", "bigint")
-      .addColumn("prompt_tokens", "integer")
-      .addColumn("completion_tokens", "integer")
-      .addColumn("outcome", "text")
+      .addColumn("charged", "bigint", (c) => c.notNull())
+      .addColumn("prompt_tokens", "integer", (c) => c.notNull())
+      .addColumn("completion_tokens", "integer", (c) => c.notNull())
+      .addColumn("outcome", "text", (c) => c.notNull())
       .addColumn("created_at", "bigint", (c) => c.notNull())
-      .addColumn("settled_at", "bigint")
+      .addColumn("settled_at", "bigint", (c) => c.notNull())
       .addColumn("day", "text", (c) => c.notNull())
       .addColumn("prompt_simhash", "text")
       .addColumn("logprobs", "integer", (c) => c.notNull().defaultTo(-1))
-      .addColumn("temperature", kind === "postgres" ? "double precision" : "real")
-      .addColumn("instance", "text", (c) => c.notNull()),
+      .addColumn("temperature", kind === "postgres" ? "double precision" : "real"),
   ).execute();
-  // Only the open holds: rows enter at reserve and leave at settle, so recovery reads a small index.
-  await db.schema.createIndex("requests_open").ifNotExists().on("requests").columns(["instance", "created_at"]).where(sql.ref("status"), "=", "open").execute();
+  // Per key in time: extraction signals, and (through the org's keys) usage and invoices.
   await db.schema.createIndex("requests_key_time").ifNotExists().on("requests").columns(["key_id", "created_at"]).execute();
-  await db.schema.createIndex("requests_org_day").ifNotExists().on("requests").columns(["org_id", "day"]).execute();
   await db.insertInto("meta").values({ name: "schema_version", value: String(SCHEMA_VERSION) }).onConflict((c) => c.column("name").doNothing()).execute();
 }

@@ -105,25 +105,28 @@ export function assertBalanced(movement: LedgerMovement): void {
 
 const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
 
-/** The `requests` row of a new hold. */
-export function openRequestRow(request: ReserveRequest, held: number, now: number) {
+/** The `holds` row of a request about to run. */
+export function holdRow(request: ReserveRequest, amount: number, now: number) {
+  return { request_id: request.requestId, org_id: request.orgId, key_id: request.keyId, model: request.model, amount, created_at: now, instance: request.instance };
+}
+
+/** The `requests` row of a settled hold. */
+export function settledRow(hold: { request_id: string; org_id: string; key_id: string; model: string; amount: number; created_at: number }, charged: number, usage: SettleUsage, now: number) {
   return {
-    request_id: request.requestId,
-    org_id: request.orgId,
-    key_id: request.keyId,
-    model: request.model,
-    held,
-    status: "open" as const,
-    charged: null,
-    prompt_tokens: null,
-    completion_tokens: null,
-    outcome: null,
-    created_at: now,
-    settled_at: null,
-    day: day(now),
-    prompt_simhash: null,
-    logprobs: -1,
-    temperature: null,
-    instance: request.instance,
+    request_id: hold.request_id,
+    org_id: hold.org_id,
+    key_id: hold.key_id,
+    model: hold.model,
+    held: hold.amount,
+    charged,
+    prompt_tokens: usage.promptTokens,
+    completion_tokens: usage.completionTokens,
+    outcome: usage.outcome,
+    created_at: hold.created_at,
+    settled_at: now,
+    day: day(hold.created_at),
+    prompt_simhash: usage.signals?.promptSimhash ?? null,
+    logprobs: usage.signals?.logprobs ?? -1,
+    temperature: usage.signals?.temperature ?? null,
   };
 }

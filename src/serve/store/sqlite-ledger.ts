@@ -1,5 +1,5 @@
 import type SQLite from "better-sqlite3";
-import { accounts, assertBalanced, chargeMovement, chargeOf, grantMovement, holdAmount, InsufficientCreditError, openRequestRow, type Hold, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
+import { accounts, assertBalanced, chargeMovement, chargeOf, grantMovement, holdAmount, InsufficientCreditError, holdRow, settledRow, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
 
 /** An operation decided now, committed with the rest of its turn of the event loop. */
 export interface Pending<T> {
@@ -42,14 +42,16 @@ export class SqliteLedger {
       credit: db.prepare("update balances set amount = amount + ? where account = ?"),
       openBalance: db.prepare("insert into balances (account, org_id, amount, held) values (?, ?, ?, 0)"),
       available: db.prepare<[string], { available: number }>("select amount - held as available from balances where account = ?"),
-      hold: db.prepare("update balances set held = held + ? where account = ? and amount - held >= ?"),
+      takeHold: db.prepare("update balances set held = held + ? where account = ? and amount - held >= ?"),
       releaseHold: db.prepare("update balances set held = held - ? where account = ?"),
-      request: db.prepare<[string], { request_id: string; org_id: string; model: string; held: number; status: string }>("select request_id, org_id, model, held, status from requests where request_id = ?"),
-      insertRequest: db.prepare(
-        "insert into requests (request_id, org_id, key_id, model, held, status, charged, prompt_tokens, completion_tokens, outcome, created_at, settled_at, day, prompt_simhash, logprobs, temperature, instance) values (@request_id, @org_id, @key_id, @model, @held, @status, @charged, @prompt_tokens, @completion_tokens, @outcome, @created_at, @settled_at, @day, @prompt_simhash, @logprobs, @temperature, @instance)",
+      hold: db.prepare<[string], { request_id: string; org_id: string; key_id: string; model: string; amount: number; created_at: number }>(
+        "select request_id, org_id, key_id, model, amount, created_at from holds where request_id = ?",
       ),
-      claim: db.prepare(
-        "update requests set status = 'settled', charged = ?, prompt_tokens = ?, completion_tokens = ?, outcome = ?, settled_at = ?, prompt_simhash = ?, logprobs = ?, temperature = ? where request_id = ? and status = 'open'",
+      settled: db.prepare<[string], { held: number }>("select held from requests where request_id = ?"),
+      insertHold: db.prepare("insert into holds (request_id, org_id, key_id, model, amount, created_at, instance) values (@request_id, @org_id, @key_id, @model, @amount, @created_at, @instance)"),
+      deleteHold: db.prepare("delete from holds where request_id = ?"),
+      insertRequest: db.prepare(
+        "insert into requests (request_id, org_id, key_id, model, held, charged, prompt_tokens, completion_tokens, outcome, created_at, settled_at, day, prompt_simhash, logprobs, temperature) values (@request_id, @org_id, @key_id, @model, @held, @charged, @prompt_tokens, @completion_tokens, @outcome, @created_at, @settled_at, @day, @prompt_simhash, @logprobs, @temperature)",
       ),
     };
   }
@@ -61,26 +63,26 @@ export class SqliteLedger {
   /** Holds credit for a request (idempotent by request id); throws InsufficientCreditError at once. */
   reserve(request: ReserveRequest): Pending<number> {
     return this.run(() => {
-      const existing = this.statements.request.get(request.requestId);
-      if (existing) return existing.held;
+      const existing = this.statements.hold.get(request.requestId)?.amount ?? this.statements.settled.get(request.requestId)?.held;
+      if (existing !== undefined) return existing;
       const account = accounts.credit(request.orgId);
       const amount = holdAmount(request, this.statements.available.get(account)?.available ?? 0);
-      if (this.statements.hold.run(amount, account, amount).changes === 0) throw new InsufficientCreditError(amount, 0);
-      this.statements.insertRequest.run(openRequestRow(request, amount, Date.now()));
+      if (this.statements.takeHold.run(amount, account, amount).changes === 0) throw new InsufficientCreditError(amount, 0);
+      this.statements.insertHold.run(holdRow(request, amount, Date.now()));
       return amount;
     });
   }
 
-  /** Claims an open request: charges its cost (at most its hold), releases the hold, records the usage. False if already settled or unknown. */
+  /** Ends a hold: charges its cost (at most the hold), releases the rest, records the usage. False if already settled or unknown. */
   settle(requestId: string, usage: SettleUsage): Pending<boolean> {
     return this.run(() => {
-      const request = this.statements.request.get(requestId);
-      if (!request || request.status !== "open") return false;
-      const charged = chargeOf(request.held, usage);
-      const signals = usage.signals;
-      if (this.statements.claim.run(charged, usage.promptTokens, usage.completionTokens, usage.outcome, Date.now(), signals?.promptSimhash ?? null, signals?.logprobs ?? -1, signals?.temperature ?? null, requestId).changes === 0) return false;
-      this.statements.releaseHold.run(request.held, accounts.credit(request.org_id));
-      if (charged > 0) this.post(chargeMovement(request, charged, usage));
+      const hold = this.statements.hold.get(requestId);
+      if (!hold) return false;
+      const charged = chargeOf(hold.amount, usage);
+      this.statements.deleteHold.run(requestId);
+      this.statements.releaseHold.run(hold.amount, accounts.credit(hold.org_id));
+      this.statements.insertRequest.run(settledRow(hold, charged, usage, Date.now()));
+      if (charged > 0) this.post(chargeMovement(hold, charged, usage));
       return true;
     });
   }

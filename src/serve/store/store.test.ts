@@ -43,7 +43,8 @@ for (const kind of ["sqlite", "postgres"] as const) {
     it("reserves the worst case, settles the true cost once, and records the usage", async () => {
       const org = await store.ensureOrg("settle");
       await store.grant("settle", 10_000, "s-1");
-      const base = { orgId: org, keyId: "key_x", model: "m", instance: "i1" };
+      const { row: key } = await store.createKey({ org: "settle", name: "k" });
+      const base = { orgId: org, keyId: key.id, model: "m", instance: "i1" };
       expect((await store.reserve({ ...base, requestId: "r1", amount: 4_000 })).amount).toBe(4_000);
       expect(await store.balance(org)).toEqual({ available: 6_000, reserved: 4_000 });
       expect((await store.reserve({ ...base, requestId: "r1", amount: 4_000 })).amount).toBe(4_000);
@@ -65,11 +66,12 @@ for (const kind of ["sqlite", "postgres"] as const) {
     it("200 concurrent requests on credit for about 50: never below zero, charges equal metered usage, none twice", async () => {
       const org = await store.ensureOrg("crowd");
       await store.grant("crowd", 50 * 1_000, "crowd-1");
+      const { row: key } = await store.createKey({ org: "crowd", name: "k" });
       const outcomes = await Promise.all(
         Array.from({ length: 200 }, async (_, i) => {
           const requestId = `crowd-${i}`;
           try {
-            await (await store.reserve({ requestId, orgId: org, keyId: "k", model: "m", amount: 1_000, instance: "i" })).durable;
+            await (await store.reserve({ requestId, orgId: org, keyId: key.id, model: "m", amount: 1_000, instance: "i" })).durable;
           } catch (error) {
             if (error instanceof InsufficientCreditError) return 0;
             throw error;

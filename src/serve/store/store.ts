@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { newId } from "../../core/ids.ts";
 import { sql, type Transaction } from "kysely";
 import { InputError } from "../../core/errors.ts";
-import { accounts, assertBalanced, chargeMovement, chargeOf, grantMovement, holdAmount, InsufficientCreditError, openRequestRow, type Hold, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
+import { accounts, assertBalanced, chargeMovement, chargeOf, grantMovement, holdAmount, InsufficientCreditError, holdRow, settledRow, type Hold, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
 import type { WalCheckpointer } from "./checkpointer.ts";
 import { SqliteLedger } from "./sqlite-ledger.ts";
 import { openDatabase, type Database, type Db, type StoreKind } from "./database.ts";
@@ -203,23 +203,25 @@ export class Store {
       return { amount: value, durable };
     }
     const amount = await this.db.transaction().execute(async (trx) => {
-      const existing = await trx.selectFrom("requests").select("held").where("request_id", "=", request.requestId).executeTakeFirst();
-      if (existing) return existing.held;
+      const existing =
+        (await trx.selectFrom("holds").select("amount").where("request_id", "=", request.requestId).executeTakeFirst())?.amount ??
+        (await trx.selectFrom("requests").select("held").where("request_id", "=", request.requestId).executeTakeFirst())?.held;
+      if (existing !== undefined) return existing;
       const account = accounts.credit(request.orgId);
       const balance = await trx.selectFrom("balances").select(["amount", "held"]).where("account", "=", account).executeTakeFirst();
       const amount = holdAmount(request, (balance?.amount ?? 0) - (balance?.held ?? 0));
       // Guarded: a concurrent hold that got there first makes this one fail rather than overdraw.
-      const held = await trx
+      const taken = await trx
         .updateTable("balances")
         .set({ held: sql`held + ${amount}` })
         .where("account", "=", account)
         .where(sql`amount - held`, ">=", amount)
         .executeTakeFirst();
-      if (Number(held.numUpdatedRows) === 0) {
+      if (Number(taken.numUpdatedRows) === 0) {
         const now = await trx.selectFrom("balances").select(sql<number>`amount - held`.as("available")).where("account", "=", account).executeTakeFirst();
         throw new InsufficientCreditError(amount, Math.max(0, now?.available ?? 0));
       }
-      await trx.insertInto("requests").values(openRequestRow(request, amount, Date.now())).execute();
+      await trx.insertInto("holds").values(holdRow(request, amount, Date.now())).execute();
       return amount;
     });
     return { amount, durable: Promise.resolve() };
@@ -237,39 +239,24 @@ export class Store {
       return value;
     }
     return this.db.transaction().execute(async (trx) => {
-      const request = await trx.selectFrom("requests").select(["request_id", "org_id", "model", "held"]).where("request_id", "=", requestId).where("status", "=", "open").forUpdate().executeTakeFirst();
-      if (!request) return false;
-      const charged = chargeOf(request.held, usage);
-      const claimed = await trx
-        .updateTable("requests")
-        .set({
-          status: "settled",
-          charged,
-          prompt_tokens: usage.promptTokens,
-          completion_tokens: usage.completionTokens,
-          outcome: usage.outcome,
-          settled_at: Date.now(),
-          prompt_simhash: usage.signals?.promptSimhash ?? null,
-          logprobs: usage.signals?.logprobs ?? -1,
-          temperature: usage.signals?.temperature ?? null,
-        })
-        .where("request_id", "=", requestId)
-        .where("status", "=", "open")
-        .executeTakeFirst();
-      if (Number(claimed.numUpdatedRows) === 0) return false;
+      // Deleting the hold is the claim: of two settlements racing, one deletes it and the other finds nothing.
+      const hold = await trx.deleteFrom("holds").where("request_id", "=", requestId).returningAll().executeTakeFirst();
+      if (!hold) return false;
+      const charged = chargeOf(hold.amount, usage);
       await trx
         .updateTable("balances")
-        .set({ held: sql`held - ${request.held}` })
-        .where("account", "=", accounts.credit(request.org_id))
+        .set({ held: sql`held - ${hold.amount}` })
+        .where("account", "=", accounts.credit(hold.org_id))
         .execute();
-      if (charged > 0) await this.post(trx, chargeMovement(request, charged, usage));
+      await trx.insertInto("requests").values(settledRow(hold, charged, usage, Date.now())).execute();
+      if (charged > 0) await this.post(trx, chargeMovement(hold, charged, usage));
       return true;
     });
   }
 
-  /** Requests still open (holds), of one instance or all, older than `olderThanMs`. */
-  async openReservations(options: { instance?: string; olderThanMs?: number } = {}): Promise<Database["requests"][]> {
-    let query = this.db.selectFrom("requests").selectAll().where("status", "=", "open");
+  /** Holds of requests in flight, of one instance or all, older than `olderThanMs`. */
+  async openReservations(options: { instance?: string; olderThanMs?: number } = {}): Promise<Database["holds"][]> {
+    let query = this.db.selectFrom("holds").selectAll();
     if (options.instance) query = query.where("instance", "=", options.instance);
     if (options.olderThanMs !== undefined) query = query.where("created_at", "<", Date.now() - options.olderThanMs);
     return query.execute();
@@ -278,7 +265,7 @@ export class Store {
   /**
    * The ledger's invariants: every transaction balances, every balance equals
    * the sum of its entries, no org's available credit is negative, the credit
-   * held equals the open requests' holds, and every settled request's charge
+   * held equals the holds of requests in flight, and every settled request's charge
    * is exactly one charge transaction (so revenue is the metered usage).
    */
   async audit(): Promise<{ ok: boolean; problems: string[]; entries: number }> {
@@ -293,7 +280,7 @@ export class Store {
     const sums = new Map((await this.db.selectFrom("ledger_entries").select(["account", sql<number>`cast(sum(amount) as bigint)`.as("total")]).groupBy("account").execute()).map((s) => [s.account, Number(s.total)]));
     const balances = await this.db.selectFrom("balances").selectAll().execute();
     const open = new Map(
-      (await this.db.selectFrom("requests").select(["org_id", sql<number>`cast(sum(held) as bigint)`.as("total")]).where("status", "=", "open").groupBy("org_id").execute()).map((o) => [accounts.credit(o.org_id), Number(o.total)]),
+      (await this.db.selectFrom("holds").select(["org_id", sql<number>`cast(sum(amount) as bigint)`.as("total")]).groupBy("org_id").execute()).map((o) => [accounts.credit(o.org_id), Number(o.total)]),
     );
     for (const balance of balances) {
       const total = sums.get(balance.account) ?? 0;
@@ -306,7 +293,6 @@ export class Store {
       .selectFrom("requests")
       .leftJoin("ledger_entries", (join) => join.on("ledger_entries.transaction_id", "=", sql`'charge:' || requests.request_id`).on("ledger_entries.account", "=", accounts.revenue))
       .select(["requests.request_id", "requests.charged", "ledger_entries.amount"])
-      .where("requests.status", "=", "settled")
       .where(sql`coalesce(ledger_entries.amount, 0)`, "!=", sql`requests.charged`)
       .limit(20)
       .execute();
@@ -319,9 +305,8 @@ export class Store {
   async requestSignals(keyId: string, since: number, limit = 20_000) {
     return this.db
       .selectFrom("requests")
-      .select(["created_at", sql<number>`coalesce(prompt_tokens, 0)`.as("prompt_tokens"), sql<number>`coalesce(completion_tokens, 0)`.as("completion_tokens"), "prompt_simhash", "logprobs", "temperature"])
+      .select(["created_at", "prompt_tokens", "completion_tokens", "prompt_simhash", "logprobs", "temperature"])
       .where("key_id", "=", keyId)
-      .where("status", "=", "settled")
       .where("created_at", ">=", since)
       .orderBy("created_at", "desc")
       .limit(limit)
@@ -332,7 +317,6 @@ export class Store {
   async usage(filter: { orgId?: string; from?: string; to?: string } = {}): Promise<UsageRow[]> {
     let query = this.db
       .selectFrom("requests")
-      .where("status", "=", "settled")
       .select([
         "org_id",
         "key_id",
@@ -348,7 +332,8 @@ export class Store {
       .orderBy("org_id")
       .orderBy("key_id")
       .orderBy("model");
-    if (filter.orgId) query = query.where("org_id", "=", filter.orgId);
+    // Through the org's keys: requests are indexed by key and time.
+    if (filter.orgId) query = query.where("key_id", "in", this.db.selectFrom("api_keys").select("id").where("org_id", "=", filter.orgId));
     if (filter.from) query = query.where("day", ">=", filter.from);
     if (filter.to) query = query.where("day", "<=", filter.to);
     return (await query.execute()).map((r) => ({ ...r, requests: Number(r.requests), prompt_tokens: Number(r.prompt_tokens), completion_tokens: Number(r.completion_tokens), cost: Number(r.cost) }));

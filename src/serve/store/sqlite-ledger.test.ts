@@ -1,0 +1,61 @@
+import SQLite from "better-sqlite3";
+import { afterEach, describe, expect, it } from "vitest";
+import { openDatabase } from "./database.ts";
+import { InsufficientCreditError } from "./ledger.ts";
+import { SqliteLedger } from "./sqlite-ledger.ts";
+
+/** The group commit itself (the store suite covers the movements on both stores). */
+describe("SqliteLedger group commit", () => {
+  let close: (() => Promise<void>) | undefined;
+  afterEach(async () => {
+    await close?.();
+    close = undefined;
+  });
+
+  async function ledger(): Promise<{ ledger: SqliteLedger; sqlite: SQLite.Database }> {
+    const { db, sqlite } = await openDatabase("sqlite::memory:");
+    close = () => db.destroy();
+    return { ledger: new SqliteLedger(sqlite!), sqlite: sqlite! };
+  }
+
+  const request = (requestId: string, amount: number) => ({ requestId, orgId: "o", keyId: "k", model: "m", amount, instance: "i" });
+
+  it("decides at once, commits the turn's operations together, and refuses without touching the others", async () => {
+    const { ledger: l, sqlite } = await ledger();
+    await l.grant("o", 1_000, "g", "credit").durable;
+    const a = l.reserve(request("a", 600));
+    expect(a.value).toBe(600);
+    expect(() => l.reserve(request("b", 600))).toThrow(InsufficientCreditError);
+    const c = l.reserve(request("c", 400));
+    // Not committed yet: the write transaction of this turn is still open.
+    expect(sqlite.inTransaction).toBe(true);
+    await Promise.all([a.durable, c.durable]);
+    expect(sqlite.inTransaction).toBe(false);
+    expect(sqlite.prepare("select count(*) as n from holds").get()).toEqual({ n: 2 });
+    const settled = l.settle("a", { promptTokens: 1, completionTokens: 1, cost: 250, outcome: "ok" });
+    expect(settled.value).toBe(true);
+    expect(l.settle("a", { promptTokens: 1, completionTokens: 1, cost: 250, outcome: "ok" }).value).toBe(false);
+    await settled.durable;
+    expect(sqlite.prepare("select amount, held from balances where account = 'org:o:credit'").get()).toEqual({ amount: 750, held: 400 });
+  });
+
+  it("rejects every operation of a batch whose commit fails, and none of it happened", async () => {
+    const { ledger: l, sqlite } = await ledger();
+    await l.grant("o", 1_000, "g", "credit").durable;
+    // A deferred constraint fails only at COMMIT: the way to make a commit fail on demand.
+    sqlite.exec("create table parent (id integer primary key); create table poison (id integer references parent(id) deferrable initially deferred)");
+    sqlite.pragma("foreign_keys = ON");
+    const a = l.reserve(request("a", 300));
+    sqlite.exec("insert into poison values (1)");
+    const b = l.reserve(request("b", 300));
+    await expect(a.durable).rejects.toThrow(/FOREIGN KEY/);
+    await expect(b.durable).rejects.toThrow(/FOREIGN KEY/);
+    expect(sqlite.prepare("select count(*) as n from holds").get()).toEqual({ n: 0 });
+    expect(sqlite.prepare("select amount, held from balances where account = 'org:o:credit'").get()).toEqual({ amount: 1_000, held: 0 });
+    // The next turn works again.
+    sqlite.pragma("foreign_keys = OFF");
+    const c = l.reserve(request("c", 300));
+    await c.durable;
+    expect(sqlite.prepare("select held from balances where account = 'org:o:credit'").get()).toEqual({ held: 300 });
+  });
+});
