@@ -58,4 +58,18 @@ describe("SqliteLedger group commit", () => {
     await c.durable;
     expect(sqlite.prepare("select held from balances where account = 'org:o:credit'").get()).toEqual({ held: 300 });
   });
+
+  it("rolls back the whole batch when an operation fails after it has written (not a refusal)", async () => {
+    const { ledger: l, sqlite } = await ledger();
+    await l.grant("o", 1_000, "g", "credit").durable;
+    await l.reserve(request("x", 100)).durable;
+    await l.settle("x", { promptTokens: 1, completionTokens: 1, cost: 10, outcome: "ok" }).durable;
+    // A hold that reappears for a settled request (never made by the server): settling it again cannot write its usage row.
+    sqlite.exec("insert into holds values ('x', 'o', 'k', 'm', 100, 0, 'i'); update balances set held = held + 100 where account = 'org:o:credit'");
+    const y = l.reserve(request("y", 200));
+    expect(() => l.settle("x", { promptTokens: 1, completionTokens: 1, cost: 10, outcome: "ok" })).toThrow(/UNIQUE/);
+    await expect(y.durable).rejects.toThrow(/UNIQUE/);
+    expect(sqlite.prepare("select count(*) as n from holds where request_id = 'y'").get()).toEqual({ n: 0 });
+    expect(sqlite.prepare("select amount, held from balances where account = 'org:o:credit'").get()).toEqual({ amount: 990, held: 100 });
+  });
 });

@@ -15,8 +15,7 @@ interface Waiter {
 
 /**
  * The ledger's writes on SQLite: prepared statements, executed at once, in one
- * write transaction per turn of the event loop (group commit), each operation
- * in a savepoint of its own so that a refusal rolls back only itself.
+ * write transaction per turn of the event loop (group commit).
  *
  * Executing at once means a caller knows its answer (a hold, a refusal, a
  * settlement) synchronously, and can start its work while the commit is still
@@ -34,11 +33,9 @@ export class SqliteLedger {
       begin: db.prepare("begin immediate"),
       commit: db.prepare("commit"),
       rollback: db.prepare("rollback"),
-      savepoint: db.prepare("savepoint op"),
-      releaseSavepoint: db.prepare("release op"),
-      rollbackTo: db.prepare("rollback to op"),
       insertTransaction: db.prepare("insert into ledger_transactions (id, kind, org_id, request_id, memo, created_at) values (?, ?, ?, ?, ?, ?) on conflict do nothing"),
       insertEntry: db.prepare("insert into ledger_entries (transaction_id, account, amount) values (?, ?, ?)"),
+      insertTwoEntries: db.prepare("insert into ledger_entries (transaction_id, account, amount) values (?, ?, ?), (?, ?, ?)"),
       credit: db.prepare("update balances set amount = amount + ? where account = ?"),
       openBalance: db.prepare("insert into balances (account, org_id, amount, held) values (?, ?, ?, 0)"),
       available: db.prepare<[string], { available: number }>("select amount - held as available from balances where account = ?"),
@@ -91,38 +88,47 @@ export class SqliteLedger {
   flush(): void {
     const waiters = this.waiters;
     if (!waiters) return;
-    this.waiters = undefined;
     try {
       this.statements.commit.run();
     } catch (error) {
-      if (this.db.inTransaction) this.statements.rollback.run();
-      for (const waiter of waiters) waiter.reject(error);
+      this.abort(error);
       return;
     }
+    this.waiters = undefined;
     for (const waiter of waiters) waiter.resolve();
   }
 
+  /**
+   * Runs an operation in the open batch. Operations refuse (insufficient
+   * credit, a used idempotency key) before they write anything, so a refusal
+   * touches nothing; any other failure may have written part of an operation,
+   * so the whole batch is rolled back and every operation in it fails.
+   */
   private run<T>(operation: () => T): Pending<T> {
     if (!this.waiters) {
       this.statements.begin.run();
       this.waiters = [];
       setImmediate(() => this.flush());
     }
-    this.statements.savepoint.run();
     let value: T;
     try {
       value = operation();
-      this.statements.releaseSavepoint.run();
     } catch (error) {
-      this.statements.rollbackTo.run();
-      this.statements.releaseSavepoint.run();
+      if (!(error instanceof InsufficientCreditError)) this.abort(error);
       throw error;
     }
-    const waiters = this.waiters;
+    const waiters = this.waiters!;
     const durable = new Promise<void>((resolve, reject) => waiters.push({ resolve, reject }));
     // A caller that failed for another reason may never look at it: that is not an unhandled rejection.
     durable.catch(() => undefined);
     return { value, durable };
+  }
+
+  private abort(error: unknown): void {
+    const waiters = this.waiters ?? [];
+    this.waiters = undefined;
+    if (this.db.inTransaction) this.statements.rollback.run();
+    for (const waiter of waiters) waiter.reject(error);
   }
 
   private post(movement: LedgerMovement): boolean {
@@ -131,8 +137,10 @@ export class SqliteLedger {
     for (const entry of movement.entries) {
       // First movement of an account: its balance row starts here (a missing row is a zero balance).
       if (this.statements.credit.run(entry.amount, entry.account).changes === 0) this.statements.openBalance.run(entry.account, entry.account.startsWith("org:") ? movement.orgId : null, entry.amount);
-      this.statements.insertEntry.run(movement.id, entry.account, entry.amount);
     }
+    const [first, second] = movement.entries;
+    if (movement.entries.length === 2) this.statements.insertTwoEntries.run(movement.id, first!.account, first!.amount, movement.id, second!.account, second!.amount);
+    else for (const entry of movement.entries) this.statements.insertEntry.run(movement.id, entry.account, entry.amount);
     return true;
   }
 }
