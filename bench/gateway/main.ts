@@ -6,7 +6,7 @@
 // load generator leaves the two cores to the servers, where a Node client would
 // take one of them. Without wrk (BENCH_LOAD=node), a Node client stands in.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, openSync, writeFileSync } from "node:fs";
+import { mkdtempSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { Pool } from "undici";
@@ -75,8 +75,14 @@ interface Load {
   name: string;
   /** Median latency (ms) of requests one at a time, on one connection. */
   latency(origin: string): Promise<number>;
-  /** Requests a second over CONNECTIONS connections. */
-  throughput(origin: string): Promise<number>;
+  /** Requests a second over CONNECTIONS connections, and how many were made. */
+  throughput(origin: string): Promise<{ rate: number; requests: number }>;
+}
+
+/** CPU seconds (user + system, all threads) a process has used so far: steadier than a rate on a shared machine. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** wrk: one thread; every response must be a 200 (wrk counts the others, and we fail on any). */
@@ -91,14 +97,15 @@ function wrkLoad(): Load {
     const out = result.stdout;
     if (/Non-2xx|Socket errors/.test(out)) throw new Error(`wrk saw failed requests against ${origin}:\n${out}`);
     const rate = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+    const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
     const p50 = /\s50%\s+([\d.]+)(us|ms|s)/.exec(out);
     if (!rate || !p50) throw new Error(`cannot read wrk's output:\n${out}${result.stderr}`);
-    return { rate, p50: Number(p50[1]) * (p50[2] === "us" ? 0.001 : p50[2] === "ms" ? 1 : 1000) };
+    return { rate, requests, p50: Number(p50[1]) * (p50[2] === "us" ? 0.001 : p50[2] === "ms" ? 1 : 1000) };
   };
   return {
     name: "wrk",
     latency: async (origin) => run(origin, 1, SECONDS).p50,
-    throughput: async (origin) => run(origin, CONNECTIONS, SECONDS).rate,
+    throughput: async (origin) => run(origin, CONNECTIONS, SECONDS),
   };
 }
 
@@ -150,7 +157,7 @@ function nodeLoad(): Load {
         }),
       );
       await pool.close();
-      return done / ((performance.now() - started) / 1000);
+      return { rate: done / ((performance.now() - started) / 1000), requests: done };
     },
   };
 }
@@ -167,12 +174,15 @@ const verdict = (pass: boolean) => (pass ? "PASS" : "FAIL");
 // Warm both paths (JIT, connections, the SQLite cache) before measuring.
 await load.throughput(upstreamUrl);
 await load.throughput(gatewayOrigin);
-const samples = { direct: [] as number[], gateway: [] as number[], directRate: [] as number[], gatewayRate: [] as number[] };
+const samples = { direct: [] as number[], gateway: [] as number[], directRate: [] as number[], gatewayRate: [] as number[], cpu: [] as number[] };
 for (let round = 0; round < ROUNDS; round++) {
   samples.direct.push(await load.latency(upstreamUrl));
   samples.gateway.push(await load.latency(gatewayOrigin));
-  samples.directRate.push(await load.throughput(upstreamUrl));
-  samples.gatewayRate.push(await load.throughput(gatewayOrigin));
+  samples.directRate.push((await load.throughput(upstreamUrl)).rate);
+  const cpuBefore = cpuSeconds(gateway.child.pid!);
+  const { rate, requests } = await load.throughput(gatewayOrigin);
+  samples.gatewayRate.push(rate);
+  samples.cpu.push(((cpuSeconds(gateway.child.pid!) - cpuBefore) * 1e6) / requests);
 }
 const direct = median(samples.direct);
 const through = median(samples.gateway);
@@ -183,6 +193,7 @@ const gatewayRate = median(samples.gatewayRate);
 process.stdout.write(
   `non-stream throughput (${CONNECTIONS} connections, ${SECONDS} s): direct ${fixed(directRate, 0)} req/s, through avocado serve ${fixed(gatewayRate, 0)} req/s; ratio ${fixed(gatewayRate / directRate)} (target ≥ 8000 req/s) ${verdict(gatewayRate >= 8000)}\n`,
 );
+process.stdout.write(`gateway CPU per request under load: ${fixed(median(samples.cpu), 1)} µs (all its threads; one core's worth is ${fixed(1e6 / 8000, 0)} µs at 8000 req/s)\n`);
 const directStream = await sequential(upstreamUrl, streamBody);
 const gatewayStream = await sequential(gatewayOrigin, streamBody);
 const firstByte = gatewayStream.firstByteP50 - directStream.firstByteP50;

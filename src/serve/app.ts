@@ -34,6 +34,8 @@ interface Authenticated {
   key: ApiKeyRow;
   plan: Plan;
   scopes: string[] | null;
+  /** The key's and its org's limits (the extraction throttle is added per request). */
+  limits: LimitScope[];
 }
 
 function sha256(text: string): string {
@@ -62,11 +64,12 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
   const logger = deps.logger ?? SILENT_LOGGER;
   const metrics = new ApiMetrics();
   const app = Fastify({ logger: false, bodyLimit: config.bodyLimitBytes, genReqId: () => newId("req"), return503OnClosing: true });
-  const keyCache = new Map<string, { row: ApiKeyRow | undefined; until: number }>();
+  const keyCache = new Map<string, { row: ApiKeyRow | undefined; auth: Authenticated | undefined; until: number }>();
   const extraction = config.extraction.throttleRpm ? new ExtractionMonitor((keyId, since) => store.requestSignals(keyId, since), config.extraction.windowDays) : undefined;
 
-  app.addHook("onRequest", async (request, reply) => {
-    reply.header("x-request-id", request.id);
+  app.addHook("onRequest", (request, reply, done) => {
+    void reply.header("x-request-id", request.id);
+    done();
   });
 
   app.setErrorHandler((error: unknown, request, reply) => {
@@ -101,7 +104,8 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     const now = Date.now();
     let cached = keyCache.get(hash);
     if (!cached || cached.until < now) {
-      cached = { row: await store.keyBySecret(secret), until: now + KEY_CACHE_MS };
+      const row = await store.keyBySecret(secret);
+      cached = { row, auth: row ? authenticated(row) : undefined, until: now + KEY_CACHE_MS };
       if (keyCache.size > 10_000) keyCache.clear();
       keyCache.set(hash, cached);
     }
@@ -109,8 +113,17 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     if (!row) throw new ApiError(401, "invalid API key", { code: "invalid_api_key" });
     if (row.revoked_at !== null && row.revoked_at <= now) throw new ApiError(401, `API key ${row.prefix}… has been revoked`, { code: "revoked_api_key" });
     if (row.expires_at !== null && row.expires_at <= now) throw new ApiError(401, `API key ${row.prefix}… has expired`, { code: "expired_api_key" });
+    return cached.auth!;
+  }
+
+  /** What a key may do, worked out once per cache period rather than per request. */
+  function authenticated(row: ApiKeyRow): Authenticated {
     const plan = config.plans[row.plan] ?? config.plans.default ?? { topLogprobs: 0 };
-    return { key: row, plan, scopes: row.scopes ? (JSON.parse(row.scopes) as string[]) : null };
+    const limits: LimitScope[] = [
+      { id: `key:${row.id}`, rpm: row.rpm ?? plan.rpm, tpm: row.tpm ?? plan.tpm, concurrency: row.concurrency ?? plan.concurrency },
+      { id: `org:${row.org_id}`, rpm: plan.orgRpm, tpm: plan.orgTpm, concurrency: plan.orgConcurrency },
+    ];
+    return { key: row, plan, scopes: row.scopes ? (JSON.parse(row.scopes) as string[]) : null, limits: limits.filter((s) => s.rpm || s.tpm || s.concurrency) };
   }
 
   function modelFor(auth: Authenticated, name: string): ServedModel {
@@ -121,13 +134,9 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
   }
 
   function limitScopes(auth: Authenticated): LimitScope[] {
-    const scopes: LimitScope[] = [
-      { id: `key:${auth.key.id}`, rpm: auth.key.rpm ?? auth.plan.rpm, tpm: auth.key.tpm ?? auth.plan.tpm, concurrency: auth.key.concurrency ?? auth.plan.concurrency },
-      { id: `org:${auth.key.org_id}`, rpm: auth.plan.orgRpm, tpm: auth.plan.orgTpm, concurrency: auth.plan.orgConcurrency },
-    ];
     // The automatic throttle of keys whose extraction score crossed the threshold.
-    if (extraction && extraction.score(auth.key.id) >= config.extraction.threshold) scopes.push({ id: `throttle:${auth.key.id}`, rpm: config.extraction.throttleRpm });
-    return scopes.filter((s) => s.rpm || s.tpm || s.concurrency);
+    if (extraction && extraction.score(auth.key.id) >= config.extraction.threshold) return [...auth.limits, { id: `throttle:${auth.key.id}`, rpm: config.extraction.throttleRpm }];
+    return auth.limits;
   }
 
   app.get("/v1/models", async (request) => {
@@ -249,10 +258,8 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
           logger.log("error", "api.settle_failed", { requestId: request.id, error: errorMessage(error) });
         }
         if (!stream) lease.addTokens(usedCompletion);
-        metrics.tokens.inc({ model: model.config.name, kind: "prompt" }, usedPrompt);
-        metrics.tokens.inc({ model: model.config.name, kind: "completion" }, usedCompletion);
-        metrics.spend.inc({ model: model.config.name }, Math.min(cost, held));
-        metrics.requests.inc({ route, model: model.config.name, status: outcome === "ok" ? "200" : outcome });
+        const seconds = (performance.now() - started) / 1000;
+        metrics.finished(route, model.config.name, stream, outcome === "ok" ? "200" : outcome, { prompt: usedPrompt, completion: usedCompletion }, Math.min(cost, held), seconds);
         // The access log: who, what, how much — never the key, the prompt or the answer.
         logger.log("info", "api.request", {
           requestId: request.id,
@@ -265,9 +272,8 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
           promptTokens: usedPrompt,
           completionTokens: usedCompletion,
           costMicros: Math.min(cost, held),
-          ms: Math.round((performance.now() - started) * 100) / 100,
+          ms: Math.round(seconds * 100_000) / 100,
         });
-        metrics.latency.observe({ route, stream: String(stream) }, (performance.now() - started) / 1000);
         if (usedPrompt !== promptTokens * n && model.config.gguf) logger.log("warn", "api.token_count_mismatch", { requestId: request.id, counted: promptTokens * n, engine: usedPrompt });
         // Never expected (holds are upper bounds): the charge is capped at the hold, so say so loudly.
         if (cost > held) logger.log("error", "api.cost_above_hold", { requestId: request.id, cost, held });

@@ -15,4 +15,28 @@ export class ApiMetrics {
   readonly tokens = new Counter({ name: "avocado_tokens_total", help: "Metered tokens by model and kind (prompt, completion)", labelNames: ["model", "kind"], registers: [this.registry] });
   readonly spend = new Counter({ name: "avocado_spend_micros_total", help: "Settled charges in micro-units by model", labelNames: ["model"], registers: [this.registry] });
   readonly limitHits = new Counter({ name: "avocado_limit_hits_total", help: "Requests refused by a limit (rpm, tpm, concurrency, credit)", labelNames: ["limit"], registers: [this.registry] });
+
+  /** Labelled children, looked up once per label set instead of hashing the labels on every request. */
+  private readonly children = new Map<string, { requests: Counter.Internal; latency: Histogram.Internal<string>; prompt: Counter.Internal; completion: Counter.Internal; spend: Counter.Internal }>();
+
+  /** One finished request: its count, tokens, spend and latency. */
+  finished(route: string, model: string, stream: boolean, status: string, tokens: { prompt: number; completion: number }, spendMicros: number, seconds: number): void {
+    const id = `${route}\u0000${model}\u0000${stream}\u0000${status}`;
+    let child = this.children.get(id);
+    if (!child) {
+      child = {
+        requests: this.requests.labels(route, model, status),
+        latency: this.latency.labels(route, String(stream)),
+        prompt: this.tokens.labels(model, "prompt"),
+        completion: this.tokens.labels(model, "completion"),
+        spend: this.spend.labels(model),
+      };
+      this.children.set(id, child);
+    }
+    child.requests.inc();
+    child.latency.observe(seconds);
+    child.prompt.inc(tokens.prompt);
+    child.completion.inc(tokens.completion);
+    child.spend.inc(spendMicros);
+  }
 }
