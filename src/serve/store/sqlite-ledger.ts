@@ -48,8 +48,10 @@ export class SqliteLedger {
       insertHold: db.prepare("insert into holds (request_id, org_id, key_id, model, amount, created_at, instance) values (@request_id, @org_id, @key_id, @model, @amount, @created_at, @instance)"),
       deleteHold: db.prepare("delete from holds where request_id = ?"),
       insertRequest: db.prepare(
-        "insert into requests (request_id, org_id, key_id, model, held, charged, prompt_tokens, completion_tokens, outcome, created_at, settled_at, day, prompt_simhash, logprobs, temperature) values (@request_id, @org_id, @key_id, @model, @held, @charged, @prompt_tokens, @completion_tokens, @outcome, @created_at, @settled_at, @day, @prompt_simhash, @logprobs, @temperature)",
+        "insert into requests (request_id, org_id, key_id, model, held, charged, prompt_tokens, completion_tokens, outcome, created_at, settled_at, day, prompt_simhash, logprobs, temperature) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
       ),
+      /** Releases a hold and takes its charge from the same row in one statement. */
+      releaseAndDebit: db.prepare("update balances set held = held - ?, amount = amount - ? where account = ?"),
     };
   }
 
@@ -76,10 +78,20 @@ export class SqliteLedger {
       const hold = this.statements.hold.get(requestId);
       if (!hold) return false;
       const charged = chargeOf(hold.amount, usage);
+      const now = Date.now();
       this.statements.deleteHold.run(requestId);
-      this.statements.releaseHold.run(hold.amount, accounts.credit(hold.org_id));
-      this.statements.insertRequest.run(settledRow(hold, charged, usage, Date.now()));
-      if (charged > 0) this.post(chargeMovement(hold, charged, usage));
+      const r = settledRow(hold, charged, usage, now);
+      this.statements.insertRequest.run(r.request_id, r.org_id, r.key_id, r.model, r.held, r.charged, r.prompt_tokens, r.completion_tokens, r.outcome, r.created_at, r.settled_at, r.day, r.prompt_simhash, r.logprobs, r.temperature);
+      const charge = chargeMovement(hold, charged, usage);
+      assertBalanced(charge);
+      const [debit, credit] = charge.entries;
+      // The hold's release and the charge's debit leg are one update of the org's row; the credit leg goes to revenue.
+      this.statements.releaseAndDebit.run(hold.amount, charged, debit!.account);
+      if (charged > 0) {
+        this.statements.insertTransaction.run(charge.id, charge.kind, charge.orgId, charge.requestId, charge.memo, now);
+        if (this.statements.credit.run(credit!.amount, credit!.account).changes === 0) this.statements.openBalance.run(credit!.account, null, credit!.amount);
+        this.statements.insertTwoEntries.run(charge.id, debit!.account, debit!.amount, charge.id, credit!.account, credit!.amount);
+      }
       return true;
     });
   }
