@@ -33,6 +33,10 @@ export class UpstreamClient {
     return new TeacherError(this.label, kind, message, options);
   }
 
+  private tooLarge(path: string): TeacherError {
+    return this.error("bad-response", `${this.origin}${path}: the response is larger than ${MAX_BODY_BYTES} bytes`);
+  }
+
   private async send(method: "GET" | "POST", path: string, body: unknown, signal: AbortSignal | undefined) {
     let response;
     try {
@@ -67,19 +71,18 @@ export class UpstreamClient {
 
   async json<T extends z.ZodType>(method: "GET" | "POST", path: string, body: unknown, signal: AbortSignal | undefined, schema: T): Promise<z.infer<T>> {
     const response = await this.send(method, path, body, signal);
-    const tooLarge = () => this.error("bad-response", `${this.origin}${path}: the response is larger than ${MAX_BODY_BYTES} bytes`);
     if (Number(response.headers["content-length"] ?? 0) > MAX_BODY_BYTES) {
       response.body.destroy();
-      throw tooLarge();
+      throw this.tooLarge(path);
     }
     let text: string;
     try {
       text = await response.body.text();
     } catch (error) {
-      if ((error as { code?: string }).code === "UND_ERR_RES_EXCEEDED_MAX_SIZE") throw tooLarge();
+      if ((error as { code?: string }).code === "UND_ERR_RES_EXCEEDED_MAX_SIZE") throw this.tooLarge(path);
       throw this.error("truncated-stream", `${this.origin}${path}: the response broke off (${errorMessage(error)})`, { cause: error });
     }
-    if (text.length > MAX_BODY_BYTES) throw tooLarge();
+    if (text.length > MAX_BODY_BYTES) throw this.tooLarge(path);
     let value: unknown;
     try {
       value = JSON.parse(text);
