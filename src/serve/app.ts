@@ -208,7 +208,11 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       const worst = costOf(price, promptTokens * n, maxTokens * n);
       let hold: Hold;
       try {
-        hold = await store.reserve({ requestId: request.id, orgId: auth.key.org_id, keyId: auth.key.id, model: model.config.name, amount: worst, minimum: costOf(price, promptTokens * n, n), instance: deps.instance });
+        // A non-stream request sends nothing before its settlement, so its hold may commit with it.
+        hold = await store.reserve(
+          { requestId: request.id, orgId: auth.key.org_id, keyId: auth.key.id, model: model.config.name, amount: worst, minimum: costOf(price, promptTokens * n, n), instance: deps.instance },
+          { lazy: !stream },
+        );
       } catch (error) {
         if (error instanceof InsufficientCreditError) metrics.limitHits.inc({ limit: "credit" });
         throw error;
@@ -231,6 +235,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       const results: GenerationResult[] = [];
       let streamed = 0;
       let outcome = "ok";
+      let settled = false;
       try {
         if (stream) {
           await streamResponse(route, request.id, model, { ...generation, maxTokens: affordable, signal: abort.signal }, body.stream_options?.include_usage === true, reply, lease, started, results, committed, (tokens) => (streamed += tokens));
@@ -238,7 +243,6 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
           const generated = Promise.all(Array.from({ length: n }, () => model.generate({ ...generation, maxTokens: affordable, signal: abort.signal })));
           generated.catch(() => undefined);
           results.push(...(await generated));
-          await committed;
         }
       } catch (error) {
         outcome = abort.signal.aborted ? "cancelled" : "error";
@@ -252,9 +256,9 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         const cost = costOf(price, usedPrompt, usedCompletion);
         try {
           // A hold that never committed has nothing to settle.
-          if (durable) await store.settle(request.id, { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome: abort.signal.aborted && outcome === "ok" ? "cancelled" : outcome, signals });
+          if (durable) settled = await store.settle(request.id, { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome: abort.signal.aborted && outcome === "ok" ? "cancelled" : outcome, signals });
         } catch (error) {
-          // The hold stays open; recovery releases it. The answer is still delivered.
+          // The hold stays open (recovery releases it): a non-stream answer is then withheld; a stream has already been read.
           logger.log("error", "api.settle_failed", { requestId: request.id, error: errorMessage(error) });
         }
         if (!stream) lease.addTokens(usedCompletion);
@@ -281,6 +285,9 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         if (stream && reply.raw.headersSent && !reply.raw.destroyed) reply.raw.end("data: [DONE]\n\n");
       }
       if (stream) return reply;
+      // Delivered only when charged: the hold committed (with or before the settlement) and the settlement did.
+      await committed;
+      if (!settled) throw new ApiError(503, "the credit ledger could not record this request; nothing was charged", { code: "ledger_unavailable", retryAfterSeconds: 1 });
       return completionBody(route, request.id, model.config.name, results);
     } finally {
       await lease.release();

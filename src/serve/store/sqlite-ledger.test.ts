@@ -72,4 +72,20 @@ describe("SqliteLedger group commit", () => {
     expect(sqlite.prepare("select count(*) as n from holds where request_id = 'y'").get()).toEqual({ n: 0 });
     expect(sqlite.prepare("select amount, held from balances where account = 'org:o:credit'").get()).toEqual({ amount: 990, held: 100 });
   });
+
+  it("commits a lazy hold with the next settlement, or within a few milliseconds", async () => {
+    const { ledger: l, sqlite } = await ledger();
+    await l.grant("o", 1_000, "g", "credit").durable;
+    const lazy = l.reserve(request("a", 100), { lazy: true });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(sqlite.inTransaction).toBe(true);
+    const settled = l.settle("a", { promptTokens: 1, completionTokens: 1, cost: 10, outcome: "ok" });
+    await Promise.all([lazy.durable, settled.durable]);
+    expect(sqlite.inTransaction).toBe(false);
+    const alone = l.reserve(request("b", 100), { lazy: true });
+    const started = performance.now();
+    await alone.durable;
+    expect(performance.now() - started).toBeLessThan(500);
+    expect(sqlite.prepare("select count(*) as n from holds where request_id = 'b'").get()).toEqual({ n: 1 });
+  });
 });

@@ -8,6 +8,13 @@ export interface Pending<T> {
   durable: Promise<void>;
 }
 
+/**
+ * The longest a lazy operation waits for its commit. A lazy hold is one whose
+ * request sends nothing before its settlement: it usually commits with that
+ * settlement, one commit per request instead of two.
+ */
+const LAZY_COMMIT_MS = 2;
+
 interface Waiter {
   resolve: () => void;
   reject: (error: unknown) => void;
@@ -27,6 +34,9 @@ export class SqliteLedger {
   private readonly statements;
   /** The waiters of the open write transaction, or undefined when none is open. */
   private waiters: Waiter[] | undefined;
+  /** How the open transaction's commit is scheduled: at the end of this turn, or after LAZY_COMMIT_MS. */
+  private scheduled: "turn" | "timer" | undefined;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly db: SQLite.Database) {
     this.statements = {
@@ -56,12 +66,12 @@ export class SqliteLedger {
   }
 
   grant(orgId: string, amount: number, idempotencyKey: string, memo: string): Pending<boolean> {
-    return this.run(() => this.post(grantMovement(orgId, amount, idempotencyKey, memo)));
+    return this.run(false, () => this.post(grantMovement(orgId, amount, idempotencyKey, memo)));
   }
 
   /** Holds credit for a request (idempotent by request id); throws InsufficientCreditError at once. */
-  reserve(request: ReserveRequest): Pending<number> {
-    return this.run(() => {
+  reserve(request: ReserveRequest, options: { lazy?: boolean } = {}): Pending<number> {
+    return this.run(options.lazy === true, () => {
       const existing = this.statements.hold.get(request.requestId)?.amount ?? this.statements.settled.get(request.requestId)?.held;
       if (existing !== undefined) return existing;
       const account = accounts.credit(request.orgId);
@@ -74,7 +84,7 @@ export class SqliteLedger {
 
   /** Ends a hold: charges its cost (at most the hold), releases the rest, records the usage. False if already settled or unknown. */
   settle(requestId: string, usage: SettleUsage): Pending<boolean> {
-    return this.run(() => {
+    return this.run(false, () => {
       const hold = this.statements.hold.get(requestId);
       if (!hold) return false;
       const charged = chargeOf(hold.amount, usage);
@@ -99,6 +109,7 @@ export class SqliteLedger {
   /** Commits the open write transaction now (before a statement that must not join it, and at close). */
   flush(): void {
     const waiters = this.waiters;
+    this.unschedule();
     if (!waiters) return;
     try {
       this.statements.commit.run();
@@ -116,11 +127,18 @@ export class SqliteLedger {
    * touches nothing; any other failure may have written part of an operation,
    * so the whole batch is rolled back and every operation in it fails.
    */
-  private run<T>(operation: () => T): Pending<T> {
+  private run<T>(lazy: boolean, operation: () => T): Pending<T> {
     if (!this.waiters) {
       this.statements.begin.run();
       this.waiters = [];
+    }
+    if (!lazy && this.scheduled !== "turn") {
+      clearTimeout(this.timer);
+      this.scheduled = "turn";
       setImmediate(() => this.flush());
+    } else if (!this.scheduled) {
+      this.scheduled = "timer";
+      this.timer = setTimeout(() => this.flush(), LAZY_COMMIT_MS);
     }
     let value: T;
     try {
@@ -136,9 +154,16 @@ export class SqliteLedger {
     return { value, durable };
   }
 
+  private unschedule(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.scheduled = undefined;
+  }
+
   private abort(error: unknown): void {
     const waiters = this.waiters ?? [];
     this.waiters = undefined;
+    this.unschedule();
     if (this.db.inTransaction) this.statements.rollback.run();
     for (const waiter of waiters) waiter.reject(error);
   }

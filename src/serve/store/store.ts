@@ -196,10 +196,12 @@ export class Store {
    * With `minimum`, holds what is available if that is at least `minimum`
    * (a stream then stops where the credit ends). Idempotent by request id.
    * Nothing may reach the client before the hold's `durable` has resolved.
+   * `lazy`: the caller sends nothing before its settlement, so on SQLite the
+   * hold may commit with it (one commit per request instead of two).
    */
-  async reserve(request: ReserveRequest): Promise<Hold> {
+  async reserve(request: ReserveRequest, options: { lazy?: boolean } = {}): Promise<Hold> {
     if (this.sqliteLedger) {
-      const { value, durable } = this.sqliteLedger.reserve(request);
+      const { value, durable } = this.sqliteLedger.reserve(request, options);
       return { amount: value, durable };
     }
     const amount = await this.db.transaction().execute(async (trx) => {
