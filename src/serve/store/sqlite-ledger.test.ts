@@ -88,4 +88,18 @@ describe("SqliteLedger group commit", () => {
     expect(performance.now() - started).toBeLessThan(500);
     expect(sqlite.prepare("select count(*) as n from holds where request_id = 'b'").get()).toEqual({ n: 1 });
   });
+
+  it("commits the last settlement in flight at once, and batches one that others share", async () => {
+    const { ledger: l, sqlite } = await ledger();
+    await l.grant("o", 1_000, "g", "credit").durable;
+    await Promise.all([l.reserve(request("a", 100)).durable, l.reserve(request("b", 100)).durable]);
+    l.settle("a", { promptTokens: 1, completionTokens: 1, cost: 10, outcome: "ok" });
+    // b is still in flight: a waits for the end of the turn, where b's settlement might join it.
+    expect(sqlite.inTransaction).toBe(true);
+    await new Promise((resolve) => setImmediate(resolve));
+    const last = l.settle("b", { promptTokens: 1, completionTokens: 1, cost: 10, outcome: "ok" });
+    expect(sqlite.inTransaction).toBe(false);
+    await last.durable;
+    expect(sqlite.prepare("select amount, held from balances where account = 'org:o:credit'").get()).toEqual({ amount: 980, held: 0 });
+  });
 });

@@ -37,6 +37,8 @@ export class SqliteLedger {
   /** How the open transaction's commit is scheduled: at the end of this turn, or after LAZY_COMMIT_MS. */
   private scheduled: "turn" | "timer" | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** Holds this process has taken and not yet settled: with none left, a settlement commits at once (nobody to batch with). */
+  private readonly inFlight = new Set<string>();
 
   constructor(private readonly db: SQLite.Database) {
     this.statements = {
@@ -78,18 +80,27 @@ export class SqliteLedger {
       const amount = holdAmount(request, this.statements.available.get(account)?.available ?? 0);
       if (this.statements.takeHold.run(amount, account, amount).changes === 0) throw new InsufficientCreditError(amount, 0);
       this.statements.insertHold.run(holdRow(request, amount, Date.now()));
+      this.inFlight.add(request.requestId);
       return amount;
     });
   }
 
   /** Ends a hold: charges its cost (at most the hold), releases the rest, records the usage. False if already settled or unknown. */
   settle(requestId: string, usage: SettleUsage): Pending<boolean> {
+    const pending = this.settleInBatch(requestId, usage);
+    // The last request in flight has no one to share a commit with: waiting for the end of the turn would only add latency.
+    if (this.inFlight.size === 0) this.flush();
+    return pending;
+  }
+
+  private settleInBatch(requestId: string, usage: SettleUsage): Pending<boolean> {
     return this.run(false, () => {
       const hold = this.statements.hold.get(requestId);
       if (!hold) return false;
       const charged = chargeOf(hold.amount, usage);
       const now = Date.now();
       this.statements.deleteHold.run(requestId);
+      this.inFlight.delete(requestId);
       const r = settledRow(hold, charged, usage, now);
       this.statements.insertRequest.run(r.request_id, r.org_id, r.key_id, r.model, r.held, r.charged, r.prompt_tokens, r.completion_tokens, r.outcome, r.created_at, r.settled_at, r.day, r.prompt_simhash, r.logprobs, r.temperature);
       const charge = chargeMovement(hold, charged, usage);
@@ -164,6 +175,8 @@ export class SqliteLedger {
     const waiters = this.waiters ?? [];
     this.waiters = undefined;
     this.unschedule();
+    // The batch's holds are gone; which they were is not kept, so forget them all (the set only decides when to commit).
+    this.inFlight.clear();
     if (this.db.inTransaction) this.statements.rollback.run();
     for (const waiter of waiters) waiter.reject(error);
   }
