@@ -162,9 +162,10 @@ function nodeLoad(): Load {
   };
 }
 
-if (process.env.BENCH_HOLD_EARLY) {
+// BENCH_HOLD=<seconds>: print the servers and the key, and wait before loading them (to load or profile them by hand).
+if (process.env.BENCH_HOLD) {
   process.stdout.write(`HOLD ${upstreamUrl} ${gatewayOrigin} ${key}\n`);
-  await new Promise((resolve) => setTimeout(resolve, Number(process.env.BENCH_HOLD_EARLY) * 1000));
+  await new Promise((resolve) => setTimeout(resolve, Number(process.env.BENCH_HOLD) * 1000));
 }
 const load = haveWrk() ? wrkLoad() : nodeLoad();
 process.stdout.write(`upstream ${upstreamUrl}; gateway ${gatewayOrigin} (auth + limits + reservation + metering + settlement, SQLite); load from ${load.name}; ${ROUNDS} interleaved rounds, medians\n`);
@@ -206,10 +207,6 @@ const audit = await check.audit();
 const settled = await check.usage();
 process.stdout.write(`ledger after the run: ${settled.reduce((sum, row) => sum + row.requests, 0)} settled requests, ${audit.entries} entries, ${audit.ok ? "balanced" : `PROBLEMS ${audit.problems.join("; ")}`}\n`);
 await check.close();
-if (process.env.BENCH_HOLD) {
-  process.stdout.write(`HOLD ${upstreamUrl} ${gatewayOrigin} ${key}\n`);
-  await new Promise((resolve) => setTimeout(resolve, Number(process.env.BENCH_HOLD) * 1000));
-}
 gateway.child.kill("SIGINT");
 await new Promise((resolve) => gateway.child.once("exit", resolve));
 upstream.child.kill("SIGTERM");

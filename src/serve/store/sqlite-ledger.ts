@@ -103,16 +103,9 @@ export class SqliteLedger {
       this.inFlight.delete(requestId);
       const r = settledRow(hold, charged, usage, now);
       this.statements.insertRequest.run(r.request_id, r.org_id, r.key_id, r.model, r.held, r.charged, r.prompt_tokens, r.completion_tokens, r.outcome, r.created_at, r.settled_at, r.day, r.prompt_simhash, r.logprobs, r.temperature);
-      const charge = chargeMovement(hold, charged, usage);
-      assertBalanced(charge);
-      const [debit, credit] = charge.entries;
-      // The hold's release and the charge's debit leg are one update of the org's row; the credit leg goes to revenue.
-      this.statements.releaseAndDebit.run(hold.amount, charged, debit!.account);
-      if (charged > 0) {
-        this.statements.insertTransaction.run(charge.id, charge.kind, charge.orgId, charge.requestId, charge.memo, now);
-        if (this.statements.credit.run(credit!.amount, credit!.account).changes === 0) this.statements.openBalance.run(credit!.account, null, credit!.amount);
-        this.statements.insertTwoEntries.run(charge.id, debit!.account, debit!.amount, charge.id, credit!.account, credit!.amount);
-      }
+      // The hold's release and the charge's debit are one update of the org's row; `post` then applies the rest.
+      this.statements.releaseAndDebit.run(hold.amount, charged, accounts.credit(hold.org_id));
+      if (charged > 0) this.post(chargeMovement(hold, charged, usage), accounts.credit(hold.org_id));
       return true;
     });
   }
@@ -181,10 +174,12 @@ export class SqliteLedger {
     for (const waiter of waiters) waiter.reject(error);
   }
 
-  private post(movement: LedgerMovement): boolean {
+  /** Records a balanced movement and applies it to the balances, except to `applied` (an account the caller has already updated). */
+  private post(movement: LedgerMovement, applied?: string): boolean {
     assertBalanced(movement);
     if (this.statements.insertTransaction.run(movement.id, movement.kind, movement.orgId, movement.requestId, movement.memo, Date.now()).changes === 0) return false;
     for (const entry of movement.entries) {
+      if (entry.account === applied) continue;
       // First movement of an account: its balance row starts here (a missing row is a zero balance).
       if (this.statements.credit.run(entry.amount, entry.account).changes === 0) this.statements.openBalance.run(entry.account, entry.account.startsWith("org:") ? movement.orgId : null, entry.amount);
     }
