@@ -44,7 +44,8 @@ export async function recoverReservations(store: Store, instance: string | undef
 export async function startApi(options: { config: ServeConfig; workspace: string; adminToken?: string; logger?: Logger; models?: Map<string, ServedModel> }): Promise<RunningApi> {
   const { config } = options;
   const logger = options.logger ?? SILENT_LOGGER;
-  const store = await Store.open(storeUrl(config.store, options.workspace));
+  // A long-running server: on SQLite its ledger journals each operation (one write) and commits its tables in batches.
+  const store = await Store.open(storeUrl(config.store, options.workspace), { journal: true });
   // A fixed port names the instance, so a restart recovers its predecessor; an ephemeral port is a one-off instance.
   const instance = config.port === 0 ? `${hostname()}:ephemeral:${process.pid}:${Date.now()}` : `${hostname()}:${config.port}`;
   const recovered = await recoverReservations(store, instance);

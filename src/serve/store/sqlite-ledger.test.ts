@@ -1,6 +1,10 @@
 import SQLite from "better-sqlite3";
+import { readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { freshStore } from "../../../test/stores.ts";
 import { openDatabase } from "./database.ts";
+import { Store } from "./store.ts";
 import { InsufficientCreditError } from "./ledger.ts";
 import { SqliteLedger } from "./sqlite-ledger.ts";
 
@@ -101,5 +105,136 @@ describe("SqliteLedger group commit", () => {
     expect(sqlite.inTransaction).toBe(false);
     await last.durable;
     expect(sqlite.prepare("select amount, held from balances where account = 'org:o:credit'").get()).toEqual({ amount: 980, held: 0 });
+  });
+});
+
+/** Journal mode (a server on SQLite): durable on the journal's write, tables committed in batches, a dead process's journal replayed. */
+describe("SqliteLedger with a journal", () => {
+  const drops: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const drop of drops.splice(0)) await drop();
+  });
+
+  /** A store whose ledger batch stays open until a test commits it (or `commitMs` passes). */
+  async function journaled(commitMs = 60_000): Promise<{ store: Store; url: string; folder: string }> {
+    const { store: plain, url, drop } = await freshStore("sqlite", "journal");
+    await plain.close();
+    drops.push(drop);
+    const store = await Store.open(url, { journal: { commitMs } });
+    return { store, url, folder: dirname(url.slice("sqlite:".length)) };
+  }
+
+  const journals = (folder: string) => readdirSync(folder).filter((name) => name.endsWith(".journal"));
+
+  /** kill -9, as far as the store can tell: the connection goes without a commit, and the journal's owner is no longer running. */
+  async function crash(store: Store, folder: string): Promise<string> {
+    await store["checkpointer"]?.close();
+    await store.db.destroy();
+    const [name] = journals(folder);
+    // <db>-ledger.<boot>.<pid>.<start>.<random>.journal: a pid that does not run.
+    const parts = name!.split(".");
+    parts[parts.length - 4] = "999999999";
+    const dead = parts.join(".");
+    renameSync(join(folder, name!), join(folder, dead));
+    return join(folder, dead);
+  }
+
+  const usage = (cost: number) => ({ promptTokens: 3, completionTokens: 4, cost, outcome: "ok" });
+
+  it("is durable on the journal's write, before the tables commit", async () => {
+    const { store, folder } = await journaled(50);
+    const org = await store.ensureOrg("acme");
+    const { row: key } = await store.createKey({ org: "acme", name: "k" });
+    await store.grant("acme", 1_000, "g1");
+    const hold = await store.reserve({ requestId: "r1", orgId: org, keyId: key.id, model: "m", amount: 600, instance: "i" });
+    await hold.durable;
+    expect(store["sqliteLedger"]!["db"].inTransaction).toBe(true);
+    const lines = readFileSync(join(folder, journals(folder)[0]!), "utf8").trim().split("\n");
+    expect(lines.map((line) => (JSON.parse(line) as { t: string }).t)).toEqual(["grant", "hold"]);
+    // Within the batch interval the tables commit and the journal empties.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(store["sqliteLedger"]!["db"].inTransaction).toBe(false);
+    expect(readFileSync(join(folder, journals(folder)[0]!), "utf8")).toBe("");
+    await store.close();
+    expect(journals(folder)).toEqual([]);
+  });
+
+  it("replays a dead process's journal when the store opens: nothing durable is lost, nothing happens twice", async () => {
+    const { store, url, folder } = await journaled();
+    const org = await store.ensureOrg("acme");
+    const { row: key } = await store.createKey({ org: "acme", name: "k" });
+    const base = { orgId: org, keyId: key.id, model: "m", instance: "i" };
+    await store.grant("acme", 10_000, "g1");
+    await (await store.reserve({ ...base, requestId: "settled", amount: 1_000 })).durable;
+    expect(await store.settle("settled", usage(400))).toBe(true);
+    await (await store.reserve({ ...base, requestId: "open", amount: 2_000 })).durable;
+    // A lazy hold reaches the journal within a few milliseconds even if its request never settles.
+    await (await store.reserve({ ...base, requestId: "lazy", amount: 500 }, { lazy: true })).durable;
+    const journal = await crash(store, folder);
+    expect(readFileSync(journal, "utf8").trim().split("\n")).toHaveLength(5);
+
+    const after = await Store.open(url);
+    expect(journals(folder)).toEqual([]);
+    expect(await after.balance(org)).toEqual({ available: 10_000 - 400 - 2_500, reserved: 2_500 });
+    expect((await after.openReservations()).map((h) => h.request_id).sort()).toEqual(["lazy", "open"]);
+    expect((await after.usage()).map((row) => [row.requests, row.cost])).toEqual([[1, 400]]);
+    expect((await after.audit()).problems).toEqual([]);
+    await after.close();
+  });
+
+  it("skips what was already committed when a journal outlives its commit, and ignores a torn last line", async () => {
+    const { store, url, folder } = await journaled();
+    const org = await store.ensureOrg("acme");
+    const { row: key } = await store.createKey({ org: "acme", name: "k" });
+    await store.grant("acme", 10_000, "g1");
+    await (await store.reserve({ requestId: "r", orgId: org, keyId: key.id, model: "m", amount: 1_000, instance: "i" })).durable;
+    await store.settle("r", usage(300));
+    const lines = readFileSync(join(folder, journals(folder)[0]!), "utf8");
+    store["sqliteLedger"]!.flush();
+    const journal = await crash(store, folder);
+    // Killed between the commit and the journal's reset, and a power cut in the middle of a last record.
+    writeFileSync(journal, `${lines}{"t":"grant","orgId":"${org}","amount":99`);
+    const after = await Store.open(url);
+    expect(await after.balance(org)).toEqual({ available: 9_700, reserved: 0 });
+    expect((await after.audit()).problems).toEqual([]);
+    await after.close();
+  });
+
+  it("leaves a live process's journal alone", async () => {
+    const { store, url, folder } = await journaled();
+    await store.grant("acme", 1_000, "g1");
+    const org = (await store.orgByName("acme"))!.id;
+    store["sqliteLedger"]!.flush();
+    // A record the live owner has journaled and not yet committed (its batch would hold the write lock; here it is written by hand).
+    const [name] = journals(folder);
+    writeFileSync(join(folder, name!), `${JSON.stringify({ t: "grant", orgId: org, amount: 500, key: "g2", memo: "credit", at: 0 })}\n`);
+    const other = await Store.open(url);
+    expect(journals(folder)).toEqual([name]);
+    expect(await other.balance(org)).toEqual({ available: 1_000, reserved: 0 });
+    await other.close();
+    await store.close();
+  });
+
+  it("rebuilds the batch from the journal when an operation fails halfway: only that operation fails", async () => {
+    const { store, folder } = await journaled();
+    const org = await store.ensureOrg("acme");
+    const { row: key } = await store.createKey({ org: "acme", name: "k" });
+    const base = { orgId: org, keyId: key.id, model: "m", instance: "i" };
+    await store.grant("acme", 1_000, "g1");
+    await (await store.reserve({ ...base, requestId: "x", amount: 100 })).durable;
+    await store.settle("x", usage(10));
+    store["sqliteLedger"]!.flush();
+    const sqlite = store["sqliteLedger"]!["db"];
+    // A hold that reappears for a settled request (never made by the server): settling it again cannot write its usage row.
+    sqlite.exec("insert into holds values ('x', '" + org + "', '" + key.id + "', 'm', 100, 0, 'i'); update balances set held = held + 100 where account = 'org:" + org + ":credit'");
+    const y = await store.reserve({ ...base, requestId: "y", amount: 200 });
+    await expect(store.settle("x", usage(10))).rejects.toThrow(/UNIQUE/);
+    // y was durable (in the journal): the rollback took it from the tables, the rebuild put it back.
+    await y.durable;
+    expect(sqlite.prepare("select count(*) as n from holds where request_id = 'y'").get()).toEqual({ n: 1 });
+    // The hand-made hold (committed on its own) and y remain; the failed settlement left nothing.
+    expect(await store.balance(org)).toEqual({ available: 990 - 100 - 200, reserved: 300 });
+    expect(journals(folder)).toHaveLength(1);
+    await store.close();
   });
 });

@@ -1,4 +1,6 @@
 import type SQLite from "better-sqlite3";
+import { AvocadoError } from "../../core/errors.ts";
+import { journalLine, type JournalRecord, type LedgerJournal } from "./ledger-journal.ts";
 import { accounts, assertBalanced, chargeMovement, chargeOf, grantMovement, holdAmount, InsufficientCreditError, holdRow, settledRow, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
 
 /** An operation decided now, committed with the rest of its turn of the event loop. */
@@ -15,6 +17,20 @@ export interface Pending<T> {
  */
 const LAZY_COMMIT_MS = 2;
 
+/** With a journal: how long the tables' batch stays open, and how many operations (or journal bytes) it takes at most. */
+const JOURNAL_COMMIT_MS = 20;
+const JOURNAL_COMMIT_OPS = 2_000;
+const JOURNAL_COMMIT_BYTES = 4 << 20;
+
+const RESOLVED = Promise.resolve();
+
+/** The ledger cannot write (its tables failed to commit and could not be rebuilt from its journal); the journal is applied by the next process. */
+export class LedgerUnavailableError extends AvocadoError {
+  constructor(cause: unknown) {
+    super("ledger_unavailable", `the credit ledger cannot write: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}
+
 interface Waiter {
   resolve: () => void;
   reject: (error: unknown) => void;
@@ -29,6 +45,14 @@ interface Waiter {
  * to come: it waits for `durable` only before anything leaves the process.
  * The same movements as the Kysely path (and the same conformance suite),
  * at a few microseconds each.
+ *
+ * With a journal (a long-running server), an operation is durable once its
+ * line is in the journal: one `write` instead of a commit per request. The
+ * tables then commit in batches (every JOURNAL_COMMIT_MS), and the journal is
+ * emptied after each commit. If a batch must be rolled back (an operation
+ * failed halfway, a commit failed), the journal's operations are applied
+ * again, so what was durable stays so; a process killed before its commit
+ * leaves the journal to the next one (`Store.open` replays it).
  */
 export class SqliteLedger {
   private readonly statements;
@@ -39,8 +63,21 @@ export class SqliteLedger {
   private timer: NodeJS.Timeout | undefined;
   /** Holds this process has taken and not yet settled: with none left, a settlement commits at once (nobody to batch with). */
   private readonly inFlight = new Set<string>();
+  /** Journal lines of lazy operations, written with the next operation that must be durable (or within LAZY_COMMIT_MS). */
+  private lazyLines = "";
+  private lazyWaiters: Waiter[] = [];
+  private lazyTimer: NodeJS.Timeout | undefined;
+  /** Operations in the open batch (journal mode). */
+  private batchOps = 0;
+  /** Set when the tables could not be rebuilt after a failure: every operation then fails. */
+  private broken: LedgerUnavailableError | undefined;
 
-  constructor(private readonly db: SQLite.Database) {
+  constructor(
+    private readonly db: SQLite.Database,
+    private readonly journal?: LedgerJournal,
+    /** With a journal: how long a batch of the tables stays open before it commits. */
+    private readonly commitMs = JOURNAL_COMMIT_MS,
+  ) {
     this.statements = {
       begin: db.prepare("begin immediate"),
       commit: db.prepare("commit"),
@@ -52,6 +89,8 @@ export class SqliteLedger {
       openBalance: db.prepare("insert into balances (account, org_id, amount, held) values (?, ?, ?, 0)"),
       available: db.prepare<[string], { available: number }>("select amount - held as available from balances where account = ?"),
       takeHold: db.prepare("update balances set held = held + ? where account = ? and amount - held >= ?"),
+      /** A hold decided before (replayed from the journal): taken as it was. */
+      retakeHold: db.prepare("update balances set held = held + ? where account = ?"),
       releaseHold: db.prepare("update balances set held = held - ? where account = ?"),
       hold: db.prepare<[string], { request_id: string; org_id: string; key_id: string; model: string; amount: number; created_at: number }>(
         "select request_id, org_id, key_id, model, amount, created_at from holds where request_id = ?",
@@ -68,50 +107,79 @@ export class SqliteLedger {
   }
 
   grant(orgId: string, amount: number, idempotencyKey: string, memo: string): Pending<boolean> {
-    return this.run(false, () => this.post(grantMovement(orgId, amount, idempotencyKey, memo)));
+    return this.run(false, () => {
+      const record: JournalRecord = { t: "grant", orgId, amount, key: idempotencyKey, memo, at: Date.now() };
+      return { value: this.apply(record), record };
+    });
   }
 
   /** Holds credit for a request (idempotent by request id); throws InsufficientCreditError at once. */
   reserve(request: ReserveRequest, options: { lazy?: boolean } = {}): Pending<number> {
     return this.run(options.lazy === true, () => {
       const existing = this.statements.hold.get(request.requestId)?.amount ?? this.statements.settled.get(request.requestId)?.held;
-      if (existing !== undefined) return existing;
+      if (existing !== undefined) return { value: existing, record: undefined };
       const account = accounts.credit(request.orgId);
       const amount = holdAmount(request, this.statements.available.get(account)?.available ?? 0);
       if (this.statements.takeHold.run(amount, account, amount).changes === 0) throw new InsufficientCreditError(amount, 0);
-      this.statements.insertHold.run(holdRow(request, amount, Date.now()));
+      const row = holdRow(request, amount, Date.now());
+      this.statements.insertHold.run(row);
       this.inFlight.add(request.requestId);
-      return amount;
+      return { value: amount, record: { t: "hold", ...row } };
     });
   }
 
   /** Ends a hold: charges its cost (at most the hold), releases the rest, records the usage. False if already settled or unknown. */
   settle(requestId: string, usage: SettleUsage): Pending<boolean> {
-    const pending = this.settleInBatch(requestId, usage);
+    const pending = this.run(false, () => {
+      const record: JournalRecord = { t: "settle", requestId, usage, at: Date.now() };
+      const value = this.apply(record);
+      return { value, record: value ? record : undefined };
+    });
     // The last request in flight has no one to share a commit with: waiting for the end of the turn would only add latency.
-    if (this.inFlight.size === 0) this.flush();
+    if (!this.journal && this.inFlight.size === 0) this.flush();
     return pending;
   }
 
-  private settleInBatch(requestId: string, usage: SettleUsage): Pending<boolean> {
-    return this.run(false, () => {
-      const hold = this.statements.hold.get(requestId);
-      if (!hold) return false;
-      const charged = chargeOf(hold.amount, usage);
-      const now = Date.now();
-      this.statements.deleteHold.run(requestId);
-      this.inFlight.delete(requestId);
-      const r = settledRow(hold, charged, usage, now);
-      this.statements.insertRequest.run(r.request_id, r.org_id, r.key_id, r.model, r.held, r.charged, r.prompt_tokens, r.completion_tokens, r.outcome, r.created_at, r.settled_at, r.day, r.prompt_simhash, r.logprobs, r.temperature);
-      // The hold's release and the charge's debit are one update of the org's row; `post` then applies the rest.
-      this.statements.releaseAndDebit.run(hold.amount, charged, accounts.credit(hold.org_id));
-      if (charged > 0) this.post(chargeMovement(hold, charged, usage), accounts.credit(hold.org_id));
-      return true;
-    });
+  /**
+   * Applies one operation whose decisions are made (the live path after its
+   * checks, or a replay of the journal): false when it had already happened.
+   */
+  apply(record: JournalRecord): boolean {
+    switch (record.t) {
+      case "grant":
+        return this.post(grantMovement(record.orgId, record.amount, record.key, record.memo), undefined, record.at);
+      case "hold": {
+        if (this.statements.hold.get(record.request_id) || this.statements.settled.get(record.request_id)) return false;
+        const { t: _t, ...row } = record;
+        this.statements.retakeHold.run(row.amount, accounts.credit(row.org_id));
+        this.statements.insertHold.run(row);
+        return true;
+      }
+      case "settle": {
+        const hold = this.statements.hold.get(record.requestId);
+        if (!hold) return false;
+        const charged = chargeOf(hold.amount, record.usage);
+        this.statements.deleteHold.run(record.requestId);
+        this.inFlight.delete(record.requestId);
+        const r = settledRow(hold, charged, record.usage, record.at);
+        this.statements.insertRequest.run(r.request_id, r.org_id, r.key_id, r.model, r.held, r.charged, r.prompt_tokens, r.completion_tokens, r.outcome, r.created_at, r.settled_at, r.day, r.prompt_simhash, r.logprobs, r.temperature);
+        // The hold's release and the charge's debit are one update of the org's row; `post` then applies the rest.
+        this.statements.releaseAndDebit.run(hold.amount, charged, accounts.credit(hold.org_id));
+        if (charged > 0) this.post(chargeMovement(hold, charged, record.usage), accounts.credit(hold.org_id), record.at);
+        return true;
+      }
+    }
+  }
+
+  /** Applies a dead process's journal in one transaction (already applied operations are skipped); how many took effect. */
+  replay(records: JournalRecord[]): number {
+    this.flush();
+    return this.db.transaction(() => records.filter((record) => this.apply(record)).length).immediate();
   }
 
   /** Commits the open write transaction now (before a statement that must not join it, and at close). */
   flush(): void {
+    this.writeLazy();
     const waiters = this.waiters;
     this.unschedule();
     if (!waiters) return;
@@ -122,21 +190,31 @@ export class SqliteLedger {
       return;
     }
     this.waiters = undefined;
+    this.batchOps = 0;
     for (const waiter of waiters) waiter.resolve();
+    // Everything in the journal is in the tables now. (Killed before this: the replay skips what is committed.)
+    this.journal?.reset();
   }
 
   /**
    * Runs an operation in the open batch. Operations refuse (insufficient
    * credit, a used idempotency key) before they write anything, so a refusal
    * touches nothing; any other failure may have written part of an operation,
-   * so the whole batch is rolled back and every operation in it fails.
+   * so the batch is rolled back: without a journal every operation in it fails;
+   * with one, the journal's operations are applied again and only this one fails.
    */
-  private run<T>(lazy: boolean, operation: () => T): Pending<T> {
+  private run<T>(lazy: boolean, operation: () => { value: T; record: JournalRecord | undefined }): Pending<T> {
+    if (this.broken) throw this.broken;
     if (!this.waiters) {
       this.statements.begin.run();
       this.waiters = [];
     }
-    if (!lazy && this.scheduled !== "turn") {
+    if (this.journal) {
+      if (!this.scheduled) {
+        this.scheduled = "timer";
+        this.timer = setTimeout(() => this.flush(), this.commitMs);
+      }
+    } else if (!lazy && this.scheduled !== "turn") {
       clearTimeout(this.timer);
       this.scheduled = "turn";
       setImmediate(() => this.flush());
@@ -144,18 +222,64 @@ export class SqliteLedger {
       this.scheduled = "timer";
       this.timer = setTimeout(() => this.flush(), LAZY_COMMIT_MS);
     }
-    let value: T;
+    let result: { value: T; record: JournalRecord | undefined };
     try {
-      value = operation();
+      result = operation();
     } catch (error) {
       if (!(error instanceof InsufficientCreditError)) this.abort(error);
       throw error;
     }
+    if (this.journal) return { value: result.value, durable: this.journalize(result.record, lazy) };
     const waiters = this.waiters!;
     const durable = new Promise<void>((resolve, reject) => waiters.push({ resolve, reject }));
     // A caller that failed for another reason may never look at it: that is not an unhandled rejection.
     durable.catch(() => undefined);
-    return { value, durable };
+    return { value: result.value, durable };
+  }
+
+  /** Journal mode: makes an applied operation durable (now, or with the next write when lazy). */
+  private journalize(record: JournalRecord | undefined, lazy: boolean): Promise<void> {
+    const journal = this.journal!;
+    if (record) {
+      this.lazyLines += journalLine(record);
+      this.batchOps++;
+    }
+    let durable = RESOLVED;
+    if (lazy && record) {
+      durable = new Promise<void>((resolve, reject) => this.lazyWaiters.push({ resolve, reject }));
+      durable.catch(() => undefined);
+      this.lazyTimer ??= setTimeout(() => this.writeLazy(), LAZY_COMMIT_MS);
+    } else if (this.lazyLines !== "") {
+      try {
+        this.writeLazy(true);
+      } catch (error) {
+        // Not in the journal: this operation did not happen (the batch is rebuilt without it).
+        this.abort(error);
+        throw error;
+      }
+    }
+    if (this.batchOps >= JOURNAL_COMMIT_OPS || journal.size >= JOURNAL_COMMIT_BYTES) this.flush();
+    return durable;
+  }
+
+  /** Writes the lazy operations' lines (and the current operation's) to the journal. */
+  private writeLazy(rethrow = false): void {
+    clearTimeout(this.lazyTimer);
+    this.lazyTimer = undefined;
+    if (!this.journal || this.lazyLines === "") return;
+    const lines = this.lazyLines;
+    const waiters = this.lazyWaiters;
+    this.lazyLines = "";
+    this.lazyWaiters = [];
+    try {
+      this.journal.append(lines);
+    } catch (error) {
+      for (const waiter of waiters) waiter.reject(error);
+      if (rethrow) throw error;
+      this.abort(error);
+      return;
+    }
+    for (const waiter of waiters) waiter.resolve();
   }
 
   private unschedule(): void {
@@ -167,17 +291,44 @@ export class SqliteLedger {
   private abort(error: unknown): void {
     const waiters = this.waiters ?? [];
     this.waiters = undefined;
+    this.batchOps = 0;
     this.unschedule();
     // The batch's holds are gone; which they were is not kept, so forget them all (the set only decides when to commit).
     this.inFlight.clear();
+    // Lazy operations not yet in the journal go with the batch.
+    clearTimeout(this.lazyTimer);
+    this.lazyTimer = undefined;
+    this.lazyLines = "";
+    for (const waiter of this.lazyWaiters.splice(0)) waiter.reject(error);
     if (this.db.inTransaction) this.statements.rollback.run();
     for (const waiter of waiters) waiter.reject(error);
+    if (this.journal) this.rebuild(error);
+  }
+
+  /** Journal mode, after a rollback: applies the journal's (durable) operations again, and commits them. */
+  private rebuild(cause: unknown): void {
+    try {
+      const records = this.journal!.records();
+      this.db.transaction(() => {
+        for (const record of records) this.apply(record);
+      }).immediate();
+      this.journal!.reset();
+    } catch (error) {
+      if (this.db.inTransaction) this.statements.rollback.run();
+      this.broken = new LedgerUnavailableError(error ?? cause);
+    }
+  }
+
+  /** Commits what is open and removes the journal (at close). */
+  close(): void {
+    this.flush();
+    if (this.journal && !this.broken) this.journal.close();
   }
 
   /** Records a balanced movement and applies it to the balances, except to `applied` (an account the caller has already updated). */
-  private post(movement: LedgerMovement, applied?: string): boolean {
+  private post(movement: LedgerMovement, applied: string | undefined, at: number): boolean {
     assertBalanced(movement);
-    if (this.statements.insertTransaction.run(movement.id, movement.kind, movement.orgId, movement.requestId, movement.memo, Date.now()).changes === 0) return false;
+    if (this.statements.insertTransaction.run(movement.id, movement.kind, movement.orgId, movement.requestId, movement.memo, at).changes === 0) return false;
     for (const entry of movement.entries) {
       if (entry.account === applied) continue;
       // First movement of an account: its balance row starts here (a missing row is a zero balance).

@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freshStore } from "../../../test/stores.ts";
 import { InsufficientCreditError, Store } from "./store.ts";
 
-/** The store conformance suite: the same checks on SQLite and on PostgreSQL. */
-for (const kind of ["sqlite", "postgres"] as const) {
+/** The store conformance suite: the same checks on SQLite (with and without the ledger's journal) and on PostgreSQL. */
+for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
   describe(`Store on ${kind}`, () => {
     let store: Store;
     let drop: () => Promise<void>;

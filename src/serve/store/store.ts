@@ -5,6 +5,8 @@ import { InputError } from "../../core/errors.ts";
 import { accounts, assertBalanced, chargeMovement, chargeOf, grantMovement, holdAmount, InsufficientCreditError, holdRow, settledRow, type Hold, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
 import type { WalCheckpointer } from "./checkpointer.ts";
 import { SqliteLedger } from "./sqlite-ledger.ts";
+import { deadJournals, LedgerJournal, parseJournal } from "./ledger-journal.ts";
+import { readFileSync, unlinkSync } from "node:fs";
 import { openDatabase, type Database, type Db, type StoreKind } from "./database.ts";
 
 export { accounts, InsufficientCreditError, type Hold };
@@ -54,13 +56,37 @@ export class Store {
     private readonly checkpointer: WalCheckpointer | undefined,
   ) {}
 
-  static async open(url: string): Promise<Store> {
+  /**
+   * Opens a store. On a SQLite file, the journals of processes that died
+   * before committing their ledger's last batch are applied first. `journal`
+   * (a long-running server on SQLite): the ledger's operations become durable
+   * in a journal and its tables commit in batches (see `SqliteLedger`).
+   */
+  static async open(url: string, options: { journal?: boolean | { commitMs: number } } = {}): Promise<Store> {
     const { db, kind, sqlite, checkpointer } = await openDatabase(url);
-    return new Store(db, kind, sqlite ? new SqliteLedger(sqlite) : undefined, checkpointer);
+    const path = url.slice("sqlite:".length);
+    const file = sqlite !== undefined && path !== "" && path !== ":memory:";
+    let ledger: SqliteLedger | undefined;
+    try {
+      if (sqlite && file) {
+        const recovery = new SqliteLedger(sqlite);
+        for (const dead of deadJournals(path)) {
+          recovery.replay(parseJournal(readFileSync(dead, "utf8")));
+          unlinkSync(dead);
+        }
+      }
+      const journal = file && options.journal ? new LedgerJournal(path) : undefined;
+      if (sqlite) ledger = new SqliteLedger(sqlite, journal, typeof options.journal === "object" ? options.journal.commitMs : undefined);
+    } catch (error) {
+      await checkpointer?.close();
+      await db.destroy();
+      throw error;
+    }
+    return new Store(db, kind, ledger, checkpointer);
   }
 
   async close(): Promise<void> {
-    this.sqliteLedger?.flush();
+    this.sqliteLedger?.close();
     await this.checkpointer?.close();
     await this.db.destroy();
   }

@@ -1,0 +1,146 @@
+import { closeSync, ftruncateSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import type { SettleUsage } from "./ledger.ts";
+
+/** One ledger operation as the journal keeps it: everything needed to apply it again, decisions included. */
+export type JournalRecord =
+  | { t: "grant"; orgId: string; amount: number; key: string; memo: string; at: number }
+  | { t: "hold"; request_id: string; org_id: string; key_id: string; model: string; amount: number; created_at: number; instance: string }
+  | { t: "settle"; requestId: string; usage: SettleUsage; at: number };
+
+/** This process, as a journal's file name names its owner: boot, pid and start time (a reused pid is another process). */
+function ownerTag(): string {
+  return `${bootId()}.${process.pid}.${startTicks(process.pid) ?? "x"}`;
+}
+
+function bootId(): string {
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim().slice(0, 8);
+  } catch {
+    return "noboot";
+  }
+}
+
+/** A process's start time in clock ticks since boot (Linux), or undefined where /proc cannot tell. */
+function startTicks(pid: number): string | undefined {
+  try {
+    // The command name (field 2) may hold spaces and parentheses: count fields after its closing parenthesis.
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the process that owns a journal (by its tag) is still running. */
+function ownerAlive(tag: string): boolean {
+  const [boot, pid, start] = tag.split(".");
+  if (boot !== bootId()) return false;
+  const ticks = startTicks(Number(pid));
+  if (ticks !== undefined || start !== "x") return ticks === start;
+  // No /proc: a signal 0 tells whether the pid runs (this process's own journals are alive).
+  try {
+    process.kill(Number(pid), 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const JOURNAL_SUFFIX = ".journal";
+const prefixOf = (databasePath: string) => `${basename(databasePath)}-ledger.`;
+
+/**
+ * The SQLite ledger's write-ahead journal: one line per operation, written
+ * (one `write`, into the page cache) before the operation counts as durable.
+ * The ledger's tables then commit in batches, and after each commit the
+ * journal is emptied. A process killed between the two leaves a journal behind;
+ * the next process to open the store applies it again (`replayDeadJournals`):
+ * every operation is idempotent by its key (grant key, request id), so what
+ * was already committed is skipped and nothing happens twice.
+ *
+ * Like SQLite's WAL with `synchronous = NORMAL`, the journal survives the
+ * process being killed at any point, not the machine losing power (no fsync).
+ * A record cut short by such a loss is the last line and is ignored.
+ */
+export class LedgerJournal {
+  private readonly fd: number;
+  private position = 0;
+  readonly path: string;
+
+  constructor(databasePath: string) {
+    this.path = join(dirname(databasePath), `${prefixOf(databasePath)}${ownerTag()}.${Math.random().toString(36).slice(2, 8)}${JOURNAL_SUFFIX}`);
+    this.fd = openSync(this.path, "w");
+  }
+
+  /** Writes records; they are durable when this returns. On a failed write nothing of it counts (the file is cut back). */
+  append(records: string): void {
+    const buffer = Buffer.from(records);
+    try {
+      const written = writeSync(this.fd, buffer, 0, buffer.length, this.position);
+      if (written !== buffer.length) throw new Error(`short write to the ledger journal (${written} of ${buffer.length} bytes)`);
+    } catch (error) {
+      try {
+        ftruncateSync(this.fd, this.position);
+      } catch {
+        // The next replay stops at the first line that does not parse.
+      }
+      throw error;
+    }
+    this.position += buffer.length;
+  }
+
+  /** The records written since the last reset (what the open batch holds). */
+  records(): JournalRecord[] {
+    return parseJournal(readFileSync(this.path, "utf8"));
+  }
+
+  get size(): number {
+    return this.position;
+  }
+
+  /** Empties the journal: everything in it is committed. */
+  reset(): void {
+    if (this.position === 0) return;
+    ftruncateSync(this.fd, 0);
+    this.position = 0;
+  }
+
+  /** Closes and removes the journal (its records must be committed). */
+  close(): void {
+    closeSync(this.fd);
+    unlinkSync(this.path);
+  }
+}
+
+export const journalLine = (record: JournalRecord) => `${JSON.stringify(record)}\n`;
+
+/** The journal's records; a last line cut short (a power loss mid-write) is dropped. */
+export function parseJournal(text: string): JournalRecord[] {
+  const records: JournalRecord[] = [];
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    try {
+      records.push(JSON.parse(line) as JournalRecord);
+    } catch {
+      break;
+    }
+  }
+  return records;
+}
+
+/** Journals left by processes that are no longer running, oldest first. */
+export function deadJournals(databasePath: string): string[] {
+  const prefix = prefixOf(databasePath);
+  let names: string[];
+  try {
+    names = readdirSync(dirname(databasePath));
+  } catch {
+    return [];
+  }
+  return names
+    .filter((name) => name.startsWith(prefix) && name.endsWith(JOURNAL_SUFFIX))
+    .filter((name) => !ownerAlive(name.slice(prefix.length, -JOURNAL_SUFFIX.length).split(".").slice(0, 3).join(".")))
+    .map((name) => join(dirname(databasePath), name))
+    .sort((a, b) => statSync(a).mtimeMs - statSync(b).mtimeMs);
+}
