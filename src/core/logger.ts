@@ -13,12 +13,22 @@ export interface Logger {
 
 export class JsonLogger implements Logger {
   private readonly secrets = new Set<string>();
-  /** Lines of the current event-loop turn, written together (one syscall instead of one per request). */
+  /** Lines not yet written: those of this turn of the event loop, or of the last `flushMs`; written together (one syscall instead of one per line). */
   private pending: string[] = [];
+  private pendingChars = 0;
+  /**
+   * `flushMs`: how long a line may wait to be written with others (a busy
+   * server's access log: one write every few milliseconds instead of one per
+   * request). Without it, lines are written at the end of their turn. Errors
+   * are written at once, and what is buffered is written when the process exits.
+   */
   constructor(
     private readonly write: (line: string) => void = (line) => process.stderr.write(line),
     private readonly level: LogLevel = "info",
-  ) {}
+    private readonly options: { flushMs?: number } = {},
+  ) {
+    if (options.flushMs) process.once("exit", () => this.flush());
+  }
   addSecret(secret: string): void {
     if (secret.length < 4) return;
     this.secrets.add(secret);
@@ -32,8 +42,12 @@ export class JsonLogger implements Logger {
     let line = Object.values(fields).some((value) => value instanceof Error) ? JSON.stringify(record, (_key, value: unknown) => (value instanceof Error ? { name: value.name, message: value.message } : value)) : JSON.stringify(record);
     for (const secret of this.secrets) if (line.includes(secret)) line = line.split(secret).join("[redacted]");
     this.pending.push(`${line}\n`);
-    if (this.pending.length === 1) setImmediate(() => this.flush());
-    if (level === "error") this.flush();
+    this.pendingChars += line.length;
+    if (level === "error" || this.pendingChars >= 64 * 1024) this.flush();
+    else if (this.pending.length === 1) {
+      if (this.options.flushMs) setTimeout(() => this.flush(), this.options.flushMs).unref();
+      else setImmediate(() => this.flush());
+    }
   }
 
   /** Writes what is buffered (called on the next turn of the event loop, and at once for errors). */
@@ -41,6 +55,7 @@ export class JsonLogger implements Logger {
     if (this.pending.length === 0) return;
     const text = this.pending.join("");
     this.pending = [];
+    this.pendingChars = 0;
     this.write(text);
   }
 }

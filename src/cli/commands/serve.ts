@@ -44,7 +44,8 @@ export function registerServe(program: Command): void {
         });
       }
       if (config.models.length === 0) config.models = await defaultModels(context.workspace);
-      const logger = new JsonLogger(undefined, "info");
+      // The access log is written every 50 ms (one write for all the requests of that time), not once per request.
+      const logger = new JsonLogger(undefined, "info", { flushMs: 50 });
       const adminToken = process.env[config.adminTokenEnv];
       if (adminToken) logger.addSecret(adminToken);
       const { startApi } = await import("../../serve/server.ts");
