@@ -237,4 +237,24 @@ describe("SqliteLedger with a journal", () => {
     expect(journals(folder)).toHaveLength(1);
     await store.close();
   });
+
+  it("decides a settlement of its own hold without the tables, and writes its rows after the answer (before any read)", async () => {
+    const { store } = await journaled();
+    const org = await store.ensureOrg("acme");
+    const { row: key } = await store.createKey({ org: "acme", name: "k" });
+    await store.grant("acme", 1_000, "g1");
+    await (await store.reserve({ requestId: "r", orgId: org, keyId: key.id, model: "m", amount: 500, instance: "i" })).durable;
+    const sqlite = store["sqliteLedger"]!["db"];
+    const settled = store["sqliteLedger"]!.settle("r", usage(120));
+    expect(settled.value).toBe(true);
+    // Durable (journaled), but its rows wait for the end of this turn.
+    expect(sqlite.prepare("select count(*) as n from requests").get()).toEqual({ n: 0 });
+    // A read of the store sees it at once; a second settlement finds nothing.
+    expect(await store.balance(org)).toEqual({ available: 880, reserved: 0 });
+    expect(store["sqliteLedger"]!.settle("r", usage(120)).value).toBe(false);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(sqlite.prepare("select charged from requests").get()).toEqual({ charged: 120 });
+    expect((await store.audit()).problems).toEqual([]);
+    await store.close();
+  });
 });

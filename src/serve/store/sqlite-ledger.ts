@@ -67,6 +67,9 @@ export class SqliteLedger {
   private lazyLines = "";
   private lazyWaiters: Waiter[] = [];
   private lazyTimer: NodeJS.Timeout | undefined;
+  /** Journal mode: settlements decided and journaled whose rows are not written yet (`drain`). */
+  private deferred: JournalRecord[] = [];
+  private drainScheduled = false;
   /** Operations in the open batch (journal mode). */
   private batchOps = 0;
   /** Set when the tables could not be rebuilt after a failure: every operation then fails. */
@@ -130,8 +133,22 @@ export class SqliteLedger {
 
   /** Ends a hold: charges its cost (at most the hold), releases the rest, records the usage. False if already settled or unknown. */
   settle(requestId: string, usage: SettleUsage): Pending<boolean> {
-    const pending = this.run(false, () => {
-      const record: JournalRecord = { t: "settle", requestId, usage, at: Date.now() };
+    const record: JournalRecord = { t: "settle", requestId, usage, at: Date.now() };
+    let pending: Pending<boolean>;
+    if (this.journal && this.inFlight.has(requestId)) {
+      // A hold this process took and has not settled: decided without the tables, durable in the journal; its rows are written after the answer has gone.
+      pending = this.run(false, () => {
+        this.inFlight.delete(requestId);
+        this.deferred.push(record);
+        return { value: true, record };
+      });
+      if (!this.drainScheduled) {
+        this.drainScheduled = true;
+        setImmediate(this.drainSoon);
+      }
+      return pending;
+    }
+    pending = this.run(false, () => {
       const value = this.apply(record);
       return { value, record: value ? record : undefined };
     });
@@ -139,6 +156,23 @@ export class SqliteLedger {
     if (!this.journal && this.inFlight.size === 0) this.flush();
     return pending;
   }
+
+  /** Journal mode: writes the rows of the settlements decided so far (before anything reads the tables). */
+  drain(): void {
+    if (this.deferred.length === 0) return;
+    const records = this.deferred;
+    this.deferred = [];
+    try {
+      for (const record of records) this.apply(record);
+    } catch (error) {
+      this.abort(error);
+    }
+  }
+
+  private readonly drainSoon = () => {
+    this.drainScheduled = false;
+    this.drain();
+  };
 
   /**
    * Applies one operation whose decisions are made (the live path after its
@@ -180,6 +214,7 @@ export class SqliteLedger {
   /** Commits the open write transaction now (before a statement that must not join it, and at close). */
   flush(): void {
     this.writeLazy();
+    this.drain();
     const waiters = this.waiters;
     this.unschedule();
     if (!waiters) return;
@@ -204,6 +239,8 @@ export class SqliteLedger {
    * with one, the journal's operations are applied again and only this one fails.
    */
   private run<T>(lazy: boolean, operation: () => { value: T; record: JournalRecord | undefined }): Pending<T> {
+    // What this operation reads must include the settlements decided before it (a failure there rebuilds the batch).
+    this.drain();
     if (this.broken) throw this.broken;
     if (!this.waiters) {
       this.statements.begin.run();
@@ -295,6 +332,8 @@ export class SqliteLedger {
     this.unschedule();
     // The batch's holds are gone; which they were is not kept, so forget them all (the set only decides when to commit).
     this.inFlight.clear();
+    // Deferred settlements are in the journal: the rebuild writes them.
+    this.deferred = [];
     // Lazy operations not yet in the journal go with the batch.
     clearTimeout(this.lazyTimer);
     this.lazyTimer = undefined;

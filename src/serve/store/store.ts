@@ -91,6 +91,11 @@ export class Store {
     await this.db.destroy();
   }
 
+  /** On SQLite, a read of the ledger's tables sees every settlement decided so far (the journal mode writes their rows just after). */
+  private readLedger(): void {
+    this.sqliteLedger?.drain();
+  }
+
   /** On SQLite, a write outside the ledger commits the ledger's open batch first, so it never joins (or rolls back with) that batch. */
   private writeOutsideLedger(): void {
     this.sqliteLedger?.flush();
@@ -213,6 +218,7 @@ export class Store {
 
   /** An org's spendable credit, and the part of its credit held for requests in flight. */
   async balance(orgId: string): Promise<{ available: number; reserved: number }> {
+    this.readLedger();
     const row = await this.db.selectFrom("balances").select(["amount", "held"]).where("account", "=", accounts.credit(orgId)).executeTakeFirst();
     return { available: (row?.amount ?? 0) - (row?.held ?? 0), reserved: row?.held ?? 0 };
   }
@@ -284,6 +290,7 @@ export class Store {
 
   /** Holds of requests in flight, of one instance or all, older than `olderThanMs`. */
   async openReservations(options: { instance?: string; olderThanMs?: number } = {}): Promise<Database["holds"][]> {
+    this.readLedger();
     let query = this.db.selectFrom("holds").selectAll();
     if (options.instance) query = query.where("instance", "=", options.instance);
     if (options.olderThanMs !== undefined) query = query.where("created_at", "<", Date.now() - options.olderThanMs);
@@ -297,6 +304,7 @@ export class Store {
    * is exactly one charge transaction (so revenue is the metered usage).
    */
   async audit(): Promise<{ ok: boolean; problems: string[]; entries: number }> {
+    this.readLedger();
     const problems: string[] = [];
     const unbalanced = await this.db
       .selectFrom("ledger_entries")
@@ -331,6 +339,7 @@ export class Store {
 
   /** Per-request signals of one key since `since` (ms), newest first, at most `limit` rows. */
   async requestSignals(keyId: string, since: number, limit = 20_000) {
+    this.readLedger();
     return this.db
       .selectFrom("requests")
       .select(["created_at", "prompt_tokens", "completion_tokens", "prompt_simhash", "logprobs", "temperature"])
@@ -343,6 +352,7 @@ export class Store {
 
   /** Usage grouped by org, key, model and day (UTC), optionally for one org and a day range [from, to]. */
   async usage(filter: { orgId?: string; from?: string; to?: string } = {}): Promise<UsageRow[]> {
+    this.readLedger();
     let query = this.db
       .selectFrom("requests")
       .select([
