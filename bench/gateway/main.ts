@@ -46,6 +46,8 @@ function haveWrk(): boolean {
 const folder = mkdtempSync(join(tmpdir(), "avocado-gateway-"));
 const upstream = await start([join(PROJECT_ROOT, "bin", "run-ts.js"), join(PROJECT_ROOT, "bench", "gateway", "upstream.ts")], folder, (out) => /^(\d+)\n/.exec(out)?.[1]);
 const upstreamUrl = `http://127.0.0.1:${upstream.value}`;
+const bare = await start([join(PROJECT_ROOT, "bin", "run-ts.js"), join(PROJECT_ROOT, "bench", "gateway", "bare-proxy.ts"), upstreamUrl], folder, (out) => /^(\d+)\n/.exec(out)?.[1]);
+const bareUrl = `http://127.0.0.1:${bare.value}`;
 const store = await Store.open(`sqlite:${join(folder, "avocado.db")}`);
 const { key } = await store.createKey({ org: "bench", name: "bench", limits: { rpm: 100_000_000, tpm: 1_000_000_000, concurrency: 10_000 } });
 await store.grant("bench", 1_000_000_000_000, "bench");
@@ -175,9 +177,11 @@ const verdict = (pass: boolean) => (pass ? "PASS" : "FAIL");
 // Warm both paths (JIT, connections, the SQLite cache) before measuring.
 await load.throughput(upstreamUrl);
 await load.throughput(gatewayOrigin);
-const samples = { direct: [] as number[], gateway: [] as number[], directRate: [] as number[], gatewayRate: [] as number[], cpu: [] as number[] };
+await load.throughput(bareUrl);
+const samples = { direct: [] as number[], bare: [] as number[], gateway: [] as number[], directRate: [] as number[], gatewayRate: [] as number[], cpu: [] as number[] };
 for (let round = 0; round < ROUNDS; round++) {
   samples.direct.push(await load.latency(upstreamUrl));
+  samples.bare.push(await load.latency(bareUrl));
   samples.gateway.push(await load.latency(gatewayOrigin));
   samples.directRate.push((await load.throughput(upstreamUrl)).rate);
   const cpuBefore = cpuSeconds(gateway.child.pid!);
@@ -188,7 +192,9 @@ for (let round = 0; round < ROUNDS; round++) {
 const direct = median(samples.direct);
 const through = median(samples.gateway);
 const added = through - direct;
+const floor = median(samples.bare) - direct;
 process.stdout.write(`non-stream p50 (one connection): direct ${fixed(direct)} ms, through avocado serve ${fixed(through)} ms; added ${fixed(added)} ms (target ≤ 0.2) ${verdict(added <= 0.2)}\n`);
+process.stdout.write(`  this machine's floor: a pass-through proxy with no logic (node:http + undici) adds ${fixed(floor)} ms; avocado serve adds ${fixed(added - floor)} ms more\n`);
 const directRate = median(samples.directRate);
 const gatewayRate = median(samples.gatewayRate);
 process.stdout.write(
@@ -210,3 +216,4 @@ await check.close();
 gateway.child.kill("SIGINT");
 await new Promise((resolve) => gateway.child.once("exit", resolve));
 upstream.child.kill("SIGTERM");
+bare.child.kill("SIGTERM");
