@@ -1,3 +1,4 @@
+import SQLite from "better-sqlite3";
 import { spawnSync } from "node:child_process";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -81,4 +82,21 @@ describe("avocado CLI", () => {
     expect(zeroSteps.code).toBe(2);
     expect(zeroSteps.stderr).toMatch(/--steps \/ train\.optimization: steps/);
   });
+
+  it("says a SQLite store is busy (another process holds its write lock) instead of a raw database error", async () => {
+    const folder = join(scratch, "busy");
+    await mkdir(folder, { recursive: true });
+    await writeFile(join(folder, "avocado.yaml"), "workspace: .\nserve:\n  store: sqlite:avocado.db\n");
+    expect(avocado(["keys", "create", "--org", "acme", "--name", "first"], folder).code).toBe(0);
+    const holder = new SQLite(join(folder, "avocado.db"));
+    holder.exec("begin immediate");
+    try {
+      const { code, stderr } = avocado(["keys", "create", "--org", "acme", "--name", "second"], folder);
+      expect(code).toBe(1);
+      expect(stderr).toMatch(/the SQLite store is busy: another process is writing it/);
+    } finally {
+      holder.exec("rollback");
+      holder.close();
+    }
+  }, 30_000);
 });

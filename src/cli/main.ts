@@ -17,6 +17,11 @@ export function exitCode(error: unknown): number {
   return 1;
 }
 
+/** SQLite's write lock stayed taken past its busy timeout: another process (a server under load) is writing the store. */
+const isSqliteBusy = (error: unknown) => (error as { code?: unknown } | null)?.code === "SQLITE_BUSY";
+const SQLITE_BUSY_MESSAGE =
+  "the SQLite store is busy: another process is writing it (a running `avocado serve` under load holds its write lock almost all the time). Retry, make the change through that server's admin API (POST /admin/keys, /admin/keys/:id/revoke, /admin/credits), or use a PostgreSQL store for a store several processes write";
+
 export function buildProgram(): Command {
   const program = new Command("avocado")
     .description("Distil open-weight teachers into a proprietary student, test it, and sell it through a metered, paid API.")
@@ -46,7 +51,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
-    const message = error instanceof AvocadoError ? error.message : `unexpected error: ${errorMessage(error)}`;
+    const message = error instanceof AvocadoError ? error.message : isSqliteBusy(error) ? SQLITE_BUSY_MESSAGE : `unexpected error: ${errorMessage(error)}`;
     process.stderr.write(`avocado: ${message}\n`);
     if (!(error instanceof AvocadoError) && process.env.AVOCADO_DEBUG && error instanceof Error) process.stderr.write(`${error.stack}\n`);
     return exitCode(error);
