@@ -1,7 +1,7 @@
 import SQLite from "better-sqlite3";
 import { readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { freshStore } from "../../../test/stores.ts";
 import { openDatabase } from "./database.ts";
 import { Store } from "./store.ts";
@@ -254,6 +254,35 @@ describe("SqliteLedger with a journal", () => {
     expect(store["sqliteLedger"]!.settle("r", usage(120)).value).toBe(false);
     await new Promise((resolve) => setImmediate(resolve));
     expect(sqlite.prepare("select charged from requests").get()).toEqual({ charged: 120 });
+    expect((await store.audit()).problems).toEqual([]);
+    await store.close();
+  });
+
+  it("writes the lines of one turn together, and a failed write undoes exactly its operations", async () => {
+    const { store } = await journaled();
+    const org = await store.ensureOrg("acme");
+    const { row: key } = await store.createKey({ org: "acme", name: "k" });
+    const base = { orgId: org, keyId: key.id, model: "m", instance: "i" };
+    await store.grant("acme", 1_000, "g1");
+    const holds = await Promise.all(["a", "b", "c", "d"].map((id) => store.reserve({ ...base, requestId: id, amount: 100 })));
+    await Promise.all(holds.map((h) => h.durable));
+    const ledger = store["sqliteLedger"]!;
+    const append = vi.spyOn(ledger["journal"]!, "append");
+    const a = ledger.settle("a", usage(10));
+    const b = ledger.settle("b", usage(20));
+    await Promise.all([a.durable, b.durable]);
+    expect(append).toHaveBeenCalledTimes(1);
+    // The disk fills up: the settlement whose line could not be written did not happen; everything durable before it stays.
+    append.mockImplementationOnce(() => {
+      throw new Error("ENOSPC: no space left on device, write");
+    });
+    const c = ledger.settle("c", usage(30));
+    expect(c.value).toBe(true);
+    await expect(c.durable).rejects.toThrow(/ENOSPC/);
+    expect(await store.balance(org)).toEqual({ available: 1_000 - 10 - 20 - 200, reserved: 200 });
+    append.mockRestore();
+    expect(await store.settle("c", usage(30))).toBe(true);
+    expect(await store.balance(org)).toEqual({ available: 1_000 - 10 - 20 - 30 - 100, reserved: 100 });
     expect((await store.audit()).problems).toEqual([]);
     await store.close();
   });

@@ -47,7 +47,7 @@ interface Waiter {
  * at a few microseconds each.
  *
  * With a journal (a long-running server), an operation is durable once its
- * line is in the journal: one `write` instead of a commit per request. The
+ * line is in the journal: one `write` per turn instead of a commit. The
  * tables then commit in batches (every JOURNAL_COMMIT_MS), and the journal is
  * emptied after each commit. If a batch must be rolled back (an operation
  * failed halfway, a commit failed), the journal's operations are applied
@@ -63,10 +63,11 @@ export class SqliteLedger {
   private timer: NodeJS.Timeout | undefined;
   /** Holds this process has taken and not yet settled: with none left, a settlement commits at once (nobody to batch with). */
   private readonly inFlight = new Set<string>();
-  /** Journal lines of lazy operations, written with the next operation that must be durable (or within LAZY_COMMIT_MS). */
-  private lazyLines = "";
-  private lazyWaiters: Waiter[] = [];
+  /** Journal mode: lines of operations not yet written (this turn's, and lazy ones), and who waits for them. */
+  private lines = "";
+  private lineWaiters: Waiter[] = [];
   private lazyTimer: NodeJS.Timeout | undefined;
+  private turnScheduled = false;
   /** Journal mode: settlements decided and journaled whose rows are not written yet (`drain`). */
   private deferred: JournalRecord[] = [];
   private drainScheduled = false;
@@ -213,7 +214,7 @@ export class SqliteLedger {
 
   /** Commits the open write transaction now (before a statement that must not join it, and at close). */
   flush(): void {
-    this.writeLazy();
+    this.writeLines();
     this.drain();
     const waiters = this.waiters;
     this.unschedule();
@@ -278,45 +279,47 @@ export class SqliteLedger {
     return { value: result.value, durable };
   }
 
-  /** Journal mode: makes an applied operation durable (now, or with the next write when lazy). */
+  /**
+   * Journal mode: makes an applied operation durable. Its line is written
+   * with the others of this turn of the event loop (one write for all), at
+   * once when no other request is in flight (nobody to share the write with),
+   * or, for a lazy operation, with the next write or within LAZY_COMMIT_MS.
+   */
   private journalize(record: JournalRecord | undefined, lazy: boolean): Promise<void> {
-    const journal = this.journal!;
     if (record) {
-      this.lazyLines += journalLine(record);
+      this.lines += journalLine(record);
       this.batchOps++;
     }
-    let durable = RESOLVED;
-    if (lazy && record) {
-      durable = new Promise<void>((resolve, reject) => this.lazyWaiters.push({ resolve, reject }));
-      durable.catch(() => undefined);
-      this.lazyTimer ??= setTimeout(() => this.writeLazy(), LAZY_COMMIT_MS);
-    } else if (this.lazyLines !== "") {
-      try {
-        this.writeLazy(true);
-      } catch (error) {
-        // Not in the journal: this operation did not happen (the batch is rebuilt without it).
-        this.abort(error);
-        throw error;
-      }
+    if (this.lines === "") return RESOLVED;
+    const durable = new Promise<void>((resolve, reject) => this.lineWaiters.push({ resolve, reject }));
+    durable.catch(() => undefined);
+    if (lazy) this.lazyTimer ??= setTimeout(this.writeLinesSoon, LAZY_COMMIT_MS);
+    else if (this.inFlight.size - (record?.t === "hold" ? 1 : 0) <= 0) this.writeLines();
+    else if (!this.turnScheduled) {
+      this.turnScheduled = true;
+      setImmediate(this.writeLinesSoon);
     }
-    if (this.batchOps >= JOURNAL_COMMIT_OPS || journal.size >= JOURNAL_COMMIT_BYTES) this.flush();
+    if (this.batchOps >= JOURNAL_COMMIT_OPS || this.journal!.size >= JOURNAL_COMMIT_BYTES) this.flush();
     return durable;
   }
 
-  /** Writes the lazy operations' lines (and the current operation's) to the journal. */
-  private writeLazy(rethrow = false): void {
+  private readonly writeLinesSoon = () => this.writeLines();
+
+  /** Writes the pending lines to the journal (one write): their operations are durable, or, if it fails, undone. */
+  private writeLines(): void {
     clearTimeout(this.lazyTimer);
     this.lazyTimer = undefined;
-    if (!this.journal || this.lazyLines === "") return;
-    const lines = this.lazyLines;
-    const waiters = this.lazyWaiters;
-    this.lazyLines = "";
-    this.lazyWaiters = [];
+    this.turnScheduled = false;
+    if (!this.journal || this.lines === "") return;
+    const lines = this.lines;
+    const waiters = this.lineWaiters;
+    this.lines = "";
+    this.lineWaiters = [];
     try {
       this.journal.append(lines);
     } catch (error) {
+      // Not in the journal: these operations did not happen (the batch is rebuilt without them).
       for (const waiter of waiters) waiter.reject(error);
-      if (rethrow) throw error;
       this.abort(error);
       return;
     }
@@ -338,11 +341,11 @@ export class SqliteLedger {
     this.inFlight.clear();
     // Deferred settlements are in the journal: the rebuild writes them.
     this.deferred = [];
-    // Lazy operations not yet in the journal go with the batch.
+    // Operations not yet in the journal go with the batch.
     clearTimeout(this.lazyTimer);
     this.lazyTimer = undefined;
-    this.lazyLines = "";
-    for (const waiter of this.lazyWaiters.splice(0)) waiter.reject(error);
+    this.lines = "";
+    for (const waiter of this.lineWaiters.splice(0)) waiter.reject(error);
     if (this.db.inTransaction) this.statements.rollback.run();
     for (const waiter of waiters) waiter.reject(error);
     if (this.journal) this.rebuild(error);
