@@ -55,7 +55,7 @@ const prefixOf = (databasePath: string) => `${basename(databasePath)}-ledger.`;
  * (one `write`, into the page cache) before the operation counts as durable.
  * The ledger's tables then commit in batches, and after each commit the
  * journal is emptied. A process killed between the two leaves a journal behind;
- * the next process to open the store applies it again (`replayDeadJournals`):
+ * the next process to open the store applies it again (`Store.open`, `deadJournals`):
  * every operation is idempotent by its key (grant key, request id), so what
  * was already committed is skipped and nothing happens twice.
  *
