@@ -211,8 +211,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         // A non-stream request sends nothing before its settlement, so its hold may commit with it.
         hold = await store.reserve(
           { requestId: request.id, orgId: auth.key.org_id, keyId: auth.key.id, model: model.config.name, amount: worst, minimum: costOf(price, promptTokens * n, n), instance: deps.instance },
-          // The request id was made for this request: no earlier hold can have it.
-          { lazy: !stream, fresh: true },
+          { lazy: !stream },
         );
       } catch (error) {
         if (error instanceof InsufficientCreditError) metrics.limitHits.inc({ limit: "credit" });

@@ -62,14 +62,14 @@ export interface Hold {
 }
 
 /** The amount to hold: the whole worst case, or with a minimum, what is available if that reaches it. */
-export function holdAmount(request: ReserveRequest, available: number): number;
-/** With `refuse` false: undefined instead of an InsufficientCreditError. */
-export function holdAmount(request: ReserveRequest, available: number, refuse: false): number | undefined;
-export function holdAmount(request: ReserveRequest, available: number, refuse = true): number | undefined {
-  const amount = request.minimum === undefined ? request.amount : Math.min(request.amount, Math.max(available, 0));
-  if (request.minimum === undefined ? available >= request.amount : amount >= request.minimum) return amount;
-  if (!refuse) return undefined;
-  throw new InsufficientCreditError(request.minimum ?? request.amount, Math.max(available, 0));
+export function holdAmount(request: ReserveRequest, available: number): number {
+  if (request.minimum === undefined) {
+    if (available < request.amount) throw new InsufficientCreditError(request.amount, Math.max(available, 0));
+    return request.amount;
+  }
+  const amount = Math.min(request.amount, Math.max(available, 0));
+  if (amount < request.minimum) throw new InsufficientCreditError(request.minimum, Math.max(available, 0));
+  return amount;
 }
 
 /** What a settled request is charged: its metered cost, never more than its hold. */

@@ -286,33 +286,4 @@ describe("SqliteLedger with a journal", () => {
     expect((await store.audit()).problems).toEqual([]);
     await store.close();
   });
-
-  it("decides a fresh request's hold from the credit it knows, and on the tables when that is not enough (another process granted more)", async () => {
-    const { store, url } = await journaled();
-    const org = await store.ensureOrg("acme");
-    const { row: key } = await store.createKey({ org: "acme", name: "k" });
-    const request = (requestId: string, amount: number) => ({ requestId, orgId: org, keyId: key.id, model: "m", amount, instance: "i" });
-    await store.grant("acme", 1_000, "g1");
-    const ledger = store["sqliteLedger"]!;
-    const sqlite = ledger["db"];
-    const count = () => (sqlite.prepare("select count(*) as n from holds").get() as { n: number }).n;
-    // The first hold reads the tables (and learns the credit); the next is decided from what the ledger knows.
-    expect(ledger.reserve(request("a", 300), { fresh: true }).value).toBe(300);
-    expect(count()).toBe(1);
-    expect(ledger.reserve(request("b", 300), { fresh: true }).value).toBe(300);
-    expect(count()).toBe(1);
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(count()).toBe(2);
-    expect(() => ledger.reserve(request("c", 500), { fresh: true })).toThrow(InsufficientCreditError);
-    // Another process adds credit: what this one knows is now too little, so it asks the tables.
-    ledger.flush();
-    const other = await Store.open(url);
-    await other.grant("acme", 1_000, "g2");
-    await other.close();
-    expect(ledger.reserve(request("d", 1_200), { fresh: true }).value).toBe(1_200);
-    expect(await store.settle("a", usage(100))).toBe(true);
-    expect(await store.balance(org)).toEqual({ available: 2_000 - 100 - 300 - 1_200, reserved: 1_500 });
-    expect((await store.audit()).problems).toEqual([]);
-    await store.close();
-  });
 });

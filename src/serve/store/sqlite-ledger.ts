@@ -61,22 +61,14 @@ export class SqliteLedger {
   /** How the open transaction's commit is scheduled: at the end of this turn, or after LAZY_COMMIT_MS. */
   private scheduled: "turn" | "timer" | undefined;
   private timer: NodeJS.Timeout | undefined;
-  /** Holds this process has taken and not yet settled, with their account and amount: with none left, a settlement commits at once (nobody to batch with). */
-  private readonly inFlight = new Map<string, { account: string; amount: number }>();
-  /**
-   * Journal mode: each credit account's available credit (amount − held) as
-   * this process last read it, less what it has held since and plus what it
-   * has released. Only this process holds and charges; other processes can
-   * only add credit (a grant), so this is never more than the truth: a hold
-   * it allows is allowed, and one it refuses is decided again on the tables.
-   */
-  private readonly available = new Map<string, number>();
+  /** Holds this process has taken and not yet settled: with none left, a settlement commits at once (nobody to batch with). */
+  private readonly inFlight = new Set<string>();
   /** Journal mode: lines of operations not yet written (this turn's, and lazy ones), and who waits for them. */
   private lines = "";
   private lineWaiters: Waiter[] = [];
   private lazyTimer: NodeJS.Timeout | undefined;
   private turnScheduled = false;
-  /** Journal mode: operations decided (and journaled, or about to be) whose rows are not written yet (`drain`). */
+  /** Journal mode: settlements decided and journaled whose rows are not written yet (`drain`). */
   private deferred: JournalRecord[] = [];
   private drainScheduled = false;
   /** Operations in the open batch (journal mode). */
@@ -119,45 +111,23 @@ export class SqliteLedger {
   }
 
   grant(orgId: string, amount: number, idempotencyKey: string, memo: string): Pending<boolean> {
-    return this.run(false, true, () => {
+    return this.run(false, () => {
       const record: JournalRecord = { t: "grant", orgId, amount, key: idempotencyKey, memo, at: Date.now() };
       return { value: this.apply(record), record };
     });
   }
 
-  /**
-   * Holds credit for a request (idempotent by request id); throws InsufficientCreditError at once.
-   * `fresh`: the caller has just made the request id (no hold or settlement can have it), so in
-   * journal mode a hold the known available credit covers is decided without the tables.
-   */
-  reserve(request: ReserveRequest, options: { lazy?: boolean; fresh?: boolean } = {}): Pending<number> {
-    const lazy = options.lazy === true;
-    const account = accounts.credit(request.orgId);
-    const known = this.journal && options.fresh ? this.available.get(account) : undefined;
-    const amount = known === undefined ? undefined : holdAmount(request, known, false);
-    if (amount !== undefined) {
-      // Its rows are written while the request runs (`drain`), off the request's path.
-      const pending = this.run(lazy, false, () => {
-        const row = holdRow(request, amount, Date.now());
-        const record: JournalRecord = { t: "hold", ...row };
-        this.available.set(account, known! - amount);
-        this.inFlight.set(request.requestId, { account, amount });
-        this.deferred.push(record);
-        return { value: amount, record };
-      });
-      this.drainLater();
-      return pending;
-    }
-    return this.run(lazy, true, () => {
+  /** Holds credit for a request (idempotent by request id); throws InsufficientCreditError at once. */
+  reserve(request: ReserveRequest, options: { lazy?: boolean } = {}): Pending<number> {
+    return this.run(options.lazy === true, () => {
       const existing = this.statements.hold.get(request.requestId)?.amount ?? this.statements.settled.get(request.requestId)?.held;
       if (existing !== undefined) return { value: existing, record: undefined };
-      const available = this.statements.available.get(account)?.available ?? 0;
-      const amount = holdAmount(request, available);
+      const account = accounts.credit(request.orgId);
+      const amount = holdAmount(request, this.statements.available.get(account)?.available ?? 0);
       if (this.statements.takeHold.run(amount, account, amount).changes === 0) throw new InsufficientCreditError(amount, 0);
       const row = holdRow(request, amount, Date.now());
       this.statements.insertHold.run(row);
-      this.inFlight.set(request.requestId, { account, amount });
-      if (this.journal) this.available.set(account, available - amount);
+      this.inFlight.add(request.requestId);
       return { value: amount, record: { t: "hold", ...row } };
     });
   }
@@ -165,20 +135,21 @@ export class SqliteLedger {
   /** Ends a hold: charges its cost (at most the hold), releases the rest, records the usage. False if already settled or unknown. */
   settle(requestId: string, usage: SettleUsage): Pending<boolean> {
     const record: JournalRecord = { t: "settle", requestId, usage, at: Date.now() };
-    const hold = this.journal ? this.inFlight.get(requestId) : undefined;
-    if (hold) {
+    let pending: Pending<boolean>;
+    if (this.journal && this.inFlight.has(requestId)) {
       // A hold this process took and has not settled: decided without the tables, durable in the journal; its rows are written after the answer has gone.
-      const pending = this.run(false, false, () => {
+      pending = this.run(false, () => {
         this.inFlight.delete(requestId);
-        const known = this.available.get(hold.account);
-        if (known !== undefined) this.available.set(hold.account, known + hold.amount - chargeOf(hold.amount, usage));
         this.deferred.push(record);
         return { value: true, record };
       });
-      this.drainLater();
+      if (!this.drainScheduled) {
+        this.drainScheduled = true;
+        setImmediate(this.drainSoon);
+      }
       return pending;
     }
-    const pending = this.run(false, true, () => {
+    pending = this.run(false, () => {
       const value = this.apply(record);
       return { value, record: value ? record : undefined };
     });
@@ -187,13 +158,7 @@ export class SqliteLedger {
     return pending;
   }
 
-  private drainLater(): void {
-    if (this.drainScheduled) return;
-    this.drainScheduled = true;
-    setImmediate(this.drainSoon);
-  }
-
-  /** Journal mode: writes the rows of the operations decided so far (before anything reads the tables). */
+  /** Journal mode: writes the rows of the settlements decided so far (before anything reads the tables). */
   drain(): void {
     if (this.deferred.length === 0) return;
     const records = this.deferred;
@@ -217,7 +182,6 @@ export class SqliteLedger {
   apply(record: JournalRecord): boolean {
     switch (record.t) {
       case "grant":
-        this.available.delete(accounts.credit(record.orgId));
         return this.post(grantMovement(record.orgId, record.amount, record.key, record.memo), undefined, record.at);
       case "hold": {
         if (this.statements.hold.get(record.request_id) || this.statements.settled.get(record.request_id)) return false;
@@ -279,9 +243,9 @@ export class SqliteLedger {
    * so the batch is rolled back: without a journal every operation in it fails;
    * with one, the journal's operations are applied again and only this one fails.
    */
-  private run<T>(lazy: boolean, readsTables: boolean, operation: () => { value: T; record: JournalRecord | undefined }): Pending<T> {
-    // What an operation reads in the tables must include the operations decided before it (a failure there rebuilds the batch).
-    if (readsTables) this.drain();
+  private run<T>(lazy: boolean, operation: () => { value: T; record: JournalRecord | undefined }): Pending<T> {
+    // What this operation reads must include the settlements decided before it (a failure there rebuilds the batch).
+    this.drain();
     if (this.broken) throw this.broken;
     if (!this.waiters) {
       this.statements.begin.run();
@@ -375,8 +339,7 @@ export class SqliteLedger {
     this.unschedule();
     // The batch's holds are gone; which they were is not kept, so forget them all (the set only decides when to commit).
     this.inFlight.clear();
-    this.available.clear();
-    // Deferred operations are in the journal (or go with the batch): the rebuild writes what is there.
+    // Deferred settlements are in the journal: the rebuild writes them.
     this.deferred = [];
     // Operations not yet in the journal go with the batch.
     clearTimeout(this.lazyTimer);

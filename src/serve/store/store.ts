@@ -230,11 +230,8 @@ export class Store {
    * Nothing may reach the client before the hold's `durable` has resolved.
    * `lazy`: the caller sends nothing before its settlement, so on SQLite the
    * hold may commit with it (one commit per request instead of two).
-   * `fresh`: the caller made the request id for this request just now, so no
-   * earlier hold has it (the server's own ids): on SQLite with the journal, the
-   * hold may then be decided from the credit the ledger already knows.
    */
-  async reserve(request: ReserveRequest, options: { lazy?: boolean; fresh?: boolean } = {}): Promise<Hold> {
+  async reserve(request: ReserveRequest, options: { lazy?: boolean } = {}): Promise<Hold> {
     if (this.sqliteLedger) {
       const { value, durable } = this.sqliteLedger.reserve(request, options);
       return { amount: value, durable };
