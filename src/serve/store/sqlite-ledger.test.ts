@@ -286,4 +286,14 @@ describe("SqliteLedger with a journal", () => {
     expect((await store.audit()).problems).toEqual([]);
     await store.close();
   });
+
+  it("refuses to open a store whose stopped server's journal cannot be applied, and keeps that journal", async () => {
+    const { store, url, folder } = await journaled();
+    await store.grant("acme", 1_000, "g1");
+    const journal = await crash(store, folder);
+    // A record no ledger would write (an amount that is not a number): corruption, never skipped silently.
+    writeFileSync(journal, `${JSON.stringify({ t: "grant", orgId: "o", amount: "lots", key: "g2", memo: "credit", at: 0 })}\n`);
+    await expect(Store.open(url)).rejects.toThrow(/the ledger journal of a stopped server cannot be applied .*it is kept/);
+    expect(readFileSync(journal, "utf8")).toContain('"lots"');
+  });
 });

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { newId } from "../../core/ids.ts";
 import { sql, type Transaction } from "kysely";
-import { InputError } from "../../core/errors.ts";
+import { errorMessage, FileError, InputError } from "../../core/errors.ts";
 import { accounts, assertBalanced, chargeMovement, chargeOf, grantMovement, holdAmount, InsufficientCreditError, holdRow, settledRow, type Hold, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
 import type { WalCheckpointer } from "./checkpointer.ts";
 import { SqliteLedger } from "./sqlite-ledger.ts";
@@ -71,11 +71,20 @@ export class Store {
       if (sqlite && file) {
         const recovery = new SqliteLedger(sqlite);
         for (const dead of deadJournals(path)) {
-          recovery.replay(parseJournal(readFileSync(dead, "utf8")));
+          try {
+            recovery.replay(parseJournal(readFileSync(dead, "utf8")));
+          } catch (error) {
+            throw new FileError(dead, `the ledger journal of a stopped server cannot be applied (${errorMessage(error)}); it is kept, and nothing in it is lost`, { cause: error });
+          }
           unlinkSync(dead);
         }
       }
-      const journal = file && options.journal ? new LedgerJournal(path) : undefined;
+      let journal: LedgerJournal | undefined;
+      try {
+        journal = file && options.journal ? new LedgerJournal(path) : undefined;
+      } catch (error) {
+        throw new FileError(path, `cannot create the ledger journal beside the SQLite store (${errorMessage(error)})`, { cause: error });
+      }
       if (sqlite) ledger = new SqliteLedger(sqlite, journal, typeof options.journal === "object" ? options.journal.commitMs : undefined);
     } catch (error) {
       await checkpointer?.close();
