@@ -1,11 +1,11 @@
-import { closeSync, ftruncateSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, ftruncateSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import type { SettleUsage } from "./ledger.ts";
+import type { holdRow, SettleUsage } from "./ledger.ts";
 
 /** One ledger operation as the journal keeps it: everything needed to apply it again, decisions included. */
 export type JournalRecord =
   | { t: "grant"; orgId: string; amount: number; key: string; memo: string; at: number }
-  | { t: "hold"; request_id: string; org_id: string; key_id: string; model: string; amount: number; created_at: number; instance: string }
+  | ({ t: "hold" } & ReturnType<typeof holdRow>)
   | { t: "settle"; requestId: string; usage: SettleUsage; at: number };
 
 /** This process, as a journal's file name names its owner: boot, pid and start time (a reused pid is another process). */
@@ -141,6 +141,24 @@ export function deadJournals(databasePath: string): string[] {
   return names
     .filter((name) => name.startsWith(prefix) && name.endsWith(JOURNAL_SUFFIX))
     .filter((name) => !ownerAlive(name.slice(prefix.length, -JOURNAL_SUFFIX.length).split(".").slice(0, 3).join(".")))
-    .map((name) => join(dirname(databasePath), name))
-    .sort((a, b) => statSync(a).mtimeMs - statSync(b).mtimeMs);
+    .map((name) => ({ path: join(dirname(databasePath), name), modified: statSync(join(dirname(databasePath), name), { throwIfNoEntry: false })?.mtimeMs }))
+    // One another process has just replayed and removed is gone.
+    .filter((journal) => journal.modified !== undefined)
+    .sort((a, b) => a.modified! - b.modified!)
+    .map((journal) => journal.path);
+}
+
+/** A dead journal's text, or undefined when another process opening the store has replayed and removed it meanwhile. */
+export function readDeadJournal(path: string): string | undefined {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+}
+
+/** Removes a replayed journal (already gone if another process replayed it too: the replay was idempotent). */
+export function removeDeadJournal(path: string): void {
+  rmSync(path, { force: true });
 }

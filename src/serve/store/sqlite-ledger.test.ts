@@ -3,6 +3,7 @@ import { readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { freshStore } from "../../../test/stores.ts";
+import { readDeadJournal, removeDeadJournal } from "./ledger-journal.ts";
 import { openDatabase } from "./database.ts";
 import { Store } from "./store.ts";
 import { InsufficientCreditError } from "./ledger.ts";
@@ -295,5 +296,20 @@ describe("SqliteLedger with a journal", () => {
     writeFileSync(journal, `${JSON.stringify({ t: "grant", orgId: "o", amount: "lots", key: "g2", memo: "credit", at: 0 })}\n`);
     await expect(Store.open(url)).rejects.toThrow(/the ledger journal of a stopped server cannot be applied .*it is kept/);
     expect(readFileSync(journal, "utf8")).toContain('"lots"');
+  });
+
+  it("lets two processes open the store at once after a crash: one replays, the other finds the journal gone", async () => {
+    const { store, url, folder } = await journaled();
+    await store.grant("acme", 1_000, "g1");
+    const org = (await store.orgByName("acme"))!.id;
+    const journal = await crash(store, folder);
+    const [first, second] = await Promise.all([Store.open(url), Store.open(url)]);
+    expect(journals(folder)).toEqual([]);
+    expect(await first!.balance(org)).toEqual({ available: 1_000, reserved: 0 });
+    await first!.close();
+    await second!.close();
+    // The race itself, made certain: a journal listed as dead and then removed by the other process.
+    expect(readDeadJournal(journal)).toBeUndefined();
+    expect(() => removeDeadJournal(journal)).not.toThrow();
   });
 });

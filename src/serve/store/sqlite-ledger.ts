@@ -95,7 +95,6 @@ export class SqliteLedger {
       takeHold: db.prepare("update balances set held = held + ? where account = ? and amount - held >= ?"),
       /** A hold decided before (replayed from the journal): taken as it was. */
       retakeHold: db.prepare("update balances set held = held + ? where account = ?"),
-      releaseHold: db.prepare("update balances set held = held - ? where account = ?"),
       hold: db.prepare<[string], { request_id: string; org_id: string; key_id: string; model: string; amount: number; created_at: number }>(
         "select request_id, org_id, key_id, model, amount, created_at from holds where request_id = ?",
       ),

@@ -4,9 +4,8 @@ import { sql, type Transaction } from "kysely";
 import { errorMessage, FileError, InputError } from "../../core/errors.ts";
 import { accounts, assertBalanced, chargeMovement, chargeOf, grantMovement, holdAmount, InsufficientCreditError, holdRow, settledRow, type Hold, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
 import type { WalCheckpointer } from "./checkpointer.ts";
+import { deadJournals, LedgerJournal, parseJournal, readDeadJournal, removeDeadJournal } from "./ledger-journal.ts";
 import { SqliteLedger } from "./sqlite-ledger.ts";
-import { deadJournals, LedgerJournal, parseJournal } from "./ledger-journal.ts";
-import { readFileSync, unlinkSync } from "node:fs";
 import { openDatabase, type Database, type Db, type StoreKind } from "./database.ts";
 
 export { accounts, InsufficientCreditError, type Hold };
@@ -68,16 +67,17 @@ export class Store {
     const file = sqlite !== undefined && path !== "" && path !== ":memory:";
     let ledger: SqliteLedger | undefined;
     try {
-      if (sqlite && file) {
-        const recovery = new SqliteLedger(sqlite);
-        for (const dead of deadJournals(path)) {
-          try {
-            recovery.replay(parseJournal(readFileSync(dead, "utf8")));
-          } catch (error) {
-            throw new FileError(dead, `the ledger journal of a stopped server cannot be applied (${errorMessage(error)}); it is kept, and nothing in it is lost`, { cause: error });
-          }
-          unlinkSync(dead);
+      const dead = sqlite && file ? deadJournals(path) : [];
+      const recovery = dead.length > 0 ? new SqliteLedger(sqlite!) : undefined;
+      for (const journal of dead) {
+        const text = readDeadJournal(journal);
+        if (text === undefined) continue;
+        try {
+          recovery!.replay(parseJournal(text));
+        } catch (error) {
+          throw new FileError(journal, `the ledger journal of a stopped server cannot be applied (${errorMessage(error)}); it is kept, and nothing in it is lost`, { cause: error });
         }
+        removeDeadJournal(journal);
       }
       let journal: LedgerJournal | undefined;
       try {
