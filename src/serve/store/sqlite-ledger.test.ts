@@ -239,22 +239,58 @@ describe("SqliteLedger with a journal", () => {
     await store.close();
   });
 
-  it("decides a settlement of its own hold without the tables, and writes its rows after the answer (before any read)", async () => {
+  it("decides holds and settlements in memory and writes their rows with the batch: no holds row for a hold settled within it, one update per balance", async () => {
     const { store } = await journaled();
     const org = await store.ensureOrg("acme");
     const { row: key } = await store.createKey({ org: "acme", name: "k" });
+    const base = { orgId: org, keyId: key.id, model: "m", instance: "i" };
     await store.grant("acme", 1_000, "g1");
-    await (await store.reserve({ requestId: "r", orgId: org, keyId: key.id, model: "m", amount: 500, instance: "i" })).durable;
-    const sqlite = store["sqliteLedger"]!["db"];
-    const settled = store["sqliteLedger"]!.settle("r", usage(120));
-    expect(settled.value).toBe(true);
-    // Durable (journaled), but its rows wait for the end of this turn.
+    const ledger = store["sqliteLedger"]!;
+    const sqlite = ledger["db"];
+    // What the batch writes, as SQLite sees it.
+    sqlite.exec("create temp table seen (what text); create temp trigger hold_rows after insert on holds begin insert into seen values ('hold ' || new.request_id); end; create temp trigger balance_updates after update on balances begin insert into seen values ('update ' || new.account); end");
+    const seen = () => (sqlite.prepare("select what from seen").all() as { what: string }[]).map((row) => row.what);
+    const a = ledger.reserve({ ...base, requestId: "a", amount: 500 });
+    const b = ledger.reserve({ ...base, requestId: "b", amount: 400 });
+    // Decided on the committed balance plus the batch's unwritten holds: 100 are left.
+    expect(() => ledger.reserve({ ...base, requestId: "c", amount: 200 })).toThrow(InsufficientCreditError);
+    await Promise.all([a.durable, b.durable]);
+    expect(ledger.settle("a", usage(120)).value).toBe(true);
+    expect(ledger.settle("a", usage(120)).value).toBe(false);
+    // Durable (journaled); nothing is in the tables yet.
+    expect(seen()).toEqual([]);
     expect(sqlite.prepare("select count(*) as n from requests").get()).toEqual({ n: 0 });
-    // A read of the store sees it at once; a second settlement finds nothing.
-    expect(await store.balance(org)).toEqual({ available: 880, reserved: 0 });
-    expect(store["sqliteLedger"]!.settle("r", usage(120)).value).toBe(false);
+    // A read of the store writes the batch first: b (open) gets its row, a (settled) never does; the org's balance is updated once (revenue's row opens).
+    expect(await store.balance(org)).toEqual({ available: 1_000 - 120 - 400, reserved: 400 });
+    expect(seen().sort()).toEqual(["hold b", `update org:${org}:credit`]);
+    expect(sqlite.prepare("select request_id, charged from requests").all()).toEqual([{ request_id: "a", charged: 120 }]);
+    // b outlives the batch: its settlement is still decided in memory, and its row is deleted with the next batch.
+    ledger.flush();
+    expect(ledger.settle("b", usage(50)).value).toBe(true);
+    expect(await store.balance(org)).toEqual({ available: 1_000 - 120 - 50, reserved: 0 });
+    expect(sqlite.prepare("select count(*) as n from holds").get()).toEqual({ n: 0 });
+    expect((await store.usage()).map((row) => [row.requests, row.cost])).toEqual([[2, 170]]);
+    expect((await store.audit()).problems).toEqual([]);
+    await store.close();
+  });
+
+  it("writes settled rows in slices under load, so a batch's commit never writes thousands at once", async () => {
+    const { store } = await journaled();
+    const org = await store.ensureOrg("acme");
+    const { row: key } = await store.createKey({ org: "acme", name: "k" });
+    await store.grant("acme", 100_000, "g1");
+    const ledger = store["sqliteLedger"]!;
+    const sqlite = ledger["db"];
+    for (let i = 0; i < 70; i++) {
+      ledger.reserve({ requestId: `r${i}`, orgId: org, keyId: key.id, model: "m", amount: 100, instance: "i" });
+      ledger.settle(`r${i}`, usage(10));
+    }
+    expect(sqlite.prepare("select count(*) as n from requests").get()).toEqual({ n: 0 });
     await new Promise((resolve) => setImmediate(resolve));
-    expect(sqlite.prepare("select charged from requests").get()).toEqual({ charged: 120 });
+    // Written in the open batch, not committed yet.
+    expect(sqlite.prepare("select count(*) as n from requests").get()).toEqual({ n: 70 });
+    expect(sqlite.inTransaction).toBe(true);
+    expect(await store.balance(org)).toEqual({ available: 100_000 - 700, reserved: 0 });
     expect((await store.audit()).problems).toEqual([]);
     await store.close();
   });

@@ -22,7 +22,18 @@ const JOURNAL_COMMIT_MS = 20;
 const JOURNAL_COMMIT_OPS = 2_000;
 const JOURNAL_COMMIT_BYTES = 4 << 20;
 
+/** Journal mode: settlements decided in memory that are written (`drain`) before the batch commits, so a commit never writes thousands at once. */
+const DRAIN_SETTLEMENTS = 64;
+
 const RESOLVED = Promise.resolve();
+
+/** Journal mode: a hold of this process, until its settlement's rows are written. */
+interface LiveHold {
+  row: ReturnType<typeof holdRow>;
+  /** Whether its `holds` row is in the tables (a batch went out while it ran). */
+  written: boolean;
+  settlement: { usage: SettleUsage; charged: number; at: number } | undefined;
+}
 
 /** The ledger cannot write (its tables failed to commit and could not be rebuilt from its journal); the journal is applied by the next process. */
 export class LedgerUnavailableError extends AvocadoError {
@@ -47,9 +58,14 @@ interface Waiter {
  * at a few microseconds each.
  *
  * With a journal (a long-running server), an operation is durable once its
- * line is in the journal: one `write` per turn instead of a commit. The
- * tables then commit in batches (every JOURNAL_COMMIT_MS), and the journal is
- * emptied after each commit. If a batch must be rolled back (an operation
+ * line is in the journal: one `write` per turn instead of a commit. A hold
+ * and its settlement are then decided in memory: the credit available is the
+ * committed balance plus what this batch's unwritten operations do to it (the
+ * batch holds the write lock, so nobody else changes the balance meanwhile).
+ * Their rows are written with the batch (`drain`, before any read and before
+ * the commit, every JOURNAL_COMMIT_MS): a hold settled within its batch never
+ * gets a `holds` row, and each balance is updated once per batch. After each
+ * commit the journal is emptied. If a batch must be rolled back (an operation
  * failed halfway, a commit failed), the journal's operations are applied
  * again, so what was durable stays so; a process killed before its commit
  * leaves the journal to the next one (`Store.open` replays it).
@@ -61,15 +77,26 @@ export class SqliteLedger {
   /** How the open transaction's commit is scheduled: at the end of this turn, or after LAZY_COMMIT_MS. */
   private scheduled: "turn" | "timer" | undefined;
   private timer: NodeJS.Timeout | undefined;
-  /** Holds this process has taken and not yet settled: with none left, a settlement commits at once (nobody to batch with). */
+  /** Without a journal: holds this process has taken and not yet settled; with none left, a settlement commits at once (nobody to batch with). */
   private readonly inFlight = new Set<string>();
+  /**
+   * Journal mode: this process's holds, decided in memory and journaled; their
+   * rows reach the tables when the batch is written (`drain`). A hold stays
+   * here until its settlement is written, so that settlement is decided in
+   * memory too, whichever batch the hold's own row went out with.
+   */
+  private readonly live = new Map<string, LiveHold>();
+  /** Journal mode: holds in `live` not settled yet (with none left, a settlement's line is written at once: nobody to share the write with). */
+  private unsettled = 0;
+  /** Journal mode: settlements in `live` whose rows are not written yet. */
+  private settledUnwritten = 0;
+  /** Journal mode: what the operations in `live` not yet written do to each balance (amount and held), applied with them. */
+  private readonly overlay = new Map<string, { orgId: string | null; amount: number; held: number }>();
   /** Journal mode: lines of operations not yet written (this turn's, and lazy ones), and who waits for them. */
   private lines = "";
   private lineWaiters: Waiter[] = [];
   private lazyTimer: NodeJS.Timeout | undefined;
   private turnScheduled = false;
-  /** Journal mode: settlements decided and journaled whose rows are not written yet (`drain`). */
-  private deferred: JournalRecord[] = [];
   private drainScheduled = false;
   /** Operations in the open batch (journal mode). */
   private batchOps = 0;
@@ -91,6 +118,8 @@ export class SqliteLedger {
       insertTwoEntries: db.prepare("insert into ledger_entries (transaction_id, account, amount) values (?, ?, ?), (?, ?, ?)"),
       credit: db.prepare("update balances set amount = amount + ? where account = ?"),
       openBalance: db.prepare("insert into balances (account, org_id, amount, held) values (?, ?, ?, 0)"),
+      shift: db.prepare("update balances set amount = amount + ?, held = held + ? where account = ?"),
+      openShifted: db.prepare("insert into balances (account, org_id, amount, held) values (?, ?, ?, ?)"),
       available: db.prepare<[string], { available: number }>("select amount - held as available from balances where account = ?"),
       takeHold: db.prepare("update balances set held = held + ? where account = ? and amount - held >= ?"),
       /** A hold decided before (replayed from the journal): taken as it was. */
@@ -99,6 +128,8 @@ export class SqliteLedger {
         "select request_id, org_id, key_id, model, amount, created_at from holds where request_id = ?",
       ),
       settled: db.prepare<[string], { held: number }>("select held from requests where request_id = ?"),
+      /** A request's hold, open or settled, in one statement. */
+      existing: db.prepare<[string, string], { amount: number }>("select amount from holds where request_id = ? union all select held from requests where request_id = ?"),
       insertHold: db.prepare("insert into holds (request_id, org_id, key_id, model, amount, created_at, instance) values (@request_id, @org_id, @key_id, @model, @amount, @created_at, @instance)"),
       deleteHold: db.prepare("delete from holds where request_id = ?"),
       insertRequest: db.prepare(
@@ -118,8 +149,9 @@ export class SqliteLedger {
 
   /** Holds credit for a request (idempotent by request id); throws InsufficientCreditError at once. */
   reserve(request: ReserveRequest, options: { lazy?: boolean } = {}): Pending<number> {
+    if (this.journal) return this.run(options.lazy === true, () => this.reserveLive(request), false);
     return this.run(options.lazy === true, () => {
-      const existing = this.statements.hold.get(request.requestId)?.amount ?? this.statements.settled.get(request.requestId)?.held;
+      const existing = this.statements.existing.get(request.requestId, request.requestId)?.amount;
       if (existing !== undefined) return { value: existing, record: undefined };
       const account = accounts.credit(request.orgId);
       const amount = holdAmount(request, this.statements.available.get(account)?.available ?? 0);
@@ -131,24 +163,49 @@ export class SqliteLedger {
     });
   }
 
+  /** Journal mode: a hold decided on the committed balance plus what this batch's unwritten operations do to it; its row is written with the batch. */
+  private reserveLive(request: ReserveRequest): { value: number; record: JournalRecord | undefined } {
+    const live = this.live.get(request.requestId);
+    if (live) return { value: live.row.amount, record: undefined };
+    const existing = this.statements.existing.get(request.requestId, request.requestId)?.amount;
+    if (existing !== undefined) return { value: existing, record: undefined };
+    const account = accounts.credit(request.orgId);
+    const pending = this.overlay.get(account);
+    const amount = holdAmount(request, (this.statements.available.get(account)?.available ?? 0) + (pending ? pending.amount - pending.held : 0));
+    const row = holdRow(request, amount, Date.now());
+    this.live.set(request.requestId, { row, written: false, settlement: undefined });
+    this.unsettled++;
+    this.shift(account, request.orgId, 0, amount);
+    return { value: amount, record: { t: "hold", ...row } };
+  }
+
   /** Ends a hold: charges its cost (at most the hold), releases the rest, records the usage. False if already settled or unknown. */
   settle(requestId: string, usage: SettleUsage): Pending<boolean> {
     const record: JournalRecord = { t: "settle", requestId, usage, at: Date.now() };
-    let pending: Pending<boolean>;
-    if (this.journal && this.inFlight.has(requestId)) {
-      // A hold this process took and has not settled: decided without the tables, durable in the journal; its rows are written after the answer has gone.
-      pending = this.run(false, () => {
-        this.inFlight.delete(requestId);
-        this.deferred.push(record);
-        return { value: true, record };
-      });
-      if (!this.drainScheduled) {
-        this.drainScheduled = true;
-        setImmediate(this.drainSoon);
-      }
-      return pending;
+    const live = this.live.get(requestId);
+    if (live) {
+      // A hold this process took: decided in memory, durable in the journal; its rows are written with the batch.
+      return this.run(
+        false,
+        () => {
+          if (live.settlement) return { value: false, record: undefined };
+          const charged = chargeOf(live.row.amount, usage);
+          live.settlement = { usage, charged, at: record.at };
+          this.unsettled--;
+          this.settledUnwritten++;
+          this.shift(accounts.credit(live.row.org_id), live.row.org_id, -charged, -live.row.amount);
+          if (charged > 0) this.shift(accounts.revenue, null, charged, 0);
+          // Written in slices, so a batch's commit never has thousands to write at once.
+          if (this.settledUnwritten >= DRAIN_SETTLEMENTS && !this.drainScheduled) {
+            this.drainScheduled = true;
+            setImmediate(this.drainSoon);
+          }
+          return { value: true, record };
+        },
+        false,
+      );
     }
-    pending = this.run(false, () => {
+    const pending = this.run(false, () => {
       const value = this.apply(record);
       return { value, record: value ? record : undefined };
     });
@@ -157,13 +214,48 @@ export class SqliteLedger {
     return pending;
   }
 
-  /** Journal mode: writes the rows of the settlements decided so far (before anything reads the tables). */
+  /** Journal mode: what an unwritten operation does to a balance (written with the batch by `drain`). */
+  private shift(account: string, orgId: string | null, amount: number, held: number): void {
+    const delta = this.overlay.get(account);
+    if (delta) {
+      delta.amount += amount;
+      delta.held += held;
+    } else this.overlay.set(account, { orgId, amount, held });
+  }
+
+  /**
+   * Journal mode: writes the rows of the operations decided in memory so far
+   * (before anything reads the tables, and before the batch commits). A hold
+   * settled within the batch never gets a `holds` row, and each balance is
+   * updated once for all of them.
+   */
   drain(): void {
-    if (this.deferred.length === 0) return;
-    const records = this.deferred;
-    this.deferred = [];
+    if (this.overlay.size === 0) return;
     try {
-      for (const record of records) this.apply(record);
+      for (const [requestId, live] of this.live) {
+        const settlement = live.settlement;
+        if (!settlement) {
+          if (!live.written) {
+            this.statements.insertHold.run(live.row);
+            live.written = true;
+          }
+          continue;
+        }
+        if (live.written && this.statements.deleteHold.run(requestId).changes === 0) throw new Error(`the hold of ${requestId} was settled by another process`);
+        const r = settledRow(live.row, settlement.charged, settlement.usage, settlement.at);
+        this.statements.insertRequest.run(r.request_id, r.org_id, r.key_id, r.model, r.held, r.charged, r.prompt_tokens, r.completion_tokens, r.outcome, r.created_at, r.settled_at, r.day, r.prompt_simhash, r.logprobs, r.temperature);
+        if (settlement.charged > 0) {
+          const movement = chargeMovement(live.row, settlement.charged, settlement.usage);
+          if (!this.record(movement, settlement.at)) throw new Error(`the charge of ${requestId} was already recorded`);
+        }
+        this.live.delete(requestId);
+      }
+      for (const [account, delta] of this.overlay) {
+        if (delta.amount === 0 && delta.held === 0) continue;
+        if (this.statements.shift.run(delta.amount, delta.held, account).changes === 0) this.statements.openShifted.run(account, delta.orgId, delta.amount, delta.held);
+      }
+      this.overlay.clear();
+      this.settledUnwritten = 0;
     } catch (error) {
       this.abort(error);
     }
@@ -242,9 +334,9 @@ export class SqliteLedger {
    * so the batch is rolled back: without a journal every operation in it fails;
    * with one, the journal's operations are applied again and only this one fails.
    */
-  private run<T>(lazy: boolean, operation: () => { value: T; record: JournalRecord | undefined }): Pending<T> {
-    // What this operation reads must include the settlements decided before it (a failure there rebuilds the batch).
-    this.drain();
+  private run<T>(lazy: boolean, operation: () => { value: T; record: JournalRecord | undefined }, onTables = true): Pending<T> {
+    // An operation on the tables must see every operation decided before it (a failure there rebuilds the batch); one decided in memory needs not.
+    if (onTables) this.drain();
     if (this.broken) throw this.broken;
     if (!this.waiters) {
       this.statements.begin.run();
@@ -293,7 +385,7 @@ export class SqliteLedger {
     const durable = new Promise<void>((resolve, reject) => this.lineWaiters.push({ resolve, reject }));
     durable.catch(() => undefined);
     if (lazy) this.lazyTimer ??= setTimeout(this.writeLinesSoon, LAZY_COMMIT_MS);
-    else if (this.inFlight.size - (record?.t === "hold" ? 1 : 0) <= 0) this.writeLines();
+    else if (this.unsettled - (record?.t === "hold" ? 1 : 0) <= 0) this.writeLines();
     else if (!this.turnScheduled) {
       this.turnScheduled = true;
       setImmediate(this.writeLinesSoon);
@@ -338,8 +430,11 @@ export class SqliteLedger {
     this.unschedule();
     // The batch's holds are gone; which they were is not kept, so forget them all (the set only decides when to commit).
     this.inFlight.clear();
-    // Deferred settlements are in the journal: the rebuild writes them.
-    this.deferred = [];
+    // What was decided in memory is in the journal (the rebuild writes it to the tables) or was never durable; holds still open settle on the tables from now on.
+    this.live.clear();
+    this.overlay.clear();
+    this.unsettled = 0;
+    this.settledUnwritten = 0;
     // Operations not yet in the journal go with the batch.
     clearTimeout(this.lazyTimer);
     this.lazyTimer = undefined;
@@ -372,13 +467,19 @@ export class SqliteLedger {
 
   /** Records a balanced movement and applies it to the balances, except to `applied` (an account the caller has already updated). */
   private post(movement: LedgerMovement, applied: string | undefined, at: number): boolean {
-    assertBalanced(movement);
-    if (this.statements.insertTransaction.run(movement.id, movement.kind, movement.orgId, movement.requestId, movement.memo, at).changes === 0) return false;
+    if (!this.record(movement, at)) return false;
     for (const entry of movement.entries) {
       if (entry.account === applied) continue;
       // First movement of an account: its balance row starts here (a missing row is a zero balance).
       if (this.statements.credit.run(entry.amount, entry.account).changes === 0) this.statements.openBalance.run(entry.account, entry.account.startsWith("org:") ? movement.orgId : null, entry.amount);
     }
+    return true;
+  }
+
+  /** Records a balanced movement's transaction and entries (not its balances); false if its id was already recorded. */
+  private record(movement: LedgerMovement, at: number): boolean {
+    assertBalanced(movement);
+    if (this.statements.insertTransaction.run(movement.id, movement.kind, movement.orgId, movement.requestId, movement.memo, at).changes === 0) return false;
     const [first, second] = movement.entries;
     if (movement.entries.length === 2) this.statements.insertTwoEntries.run(movement.id, first!.account, first!.amount, movement.id, second!.account, second!.amount);
     else for (const entry of movement.entries) this.statements.insertEntry.run(movement.id, entry.account, entry.amount);
