@@ -109,6 +109,8 @@ export async function openDatabase(url: string): Promise<{ db: Db; kind: StoreKi
     sqlite.pragma("busy_timeout = 5000");
     if (path !== ":memory:") {
       sqlite.pragma("wal_autocheckpoint = 0");
+      // A WAL that a burst grew is cut back to this when it restarts.
+      sqlite.pragma(`journal_size_limit = ${32 << 20}`);
       checkpointer = new WalCheckpointer(path);
     }
     const database = sqlite;
