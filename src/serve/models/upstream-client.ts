@@ -1,4 +1,5 @@
-import { Pool } from "undici";
+import type { IncomingHttpHeaders } from "node:http";
+import { Pool, type Dispatcher } from "undici";
 import type { z } from "zod";
 import { errorMessage } from "../../core/errors.ts";
 import { errorBodyMessage } from "../../teachers/http/protocol.ts";
@@ -6,13 +7,15 @@ import { SseError, sseData } from "../../teachers/http/sse.ts";
 import { kindForStatus, parseRetryAfter, TeacherError, type TeacherErrorKind } from "../../teachers/teacher-error.ts";
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
+/** Of an error answer, only the start is read (for its message). */
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
 /** A whole response, stream or not (a long reasoning stream runs to a few MB). */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 /**
  * HTTP to one upstream inference server on a keep-alive undici Pool: the
- * gateway's hot path (undici's request API costs a fraction of fetch's
- * per-request overhead). Failures become typed TeacherErrors.
+ * gateway's hot path (undici's dispatch and request APIs cost a fraction of
+ * fetch's per-request overhead). Failures become typed TeacherErrors.
  */
 export class UpstreamClient {
   private readonly pool: Pool;
@@ -33,7 +36,7 @@ export class UpstreamClient {
     return new TeacherError(this.label, kind, message, options);
   }
 
-  private tooLarge(path: string): TeacherError {
+  tooLarge(path: string): TeacherError {
     return this.error("bad-response", `${this.origin}${path}: the response is larger than ${MAX_BODY_BYTES} bytes`);
   }
 
@@ -48,25 +51,24 @@ export class UpstreamClient {
         signal,
       });
     } catch (error) {
-      if (signal?.aborted) {
-        const timedOut = signal.reason instanceof DOMException && signal.reason.name === "TimeoutError";
-        throw this.error(timedOut ? "timeout" : "aborted", `${this.origin}: ${timedOut ? "timed out" : "cancelled"}`, { cause: error });
-      }
-      throw this.error("unreachable", `${this.origin}: cannot reach the upstream (${(error as { code?: string }).code ?? errorMessage(error)})`, { cause: error });
+      throw this.failure(error, path, signal, false);
     }
     if (response.statusCode >= 400) {
-      const text = (await response.body.text().catch(() => "")).slice(0, 2048);
-      let detail = text;
-      try {
-        detail = errorBodyMessage(JSON.parse(text)) ?? text;
-      } catch {
-        // not JSON
-      }
-      const status = response.statusCode;
       const retryAfter = response.headers["retry-after"];
-      throw this.error(kindForStatus(status), `${this.origin}${path} answered ${status}: ${detail.slice(0, 300)}`, { status, retryAfterMs: parseRetryAfter(typeof retryAfter === "string" ? retryAfter : null) });
+      throw this.statusError(path, response.statusCode, await response.body.text().catch(() => ""), typeof retryAfter === "string" ? retryAfter : null);
     }
     return response;
+  }
+
+  /** An error answer: its kind by status, with the server's own message and Retry-After. */
+  private statusError(path: string, status: number, text: string, retryAfter: string | null): TeacherError {
+    let detail = text.slice(0, 2048);
+    try {
+      detail = errorBodyMessage(JSON.parse(detail)) ?? detail;
+    } catch {
+      // not JSON
+    }
+    return this.error(kindForStatus(status), `${this.origin}${path} answered ${status}: ${detail.slice(0, 300)}`, { status, retryAfterMs: parseRetryAfter(retryAfter) });
   }
 
   /**
@@ -77,15 +79,7 @@ export class UpstreamClient {
    */
   async json<T extends z.ZodType>(method: "GET" | "POST", path: string, body: unknown, signal: AbortSignal | undefined, schema: T): Promise<z.infer<T>> {
     const response = await this.fetchText(method, path, body, signal);
-    if (response.status >= 400) {
-      let detail = response.text.slice(0, 2048);
-      try {
-        detail = errorBodyMessage(JSON.parse(detail)) ?? detail;
-      } catch {
-        // not JSON
-      }
-      throw this.error(kindForStatus(response.status), `${this.origin}${path} answered ${response.status}: ${detail.slice(0, 300)}`, { status: response.status, retryAfterMs: parseRetryAfter(response.retryAfter) });
-    }
+    if (response.status >= 400) throw this.statusError(path, response.status, response.text, response.retryAfter);
     let value: unknown;
     try {
       value = JSON.parse(response.text);
@@ -98,67 +92,25 @@ export class UpstreamClient {
   }
 
   /** One request whose whole body is read as text (at most MAX_BODY_BYTES); failures are TeacherErrors. */
-  private fetchText(method: "GET" | "POST", path: string, body: unknown, signal: AbortSignal | undefined): Promise<{ status: number; retryAfter: string | null; text: string }> {
+  private fetchText(method: "GET" | "POST", path: string, body: unknown, signal: AbortSignal | undefined): Promise<TextResponse> {
     return new Promise((resolve, reject) => {
-      const fail = (error: unknown, started: boolean) => {
-        signal?.removeEventListener("abort", onAbort);
-        if (error instanceof TeacherError) return reject(error);
-        if (signal?.aborted) {
-          const timedOut = signal.reason instanceof DOMException && signal.reason.name === "TimeoutError";
-          return reject(this.error(timedOut ? "timeout" : "aborted", `${this.origin}: ${timedOut ? "timed out" : "cancelled"}`, { cause: error }));
-        }
-        if ((error as { code?: string }).code === "UND_ERR_RES_EXCEEDED_MAX_SIZE") return reject(this.tooLarge(path));
-        if (started) return reject(this.error("truncated-stream", `${this.origin}${path}: the response broke off (${errorMessage(error)})`, { cause: error }));
-        reject(this.error("unreachable", `${this.origin}: cannot reach the upstream (${(error as { code?: string }).code ?? errorMessage(error)})`, { cause: error }));
-      };
-      let controller: { abort(reason: Error): void } | undefined;
-      const onAbort = () => controller?.abort(signal!.reason instanceof Error ? signal!.reason : new Error("aborted"));
-      if (signal?.aborted) return fail(signal.reason, false);
-      signal?.addEventListener("abort", onAbort, { once: true });
-      let status = 0;
-      let retryAfter: string | null = null;
-      let started = false;
-      let size = 0;
-      const chunks: Buffer[] = [];
-      this.pool.dispatch(
-        { path: `${this.base}${path}`, method, headers: body === undefined ? {} : { "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) },
-        {
-          onRequestStart: (requestController) => {
-            controller = requestController;
-            // Cancelled while it waited for a connection.
-            if (signal?.aborted) onAbort();
-          },
-          onResponseStart: (requestController, statusCode, headers) => {
-            status = statusCode;
-            started = true;
-            const header = headers["retry-after"];
-            retryAfter = typeof header === "string" ? header : null;
-            if (Number(headers["content-length"] ?? 0) > MAX_BODY_BYTES) requestController.abort(this.tooLarge(path));
-          },
-          onResponseData: (requestController, chunk) => {
-            size += chunk.length;
-            // An error body is read only for its message.
-            if (size > MAX_BODY_BYTES || (status >= 400 && size > 64 * 1024)) {
-              if (status < 400) return requestController.abort(this.tooLarge(path));
-              return requestController.abort(new Error("error body too long"));
-            }
-            chunks.push(chunk);
-          },
-          onResponseEnd: () => {
-            signal?.removeEventListener("abort", onAbort);
-            resolve({ status, retryAfter, text: chunks.length === 1 ? chunks[0]!.toString("utf8") : Buffer.concat(chunks).toString("utf8") });
-          },
-          onResponseError: (_requestController, error) => {
-            // An error answer whose body we stopped reading: its status says enough.
-            if (status >= 400 && !(error instanceof TeacherError) && !signal?.aborted && started) {
-              signal?.removeEventListener("abort", onAbort);
-              return resolve({ status, retryAfter, text: Buffer.concat(chunks).toString("utf8") });
-            }
-            fail(error, started);
-          },
-        },
-      );
+      const handler = new TextResponseHandler(this, path, signal, resolve, reject);
+      if (signal?.aborted) return handler.fail(signal.reason);
+      signal?.addEventListener("abort", handler);
+      this.pool.dispatch({ path: `${this.base}${path}`, method, headers: body === undefined ? {} : { "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) }, handler);
     });
+  }
+
+  /** What a failed request becomes: cancelled or timed out, too large, cut off after its answer started, or not reached. */
+  failure(error: unknown, path: string, signal: AbortSignal | undefined, started: boolean): TeacherError {
+    if (error instanceof TeacherError) return error;
+    if (signal?.aborted) {
+      const timedOut = signal.reason instanceof DOMException && signal.reason.name === "TimeoutError";
+      return this.error(timedOut ? "timeout" : "aborted", `${this.origin}: ${timedOut ? "timed out" : "cancelled"}`, { cause: error });
+    }
+    if ((error as { code?: string }).code === "UND_ERR_RES_EXCEEDED_MAX_SIZE") return this.tooLarge(path);
+    if (started) return this.error("truncated-stream", `${this.origin}${path}: the response broke off (${errorMessage(error)})`, { cause: error });
+    return this.error("unreachable", `${this.origin}: cannot reach the upstream (${(error as { code?: string }).code ?? errorMessage(error)})`, { cause: error });
   }
 
   /** The `data` of each server-sent event until [DONE]; a body that ends first is a truncated stream. */
@@ -176,5 +128,79 @@ export class UpstreamClient {
 
   async close(): Promise<void> {
     await this.pool.close();
+  }
+}
+
+interface TextResponse {
+  status: number;
+  retryAfter: string | null;
+  text: string;
+}
+
+/**
+ * undici's dispatch handler for one whole-body request (a class, not closures:
+ * nothing is allocated per request beyond this object and the body's chunks).
+ * It is also the signal's abort listener.
+ */
+class TextResponseHandler implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | undefined;
+  private status = 0;
+  private retryAfter: string | null = null;
+  private started = false;
+  private size = 0;
+  private readonly chunks: Buffer[] = [];
+
+  constructor(
+    private readonly client: UpstreamClient,
+    private readonly path: string,
+    private readonly signal: AbortSignal | undefined,
+    private readonly resolve: (response: TextResponse) => void,
+    private readonly reject: (error: TeacherError) => void,
+  ) {}
+
+  /** The signal fired: stop the request (if it has not reached a connection yet, as soon as it does). */
+  handleEvent(): void {
+    this.controller?.abort(this.signal!.reason instanceof Error ? this.signal!.reason : new Error("aborted"));
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.signal?.aborted) this.handleEvent();
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    this.status = statusCode;
+    this.started = true;
+    const header = headers["retry-after"];
+    this.retryAfter = typeof header === "string" ? header : null;
+    if (Number(headers["content-length"] ?? 0) > MAX_BODY_BYTES) controller.abort(this.client.tooLarge(this.path));
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.size += chunk.length;
+    // An error body is read only for its message.
+    if (this.status >= 400 && this.size > MAX_ERROR_BODY_BYTES) return controller.abort(new Error("the error body is read no further"));
+    if (this.size > MAX_BODY_BYTES) return controller.abort(this.client.tooLarge(this.path));
+    this.chunks.push(chunk);
+  }
+
+  onResponseEnd(): void {
+    this.signal?.removeEventListener("abort", this);
+    this.resolve({ status: this.status, retryAfter: this.retryAfter, text: this.text() });
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    // An error answer whose body was cut short (by us or the server): its status says enough.
+    if (this.started && this.status >= 400 && !(error instanceof TeacherError) && !this.signal?.aborted) return this.onResponseEnd();
+    this.fail(error);
+  }
+
+  fail(error: unknown): void {
+    this.signal?.removeEventListener("abort", this);
+    this.reject(this.client.failure(error, this.path, this.signal, this.started));
+  }
+
+  private text(): string {
+    return this.chunks.length === 1 ? this.chunks[0]!.toString("utf8") : Buffer.concat(this.chunks).toString("utf8");
   }
 }
