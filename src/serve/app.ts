@@ -13,6 +13,7 @@ import { ExtractionMonitor, simhash } from "./extraction.ts";
 import { ApiMetrics } from "./metrics.ts";
 import { costOf, type GenerationRequest, type GenerationResult, type ServedModel } from "./models/served-model.ts";
 import { InsufficientCreditError, type ApiKeyRow, type Hold, type Store } from "./store/store.ts";
+import type { SettleUsage } from "./store/ledger.ts";
 import { registerAdmin } from "./admin.ts";
 
 export interface ApiDependencies {
@@ -187,7 +188,8 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       topLogprobs,
       json: chat?.response_format?.type === "json_object",
     };
-    const signals = { promptSimhash: simhash(generation.prompt ?? (generation.messages ?? []).map((m) => m.content).join("\n")), logprobs: topLogprobs ?? -1, temperature: body.temperature ?? null };
+    // The extraction signals are needed only at settlement: worked out while the model generates.
+    let signals: SettleUsage["signals"];
     let promptTokens: number;
     try {
       promptTokens = model.promptTokens(generation);
@@ -242,6 +244,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         } else {
           const generated = Promise.all(Array.from({ length: n }, () => model.generate({ ...generation, maxTokens: affordable, signal: abort.signal })));
           generated.catch(() => undefined);
+          signals = signalsOf(generation, body.temperature);
           results.push(...(await generated));
         }
       } catch (error) {
@@ -256,7 +259,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         const cost = costOf(price, usedPrompt, usedCompletion);
         try {
           // A hold that never committed has nothing to settle.
-          if (durable) settled = await store.settle(request.id, { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome: abort.signal.aborted && outcome === "ok" ? "cancelled" : outcome, signals });
+          if (durable) settled = await store.settle(request.id, { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome: abort.signal.aborted && outcome === "ok" ? "cancelled" : outcome, signals: signals ?? signalsOf(generation, body.temperature) });
         } catch (error) {
           // The hold stays open (recovery releases it): a non-stream answer is then withheld; a stream has already been read.
           logger.log("error", "api.settle_failed", { requestId: request.id, error: errorMessage(error) });
@@ -351,6 +354,11 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
 
   registerAdmin(app, { store, adminToken: deps.adminToken, freeTierMicros: config.freeTierMicros, forgetKey: () => keyCache.clear() });
   return app;
+}
+
+/** What a request looked like, for extraction detection: its prompt's simhash (never the prompt), log-probs asked for, temperature. */
+function signalsOf(generation: Pick<GenerationRequest, "prompt" | "messages" | "topLogprobs">, temperature: number | null | undefined): NonNullable<SettleUsage["signals"]> {
+  return { promptSimhash: simhash(generation.prompt ?? (generation.messages ?? []).map((m) => m.content).join("\n")), logprobs: generation.topLogprobs ?? -1, temperature: temperature ?? null };
 }
 
 function generationError(error: unknown): ApiError {
