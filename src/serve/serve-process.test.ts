@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
@@ -113,6 +114,11 @@ describe("avocado serve as a process: keys and billing CLI, kill -9 mid-stream, 
     const usage = await avocado(["billing", "usage", "--org", "acme"], folder);
     expect(usage.stdout.split("\n")[0]).toBe("day,org,key,model,requests,prompt_tokens,completion_tokens,cost_micros");
     expect(usage.stdout).toMatch(new RegExp(`,acme,avo_[^,]+,avocado-tiny,2,\\d+,20,${paid}\\n`));
+    // Drawn too: the CSV stays clean on stdout, the chart's path goes to stderr.
+    const drawn = await avocado(["billing", "usage", "--org", "acme", "--svg", "usage.svg"], folder);
+    expect(drawn.stdout).toBe(usage.stdout);
+    expect(drawn.stderr).toMatch(/usage chart: .*usage\.svg/);
+    expect(readFileSync(join(folder, "usage.svg"), "utf8")).toMatch(/<svg[\s\S]*2 requests[\s\S]*avocado-tiny/);
     const month = new Date().toISOString().slice(0, 7);
     const first = await avocado(["--json", "billing", "invoice", "--org", "acme", "--month", month], folder);
     const second = await avocado(["--json", "billing", "invoice", "--org", "acme", "--month", month], folder);

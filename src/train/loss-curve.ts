@@ -1,3 +1,5 @@
+import { escapeXml } from "../core/svg.ts";
+
 /** Draws a loss curve as a standalone SVG (no dependencies, opens in any browser). */
 export function lossCurveSvg(title: string, points: readonly (readonly [number, number])[]): string {
   const width = 720;
@@ -26,7 +28,7 @@ export function lossCurveSvg(title: string, points: readonly (readonly [number, 
       `<text x="${x(step)}" y="${height - margin.bottom + 18}" text-anchor="middle">${step}</text>`
     );
   });
-  const escaped = title.replace(/[<>&]/g, (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;" })[c] as string);
+  const escaped = escapeXml(title);
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="white"/>
 <text x="${width / 2}" y="24" text-anchor="middle" font-size="15">${escaped}</text>

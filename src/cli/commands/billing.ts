@@ -1,6 +1,9 @@
+import { writeFile } from "node:fs/promises";
+import { resolve } from "node:path";
 import type { Command } from "commander";
-import { InputError } from "../../core/errors.ts";
+import { errorMessage, FileError, InputError } from "../../core/errors.ts";
 import { invoice, invoiceText, labelledUsage, usageCsv } from "../../serve/billing.ts";
+import { usageChartSvg } from "../../serve/usage-chart.ts";
 import { commandContext, type GlobalOptions } from "../context.ts";
 import { openConfiguredStore } from "../store.ts";
 
@@ -36,15 +39,30 @@ export function registerBilling(program: Command): void {
     .option("--from <YYYY-MM-DD>")
     .option("--to <YYYY-MM-DD>")
     .option("--format <csv|json>", "output format", "csv")
+    .option("--svg <file>", "also draw it: spend per day, stacked by model or key (an SVG)")
+    .option("--by <model|key>", "what the chart's bars are stacked by", "model")
     .option("--store <url>", "override the configured store")
-    .action(async (options: { org?: string; from?: string; to?: string; format: string; store?: string }, command: Command) => {
+    .action(async (options: { org?: string; from?: string; to?: string; format: string; svg?: string; by: string; store?: string }, command: Command) => {
       const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
       for (const [name, value] of [["--from", options.from], ["--to", options.to]] as const) if (value !== undefined && !DAY.test(value)) throw new InputError(`${name} must be YYYY-MM-DD`);
       if (options.format !== "csv" && options.format !== "json") throw new InputError("--format must be csv or json");
+      if (options.by !== "model" && options.by !== "key") throw new InputError("--by must be model or key");
       const store = await openConfiguredStore(context, options.store);
       try {
         const rows = await labelledUsage(store, options);
-        if (options.format === "json" || context.json) context.print(JSON.stringify(rows, null, 2), { usage: rows });
+        let chart: string | undefined;
+        if (options.svg) {
+          chart = resolve(options.svg);
+          const title = `Usage of the paid API${options.org ? ` — org ${options.org}` : ""}`;
+          try {
+            await writeFile(chart, usageChartSvg(rows, { title, by: options.by }));
+          } catch (error) {
+            throw new FileError(chart, `cannot write the usage chart (${errorMessage(error)})`, { cause: error });
+          }
+          // Beside the data on stdout, not in it.
+          if (!context.json) process.stderr.write(`usage chart: ${chart}\n`);
+        }
+        if (options.format === "json" || context.json) context.print(JSON.stringify(rows, null, 2), { usage: rows, ...(chart ? { chart } : {}) });
         else process.stdout.write(usageCsv(rows));
       } finally {
         await store.close();
