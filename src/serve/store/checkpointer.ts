@@ -13,7 +13,11 @@ const Database = require(workerData.driver);
 const db = new Database(workerData.path);
 db.pragma("busy_timeout = 5000");
 const timer = setInterval(() => {
-  try { db.pragma("wal_checkpoint(PASSIVE)"); } catch {}
+  try {
+    const [result] = db.pragma("wal_checkpoint(PASSIVE)");
+    // Everything committed when it started is in the database file now: a good moment to restart the WAL.
+    if (result && result.busy === 0 && result.log > 0 && result.checkpointed === result.log) parentPort.postMessage("caught-up");
+  } catch {}
 }, workerData.intervalMs);
 parentPort.on("message", () => { clearInterval(timer); try { db.pragma("wal_checkpoint(PASSIVE)"); } catch {} db.close(); process.exit(0); });
 `;
@@ -24,6 +28,11 @@ export class WalCheckpointer {
   constructor(path: string, intervalMs = 100) {
     this.worker = new Worker(SOURCE, { eval: true, workerData: { path, intervalMs, driver: require.resolve("better-sqlite3") } });
     this.worker.unref();
+  }
+
+  /** Called each time a checkpoint has copied every frame the WAL held when it started. */
+  onCaughtUp(listener: () => void): void {
+    this.worker.on("message", listener);
   }
   async close(): Promise<void> {
     // Held again while it finishes, or an idle process would exit before the worker does.

@@ -303,14 +303,36 @@ describe("SqliteLedger with a journal", () => {
     const walFrames = () => (sqlite.pragma("wal_checkpoint(PASSIVE)") as { log: number }[])[0]!.log;
     ledger.flush();
     const framesPerBatch = walFrames();
-    for (let i = 1; i <= 260; i++) {
-      await store.grant("acme", 1, `g${i}`);
-      ledger.flush();
-    }
-    // Without the restart the WAL would hold every batch's frames; it holds only those since the restart.
-    expect(walFrames()).toBeLessThan(framesPerBatch * 40);
+    let grants = 0;
+    const batches = async (count: number, caughtUp: boolean) => {
+      for (let i = 0; i < count; i++) {
+        await store.grant("acme", 1, `g${++grants}`);
+        // The checkpointer thread says so when it has copied everything (here, on cue).
+        if (caughtUp) ledger.checkpointCaughtUp();
+        ledger.flush();
+      }
+    };
+    // The restart waits for a moment the checkpointer has caught up (then it copies one batch)…
+    await batches(260, false);
+    const grown = walFrames();
+    expect(grown).toBeGreaterThan(framesPerBatch * 100);
+    await batches(1, true);
+    // …so the WAL holds only the frames since.
+    expect(walFrames()).toBeLessThan(grown / 50);
+    // Without one, it restarts anyway after twice as many commits.
+    await batches(510, false);
+    expect(walFrames()).toBeLessThan(grown / 10);
     expect(sqlite.pragma("busy_timeout", { simple: true })).toBe(5000);
     expect((await store.audit()).problems).toEqual([]);
+    await store.close();
+  });
+
+  it("hears from the checkpointer thread when it has caught up with the WAL", async () => {
+    const { store } = await journaled();
+    const caughtUp = new Promise<void>((resolve) => store["checkpointer"]!.onCaughtUp(resolve));
+    await store.grant("acme", 1, "g1");
+    store["sqliteLedger"]!.flush();
+    await caughtUp;
     await store.close();
   });
 

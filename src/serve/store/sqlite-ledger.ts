@@ -27,7 +27,9 @@ const JOURNAL_COMMIT_BYTES = 4 << 20;
  * batches. The checkpointer thread copies the WAL into the database but can
  * never reset it: that needs a moment with no write transaction open, and a
  * server under load always has one. Without it the WAL grew without bound
- * (8 MB a second under load), and with it every page lookup.
+ * (8 MB a second under load), and with it every page lookup. The restart waits
+ * for the checkpointer to have just caught up (then it copies one batch's
+ * frames, not a fraction of a second's), but not beyond twice as many commits.
  */
 const WAL_RESTART_COMMITS = 250;
 
@@ -111,6 +113,8 @@ export class SqliteLedger {
   private batchOps = 0;
   /** Commits since the WAL was last restarted (journal mode). */
   private commits = 0;
+  /** Whether the checkpointer has caught up since the last commit (journal mode). */
+  private caughtUp = false;
   /** Set when the tables could not be rebuilt after a failure: every operation then fails. */
   private broken: LedgerUnavailableError | undefined;
 
@@ -337,8 +341,15 @@ export class SqliteLedger {
     } catch {
       // The journal keeps its committed lines (a replay skips them) and grows until a later reset succeeds.
     }
-    if (++this.commits >= WAL_RESTART_COMMITS) this.restartWal();
+    const caughtUp = this.caughtUp;
+    this.caughtUp = false;
+    if (++this.commits >= (caughtUp ? WAL_RESTART_COMMITS : 2 * WAL_RESTART_COMMITS)) this.restartWal();
   }
+
+  /** The checkpointer has copied every frame of the WAL it saw (the next commit is a good moment to restart it). */
+  readonly checkpointCaughtUp = () => {
+    this.caughtUp = true;
+  };
 
   /**
    * Journal mode, between two batches: checkpoints what the checkpointer has
@@ -351,9 +362,10 @@ export class SqliteLedger {
     try {
       this.db.pragma("busy_timeout = 0");
       const [result] = this.db.pragma("wal_checkpoint(RESTART)") as { busy: number }[];
-      this.commits = result?.busy === 0 ? 0 : WAL_RESTART_COMMITS - 10;
+      // Busy (a reader, or the checkpointer itself): tried again some commits later.
+      this.commits = result?.busy === 0 ? 0 : this.commits - 10;
     } catch {
-      this.commits = WAL_RESTART_COMMITS - 10;
+      this.commits -= 10;
     } finally {
       this.db.pragma(`busy_timeout = ${timeout}`);
     }

@@ -86,6 +86,7 @@ export class Store {
         throw new FileError(path, `cannot create the ledger journal beside the SQLite store (${errorMessage(error)})`, { cause: error });
       }
       if (sqlite) ledger = new SqliteLedger(sqlite, journal, typeof options.journal === "object" ? options.journal.commitMs : undefined);
+      if (ledger && journal) checkpointer?.onCaughtUp(ledger.checkpointCaughtUp);
     } catch (error) {
       await checkpointer?.close();
       await db.destroy();
