@@ -48,6 +48,10 @@ describe("usage chart", () => {
   });
 
   it("draws an empty period without failing", () => {
-    expect(usageChartSvg([], { title: "nothing", by: "model" })).toContain("no usage: 0 requests");
+    const empty = usageChartSvg([], { title: "nothing", by: "model" });
+    expect(empty).toContain("no usage: 0 requests");
+    // Readable ticks, not 2e-7.
+    expect(empty).not.toMatch(/e-\d/);
+    expect(empty).toContain(">0.01</text>");
   });
 });

@@ -50,7 +50,8 @@ export function usageChartSvg(rows: readonly (UsageRow & { key_prefix?: string; 
   const cost = new Map<string, number>();
   for (const row of rows) cost.set(`${row.day}\u0000${nameOf(row)}`, (cost.get(`${row.day}\u0000${nameOf(row)}`) ?? 0) + row.cost);
   const dayTotal = (day: string) => series.reduce((sum, name) => sum + (cost.get(`${day}\u0000${name}`) ?? 0), 0);
-  const maxTotal = Math.max(1, ...days.map(dayTotal));
+  // At least a hundredth of a currency unit high, so a chart of (almost) nothing still has readable ticks.
+  const maxTotal = Math.max(10_000, ...days.map(dayTotal));
   const step = niceStep(maxTotal);
   const top = Math.ceil(maxTotal / step) * step;
   const y = (micros: number) => margin.top + plotHeight - (micros / top) * plotHeight;
