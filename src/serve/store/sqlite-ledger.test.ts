@@ -125,6 +125,15 @@ describe("SqliteLedger with a journal", () => {
     return { store, url, folder: dirname(url.slice("sqlite:".length)) };
   }
 
+  /** A journaled store with an org ("acme"), a key, and credit granted ("g1"). */
+  async function funded(credit: number) {
+    const journaledStore = await journaled();
+    const org = await journaledStore.store.ensureOrg("acme");
+    const { row: key } = await journaledStore.store.createKey({ org: "acme", name: "k" });
+    await journaledStore.store.grant("acme", credit, "g1");
+    return { ...journaledStore, org, key, base: { orgId: org, keyId: key.id, model: "m", instance: "i" } };
+  }
+
   const journals = (folder: string) => readdirSync(folder).filter((name) => name.endsWith(".journal"));
 
   /** kill -9, as far as the store can tell: the connection goes without a commit, and the journal's owner is no longer running. */
@@ -217,11 +226,7 @@ describe("SqliteLedger with a journal", () => {
   });
 
   it("rebuilds the batch from the journal when an operation fails halfway: only that operation fails", async () => {
-    const { store, folder } = await journaled();
-    const org = await store.ensureOrg("acme");
-    const { row: key } = await store.createKey({ org: "acme", name: "k" });
-    const base = { orgId: org, keyId: key.id, model: "m", instance: "i" };
-    await store.grant("acme", 1_000, "g1");
+    const { store, folder, org, key, base } = await funded(1_000);
     await (await store.reserve({ ...base, requestId: "x", amount: 100 })).durable;
     await store.settle("x", usage(10));
     store["sqliteLedger"]!.flush();
@@ -240,11 +245,7 @@ describe("SqliteLedger with a journal", () => {
   });
 
   it("decides holds and settlements in memory and writes their rows with the batch: no holds row for a hold settled within it, one update per balance", async () => {
-    const { store } = await journaled();
-    const org = await store.ensureOrg("acme");
-    const { row: key } = await store.createKey({ org: "acme", name: "k" });
-    const base = { orgId: org, keyId: key.id, model: "m", instance: "i" };
-    await store.grant("acme", 1_000, "g1");
+    const { store, org, base } = await funded(1_000);
     const ledger = store["sqliteLedger"]!;
     const sqlite = ledger["db"];
     // What the batch writes, as SQLite sees it.
@@ -337,11 +338,7 @@ describe("SqliteLedger with a journal", () => {
   });
 
   it("writes the lines of one turn together, and a failed write undoes exactly its operations", async () => {
-    const { store } = await journaled();
-    const org = await store.ensureOrg("acme");
-    const { row: key } = await store.createKey({ org: "acme", name: "k" });
-    const base = { orgId: org, keyId: key.id, model: "m", instance: "i" };
-    await store.grant("acme", 1_000, "g1");
+    const { store, org, base } = await funded(1_000);
     const holds = await Promise.all(["a", "b", "c", "d"].map((id) => store.reserve({ ...base, requestId: id, amount: 100 })));
     await Promise.all(holds.map((h) => h.durable));
     const ledger = store["sqliteLedger"]!;
