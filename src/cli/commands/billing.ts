@@ -1,7 +1,7 @@
-import { writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import { errorMessage, FileError, InputError } from "../../core/errors.ts";
+import { writeFileAtomic } from "../../core/atomic-write.ts";
+import { InputError } from "../../core/errors.ts";
 import { invoice, invoiceText, labelledUsage, usageCsv } from "../../serve/billing.ts";
 import { usageChartSvg } from "../../serve/usage-chart.ts";
 import { commandContext, type GlobalOptions } from "../context.ts";
@@ -54,11 +54,7 @@ export function registerBilling(program: Command): void {
         if (options.svg) {
           chart = resolve(options.svg);
           const title = `Usage of the paid API${options.org ? ` — org ${options.org}` : ""}`;
-          try {
-            await writeFile(chart, usageChartSvg(rows, { title, by: options.by }));
-          } catch (error) {
-            throw new FileError(chart, `cannot write the usage chart (${errorMessage(error)})`, { cause: error });
-          }
+          await writeFileAtomic(chart, usageChartSvg(rows, { title, by: options.by }));
           // Beside the data on stdout, not in it.
           if (!context.json) process.stderr.write(`usage chart: ${chart}\n`);
         }
