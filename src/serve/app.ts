@@ -266,26 +266,29 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         }
         if (!stream) lease.addTokens(usedCompletion);
         const seconds = (performance.now() - started) / 1000;
-        metrics.finished(route, model.config.name, stream, outcome === "ok" ? "200" : outcome, { prompt: usedPrompt, completion: usedCompletion }, Math.min(cost, held), seconds);
-        // The access log: who, what, how much — never the key, the prompt or the answer.
-        logger.log("info", "api.request", {
-          requestId: request.id,
-          key: auth.key.prefix,
-          org: auth.key.org_id,
-          model: model.config.name,
-          route,
-          stream,
-          outcome,
-          promptTokens: usedPrompt,
-          completionTokens: usedCompletion,
-          costMicros: Math.min(cost, held),
-          ms: Math.round(seconds * 100_000) / 100,
-        });
-        if (usedPrompt !== promptTokens * n && model.config.gguf) logger.log("warn", "api.token_count_mismatch", { requestId: request.id, counted: promptTokens * n, engine: usedPrompt });
-        // Never expected (holds are upper bounds): the charge is capped at the hold, so say so loudly.
-        if (cost > held) logger.log("error", "api.cost_above_hold", { requestId: request.id, cost, held });
         // A stream ends only once its cost is settled: a client that has read [DONE] sees its charge.
         if (stream && reply.raw.headersSent && !reply.raw.destroyed) reply.raw.end("data: [DONE]\n\n");
+        // Metrics and the access log once the answer has gone, not on its way.
+        setImmediate(() => {
+          metrics.finished(route, model.config.name, stream, outcome === "ok" ? "200" : outcome, { prompt: usedPrompt, completion: usedCompletion }, Math.min(cost, held), seconds);
+          // The access log: who, what, how much — never the key, the prompt or the answer.
+          logger.log("info", "api.request", {
+            requestId: request.id,
+            key: auth.key.prefix,
+            org: auth.key.org_id,
+            model: model.config.name,
+            route,
+            stream,
+            outcome,
+            promptTokens: usedPrompt,
+            completionTokens: usedCompletion,
+            costMicros: Math.min(cost, held),
+            ms: Math.round(seconds * 100_000) / 100,
+          });
+          if (usedPrompt !== promptTokens * n && model.config.gguf) logger.log("warn", "api.token_count_mismatch", { requestId: request.id, counted: promptTokens * n, engine: usedPrompt });
+          // Never expected (holds are upper bounds): the charge is capped at the hold, so say so loudly.
+          if (cost > held) logger.log("error", "api.cost_above_hold", { requestId: request.id, cost, held });
+        });
       }
       if (stream) return reply;
       // Delivered only when charged: the hold committed (with or before the settlement) and the settlement did.
