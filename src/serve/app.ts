@@ -316,7 +316,19 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     const raw = reply.raw;
     const created = Math.floor(Date.now() / 1000);
     const object = route === "chat" ? "chat.completion.chunk" : "text_completion";
-    const send = (choices: unknown[], usage?: unknown) => raw.write(`data: ${JSON.stringify({ id, object, created, model: model.config.name, choices, ...(usage ? { usage } : {}) })}\n\n`);
+    // The events of one turn of the event loop (an upstream chunk often holds several) go out in one write, at its end.
+    let corked = false;
+    const send = (choices: unknown[], usage?: unknown) => {
+      if (!corked) {
+        corked = true;
+        raw.cork();
+        setImmediate(() => {
+          corked = false;
+          raw.uncork();
+        });
+      }
+      raw.write(`data: ${JSON.stringify({ id, object, created, model: model.config.name, choices, ...(usage ? { usage } : {}) })}\n\n`);
+    };
     let first = true;
     const emit = (delta: Delta) => {
       if (first) {
