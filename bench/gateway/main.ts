@@ -79,6 +79,8 @@ interface Load {
   latency(origin: string): Promise<number>;
   /** Requests a second over CONNECTIONS connections, and how many were made. */
   throughput(origin: string): Promise<{ rate: number; requests: number }>;
+  /** The same, for streamed requests (each read to its [DONE]). */
+  streamThroughput(origin: string): Promise<{ rate: number; requests: number }>;
 }
 
 /** CPU seconds (user + system, all threads) a process has used so far: steadier than a rate on a shared machine. */
@@ -89,13 +91,15 @@ function cpuSeconds(pid: number): number {
 
 /** wrk: one thread; every response must be a 200 (wrk counts the others, and we fail on any). */
 function wrkLoad(): Load {
-  const script = join(folder, "post.lua");
-  writeFileSync(
-    script,
-    [`wrk.method = "POST"`, `wrk.body = ${JSON.stringify(body)}`, `wrk.headers["Content-Type"] = "application/json"`, `wrk.headers["Authorization"] = ${JSON.stringify(`Bearer ${key}`)}`, ""].join("\n"),
-  );
-  const run = (origin: string, connections: number, seconds: number) => {
-    const result = spawnSync("wrk", ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", script, `${origin}/v1/chat/completions`], { encoding: "utf8" });
+  const scriptFor = (name: string, payload: string) => {
+    const path = join(folder, name);
+    writeFileSync(path, [`wrk.method = "POST"`, `wrk.body = ${JSON.stringify(payload)}`, `wrk.headers["Content-Type"] = "application/json"`, `wrk.headers["Authorization"] = ${JSON.stringify(`Bearer ${key}`)}`, ""].join("\n"));
+    return path;
+  };
+  const script = scriptFor("post.lua", body);
+  const streamScript = scriptFor("stream.lua", streamBody);
+  const run = (origin: string, connections: number, seconds: number, lua = script) => {
+    const result = spawnSync("wrk", ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", lua, `${origin}/v1/chat/completions`], { encoding: "utf8" });
     const out = result.stdout;
     if (/Non-2xx|Socket errors/.test(out)) throw new Error(`wrk saw failed requests against ${origin}:\n${out}`);
     const rate = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
@@ -108,6 +112,7 @@ function wrkLoad(): Load {
     name: "wrk",
     latency: async (origin) => run(origin, 1, SECONDS).p50,
     throughput: async (origin) => run(origin, CONNECTIONS, SECONDS),
+    streamThroughput: async (origin) => run(origin, CONNECTIONS, SECONDS, streamScript),
   };
 }
 
@@ -138,29 +143,32 @@ async function sequential(origin: string, payload: string): Promise<{ p50: numbe
 }
 
 function nodeLoad(): Load {
+  /** Requests a second of `payload` over CONNECTIONS connections (after half a second of warm-up). */
+  async function rate(origin: string, payload: string): Promise<{ rate: number; requests: number }> {
+    const pool = new Pool(origin, { connections: CONNECTIONS, pipelining: 1 });
+    let done = 0;
+    const until = performance.now() + SECONDS * 1000;
+    const warm = performance.now() + 500;
+    let started = 0;
+    await Promise.all(
+      Array.from({ length: CONNECTIONS }, async () => {
+        while (performance.now() < until) {
+          await once(pool, payload);
+          if (performance.now() >= warm) {
+            started ||= performance.now();
+            done++;
+          }
+        }
+      }),
+    );
+    await pool.close();
+    return { rate: done / ((performance.now() - started) / 1000), requests: done };
+  }
   return {
     name: "a Node client (undici)",
     latency: async (origin) => (await sequential(origin, body)).p50,
-    async throughput(origin) {
-      const pool = new Pool(origin, { connections: CONNECTIONS, pipelining: 1 });
-      let done = 0;
-      const until = performance.now() + SECONDS * 1000;
-      const warm = performance.now() + 500;
-      let started = 0;
-      await Promise.all(
-        Array.from({ length: CONNECTIONS }, async () => {
-          while (performance.now() < until) {
-            await once(pool, body);
-            if (performance.now() >= warm) {
-              started ||= performance.now();
-              done++;
-            }
-          }
-        }),
-      );
-      await pool.close();
-      return { rate: done / ((performance.now() - started) / 1000), requests: done };
-    },
+    throughput: (origin) => rate(origin, body),
+    streamThroughput: (origin) => rate(origin, streamBody),
   };
 }
 
@@ -211,6 +219,20 @@ process.stdout.write(
 process.stdout.write(`  this machine's floor: the pass-through proxy does ${fixed(median(samples.bareRate), 0)} req/s\n`);
 process.stdout.write(
   `CPU per request under load (all threads; one core's worth is ${fixed(1e6 / 8000, 0)} µs at 8000 req/s): avocado serve ${fixed(median(samples.cpu), 1)} µs, the pass-through proxy ${fixed(median(samples.bareCpu), 1)} µs\n`,
+);
+// Streams under load: requests a second, and the gateway's CPU per streamed request (its events parsed, checked, metered and re-sent).
+const streamDirect: number[] = [];
+const streamThrough: number[] = [];
+const streamCpu: number[] = [];
+for (let round = 0; round < ROUNDS; round++) {
+  streamDirect.push((await load.streamThroughput(upstreamUrl)).rate);
+  const before = cpuSeconds(gateway.child.pid!);
+  const { rate, requests } = await load.streamThroughput(gatewayOrigin);
+  streamThrough.push(rate);
+  streamCpu.push(((cpuSeconds(gateway.child.pid!) - before) * 1e6) / requests);
+}
+process.stdout.write(
+  `stream throughput (${CONNECTIONS} connections, ${SECONDS} s, 6 events each): direct ${fixed(median(streamDirect), 0)} req/s, through avocado serve ${fixed(median(streamThrough), 0)} req/s at ${fixed(median(streamCpu), 1)} µs of CPU per request\n`,
 );
 const directStream = await sequential(upstreamUrl, streamBody);
 const gatewayStream = await sequential(gatewayOrigin, streamBody);
