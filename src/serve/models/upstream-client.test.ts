@@ -137,4 +137,69 @@ describe("UpstreamClient.json", () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(started).toBe(2);
   });
+
+  describe("a streamed answer", () => {
+    const events = (...data: string[]) => data.map((d) => `data: ${d}\n\n`).join("");
+
+    it("hands each event's data over as it comes, and ends at [DONE]", async () => {
+      let release: () => void = () => undefined;
+      const client = await upstream((_request, response, body) => {
+        response.writeHead(200, { "content-type": "text/event-stream" });
+        response.write(events(`{"n":1,"body":${JSON.stringify(body)}}`, '{"n":2}'));
+        // The rest only once the first events have been handed over.
+        release = () => response.end(`${events('{"n":3}', "[DONE]")}data: {"after":"done"}\n\n`);
+      });
+      const seen: string[] = [];
+      await client.stream("/chat/completions", { hello: "world" }, undefined, (data) => {
+        seen.push(data);
+        if (seen.length === 2) release();
+      });
+      expect(seen).toEqual(['{"n":1,"body":"{\\"hello\\":\\"world\\"}"}', '{"n":2}', '{"n":3}']);
+    });
+
+    it("fails as the answer does: an error status, no [DONE], too large, an event its reader refuses, a cancellation", async () => {
+      const limited = await upstream((_request, response) => {
+        response.writeHead(429, { "retry-after": "3" });
+        response.end('{"error":{"message":"slow down"}}');
+      });
+      const refused = await failure(limited.stream("/chat/completions", {}, undefined, () => undefined));
+      expect([refused.kind, refused.retryAfterMs, /slow down/.test(refused.message)]).toEqual(["rate-limited", 3_000, true]);
+
+      const cut = await upstream((_request, response) => response.end(events('{"n":1}')));
+      expect((await failure(cut.stream("/chat/completions", {}, undefined, () => undefined))).kind).toBe("truncated-stream");
+
+      const huge = await upstream((_request, response) => {
+        const chunk = events(`"${"x".repeat(1 << 20)}"`);
+        let sent = 0;
+        const more = () => {
+          while (sent < 20 && response.write(chunk)) sent++;
+          if (sent < 20) response.once("drain", more);
+          else response.end();
+        };
+        more();
+      });
+      expect((await failure(huge.stream("/chat/completions", {}, undefined, () => undefined))).message).toMatch(/larger than 16777216 bytes/);
+
+      const garbage = await upstream((_request, response) => {
+        response.write(events("<html>oops</html>"));
+        setTimeout(() => response.end(events("[DONE]")), 1_000);
+      });
+      const bad = new TeacherError("upstream test", "bad-response", "not JSON");
+      const started = performance.now();
+      expect(
+        await failure(
+          garbage.stream("/chat/completions", {}, undefined, () => {
+            throw bad;
+          }),
+        ),
+      ).toBe(bad);
+      // Stopped there, not read to its end.
+      expect(performance.now() - started).toBeLessThan(900);
+
+      const endless = await upstream((_request, response) => response.write(events('{"n":1}')));
+      const controller = new AbortController();
+      const stopped = await failure(endless.stream("/chat/completions", {}, controller.signal, () => controller.abort(new Error("the client disconnected"))));
+      expect(stopped.kind).toBe("aborted");
+    });
+  });
 });

@@ -3,7 +3,7 @@ import { Pool, type Dispatcher } from "undici";
 import type { z } from "zod";
 import { errorMessage } from "../../core/errors.ts";
 import { errorBodyMessage } from "../../teachers/http/protocol.ts";
-import { SseError, sseData } from "../../teachers/http/sse.ts";
+import { SseError, SseFeed } from "../../teachers/http/sse.ts";
 import { kindForStatus, parseRetryAfter, TeacherError, type TeacherErrorKind } from "../../teachers/teacher-error.ts";
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
@@ -14,8 +14,8 @@ const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 /**
  * HTTP to one upstream inference server on a keep-alive undici Pool: the
- * gateway's hot path (undici's dispatch and request APIs cost a fraction of
- * fetch's per-request overhead). Failures become typed TeacherErrors.
+ * gateway's hot path, on undici's dispatch API (a fraction of fetch's, and of
+ * its own request API's, per-request overhead). Failures become typed TeacherErrors.
  */
 export class UpstreamClient {
   private readonly pool: Pool;
@@ -40,28 +40,8 @@ export class UpstreamClient {
     return this.error("bad-response", `${this.origin}${path}: the response is larger than ${MAX_BODY_BYTES} bytes`);
   }
 
-  private async send(method: "GET" | "POST", path: string, body: unknown, signal: AbortSignal | undefined) {
-    let response;
-    try {
-      response = await this.pool.request({
-        path: `${this.base}${path}`,
-        method,
-        headers: body === undefined ? {} : { "content-type": "application/json" },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal,
-      });
-    } catch (error) {
-      throw this.failure(error, path, signal, false);
-    }
-    if (response.statusCode >= 400) {
-      const retryAfter = response.headers["retry-after"];
-      throw this.statusError(path, response.statusCode, await response.body.text().catch(() => ""), typeof retryAfter === "string" ? retryAfter : null);
-    }
-    return response;
-  }
-
   /** An error answer: its kind by status, with the server's own message and Retry-After. */
-  private statusError(path: string, status: number, text: string, retryAfter: string | null): TeacherError {
+  statusError(path: string, status: number, text: string, retryAfter: string | null): TeacherError {
     let detail = text.slice(0, 2048);
     try {
       detail = errorBodyMessage(JSON.parse(detail)) ?? detail;
@@ -113,17 +93,25 @@ export class UpstreamClient {
     return this.error("unreachable", `${this.origin}: cannot reach the upstream (${(error as { code?: string }).code ?? errorMessage(error)})`, { cause: error });
   }
 
-  /** The `data` of each server-sent event until [DONE]; a body that ends first is a truncated stream. */
-  async *events(path: string, body: unknown, signal: AbortSignal | undefined): AsyncGenerator<string> {
-    const response = await this.send("POST", path, body, signal);
-    try {
-      yield* sseData(response.body, MAX_BODY_BYTES);
-    } catch (error) {
-      if (error instanceof SseError) throw this.error(error.reason === "no-done" ? "truncated-stream" : "bad-response", `${this.origin}${path}: ${error.message}`);
-      throw this.error(signal?.aborted ? "aborted" : "truncated-stream", `${this.origin}${path}: the stream broke off (${errorMessage(error)})`, { cause: error });
-    } finally {
-      response.body.destroy();
-    }
+  /**
+   * A streamed answer: `onData` gets the `data` of each server-sent event, as
+   * it comes, until [DONE] (then this resolves). On the dispatch API too: each
+   * chunk goes straight into the event parser. An error thrown by `onData`
+   * stops the request and rejects with it; a stream that ends before [DONE]
+   * is truncated.
+   */
+  stream(path: string, body: unknown, signal: AbortSignal | undefined, onData: (data: string) => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const handler = new StreamHandler(this, path, signal, onData, resolve, reject);
+      if (signal?.aborted) return handler.fail(signal.reason);
+      signal?.addEventListener("abort", handler);
+      this.pool.dispatch({ path: `${this.base}${path}`, method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }, handler);
+    });
+  }
+
+  /** An event stream that is not one, or too large, or ended before [DONE]. */
+  sseFailure(path: string, error: SseError): TeacherError {
+    return this.error(error.reason === "no-done" ? "truncated-stream" : "bad-response", `${this.origin}${path}: ${error.message}`);
   }
 
   async close(): Promise<void> {
@@ -202,5 +190,78 @@ class TextResponseHandler implements Dispatcher.DispatchHandler {
 
   private text(): string {
     return this.chunks.length === 1 ? this.chunks[0]!.toString("utf8") : Buffer.concat(this.chunks).toString("utf8");
+  }
+}
+
+/** undici's dispatch handler for one streamed answer: chunks go straight into the event parser. Also the signal's abort listener. */
+class StreamHandler implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | undefined;
+  private readonly feed: SseFeed;
+  private status = 0;
+  private retryAfter: string | null = null;
+  private started = false;
+  /** An error answer's body (read only for its message). */
+  private errorBody = "";
+
+  constructor(
+    private readonly client: UpstreamClient,
+    private readonly path: string,
+    private readonly signal: AbortSignal | undefined,
+    onData: (data: string) => void,
+    private readonly resolve: () => void,
+    private readonly reject: (error: TeacherError) => void,
+  ) {
+    this.feed = new SseFeed(MAX_BODY_BYTES, onData);
+  }
+
+  handleEvent(): void {
+    this.controller?.abort(this.signal!.reason instanceof Error ? this.signal!.reason : new Error("aborted"));
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.signal?.aborted) this.handleEvent();
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    this.status = statusCode;
+    this.started = true;
+    const header = headers["retry-after"];
+    this.retryAfter = typeof header === "string" ? header : null;
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.status >= 400) {
+      if (this.errorBody.length > MAX_ERROR_BODY_BYTES) return controller.abort(new Error("the error body is read no further"));
+      this.errorBody += chunk.toString("utf8");
+      return;
+    }
+    try {
+      this.feed.push(chunk);
+    } catch (error) {
+      // Not an event stream, too large, or an event its reader refused (a TeacherError).
+      controller.abort(error instanceof SseError ? this.client.sseFailure(this.path, error) : (error as Error));
+    }
+  }
+
+  onResponseEnd(): void {
+    this.signal?.removeEventListener("abort", this);
+    if (this.status >= 400) return this.reject(this.client.statusError(this.path, this.status, this.errorBody, this.retryAfter));
+    try {
+      this.feed.end();
+    } catch (error) {
+      return this.reject(this.client.sseFailure(this.path, error as SseError));
+    }
+    this.resolve();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    if (this.started && this.status >= 400 && !(error instanceof TeacherError) && !this.signal?.aborted) return this.onResponseEnd();
+    this.fail(error);
+  }
+
+  fail(error: unknown): void {
+    this.signal?.removeEventListener("abort", this);
+    this.reject(this.client.failure(error, this.path, this.signal, this.started));
   }
 }

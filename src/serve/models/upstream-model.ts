@@ -128,7 +128,8 @@ export class UpstreamServedModel implements ServedModel {
         usage = parsed.usage ?? undefined;
       }
     } else {
-      for await (const data of upstream.client.events(path, body, request.signal)) {
+      // Each event as it comes (no stream or async iteration between the socket and here).
+      await upstream.client.stream(path, body, request.signal, (data) => {
         onOutput();
         const json = parseEvent(data, this.config.name);
         if (chat) {
@@ -157,7 +158,7 @@ export class UpstreamServedModel implements ServedModel {
             if (choice.finish_reason) result.finishReason = choice.finish_reason === "length" ? "length" : "stop";
           }
         }
-      }
+      });
     }
     if (!usage) throw new TeacherError(`upstream ${this.config.name}`, "bad-response", `${upstream.client.origin} reported no usage; metering needs it`);
     result.promptTokens = usage.prompt_tokens;
