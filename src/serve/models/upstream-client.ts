@@ -58,11 +58,10 @@ export class UpstreamClient {
    * pass-through proxy's CPU per request).
    */
   async json<T extends z.ZodType>(method: "GET" | "POST", path: string, body: unknown, signal: AbortSignal | undefined, schema: T): Promise<z.infer<T>> {
-    const response = await this.fetchText(method, path, body, signal);
-    if (response.status >= 400) throw this.statusError(path, response.status, response.text, response.retryAfter);
+    const text = await this.fetchText(method, path, body, signal);
     let value: unknown;
     try {
-      value = JSON.parse(response.text);
+      value = JSON.parse(text);
     } catch {
       throw this.error("bad-response", `${this.origin}${path}: the body is not JSON`);
     }
@@ -71,14 +70,16 @@ export class UpstreamClient {
     return parsed.data;
   }
 
-  /** One request whose whole body is read as text (at most MAX_BODY_BYTES); failures are TeacherErrors. */
-  private fetchText(method: "GET" | "POST", path: string, body: unknown, signal: AbortSignal | undefined): Promise<TextResponse> {
-    return new Promise((resolve, reject) => {
-      const handler = new TextResponseHandler(this, path, signal, resolve, reject);
-      if (signal?.aborted) return handler.fail(signal.reason);
-      signal?.addEventListener("abort", handler);
-      this.pool.dispatch({ path: `${this.base}${path}`, method, headers: body === undefined ? {} : { "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) }, handler);
-    });
+  /** One request whose whole body is read as text (at most MAX_BODY_BYTES); failures, error statuses included, are TeacherErrors. */
+  private fetchText(method: "GET" | "POST", path: string, body: unknown, signal: AbortSignal | undefined): Promise<string> {
+    return new Promise((resolve, reject) => this.dispatch(method, path, body, signal, new TextResponseHandler(this, path, signal, resolve, reject)));
+  }
+
+  /** Sends a request to the pool, its answer to `handler` (which also listens to the signal). */
+  private dispatch(method: "GET" | "POST", path: string, body: unknown, signal: AbortSignal | undefined, handler: UpstreamHandler): void {
+    if (signal?.aborted) return handler.fail(signal.reason);
+    signal?.addEventListener("abort", handler);
+    this.pool.dispatch({ path: `${this.base}${path}`, method, headers: body === undefined ? {} : { "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) }, handler);
   }
 
   /** What a failed request becomes: cancelled or timed out, too large, cut off after its answer started, or not reached. */
@@ -101,12 +102,7 @@ export class UpstreamClient {
    * is truncated.
    */
   stream(path: string, body: unknown, signal: AbortSignal | undefined, onData: (data: string) => void): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const handler = new StreamHandler(this, path, signal, onData, resolve, reject);
-      if (signal?.aborted) return handler.fail(signal.reason);
-      signal?.addEventListener("abort", handler);
-      this.pool.dispatch({ path: `${this.base}${path}`, method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }, handler);
-    });
+    return new Promise((resolve, reject) => this.dispatch("POST", path, body, signal, new StreamHandler(this, path, signal, onData, resolve, reject)));
   }
 
   /** An event stream that is not one, or too large, or ended before [DONE]. */
@@ -119,32 +115,30 @@ export class UpstreamClient {
   }
 }
 
-interface TextResponse {
-  status: number;
-  retryAfter: string | null;
-  text: string;
-}
-
 /**
- * undici's dispatch handler for one whole-body request (a class, not closures:
- * nothing is allocated per request beyond this object and the body's chunks).
- * It is also the signal's abort listener.
+ * What both of the client's dispatch handlers share: the signal (the handler is
+ * its abort listener), the status and Retry-After, an error answer read only
+ * for its message, and failures as TeacherErrors. Classes, not closures:
+ * nothing is allocated per request beyond the handler and the body's chunks.
  */
-class TextResponseHandler implements Dispatcher.DispatchHandler {
+abstract class UpstreamHandler implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | undefined;
-  private status = 0;
+  protected status = 0;
   private retryAfter: string | null = null;
   private started = false;
-  private size = 0;
-  private readonly chunks: Buffer[] = [];
+  private errorBody = "";
 
   constructor(
-    private readonly client: UpstreamClient,
-    private readonly path: string,
+    protected readonly client: UpstreamClient,
+    protected readonly path: string,
     private readonly signal: AbortSignal | undefined,
-    private readonly resolve: (response: TextResponse) => void,
-    private readonly reject: (error: TeacherError) => void,
+    protected readonly reject: (error: TeacherError) => void,
   ) {}
+
+  /** A successful answer's body, chunk by chunk. */
+  protected abstract data(controller: Dispatcher.DispatchController, chunk: Buffer): void;
+  /** A successful answer's end. */
+  protected abstract end(): void;
 
   /** The signal fired: stop the request (if it has not reached a connection yet, as soon as it does). */
   handleEvent(): void {
@@ -161,20 +155,20 @@ class TextResponseHandler implements Dispatcher.DispatchHandler {
     this.started = true;
     const header = headers["retry-after"];
     this.retryAfter = typeof header === "string" ? header : null;
-    if (Number(headers["content-length"] ?? 0) > MAX_BODY_BYTES) controller.abort(this.client.tooLarge(this.path));
+    if (statusCode < 400 && Number(headers["content-length"] ?? 0) > MAX_BODY_BYTES) controller.abort(this.client.tooLarge(this.path));
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.size += chunk.length;
+    if (this.status < 400) return this.data(controller, chunk);
     // An error body is read only for its message.
-    if (this.status >= 400 && this.size > MAX_ERROR_BODY_BYTES) return controller.abort(new Error("the error body is read no further"));
-    if (this.size > MAX_BODY_BYTES) return controller.abort(this.client.tooLarge(this.path));
-    this.chunks.push(chunk);
+    if (this.errorBody.length > MAX_ERROR_BODY_BYTES) return controller.abort(new Error("the error body is read no further"));
+    this.errorBody += chunk.toString("utf8");
   }
 
   onResponseEnd(): void {
     this.signal?.removeEventListener("abort", this);
-    this.resolve({ status: this.status, retryAfter: this.retryAfter, text: this.text() });
+    if (this.status >= 400) return this.reject(this.client.statusError(this.path, this.status, this.errorBody, this.retryAfter));
+    this.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
@@ -187,55 +181,38 @@ class TextResponseHandler implements Dispatcher.DispatchHandler {
     this.signal?.removeEventListener("abort", this);
     this.reject(this.client.failure(error, this.path, this.signal, this.started));
   }
+}
 
-  private text(): string {
-    return this.chunks.length === 1 ? this.chunks[0]!.toString("utf8") : Buffer.concat(this.chunks).toString("utf8");
+/** A whole answer, read as text (at most MAX_BODY_BYTES). */
+class TextResponseHandler extends UpstreamHandler {
+  private size = 0;
+  private readonly chunks: Buffer[] = [];
+
+  constructor(client: UpstreamClient, path: string, signal: AbortSignal | undefined, private readonly resolve: (text: string) => void, reject: (error: TeacherError) => void) {
+    super(client, path, signal, reject);
+  }
+
+  protected data(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.size += chunk.length;
+    if (this.size > MAX_BODY_BYTES) return controller.abort(this.client.tooLarge(this.path));
+    this.chunks.push(chunk);
+  }
+
+  protected end(): void {
+    this.resolve(this.chunks.length === 1 ? this.chunks[0]!.toString("utf8") : Buffer.concat(this.chunks).toString("utf8"));
   }
 }
 
-/** undici's dispatch handler for one streamed answer: chunks go straight into the event parser. Also the signal's abort listener. */
-class StreamHandler implements Dispatcher.DispatchHandler {
-  private controller: Dispatcher.DispatchController | undefined;
+/** A streamed answer: chunks go straight into the event parser. */
+class StreamHandler extends UpstreamHandler {
   private readonly feed: SseFeed;
-  private status = 0;
-  private retryAfter: string | null = null;
-  private started = false;
-  /** An error answer's body (read only for its message). */
-  private errorBody = "";
 
-  constructor(
-    private readonly client: UpstreamClient,
-    private readonly path: string,
-    private readonly signal: AbortSignal | undefined,
-    onData: (data: string) => void,
-    private readonly resolve: () => void,
-    private readonly reject: (error: TeacherError) => void,
-  ) {
+  constructor(client: UpstreamClient, path: string, signal: AbortSignal | undefined, onData: (data: string) => void, private readonly resolve: () => void, reject: (error: TeacherError) => void) {
+    super(client, path, signal, reject);
     this.feed = new SseFeed(MAX_BODY_BYTES, onData);
   }
 
-  handleEvent(): void {
-    this.controller?.abort(this.signal!.reason instanceof Error ? this.signal!.reason : new Error("aborted"));
-  }
-
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
-    if (this.signal?.aborted) this.handleEvent();
-  }
-
-  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
-    this.status = statusCode;
-    this.started = true;
-    const header = headers["retry-after"];
-    this.retryAfter = typeof header === "string" ? header : null;
-  }
-
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.status >= 400) {
-      if (this.errorBody.length > MAX_ERROR_BODY_BYTES) return controller.abort(new Error("the error body is read no further"));
-      this.errorBody += chunk.toString("utf8");
-      return;
-    }
+  protected data(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     try {
       this.feed.push(chunk);
     } catch (error) {
@@ -244,24 +221,12 @@ class StreamHandler implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(): void {
-    this.signal?.removeEventListener("abort", this);
-    if (this.status >= 400) return this.reject(this.client.statusError(this.path, this.status, this.errorBody, this.retryAfter));
+  protected end(): void {
     try {
       this.feed.end();
     } catch (error) {
       return this.reject(this.client.sseFailure(this.path, error as SseError));
     }
     this.resolve();
-  }
-
-  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
-    if (this.started && this.status >= 400 && !(error instanceof TeacherError) && !this.signal?.aborted) return this.onResponseEnd();
-    this.fail(error);
-  }
-
-  fail(error: unknown): void {
-    this.signal?.removeEventListener("abort", this);
-    this.reject(this.client.failure(error, this.path, this.signal, this.started));
   }
 }
