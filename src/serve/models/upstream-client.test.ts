@@ -157,6 +157,18 @@ describe("UpstreamClient.json", () => {
       expect(seen).toEqual(['{"n":1,"body":"{\\"hello\\":\\"world\\"}"}', '{"n":2}', '{"n":3}']);
     });
 
+    it("is done at [DONE] even if the server keeps its response open", async () => {
+      const lingering = await upstream((_request, response) => {
+        response.writeHead(200, { "content-type": "text/event-stream" });
+        response.write(events('{"n":1}', "[DONE]"));
+      });
+      const seen: string[] = [];
+      const started = performance.now();
+      await lingering.stream("/chat/completions", {}, undefined, (data) => seen.push(data));
+      expect(seen).toEqual(['{"n":1}']);
+      expect(performance.now() - started).toBeLessThan(2_000);
+    });
+
     it("fails as the answer does: an error status, no [DONE], too large, an event its reader refuses, a cancellation", async () => {
       const limited = await upstream((_request, response) => {
         response.writeHead(429, { "retry-after": "3" });

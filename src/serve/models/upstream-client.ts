@@ -206,6 +206,9 @@ class TextResponseHandler extends UpstreamHandler {
 /** A streamed answer: chunks go straight into the event parser. */
 class StreamHandler extends UpstreamHandler {
   private readonly feed: SseFeed;
+  /** Resolved at [DONE]; whether the response itself has ended. */
+  private finished = false;
+  private ended = false;
 
   constructor(client: UpstreamClient, path: string, signal: AbortSignal | undefined, onData: (data: string) => void, private readonly resolve: () => void, reject: (error: TeacherError) => void) {
     super(client, path, signal, reject);
@@ -217,11 +220,19 @@ class StreamHandler extends UpstreamHandler {
       this.feed.push(chunk);
     } catch (error) {
       // Not an event stream, too large, or an event its reader refused (a TeacherError).
-      controller.abort(error instanceof SseError ? this.client.sseFailure(this.path, error) : (error as Error));
+      return controller.abort(error instanceof SseError ? this.client.sseFailure(this.path, error) : (error as Error));
     }
+    if (!this.feed.done || this.finished) return;
+    // Done at [DONE]. A server that then keeps its response open loses the connection (at the end of this turn: a normal one has ended by then).
+    this.finished = true;
+    this.resolve();
+    setImmediate(() => {
+      if (!this.ended) controller.abort(new Error("the answer went on after [DONE]"));
+    });
   }
 
   protected end(): void {
+    this.ended = true;
     try {
       this.feed.end();
     } catch (error) {
