@@ -36,6 +36,17 @@ describe("UpstreamClient.json", () => {
     return client;
   }
 
+  /** Writes `chunk` `times` times, minding backpressure, then ends the response. */
+  function sendMany(response: ServerResponse, chunk: string, times: number): void {
+    let sent = 0;
+    const more = () => {
+      while (sent < times && response.write(chunk)) sent++;
+      if (sent < times) response.once("drain", more);
+      else response.end();
+    };
+    more();
+  }
+
   async function failure(promise: Promise<unknown>): Promise<TeacherError> {
     const error = await promise.then(
       () => undefined,
@@ -97,16 +108,7 @@ describe("UpstreamClient.json", () => {
       response.write("{");
     });
     expect((await failure(declared.json("GET", "/models", undefined, undefined, modelsSchema))).message).toMatch(/larger than 16777216 bytes/);
-    const streamed = await upstream((_request, response) => {
-      const chunk = "x".repeat(1 << 20);
-      let sent = 0;
-      const more = () => {
-        while (sent < 40 && response.write(chunk)) sent++;
-        if (sent < 40) response.once("drain", more);
-        else response.end();
-      };
-      more();
-    });
+    const streamed = await upstream((_request, response) => sendMany(response, "x".repeat(1 << 20), 40));
     expect((await failure(streamed.json("GET", "/models", undefined, undefined, modelsSchema))).message).toMatch(/larger than 16777216 bytes/);
   });
 
@@ -180,16 +182,7 @@ describe("UpstreamClient.json", () => {
       const cut = await upstream((_request, response) => response.end(events('{"n":1}')));
       expect((await failure(cut.stream("/chat/completions", {}, undefined, () => undefined))).kind).toBe("truncated-stream");
 
-      const huge = await upstream((_request, response) => {
-        const chunk = events(`"${"x".repeat(1 << 20)}"`);
-        let sent = 0;
-        const more = () => {
-          while (sent < 20 && response.write(chunk)) sent++;
-          if (sent < 20) response.once("drain", more);
-          else response.end();
-        };
-        more();
-      });
+      const huge = await upstream((_request, response) => sendMany(response, events(`"${"x".repeat(1 << 20)}"`), 20));
       expect((await failure(huge.stream("/chat/completions", {}, undefined, () => undefined))).message).toMatch(/larger than 16777216 bytes/);
 
       const garbage = await upstream((_request, response) => {
