@@ -12,11 +12,15 @@ const { workerData, parentPort } = require("node:worker_threads");
 const Database = require(workerData.driver);
 const db = new Database(workerData.path);
 db.pragma("busy_timeout = 5000");
+let reported = -1;
 const timer = setInterval(() => {
   try {
     const [result] = db.pragma("wal_checkpoint(PASSIVE)");
-    // Everything committed when it started is in the database file now: a good moment to restart the WAL.
-    if (result && result.busy === 0 && result.log > 0 && result.checkpointed === result.log) parentPort.postMessage("caught-up");
+    // Everything committed when it started is in the database file now: a good moment to restart the WAL (said once per WAL size, not every tick of an idle server).
+    if (result && result.busy === 0 && result.log > 0 && result.checkpointed === result.log && result.log !== reported) {
+      reported = result.log;
+      parentPort.postMessage("caught-up");
+    }
   } catch {}
 }, workerData.intervalMs);
 parentPort.on("message", () => { clearInterval(timer); try { db.pragma("wal_checkpoint(PASSIVE)"); } catch {} db.close(); process.exit(0); });

@@ -142,7 +142,6 @@ export class SqliteLedger {
       hold: db.prepare<[string], { request_id: string; org_id: string; key_id: string; model: string; amount: number; created_at: number }>(
         "select request_id, org_id, key_id, model, amount, created_at from holds where request_id = ?",
       ),
-      settled: db.prepare<[string], { held: number }>("select held from requests where request_id = ?"),
       /** A request's hold, open or settled, in one statement. */
       existing: db.prepare<[string, string], { amount: number }>("select amount from holds where request_id = ? union all select held from requests where request_id = ?"),
       insertHold: db.prepare("insert into holds (request_id, org_id, key_id, model, amount, created_at, instance) values (@request_id, @org_id, @key_id, @model, @amount, @created_at, @instance)"),
@@ -290,7 +289,7 @@ export class SqliteLedger {
       case "grant":
         return this.post(grantMovement(record.orgId, record.amount, record.key, record.memo), undefined, record.at);
       case "hold": {
-        if (this.statements.hold.get(record.request_id) || this.statements.settled.get(record.request_id)) return false;
+        if (this.statements.existing.get(record.request_id, record.request_id)) return false;
         const { t: _t, ...row } = record;
         this.statements.retakeHold.run(row.amount, accounts.credit(row.org_id));
         this.statements.insertHold.run(row);

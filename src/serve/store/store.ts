@@ -101,7 +101,7 @@ export class Store {
     await this.db.destroy();
   }
 
-  /** On SQLite, a read of the ledger's tables sees every settlement decided so far (the journal mode writes their rows just after). */
+  /** On SQLite, a read of the ledger's tables sees every operation decided so far (the journal mode writes their rows with its batch). */
   private readLedger(): void {
     this.sqliteLedger?.drain();
   }
