@@ -1,4 +1,6 @@
 import { hash } from "node:crypto";
+import { STATUS_CODES } from "node:http";
+import type { Duplex } from "node:stream";
 import { newId } from "../core/ids.ts";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { z } from "zod";
@@ -64,7 +66,17 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
   const { config, store, limiter, models } = deps;
   const logger = deps.logger ?? SILENT_LOGGER;
   const metrics = new ApiMetrics();
-  const app = Fastify({ logger: false, bodyLimit: config.bodyLimitBytes, genReqId: () => newId("req"), return503OnClosing: true });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: config.bodyLimitBytes,
+    genReqId: () => newId("req"),
+    return503OnClosing: true,
+    // A client must send its whole request in time: a slow one (a trickled body, headers that never end) cannot hold a connection.
+    // Node enforces it only if the server is created with it, and checks every `connectionsCheckingInterval`.
+    requestTimeout: config.requestTimeoutMs,
+    http: { requestTimeout: config.requestTimeoutMs, connectionsCheckingInterval: Math.min(1_000, Math.max(50, Math.floor(config.requestTimeoutMs / 4))) },
+    clientErrorHandler: clientError,
+  });
   const keyCache = new Map<string, { row: ApiKeyRow | undefined; auth: Authenticated | undefined; until: number }>();
   const extraction = config.extraction.throttleRpm ? new ExtractionMonitor((keyId, since) => store.requestSignals(keyId, since), config.extraction.windowDays) : undefined;
 
@@ -374,6 +386,25 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
 /** What a request looked like, for extraction detection: its prompt's simhash (never the prompt), log-probs asked for, temperature. */
 function signalsOf(generation: Pick<GenerationRequest, "prompt" | "messages" | "topLogprobs">, temperature: number | null | undefined): NonNullable<SettleUsage["signals"]> {
   return { promptSimhash: simhash(generation.prompt ?? (generation.messages ?? []).map((m) => m.content).join("\n")), logprobs: generation.topLogprobs ?? -1, temperature: temperature ?? null };
+}
+
+/**
+ * A request the HTTP parser refused before any route saw it (too slow, headers
+ * too large, not HTTP): answered in the OpenAI error shape, and the connection closed.
+ */
+function clientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === "ECONNRESET" || socket.destroyed) return;
+  const apiError =
+    error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? new ApiError(408, "the request was not received in time", { code: "request_timeout" })
+      : error.code === "HPE_HEADER_OVERFLOW"
+        ? new ApiError(431, "the request's headers are too large", { code: "headers_too_large" })
+        : new ApiError(400, "the request is not valid HTTP", { code: "bad_http" });
+  const body = JSON.stringify(apiError.body());
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${apiError.status} ${STATUS_CODES[apiError.status]}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${newId("req")}\r\n\r\n${body}`);
+  }
+  socket.destroy();
 }
 
 function generationError(error: unknown): ApiError {

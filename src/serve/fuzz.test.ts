@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { request as httpRequest } from "node:http";
+import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { teacherGguf } from "../../test/fixtures.ts";
 import { freshStore } from "../../test/stores.ts";
@@ -27,6 +28,7 @@ describe("avocado serve under fuzzed input", () => {
       port: 0,
       store: fresh.url,
       bodyLimitBytes: 64 * 1024,
+      requestTimeoutMs: 1_000,
       plans: { default: { rpm: 1_000_000, tpm: 1_000_000_000, concurrency: 64, topLogprobs: 2 } },
       models: [{ name: "avocado-tiny", gguf: teacherGguf("tiny-qwen"), price: { inputPerMillion: 1000, outputPerMillion: 1000 }, maxTokens: 8 }],
     });
@@ -144,4 +146,37 @@ describe("avocado serve under fuzzed input", () => {
     expect(grown).toBeLessThan(150);
     expect((await fetch(`${url}/health`)).status).toBe(200);
   }, 120_000);
+
+  /** Opens a raw connection, writes `head`, then one more byte every 100 ms; resolves with what the server sent, once it closes. */
+  const trickle = (head: string, byte: string) =>
+    new Promise<{ response: string; ms: number }>((resolve) => {
+      const target = new URL(url);
+      const started = Date.now();
+      let response = "";
+      const socket = connect(Number(target.port), target.hostname, () => socket.write(head));
+      const timer = setInterval(() => socket.writable && socket.write(byte), 100);
+      socket.on("data", (data: Buffer) => (response += data.toString()));
+      socket.on("error", () => undefined);
+      socket.on("close", () => {
+        clearInterval(timer);
+        resolve({ response, ms: Date.now() - started });
+      });
+    });
+
+  it("closes slow clients (a trickled body, headers that never end) with 408 in time, and refuses huge headers with 431", async () => {
+    const slowBody = trickle(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${key}\r\ncontent-type: application/json\r\ncontent-length: 400\r\n\r\n{"model":"avocado-tiny","messages":`, " ");
+    const slowHeaders = trickle(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n`, "x");
+    for (const { response, ms } of await Promise.all([slowBody, slowHeaders])) {
+      // The limit is 1 s, checked every 250 ms; each byte reset nothing.
+      expect(ms).toBeLessThan(4_000);
+      expect(response).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+      expect(response).toMatch(/\r\nx-request-id: req_/);
+      const body = JSON.parse(response.slice(response.indexOf("\r\n\r\n") + 4)) as { error: { type: string; code: string } };
+      expect(body.error).toMatchObject({ type: "invalid_request_error", code: "request_timeout" });
+    }
+    const huge = await trickle(`GET /v1/models HTTP/1.1\r\nhost: x\r\nx-filler: ${"a".repeat(20_000)}\r\n\r\n`, "");
+    expect(huge.response).toMatch(/^HTTP\/1\.1 431 /);
+    expect(await api.store.openReservations()).toEqual([]);
+    expect((await fetch(`${url}/health`)).status).toBe(200);
+  }, 30_000);
 });

@@ -67,6 +67,7 @@ serve:
   # redis: redis://127.0.0.1:6379   # limits shared by replicas (exact across them)
   adminTokenEnv: AVOCADO_ADMIN_TOKEN
   bodyLimitBytes: 1048576
+  requestTimeoutMs: 30000           # to send a whole request; slower clients get 408 (answers may stream longer)
   freeTierMicros: 0                 # credit granted to a new org's first key
   plans:
     default: { rpm: 600, tpm: 200000, concurrency: 8, topLogprobs: 0 }

@@ -40,6 +40,12 @@ export const serveSchema = z
     redisPrefix: z.string().min(1).default("avocado:limits").describe("namespace of the limit keys in Redis"),
     adminTokenEnv: z.string().default("AVOCADO_ADMIN_TOKEN").describe("environment variable holding the admin API's bearer token"),
     bodyLimitBytes: z.number().int().min(1024).default(1_048_576),
+    requestTimeoutMs: z
+      .number()
+      .int()
+      .min(100)
+      .default(30_000)
+      .describe("the most time a client may take to send a whole request, headers and body (a slower one gets 408 and its connection is closed); a streamed answer may take longer"),
     plans: z.record(z.string(), planSchema).default({ default: { rpm: 600, tpm: 200_000, concurrency: 8, topLogprobs: 0 } }),
     freeTierMicros: micros.default(0).describe("credit granted to a new org's first key"),
     models: z.array(servedModelSchema).default([]),
