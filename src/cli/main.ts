@@ -20,7 +20,7 @@ export function exitCode(error: unknown): number {
 /** SQLite's write lock stayed taken past its busy timeout: another process (a server under load) is writing the store. */
 const isSqliteBusy = (error: unknown) => (error as { code?: unknown } | null)?.code === "SQLITE_BUSY";
 const SQLITE_BUSY_MESSAGE =
-  "the SQLite store is busy: another process is writing it (a running `avocado serve` under load holds its write lock almost all the time). Retry, make the change through that server's admin API (POST /admin/keys, /admin/keys/:id/revoke, /admin/credits), or use a PostgreSQL store for a store several processes write";
+  "the SQLite store is busy: another process is writing it and held its write lock for 5 s (a running `avocado serve` holds it only while it commits, a few milliseconds at a time). Retry, make the change through that server's admin API (POST /admin/keys, /admin/keys/:id/revoke, /admin/credits), or use a PostgreSQL store for a store several processes write";
 
 export function buildProgram(): Command {
   const program = new Command("avocado")

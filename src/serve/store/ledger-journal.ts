@@ -129,6 +129,19 @@ export function parseJournal(text: string): JournalRecord[] {
   return records;
 }
 
+/** The pids of other running processes that keep a journal beside this database: other servers of the same SQLite file. */
+export function otherServers(databasePath: string): number[] {
+  const prefix = prefixOf(databasePath);
+  let names: string[];
+  try {
+    names = readdirSync(dirname(databasePath));
+  } catch {
+    return [];
+  }
+  const owners = names.filter((name) => name.startsWith(prefix) && name.endsWith(JOURNAL_SUFFIX)).map((name) => name.slice(prefix.length, -JOURNAL_SUFFIX.length).split(".").slice(0, 3).join("."));
+  return owners.filter((tag) => Number(tag.split(".")[1]) !== process.pid && ownerAlive(tag)).map((tag) => Number(tag.split(".")[1]));
+}
+
 /** Journals left by processes that are no longer running, oldest first. */
 export function deadJournals(databasePath: string): string[] {
   const prefix = prefixOf(databasePath);

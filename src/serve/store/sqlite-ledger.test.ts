@@ -1,8 +1,10 @@
 import SQLite from "better-sqlite3";
+import { execFile } from "node:child_process";
 import { readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { freshStore } from "../../../test/stores.ts";
+import { PROJECT_ROOT } from "../../core/paths.ts";
 import { readDeadJournal, removeDeadJournal } from "./ledger-journal.ts";
 import { openDatabase } from "./database.ts";
 import { Store } from "./store.ts";
@@ -275,7 +277,7 @@ describe("SqliteLedger with a journal", () => {
     await store.close();
   });
 
-  it("writes settled rows in slices under load, so a batch's commit never writes thousands at once", async () => {
+  it("writes and commits settled rows in slices under load, so a commit never writes thousands at once", async () => {
     const { store } = await journaled();
     const org = await store.ensureOrg("acme");
     const { row: key } = await store.createKey({ org: "acme", name: "k" });
@@ -288,9 +290,9 @@ describe("SqliteLedger with a journal", () => {
     }
     expect(sqlite.prepare("select count(*) as n from requests").get()).toEqual({ n: 0 });
     await new Promise((resolve) => setImmediate(resolve));
-    // Written in the open batch, not committed yet.
+    // Written and committed as a slice: no transaction stays open (the CLI may write between two commits).
     expect(sqlite.prepare("select count(*) as n from requests").get()).toEqual({ n: 70 });
-    expect(sqlite.inTransaction).toBe(true);
+    expect(sqlite.inTransaction).toBe(false);
     expect(await store.balance(org)).toEqual({ available: 100_000 - 700, reserved: 0 });
     expect((await store.audit()).problems).toEqual([]);
     await store.close();
@@ -386,4 +388,45 @@ describe("SqliteLedger with a journal", () => {
     expect(readDeadJournal(journal)).toBeUndefined();
     expect(() => removeDeadJournal(journal)).not.toThrow();
   });
+
+  it("lets the CLI write while the server is under load (the write lock is held only while a commit writes), and refuses a second server of the file", async () => {
+    const { store, url, folder } = await journaled(20);
+    const org = await store.ensureOrg("acme");
+    const { row: key } = await store.createKey({ org: "acme", name: "k" });
+    await store.grant("acme", 1_000_000_000, "g1");
+    const cli = (args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+        execFile(process.execPath, [join(PROJECT_ROOT, "bin", "avocado.js"), ...args, "--store", url], { cwd: folder, encoding: "utf8" }, (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr })),
+      );
+    // The server's load: holds and settlements all the time, committed every 20 ms and every 64 settlements.
+    let running = true;
+    let settled = 0;
+    const load = (async () => {
+      while (running) {
+        for (let i = 0; i < 16; i++) {
+          const requestId = `load-${settled}`;
+          await store.reserve({ requestId, orgId: org, keyId: key.id, model: "m", amount: 100, instance: "i" }, { lazy: true });
+          await store.settle(requestId, usage(10));
+          settled++;
+        }
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
+    const [credit, created] = await Promise.all([cli(["billing", "credit", "--org", "acme", "--amount", "7", "--idempotency-key", "cli-1"]), cli(["--json", "keys", "create", "--org", "acme"])]);
+    running = false;
+    await load;
+    expect(credit.code, credit.stderr).toBe(0);
+    expect(credit.stdout).toMatch(/^credited/);
+    expect(created.code, created.stderr).toBe(0);
+    expect(settled).toBeGreaterThan(100);
+    expect(await store.balance(org)).toEqual({ available: 1_000_000_000 + 7 - 10 * settled, reserved: 0 });
+    expect((await store.audit()).problems).toEqual([]);
+
+    // A second server of the same file would decide credit without seeing this one's undecided rows: refused.
+    writeFileSync(join(folder, "second.ts"), `import { Store } from ${JSON.stringify(join(PROJECT_ROOT, "src", "serve", "store", "store.ts"))};\nawait Store.open(process.argv[2]!, { journal: true }).then(() => console.log("opened"), (error: Error) => console.log(error.message));\n`);
+    const second = await new Promise<string>((resolve) => execFile(process.execPath, [join(PROJECT_ROOT, "bin", "run-ts.js"), join(folder, "second.ts"), url], { encoding: "utf8" }, (_error, stdout) => resolve(stdout)));
+    expect(second).toMatch(new RegExp(`another server \\(pid ${process.pid}\\) is serving .*one server per SQLite file`));
+    expect(journals(folder)).toHaveLength(1);
+    await store.close();
+  }, 60_000);
 });

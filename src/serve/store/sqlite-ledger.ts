@@ -17,7 +17,7 @@ export interface Pending<T> {
  */
 const LAZY_COMMIT_MS = 2;
 
-/** With a journal: how long the tables' batch stays open, and how many operations (or journal bytes) it takes at most. */
+/** With a journal: how long operations decided in memory wait for their rows' commit, and how many operations (or journal bytes) a batch takes at most. */
 const JOURNAL_COMMIT_MS = 20;
 const JOURNAL_COMMIT_OPS = 2_000;
 const JOURNAL_COMMIT_BYTES = 4 << 20;
@@ -25,16 +25,19 @@ const JOURNAL_COMMIT_BYTES = 4 << 20;
 /**
  * Journal mode: every so many commits, the ledger restarts the WAL between two
  * batches. The checkpointer thread copies the WAL into the database but can
- * never reset it: that needs a moment with no write transaction open, and a
- * server under load always has one. Without it the WAL grew without bound
+ * rarely reset it: that needs a moment when it has copied every frame and no
+ * transaction is open, and a server under load commits dozens of times a second. Without it the WAL grew without bound
  * (8 MB a second under load), and with it every page lookup. The restart waits
  * for the checkpointer to have just caught up (then it copies one batch's
  * frames, not a fraction of a second's), but not beyond twice as many commits.
  */
 const WAL_RESTART_COMMITS = 250;
 
-/** Journal mode: settlements decided in memory that are written (`drain`) before the batch commits, so a commit never writes thousands at once. */
+/** Journal mode: this many settlements decided in memory are written and committed at once (a slice), so a commit never writes thousands. */
 const DRAIN_SETTLEMENTS = 64;
+
+/** Journal mode: how soon a commit that found another process writing tries again. */
+const BUSY_RETRY_MS = 5;
 
 const RESOLVED = Promise.resolve();
 
@@ -70,13 +73,18 @@ interface Waiter {
  *
  * With a journal (a long-running server), an operation is durable once its
  * line is in the journal: one `write` per turn instead of a commit. A hold
- * and its settlement are then decided in memory: the credit available is the
- * committed balance plus what this batch's unwritten operations do to it (the
- * batch holds the write lock, so nobody else changes the balance meanwhile).
- * Their rows are written with the batch (`drain`, before any read and before
- * the commit, every JOURNAL_COMMIT_MS): a hold settled within its batch never
- * gets a `holds` row, and each balance is updated once per batch. After each
- * commit the journal is emptied. If a batch must be rolled back (an operation
+ * and its settlement are then decided in memory, with no transaction open:
+ * the credit available is the committed balance plus what this process's
+ * unwritten operations do to it. That is the whole truth because this is the
+ * only server of the file (`Store.open` refuses a second one) and other
+ * processes (the CLI) only add credit and change keys. The rows are written
+ * and committed together (`drain` + commit, in one synchronous step: every
+ * JOURNAL_COMMIT_MS, every DRAIN_SETTLEMENTS settlements, before any read):
+ * a hold settled before that never gets a `holds` row, and each balance is
+ * updated once per commit. The write lock is held only for that step, so the
+ * CLI can write between two commits; a commit that finds the CLI writing does
+ * not wait but tries again BUSY_RETRY_MS later. After each commit the journal
+ * is emptied. If a batch must be rolled back (an operation
  * failed halfway, a commit failed), the journal's operations are applied
  * again, so what was durable stays so; a process killed before its commit
  * leaves the journal to the next one (`Store.open` replays it).
@@ -103,12 +111,19 @@ export class SqliteLedger {
   private settledUnwritten = 0;
   /** Journal mode: what the operations in `live` not yet written do to each balance (amount and held), applied with them. */
   private readonly overlay = new Map<string, { orgId: string | null; amount: number; held: number }>();
+  /**
+   * Journal mode: the committed credit available per account, as read since
+   * this process last wrote its rows (its own operations since are in `overlay`).
+   * Other processes only add credit (grants), so a value read before one of
+   * theirs is too low, never too high: it decides a hold only when it covers it.
+   */
+  private readonly committed = new Map<string, number>();
   /** Journal mode: lines of operations not yet written (this turn's, and lazy ones), and who waits for them. */
   private lines = "";
   private lineWaiters: Waiter[] = [];
   private lazyTimer: NodeJS.Timeout | undefined;
   private turnScheduled = false;
-  private drainScheduled = false;
+  private sliceScheduled = false;
   /** Operations in the open batch (journal mode). */
   private batchOps = 0;
   /** Commits since the WAL was last restarted (journal mode). */
@@ -185,7 +200,14 @@ export class SqliteLedger {
     if (existing !== undefined) return { value: existing, record: undefined };
     const account = accounts.credit(request.orgId);
     const pending = this.overlay.get(account);
-    const amount = holdAmount(request, (this.statements.available.get(account)?.available ?? 0) + (pending ? pending.amount - pending.held : 0));
+    const unwritten = pending ? pending.amount - pending.held : 0;
+    // A value read earlier may miss credit granted since (never the other way): it is used only when it covers the whole hold.
+    let committed = this.committed.get(account);
+    if (committed === undefined || committed + unwritten < request.amount) {
+      committed = this.statements.available.get(account)?.available ?? 0;
+      this.committed.set(account, committed);
+    }
+    const amount = holdAmount(request, committed + unwritten);
     const row = holdRow(request, amount, Date.now());
     this.live.set(request.requestId, { row, written: false, settlement: undefined });
     this.unsettled++;
@@ -209,10 +231,10 @@ export class SqliteLedger {
           this.settledUnwritten++;
           this.shift(accounts.credit(live.row.org_id), live.row.org_id, -charged, -live.row.amount);
           if (charged > 0) this.shift(accounts.revenue, null, charged, 0);
-          // Written in slices, so a batch's commit never has thousands to write at once.
-          if (this.settledUnwritten >= DRAIN_SETTLEMENTS && !this.drainScheduled) {
-            this.drainScheduled = true;
-            setImmediate(this.drainSoon);
+          // Written and committed in slices, so a commit never has thousands to write at once.
+          if (this.settledUnwritten >= DRAIN_SETTLEMENTS && !this.sliceScheduled) {
+            this.sliceScheduled = true;
+            setImmediate(this.writeSlice);
           }
           return { value: true, record };
         },
@@ -245,6 +267,7 @@ export class SqliteLedger {
    */
   drain(): void {
     if (this.overlay.size === 0) return;
+    this.begin();
     try {
       for (const [requestId, live] of this.live) {
         const settlement = live.settlement;
@@ -269,15 +292,16 @@ export class SqliteLedger {
         if (this.statements.shift.run(delta.amount, delta.held, account).changes === 0) this.statements.openShifted.run(account, delta.orgId, delta.amount, delta.held);
       }
       this.overlay.clear();
+      this.committed.clear();
       this.settledUnwritten = 0;
     } catch (error) {
       this.abort(error);
     }
   }
 
-  private readonly drainSoon = () => {
-    this.drainScheduled = false;
-    this.drain();
+  private readonly writeSlice = () => {
+    this.sliceScheduled = false;
+    this.flush(false);
   };
 
   /**
@@ -317,9 +341,22 @@ export class SqliteLedger {
     return this.db.transaction(() => records.filter((record) => this.apply(record)).length).immediate();
   }
 
-  /** Commits the open write transaction now (before a statement that must not join it, and at close). */
-  flush(): void {
+  /**
+   * Commits the open write transaction now (before a statement that must not
+   * join it, before a read, at close), with the rows of what was decided in
+   * memory. `wait = false` (the batch's timer, a slice under load): if another
+   * process holds the write lock (a CLI crediting an org), it does not wait
+   * for it but tries again a few milliseconds later; the journal keeps what
+   * was decided meanwhile durable.
+   */
+  flush(wait = true): void {
     this.writeLines();
+    if (!wait && !this.waiters && this.overlay.size > 0 && !this.tryBegin()) {
+      this.unschedule();
+      this.scheduled = "timer";
+      this.timer = setTimeout(this.flushSoon, BUSY_RETRY_MS);
+      return;
+    }
     this.drain();
     const waiters = this.waiters;
     this.unschedule();
@@ -345,6 +382,37 @@ export class SqliteLedger {
     if (++this.commits >= (caughtUp ? WAL_RESTART_COMMITS : 2 * WAL_RESTART_COMMITS)) this.restartWal();
   }
 
+  private readonly flushSoon = () => this.flush(false);
+
+  /** Opens the batch's write transaction if none is open (waiting, up to busy_timeout, for another writer to finish). */
+  private begin(): void {
+    if (this.waiters) return;
+    this.statements.begin.run();
+    this.waiters = [];
+  }
+
+  /** Opens the batch's write transaction without waiting: false if another process holds the write lock. */
+  private tryBegin(): boolean {
+    try {
+      this.withoutWaiting(() => this.begin());
+      return true;
+    } catch (error) {
+      if ((error as { code?: string }).code === "SQLITE_BUSY") return false;
+      throw error;
+    }
+  }
+
+  /** Runs statements that fail at once, rather than wait, when another connection holds a lock they need. */
+  private withoutWaiting<T>(statements: () => T): T {
+    const timeout = this.db.pragma("busy_timeout", { simple: true }) as number;
+    this.db.pragma("busy_timeout = 0");
+    try {
+      return statements();
+    } finally {
+      this.db.pragma(`busy_timeout = ${timeout}`);
+    }
+  }
+
   /** The checkpointer has copied every frame of the WAL it saw (the next commit is a good moment to restart it). */
   readonly checkpointCaughtUp = () => {
     this.caughtUp = true;
@@ -357,16 +425,12 @@ export class SqliteLedger {
    * checkpointer is busy, it tries again a few commits later.
    */
   private restartWal(): void {
-    const timeout = this.db.pragma("busy_timeout", { simple: true }) as number;
     try {
-      this.db.pragma("busy_timeout = 0");
-      const [result] = this.db.pragma("wal_checkpoint(RESTART)") as { busy: number }[];
+      const [result] = this.withoutWaiting(() => this.db.pragma("wal_checkpoint(RESTART)") as { busy: number }[]);
       // Busy (a reader, or the checkpointer itself): tried again some commits later.
       this.commits = result?.busy === 0 ? 0 : this.commits - 10;
     } catch {
       this.commits -= 10;
-    } finally {
-      this.db.pragma(`busy_timeout = ${timeout}`);
     }
   }
 
@@ -378,17 +442,18 @@ export class SqliteLedger {
    * with one, the journal's operations are applied again and only this one fails.
    */
   private run<T>(lazy: boolean, operation: () => { value: T; record: JournalRecord | undefined }, onTables = true): Pending<T> {
-    // An operation on the tables must see every operation decided before it (a failure there rebuilds the batch); one decided in memory needs not.
-    if (onTables) this.drain();
     if (this.broken) throw this.broken;
-    if (!this.waiters) {
-      this.statements.begin.run();
-      this.waiters = [];
+    // An operation on the tables runs in the batch's write transaction, after every operation decided before it (a failure there rebuilds the batch).
+    // One decided in memory (journal mode) needs no transaction: it reads the committed balance, and its rows are written by the next commit.
+    if (onTables || !this.journal) this.begin();
+    if (onTables) {
+      this.drain();
+      this.committed.clear();
     }
     if (this.journal) {
       if (!this.scheduled) {
         this.scheduled = "timer";
-        this.timer = setTimeout(() => this.flush(), this.commitMs);
+        this.timer = setTimeout(this.flushSoon, this.commitMs);
       }
     } else if (!lazy && this.scheduled !== "turn") {
       clearTimeout(this.timer);
@@ -433,7 +498,7 @@ export class SqliteLedger {
       this.turnScheduled = true;
       setImmediate(this.writeLinesSoon);
     }
-    if (this.batchOps >= JOURNAL_COMMIT_OPS || this.journal!.size >= JOURNAL_COMMIT_BYTES) this.flush();
+    if (this.batchOps >= JOURNAL_COMMIT_OPS || this.journal!.size >= JOURNAL_COMMIT_BYTES) this.flush(false);
     return durable;
   }
 
@@ -476,6 +541,7 @@ export class SqliteLedger {
     // What was decided in memory is in the journal (the rebuild writes it to the tables) or was never durable; holds still open settle on the tables from now on.
     this.live.clear();
     this.overlay.clear();
+    this.committed.clear();
     this.unsettled = 0;
     this.settledUnwritten = 0;
     // Operations not yet in the journal go with the batch.

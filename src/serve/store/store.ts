@@ -4,7 +4,7 @@ import { sql, type Transaction } from "kysely";
 import { errorMessage, FileError, InputError } from "../../core/errors.ts";
 import { accounts, assertBalanced, chargeMovement, chargeOf, grantMovement, holdAmount, InsufficientCreditError, holdRow, settledRow, type Hold, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
 import type { WalCheckpointer } from "./checkpointer.ts";
-import { deadJournals, LedgerJournal, parseJournal, readDeadJournal, removeDeadJournal } from "./ledger-journal.ts";
+import { deadJournals, LedgerJournal, otherServers, parseJournal, readDeadJournal, removeDeadJournal } from "./ledger-journal.ts";
 import { SqliteLedger } from "./sqlite-ledger.ts";
 import { openDatabase, type Database, type Db, type StoreKind } from "./database.ts";
 
@@ -84,6 +84,12 @@ export class Store {
         journal = file && options.journal ? new LedgerJournal(path) : undefined;
       } catch (error) {
         throw new FileError(path, `cannot create the ledger journal beside the SQLite store (${errorMessage(error)})`, { cause: error });
+      }
+      // A server decides credit on the committed balance plus its own undecided rows: a second server of the same file would not see the first's.
+      const others = journal ? otherServers(path) : [];
+      if (others.length > 0) {
+        journal!.close();
+        throw new InputError(`another server (pid ${others.join(", ")}) is serving ${path}: one server per SQLite file (replicas share a PostgreSQL store)`);
       }
       if (sqlite) ledger = new SqliteLedger(sqlite, journal, typeof options.journal === "object" ? options.journal.commitMs : undefined);
       if (ledger && journal) checkpointer?.onCaughtUp(ledger.checkpointCaughtUp);
