@@ -48,14 +48,19 @@ function body<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
   return result.data;
 }
 
+/** What the admin API (and `/metrics`, unless public) checks: its own bearer token, never an API key. */
+export function adminCheck(adminToken: string | undefined): (request: FastifyRequest) => Promise<void> {
+  return async (request) => {
+    if (!adminToken) throw new ApiError(403, "the admin API is disabled (set the admin token's environment variable)", { code: "admin_disabled" });
+    const match = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? "");
+    if (!match || !sameToken(match[1]!, adminToken)) throw new ApiError(401, "invalid admin token", { code: "invalid_admin_token" });
+  };
+}
+
 /** The admin API, behind its own bearer token (never an API key). */
 export function registerAdmin(app: FastifyInstance, options: { store: Store; adminToken: string | undefined; freeTierMicros: number; forgetKey: () => void }): void {
   const { store } = options;
-  const requireAdmin = async (request: FastifyRequest) => {
-    if (!options.adminToken) throw new ApiError(403, "the admin API is disabled (set the admin token's environment variable)", { code: "admin_disabled" });
-    const match = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? "");
-    if (!match || !sameToken(match[1]!, options.adminToken)) throw new ApiError(401, "invalid admin token", { code: "invalid_admin_token" });
-  };
+  const requireAdmin = adminCheck(options.adminToken);
 
   app.post("/admin/keys", async (request) => {
     await requireAdmin(request);

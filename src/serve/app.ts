@@ -16,7 +16,7 @@ import { ApiMetrics } from "./metrics.ts";
 import { costOf, type GenerationRequest, type GenerationResult, type ServedModel } from "./models/served-model.ts";
 import { InsufficientCreditError, type ApiKeyRow, type Hold, type Store } from "./store/store.ts";
 import type { SettleUsage } from "./store/ledger.ts";
-import { registerAdmin } from "./admin.ts";
+import { adminCheck, registerAdmin } from "./admin.ts";
 
 export interface ApiDependencies {
   config: ServeConfig;
@@ -165,7 +165,10 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     return { id: name, object: "model", created: 0, owned_by: "avocado" };
   });
 
-  app.get("/metrics", async (_request, reply) => {
+  // Spend and traffic are the operator's business: behind the admin token unless configured public (a scraper inside the network).
+  const metricsCheck = config.metricsPublic ? undefined : adminCheck(deps.adminToken);
+  app.get("/metrics", async (request, reply) => {
+    await metricsCheck?.(request);
     void reply.header("content-type", metrics.registry.contentType);
     return metrics.registry.metrics();
   });

@@ -9,6 +9,8 @@ import { serveSchema } from "../core/config/serve-schema.ts";
 import { EmbeddedEngine } from "../engine/embedded-engine.ts";
 import { startApi, type RunningApi } from "./server.ts";
 
+const ADMIN = "admin-token-for-the-upstream-test";
+
 describe("avocado serve in front of a pool of upstream OpenAI-compatible servers (real models)", () => {
   const upstreams: OpenAiCompatibleTestServer[] = [];
   let api: RunningApi;
@@ -25,7 +27,7 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       store: fresh.url,
       models: [{ name: "avocado-pool", upstreams: upstreams.map((u) => u.baseUrl), upstreamModel: "tiny-gemma", price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 }, maxTokens: 16 }],
     });
-    api = await startApi({ config, workspace: "/nonexistent" });
+    api = await startApi({ config, workspace: "/nonexistent", adminToken: ADMIN });
     const { key } = await api.store.createKey({ org: "pool", name: "k" });
     await api.store.grant("pool", 100_000_000, "pool");
     client = new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
@@ -80,6 +82,7 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
     const config = serveSchema.parse({
       port: 0,
       store: fresh.url,
+      metricsPublic: true,
       models: [{ name: "broken", upstreams: [`http://127.0.0.1:${(garbage.address() as AddressInfo).port}/v1`], price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 }, maxTokens: 16 }],
     });
     const broken = await startApi({ config, workspace: "/nonexistent" });
@@ -95,6 +98,8 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       ).rejects.toThrow(/the model's server failed/);
       await new Promise((resolve) => setTimeout(resolve, 50));
       expect(await broken.store.openReservations()).toEqual([]);
+      // This server's metrics are public (metricsPublic): no token needed.
+      expect(await (await fetch(`${broken.url}/metrics`)).text()).toMatch(/avocado_requests_total\{route="chat",model="broken"/);
       expect((await broken.store.audit()).problems).toEqual([]);
     } finally {
       await broken.close();
@@ -103,8 +108,10 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
     }
   });
 
-  it("exposes Prometheus metrics: requests, latency, tokens, spend", async () => {
-    const text = await (await fetch(`${api.url}/metrics`)).text();
+  it("exposes Prometheus metrics (requests, latency, tokens, spend) only to the admin token", async () => {
+    expect((await fetch(`${api.url}/metrics`)).status).toBe(401);
+    expect((await fetch(`${api.url}/metrics`, { headers: { authorization: "Bearer wrong" } })).status).toBe(401);
+    const text = await (await fetch(`${api.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } })).text();
     expect(text).toMatch(/avocado_requests_total\{route="chat",model="avocado-pool",status="200"\} \d+/);
     expect(text).toMatch(/avocado_request_duration_seconds_bucket/);
     expect(text).toMatch(/avocado_tokens_total\{model="avocado-pool",kind="completion"\} \d+/);

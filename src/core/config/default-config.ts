@@ -69,6 +69,7 @@ serve:
   bodyLimitBytes: 1048576
   requestTimeoutMs: 30000           # to send a whole request; slower clients get 408 (answers may stream longer)
   freeTierMicros: 0                 # credit granted to a new org's first key
+  metricsPublic: false              # /metrics needs the admin token (Prometheus: authorization credentials)
   plans:
     default: { rpm: 600, tpm: 200000, concurrency: 8, topLogprobs: 0 }
   extraction: { windowDays: 7, threshold: 60 }   # add throttleRpm to slow flagged keys automatically

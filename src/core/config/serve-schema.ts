@@ -48,6 +48,7 @@ export const serveSchema = z
       .describe("the most time a client may take to send a whole request, headers and body (a slower one gets 408 and its connection is closed); a streamed answer may take longer"),
     plans: z.record(z.string(), planSchema).default({ default: { rpm: 600, tpm: 200_000, concurrency: 8, topLogprobs: 0 } }),
     freeTierMicros: micros.default(0).describe("credit granted to a new org's first key"),
+    metricsPublic: z.boolean().default(false).describe("serve /metrics to anyone (default: only with the admin token, as Prometheus' authorization credentials)"),
     models: z.array(servedModelSchema).default([]),
     extraction: z
       .object({
