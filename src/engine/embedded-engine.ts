@@ -9,6 +9,7 @@ import {
   type LlamaContext,
   type LlamaContextSequence,
   type LlamaModel,
+  type LLamaContextualRepeatPenalty,
   type Token,
 } from "node-llama-cpp";
 import { CHAT_FORMATS, type ChatFamily, type ChatFormat, type WrapperOptions } from "../chat/chat-format.ts";
@@ -36,6 +37,9 @@ export interface ChatRequest {
   topK?: number;
   topP?: number;
   seed?: number;
+  /** OpenAI's penalties on the tokens generated so far: once per distinct token (presence), per occurrence (frequency). */
+  presencePenalty?: number;
+  frequencyPenalty?: number;
   /** Stop generating when one of these strings appears (it is not part of the content). */
   stop?: readonly string[];
   /** Constrain the answer to valid JSON (llama.cpp's JSON grammar): OpenAI's response_format json_object. */
@@ -66,6 +70,8 @@ export interface CompletionRequest {
   temperature?: number;
   topP?: number;
   seed?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
   stop?: readonly string[];
   topLogprobs?: number;
   signal?: AbortSignal;
@@ -125,6 +131,16 @@ class SequencePool {
  */
 function withProbabilities(tokens: readonly Token[], from: number, to: number): ControlledEvaluateInputItem[] {
   return tokens.map((token, i): ControlledEvaluateInputItem => (i >= from && i < to ? [token, { generateNext: { probabilities: true, options: { temperature: 0 } } }] : token));
+}
+
+/**
+ * OpenAI's presence and frequency penalties as llama.cpp applies them: on the
+ * tokens generated so far (up to `maxTokens` of them), llama.cpp's own repeat
+ * penalty off. None when neither is asked for.
+ */
+function repeatPenalty(request: { presencePenalty?: number; frequencyPenalty?: number; maxTokens?: number }): LLamaContextualRepeatPenalty | undefined {
+  if (!request.presencePenalty && !request.frequencyPenalty) return undefined;
+  return { penalty: 1, presencePenalty: request.presencePenalty ?? 0, frequencyPenalty: request.frequencyPenalty ?? 0, lastTokens: request.maxTokens ?? 256, penalizeNewLine: true };
 }
 
 function toHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
@@ -196,6 +212,7 @@ export class EmbeddedEngine {
         topK: request.topK,
         topP: request.topP,
         seed: request.seed,
+        repeatPenalty: repeatPenalty(request),
         customStopTriggers: request.stop && request.stop.length > 0 ? [...request.stop] : undefined,
         grammar: request.json ? await (await sharedLlama()).getGrammarFor("json") : undefined,
         signal: request.signal,
@@ -251,6 +268,7 @@ export class EmbeddedEngine {
         temperature: request.temperature ?? 0,
         topP: request.topP,
         seed: request.seed,
+        repeatPenalty: repeatPenalty(request),
         customStopTriggers: request.stop && request.stop.length > 0 ? [...request.stop] : undefined,
         signal: request.signal,
         stopOnAbortSignal: true,

@@ -88,6 +88,30 @@ for (const kind of ["sqlite", "postgres"] as const) {
       expect(completion.usage!.completion_tokens).toBeLessThanOrEqual(8);
     });
 
+    it("applies presence and frequency penalties (the engine's own), and refuses what it does not implement (tools, logit_bias) with 422", async () => {
+      const loop = "<|im_start|>user\nReverse the word 'abcdefghijklmnop'.<|im_end|>\n<|im_start|>assistant\n<think>\nLetters:";
+      const plain = await client.completions.create({ model: "avocado-tiny", prompt: loop, max_tokens: 32, temperature: 0 });
+      const penalized = await client.completions.create({ model: "avocado-tiny", prompt: loop, max_tokens: 32, temperature: 0, frequency_penalty: 2, presence_penalty: 0.5 });
+      // The tiny model loops on two tokens; penalized, it cannot keep repeating them.
+      const distinct = (text: string) => new Set(text.split(/(?=\s)/)).size / Math.max(1, text.split(/(?=\s)/).length);
+      expect(penalized.choices[0]!.text).not.toBe(plain.choices[0]!.text);
+      expect(distinct(penalized.choices[0]!.text)).toBeGreaterThan(distinct(plain.choices[0]!.text));
+      await expect(client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], frequency_penalty: 3 })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+
+      const tools = await client.chat.completions
+        .create({ model: "avocado-tiny", messages: [{ role: "user", content: "weather?" }], tools: [{ type: "function", function: { name: "weather", parameters: { type: "object", properties: {} } } }] })
+        .catch((e: unknown) => e);
+      expect(tools).toBeInstanceOf(OpenAI.UnprocessableEntityError);
+      expect((tools as InstanceType<typeof OpenAI.APIError>).error).toMatchObject({ code: "unsupported_parameter", param: "tools" });
+      const bias = await client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], logit_bias: { "42": 100 } }).catch((e: unknown) => e);
+      expect((bias as InstanceType<typeof OpenAI.APIError>).error).toMatchObject({ code: "unsupported_parameter", param: "logit_bias" });
+      // Values that ask for nothing pass.
+      const harmless = await client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 2, tools: [], tool_choice: "none", logit_bias: {}, user: "u-1" });
+      expect(harmless.choices).toHaveLength(1);
+      const suffix = await client.completions.create({ model: "avocado-tiny", prompt: "1 2 3", suffix: " 9", max_tokens: 2 }).catch((e: unknown) => e);
+      expect((suffix as InstanceType<typeof OpenAI.APIError>).error).toMatchObject({ code: "unsupported_parameter", param: "suffix" });
+    });
+
     it("maps errors to the OpenAI shape and status codes, with x-request-id", async () => {
       const bad = new OpenAI({ apiKey: "avo_not-a-key", baseURL: `${api.url}/v1`, maxRetries: 0 });
       await expect(bad.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);

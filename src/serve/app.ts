@@ -9,7 +9,7 @@ import { errorMessage, InputError } from "../core/errors.ts";
 import { SILENT_LOGGER, type Logger } from "../core/logger.ts";
 import { TeacherError } from "../teachers/teacher-error.ts";
 import { ApiError } from "./http/api-error.ts";
-import { chatRequestSchema, completionRequestSchema, messageText, type ChatRequest, type CompletionRequest } from "./http/request-schemas.ts";
+import { chatRequestSchema, completionRequestSchema, messageText, unsupportedParameter, type ChatRequest, type CompletionRequest } from "./http/request-schemas.ts";
 import type { Lease, Limiter, LimitScope } from "./limits/limiter.ts";
 import { ExtractionMonitor, simhash } from "./extraction.ts";
 import { ApiMetrics } from "./metrics.ts";
@@ -47,6 +47,8 @@ function sha256(text: string): string {
 
 function parse<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
   if (body === undefined || body === null || typeof body !== "object") throw new ApiError(400, "the body must be a JSON object", { code: "invalid_body" });
+  const unsupported = unsupportedParameter(body as Record<string, unknown>);
+  if (unsupported) throw new ApiError(422, unsupported.message, { code: "unsupported_parameter", param: unsupported.param });
   const result = schema.safeParse(body);
   if (!result.success) {
     const issue = result.error.issues[0]!;
@@ -198,6 +200,8 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       ...(chat ? { messages: chat.messages.map((m) => ({ role: m.role, content: messageText(m.content) })) } : { prompt: text!.prompt }),
       temperature: body.temperature ?? undefined,
       topP: body.top_p ?? undefined,
+      presencePenalty: body.presence_penalty || undefined,
+      frequencyPenalty: body.frequency_penalty || undefined,
       seed: body.seed ?? undefined,
       stop: typeof body.stop === "string" ? [body.stop] : (body.stop ?? undefined),
       topLogprobs,

@@ -42,7 +42,9 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
   });
 
   it("spreads concurrent requests over the upstreams and meters the upstream's own token counts", async () => {
-    const results = await Promise.all(Array.from({ length: 8 }, () => client.chat.completions.create({ model: "avocado-pool", messages: [{ role: "user", content: "Convert 20 kg to g." }], max_tokens: 12, temperature: 0 })));
+    const results = await Promise.all(Array.from({ length: 8 }, () => client.chat.completions.create({ model: "avocado-pool", messages: [{ role: "user", content: "Convert 20 kg to g." }], max_tokens: 12, temperature: 0, presence_penalty: 0.25 })));
+    // The penalties go through to the upstream, as OpenAI-compatible servers take them.
+    expect(upstreams.flatMap((u) => u.received.map((r) => r.body))).toContainEqual(expect.objectContaining({ presence_penalty: 0.25 }));
     expect(new Set(results.map((r) => r.choices[0]!.message.content)).size).toBe(1);
     expect(upstreams.map((u) => u.received.filter((r) => r.path === "/v1/chat/completions").length).every((n) => n > 0)).toBe(true);
     const usage = await api.store.usage();

@@ -17,6 +17,8 @@ const common = {
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
   n: z.number().int().min(1).max(8).nullish(),
+  presence_penalty: z.number().min(-2).max(2).nullish(),
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
   user: z.string().optional(),
 };
 
@@ -37,6 +39,23 @@ export const completionRequestSchema = z.object({
   echo: z.boolean().nullish(),
 });
 export type CompletionRequest = z.infer<typeof completionRequestSchema>;
+
+/**
+ * OpenAI parameters that change what an answer is, which this API does not
+ * implement: refused (422) rather than silently ignored. A value that asks for
+ * nothing (no tools, tool_choice "none", an empty logit_bias, best_of 1) passes.
+ */
+export function unsupportedParameter(body: Record<string, unknown>): { param: string; message: string } | undefined {
+  const given = (value: unknown) => value !== undefined && value !== null && !(Array.isArray(value) && value.length === 0) && !(typeof value === "object" && !Array.isArray(value) && Object.keys(value).length === 0);
+  for (const param of ["tools", "functions"]) if (given(body[param])) return { param, message: "tool and function calling are not supported" };
+  for (const param of ["tool_choice", "function_call"]) if (given(body[param]) && body[param] !== "none" && body[param] !== "auto") return { param, message: "tool and function calling are not supported" };
+  if (given(body.logit_bias)) return { param: "logit_bias", message: "logit_bias is not supported" };
+  for (const param of ["audio", "prediction", "web_search_options"]) if (given(body[param])) return { param, message: `${param} is not supported` };
+  if (given(body.modalities) && JSON.stringify(body.modalities) !== '["text"]') return { param: "modalities", message: "only text is supported" };
+  if (given(body.suffix) && body.suffix !== "") return { param: "suffix", message: "suffix (insertion) is not supported" };
+  if (given(body.best_of) && body.best_of !== 1) return { param: "best_of", message: "best_of is not supported" };
+  return undefined;
+}
 
 export function messageText(content: z.infer<typeof message>["content"]): string {
   return typeof content === "string" ? content : content.map((part) => part.text).join("");

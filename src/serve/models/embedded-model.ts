@@ -23,7 +23,17 @@ export class EmbeddedServedModel implements ServedModel {
   }
 
   async generate(request: GenerationRequest): Promise<GenerationResult> {
-    const common = { maxTokens: request.maxTokens, temperature: request.temperature ?? 1, topP: request.topP, seed: request.seed, stop: request.stop, topLogprobs: request.topLogprobs, signal: request.signal };
+    const common = {
+      maxTokens: request.maxTokens,
+      temperature: request.temperature ?? 1,
+      topP: request.topP,
+      seed: request.seed,
+      stop: request.stop,
+      topLogprobs: request.topLogprobs,
+      presencePenalty: request.presencePenalty,
+      frequencyPenalty: request.frequencyPenalty,
+      signal: request.signal,
+    };
     const logprobs = (list: { text: string; logprob: number; top: { text: string; logprob: number }[] }[] | undefined) =>
       list?.map((t) => ({ token: t.text, logprob: t.logprob, top: t.top.map((o) => ({ token: o.text, logprob: o.logprob })) }));
     if (request.prompt !== undefined) {

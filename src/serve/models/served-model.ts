@@ -12,6 +12,9 @@ export interface GenerationRequest {
   maxTokens: number;
   temperature?: number;
   topP?: number;
+  /** OpenAI's penalties (−2…2) on tokens already generated: once each (presence), per occurrence (frequency). */
+  presencePenalty?: number;
+  frequencyPenalty?: number;
   seed?: number;
   stop?: string[];
   topLogprobs?: number;

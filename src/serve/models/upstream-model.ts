@@ -100,6 +100,8 @@ export class UpstreamServedModel implements ServedModel {
       ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
       ...(request.topP !== undefined ? { top_p: request.topP } : {}),
       ...(request.seed !== undefined ? { seed: request.seed } : {}),
+      ...(request.presencePenalty !== undefined ? { presence_penalty: request.presencePenalty } : {}),
+      ...(request.frequencyPenalty !== undefined ? { frequency_penalty: request.frequencyPenalty } : {}),
       ...(request.stop ? { stop: request.stop } : {}),
       ...(request.json ? { response_format: { type: "json_object" } } : {}),
       ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}),
