@@ -389,6 +389,30 @@ describe("SqliteLedger with a journal", () => {
     expect(() => removeDeadJournal(journal)).not.toThrow();
   });
 
+  it("does not wait for another process's write lock: its commit tries again later, and what it decided stays durable meanwhile", async () => {
+    const { store, url } = await journaled(20);
+    const org = await store.ensureOrg("acme");
+    const { row: key } = await store.createKey({ org: "acme", name: "k" });
+    await store.grant("acme", 1_000, "g1");
+    store["sqliteLedger"]!.flush();
+    const other = new SQLite(url.slice("sqlite:".length));
+    other.exec("begin immediate");
+    const started = performance.now();
+    const hold = await store.reserve({ requestId: "r1", orgId: org, keyId: key.id, model: "m", amount: 300, instance: "i" });
+    await hold.durable;
+    expect(await store.settle("r1", usage(40))).toBe(true);
+    // Several commit attempts come and go: none waits for the lock (the event loop keeps turning), nothing reaches the tables.
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(other.prepare("select count(*) as n from requests").get()).toEqual({ n: 0 });
+    other.exec("rollback");
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(other.prepare("select count(*) as n from requests").get()).toEqual({ n: 1 });
+    other.close();
+    expect(await store.balance(org)).toEqual({ available: 960, reserved: 0 });
+    await store.close();
+  });
+
   it("lets the CLI write while the server is under load (the write lock is held only while a commit writes), and refuses a second server of the file", async () => {
     const { store, url, folder } = await journaled(20);
     const org = await store.ensureOrg("acme");

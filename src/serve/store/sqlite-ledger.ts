@@ -26,8 +26,9 @@ const JOURNAL_COMMIT_BYTES = 4 << 20;
  * Journal mode: every so many commits, the ledger restarts the WAL between two
  * batches. The checkpointer thread copies the WAL into the database but can
  * rarely reset it: that needs a moment when it has copied every frame and no
- * transaction is open, and a server under load commits dozens of times a second. Without it the WAL grew without bound
- * (8 MB a second under load), and with it every page lookup. The restart waits
+ * transaction is open, and a server under load commits dozens of times a
+ * second. Without it the WAL grew without bound (8 MB a second under load),
+ * and with it every page lookup. The restart waits
  * for the checkpointer to have just caught up (then it copies one batch's
  * frames, not a fraction of a second's), but not beyond twice as many commits.
  */
@@ -84,10 +85,10 @@ interface Waiter {
  * updated once per commit. The write lock is held only for that step, so the
  * CLI can write between two commits; a commit that finds the CLI writing does
  * not wait but tries again BUSY_RETRY_MS later. After each commit the journal
- * is emptied. If a batch must be rolled back (an operation
- * failed halfway, a commit failed), the journal's operations are applied
- * again, so what was durable stays so; a process killed before its commit
- * leaves the journal to the next one (`Store.open` replays it).
+ * is emptied. If a batch must be rolled back (an operation failed halfway, a
+ * commit failed), the journal's operations are applied again, so what was
+ * durable stays so; a process killed before its commit leaves the journal to
+ * the next one (`Store.open` replays it).
  */
 export class SqliteLedger {
   private readonly statements;
@@ -442,14 +443,14 @@ export class SqliteLedger {
    * with one, the journal's operations are applied again and only this one fails.
    */
   private run<T>(lazy: boolean, operation: () => { value: T; record: JournalRecord | undefined }, onTables = true): Pending<T> {
-    if (this.broken) throw this.broken;
     // An operation on the tables runs in the batch's write transaction, after every operation decided before it (a failure there rebuilds the batch).
     // One decided in memory (journal mode) needs no transaction: it reads the committed balance, and its rows are written by the next commit.
-    if (onTables || !this.journal) this.begin();
     if (onTables) {
       this.drain();
       this.committed.clear();
     }
+    if (this.broken) throw this.broken;
+    if (onTables || !this.journal) this.begin();
     if (this.journal) {
       if (!this.scheduled) {
         this.scheduled = "timer";
