@@ -175,7 +175,13 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     return metrics.registry.metrics();
   });
 
-  app.get("/health", async () => ({ ok: true }));
+  // For a load balancer: 503 when this server cannot charge (its ledger cannot write) or has no model that can answer.
+  app.get("/health", async (_request, reply) => {
+    const served = Object.fromEntries([...models].map(([name, model]) => [name, model.available() ? "ok" : "unavailable"]));
+    const ledger = store.ledgerAvailable ? "ok" : "unavailable";
+    const ok = ledger === "ok" && Object.values(served).includes("ok");
+    return reply.status(ok ? 200 : 503).send({ ok, ledger, models: served });
+  });
 
   /** Everything a chat or text completion shares: auth, limits, reservation, generation, settlement. */
   async function complete(route: "chat" | "completions", request: FastifyRequest, reply: FastifyReply): Promise<unknown> {

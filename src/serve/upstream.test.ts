@@ -67,6 +67,36 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       expect(answer.choices[0]!.message.content!.length).toBeGreaterThan(0);
     }
     expect((await api.store.audit()).problems).toEqual([]);
+    // One upstream left: the server is still healthy for a load balancer.
+    const health = await fetch(`${api.url}/health`);
+    expect([health.status, await health.json()]).toEqual([200, { ok: true, ledger: "ok", models: { "avocado-pool": "ok" } }]);
+  });
+
+  it("reports itself unhealthy (503) when no upstream of its models answers, or when its ledger cannot write", async () => {
+    const fresh = await freshStore("sqlite", "health");
+    await fresh.store.close();
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const config = serveSchema.parse({ port: 0, store: fresh.url, models: [{ name: "gone", upstreams: [`http://127.0.0.1:${port}/v1`], price: { inputPerMillion: 1, outputPerMillion: 1 }, maxTokens: 4 }] });
+    const lonely = await startApi({ config, workspace: "/nonexistent" });
+    try {
+      const { key } = await lonely.store.createKey({ org: "h", name: "k" });
+      await lonely.store.grant("h", 1_000_000, "h");
+      expect((await fetch(`${lonely.url}/health`)).status).toBe(200);
+      const failed = await new OpenAI({ apiKey: key, baseURL: `${lonely.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: "gone", messages: [{ role: "user", content: "hi" }] }).catch((e: unknown) => e);
+      expect(failed).toBeInstanceOf(OpenAI.APIError);
+      const down = await fetch(`${lonely.url}/health`);
+      expect([down.status, await down.json()]).toEqual([503, { ok: false, ledger: "ok", models: { gone: "unavailable" } }]);
+      // A ledger that failed and could not be rebuilt from its journal: nothing can be charged here.
+      (lonely.store as unknown as { sqliteLedger: { broken: Error } }).sqliteLedger.broken = new Error("disk gone");
+      expect(await (await fetch(`${lonely.url}/health`)).json()).toMatchObject({ ok: false, ledger: "unavailable" });
+      (lonely.store as unknown as { sqliteLedger: { broken: Error | undefined } }).sqliteLedger.broken = undefined;
+    } finally {
+      await lonely.close();
+      await fresh.drop();
+    }
   });
 
   it("answers an upstream's garbage stream with an upstream error, charging only what was metered", async () => {

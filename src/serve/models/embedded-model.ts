@@ -56,6 +56,10 @@ export class EmbeddedServedModel implements ServedModel {
     };
   }
 
+  available(): boolean {
+    return true;
+  }
+
   async health(): Promise<boolean> {
     return true;
   }

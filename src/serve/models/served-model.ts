@@ -44,6 +44,8 @@ export interface ServedModel {
   promptTokens(request: Pick<GenerationRequest, "messages" | "prompt">): number;
   generate(request: GenerationRequest): Promise<GenerationResult>;
   health(): Promise<boolean>;
+  /** Whether it can take a request now, as last seen (no I/O): a pool with an upstream that passed its last check, a local model always. */
+  available(): boolean;
   close(): Promise<void>;
 }
 

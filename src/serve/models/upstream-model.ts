@@ -168,6 +168,10 @@ export class UpstreamServedModel implements ServedModel {
     return result;
   }
 
+  available(): boolean {
+    return this.upstreams.some((u) => u.healthy);
+  }
+
   async health(): Promise<boolean> {
     await Promise.all(
       this.upstreams.map(async (upstream) => {

@@ -170,6 +170,11 @@ export class SqliteLedger {
     };
   }
 
+  /** False once the ledger cannot write (its tables failed and could not be rebuilt from its journal): every operation then fails. */
+  get available(): boolean {
+    return this.broken === undefined;
+  }
+
   grant(orgId: string, amount: number, idempotencyKey: string, memo: string): Pending<boolean> {
     return this.run(false, () => {
       const record: JournalRecord = { t: "grant", orgId, amount, key: idempotencyKey, memo, at: Date.now() };

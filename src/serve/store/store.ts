@@ -107,6 +107,11 @@ export class Store {
     await this.db.destroy();
   }
 
+  /** Whether the ledger can write (on SQLite, false once its tables failed and could not be rebuilt; the next process applies its journal). */
+  get ledgerAvailable(): boolean {
+    return this.sqliteLedger?.available ?? true;
+  }
+
   /** On SQLite, a read of the ledger's tables sees every operation decided so far (the journal mode writes their rows with its batch). */
   private readLedger(): void {
     this.sqliteLedger?.drain();
