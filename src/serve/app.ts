@@ -178,7 +178,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
   // For a load balancer: 503 when this server cannot charge (its ledger cannot write) or has no model that can answer.
   app.get("/health", async (_request, reply) => {
     const served = Object.fromEntries([...models].map(([name, model]) => [name, model.available() ? "ok" : "unavailable"]));
-    const ledger = store.ledgerAvailable ? "ok" : "unavailable";
+    const ledger = (await store.ledgerAvailable()) ? "ok" : "unavailable";
     const ok = ledger === "ok" && Object.values(served).includes("ok");
     return reply.status(ok ? 200 : 503).send({ ok, ledger, models: served });
   });

@@ -94,5 +94,14 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
       const audit = await store.audit();
       expect(audit.problems).toEqual([]);
     });
+
+    it("says whether its ledger can write (what /health reports): yes while it can, no once its database is gone", async () => {
+      expect(await store.ledgerAvailable()).toBe(true);
+      if (kind !== "postgres") return;
+      const { store: doomed, drop: dropDoomed } = await freshStore(kind, "health");
+      await doomed.db.destroy();
+      expect(await doomed.ledgerAvailable(500)).toBe(false);
+      await dropDoomed();
+    });
   });
 }

@@ -107,9 +107,24 @@ export class Store {
     await this.db.destroy();
   }
 
-  /** Whether the ledger can write (on SQLite, false once its tables failed and could not be rebuilt; the next process applies its journal). */
-  get ledgerAvailable(): boolean {
-    return this.sqliteLedger?.available ?? true;
+  /**
+   * Whether the ledger can write now: on SQLite, false once its tables failed
+   * and could not be rebuilt (the next process applies its journal); on
+   * PostgreSQL, whether the database answers within `timeoutMs`.
+   */
+  async ledgerAvailable(timeoutMs = 1_000): Promise<boolean> {
+    if (this.kind === "sqlite") return this.sqliteLedger?.available ?? true;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+    const answered = sql`select 1`.execute(this.db).then(
+      () => true,
+      () => false,
+    );
+    try {
+      return await Promise.race([answered, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** On SQLite, a read of the ledger's tables sees every operation decided so far (the journal mode writes their rows with its batch). */
