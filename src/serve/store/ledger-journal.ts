@@ -129,21 +129,8 @@ export function parseJournal(text: string): JournalRecord[] {
   return records;
 }
 
-/** The pids of other running processes that keep a journal beside this database: other servers of the same SQLite file. */
-export function otherServers(databasePath: string): number[] {
-  const prefix = prefixOf(databasePath);
-  let names: string[];
-  try {
-    names = readdirSync(dirname(databasePath));
-  } catch {
-    return [];
-  }
-  const owners = names.filter((name) => name.startsWith(prefix) && name.endsWith(JOURNAL_SUFFIX)).map((name) => name.slice(prefix.length, -JOURNAL_SUFFIX.length).split(".").slice(0, 3).join("."));
-  return owners.filter((tag) => Number(tag.split(".")[1]) !== process.pid && ownerAlive(tag)).map((tag) => Number(tag.split(".")[1]));
-}
-
-/** Journals left by processes that are no longer running, oldest first. */
-export function deadJournals(databasePath: string): string[] {
+/** The journals beside a database: each file's path and its owner's tag (boot, pid, start time). */
+function journalsBeside(databasePath: string): { path: string; owner: string }[] {
   const prefix = prefixOf(databasePath);
   let names: string[];
   try {
@@ -153,8 +140,22 @@ export function deadJournals(databasePath: string): string[] {
   }
   return names
     .filter((name) => name.startsWith(prefix) && name.endsWith(JOURNAL_SUFFIX))
-    .filter((name) => !ownerAlive(name.slice(prefix.length, -JOURNAL_SUFFIX.length).split(".").slice(0, 3).join(".")))
-    .map((name) => ({ path: join(dirname(databasePath), name), modified: statSync(join(dirname(databasePath), name), { throwIfNoEntry: false })?.mtimeMs }))
+    .map((name) => ({ path: join(dirname(databasePath), name), owner: name.slice(prefix.length, -JOURNAL_SUFFIX.length).split(".").slice(0, 3).join(".") }));
+}
+
+/** The pids of other running processes that keep a journal beside this database: other servers of the same SQLite file. */
+export function otherServers(databasePath: string): number[] {
+  return journalsBeside(databasePath)
+    .map((journal) => ({ pid: Number(journal.owner.split(".")[1]), owner: journal.owner }))
+    .filter((journal) => journal.pid !== process.pid && ownerAlive(journal.owner))
+    .map((journal) => journal.pid);
+}
+
+/** Journals left by processes that are no longer running, oldest first. */
+export function deadJournals(databasePath: string): string[] {
+  return journalsBeside(databasePath)
+    .filter((journal) => !ownerAlive(journal.owner))
+    .map((journal) => ({ path: journal.path, modified: statSync(journal.path, { throwIfNoEntry: false })?.mtimeMs }))
     // One another process has just replayed and removed is gone.
     .filter((journal) => journal.modified !== undefined)
     .sort((a, b) => a.modified! - b.modified!)
