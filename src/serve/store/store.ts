@@ -85,7 +85,7 @@ export class Store {
       } catch (error) {
         throw new FileError(path, `cannot create the ledger journal beside the SQLite store (${errorMessage(error)})`, { cause: error });
       }
-      // A server decides credit on the committed balance plus its own undecided rows: a second server of the same file would not see the first's.
+      // A server decides credit on the committed balance plus its own unwritten rows: a second server of the same file would not see the first's.
       const others = journal ? otherServers(path) : [];
       if (others.length > 0) {
         journal!.close();
@@ -127,7 +127,7 @@ export class Store {
     }
   }
 
-  /** On SQLite, a read of the ledger's tables sees every operation decided so far (the journal mode writes their rows with its batch). */
+  /** On SQLite, a read of the ledger's tables sees every operation decided so far (a server writes the rows it decided in memory first). */
   private readLedger(): void {
     this.sqliteLedger?.drain();
   }
