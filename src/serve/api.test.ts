@@ -73,6 +73,32 @@ for (const kind of ["sqlite", "postgres"] as const) {
       expect(usage).toEqual(whole.usage);
     });
 
+    it("streams n choices at once, each under its index with its own finish, and charges their summed usage", async () => {
+      const org = (await store.orgByName("acme"))!.id;
+      const request = { model: "avocado-tiny", messages: [{ role: "user" as const, content: "Reverse the word 'fosa'." }], max_tokens: 24, temperature: 0 };
+      const whole = await client.chat.completions.create({ ...request, n: 2 });
+      const before = await store.balance(org);
+      expect(whole.choices.map((c) => c.index)).toEqual([0, 1]);
+      const stream = await client.chat.completions.create({ ...request, n: 2, stream: true, stream_options: { include_usage: true } });
+      const content = ["", ""];
+      const finish: (string | null)[] = [null, null];
+      let usage: OpenAI.CompletionUsage | undefined;
+      for await (const chunk of stream) {
+        for (const choice of chunk.choices) {
+          content[choice.index] += choice.delta.content ?? "";
+          finish[choice.index] = choice.finish_reason ?? finish[choice.index]!;
+        }
+        usage = chunk.usage ?? usage;
+      }
+      // Greedy decoding: both choices are the one answer, as in the whole response.
+      expect(content.map((c) => c.trim())).toEqual(whole.choices.map((c) => c.message.content!.trim()));
+      expect(finish).toEqual(whole.choices.map((c) => c.finish_reason));
+      expect(usage).toEqual(whole.usage);
+      const after = await store.balance(org);
+      expect(after.reserved).toBe(0);
+      expect(before.available - after.available).toBe(costOf(PRICE, usage!.prompt_tokens, usage!.completion_tokens));
+    });
+
     it("constrains the answer to JSON with response_format json_object", async () => {
       const answer = await client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "What is 25*12?" }], max_tokens: 64, temperature: 0, response_format: { type: "json_object" } });
       const content = answer.choices[0]!.message.content!;

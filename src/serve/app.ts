@@ -195,7 +195,6 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     if (maxTokens > model.config.maxTokens) throw new ApiError(400, `max_tokens is ${maxTokens}; ${model.config.name} generates at most ${model.config.maxTokens}`, { code: "max_tokens_too_large", param: "max_tokens" });
     const n = body.n ?? 1;
     const stream = body.stream === true;
-    if (stream && n > 1) throw new ApiError(422, "n > 1 is not supported with stream", { code: "unsupported", param: "n" });
     if (text?.echo) throw new ApiError(422, "echo is not supported", { code: "unsupported", param: "echo" });
     // Protecting the closed model: log-probs only as the plan allows.
     const topLogprobs = chat ? (chat.logprobs ? (chat.top_logprobs ?? 0) : undefined) : (text?.logprobs ?? undefined);
@@ -265,7 +264,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       let settled = false;
       try {
         if (stream) {
-          await streamResponse(route, request.id, model, { ...generation, maxTokens: affordable, signal: abort.signal }, body.stream_options?.include_usage === true, reply, lease, started, results, committed, (tokens) => (streamed += tokens));
+          await streamResponse(route, request.id, model, { ...generation, maxTokens: affordable, signal: abort.signal }, n, promptTokens, body.stream_options?.include_usage === true, reply, lease, started, results, committed, (tokens) => (streamed += tokens));
         } else {
           const generated = Promise.all(Array.from({ length: n }, () => model.generate({ ...generation, maxTokens: affordable, signal: abort.signal })));
           generated.catch(() => undefined);
@@ -325,11 +324,19 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     }
   }
 
+  /**
+   * A streamed answer of `n` choices, generated concurrently: each event names
+   * its choice's index, and each choice ends with its own finish event as soon
+   * as it is done. If one fails, the others stop, and what every choice had
+   * streamed is in `results` (to be charged).
+   */
   async function streamResponse(
     route: "chat" | "completions",
     id: string,
     model: ServedModel,
     generation: GenerationRequest,
+    n: number,
+    promptTokens: number,
     includeUsage: boolean,
     reply: FastifyReply,
     lease: Lease,
@@ -355,34 +362,58 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       raw.write(`data: ${JSON.stringify({ id, object, created, model: model.config.name, choices, ...(usage ? { usage } : {}) })}\n\n`);
     };
     let first = true;
-    const emit = (delta: Delta) => {
+    const streamed = new Array<number>(n).fill(0);
+    const emit = (index: number, delta: Delta) => {
       if (first) {
         metrics.firstToken.observe((performance.now() - started) / 1000);
         first = false;
       }
+      streamed[index]! += delta.tokens;
       onTokens(delta.tokens);
       lease.addTokens(delta.tokens);
-      if (route === "chat") send([{ index: 0, delta: delta.kind === "reasoning" ? { reasoning_content: delta.text } : { content: delta.text }, logprobs: null, finish_reason: null }]);
-      else send([{ index: 0, text: delta.text, logprobs: null, finish_reason: null }]);
+      if (route === "chat") send([{ index, delta: delta.kind === "reasoning" ? { reasoning_content: delta.text } : { content: delta.text }, logprobs: null, finish_reason: null }]);
+      else send([{ index, text: delta.text, logprobs: null, finish_reason: null }]);
     };
-    // The generation starts while the hold commits; deltas that come before it has wait, in order.
-    let early: Delta[] | undefined = [];
-    const generated = model.generate({ ...generation, onDelta: (delta) => (early ? early.push(delta) : emit(delta)) });
-    generated.catch(() => undefined);
+    const finish = (index: number, result: GenerationResult) => {
+      const logprobs = result.logprobs ? (route === "chat" ? chatLogprobs(result.logprobs) : legacyLogprobs(result.logprobs)) : null;
+      if (route === "chat") send([{ index, delta: {}, logprobs, finish_reason: result.finishReason }]);
+      else send([{ index, text: "", logprobs, finish_reason: result.finishReason }]);
+    };
+    // The generations start while the hold commits; what comes before it has waits, in order.
+    let early: { index: number; delta?: Delta; result?: GenerationResult }[] | undefined = [];
+    // One choice failing stops the others (several choices share a signal of their own).
+    const stopAll = n > 1 ? new AbortController() : undefined;
+    const signal = stopAll ? AbortSignal.any([generation.signal, stopAll.signal]) : generation.signal;
+    const finished = new Array<GenerationResult | undefined>(n);
+    const generations = Array.from({ length: n }, (_, index) =>
+      model.generate({ ...generation, signal, onDelta: (delta) => (early ? early.push({ index, delta }) : emit(index, delta)) }).then((result) => {
+        finished[index] = result;
+        if (early) early.push({ index, result });
+        else finish(index, result);
+        return result;
+      }),
+    );
+    const all = Promise.all(generations);
+    all.catch(() => stopAll?.abort(new Error("another choice failed")));
     await committed;
     reply.hijack();
     raw.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive", "x-request-id": id });
-    if (route === "chat") send([{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]);
-    for (const delta of early) emit(delta);
+    if (route === "chat") for (let index = 0; index < n; index++) send([{ index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]);
+    for (const event of early) {
+      if (event.delta) emit(event.index, event.delta);
+      else finish(event.index, event.result!);
+    }
     early = undefined;
     try {
-      const result = await generated;
-      results.push(result);
-      const logprobs = result.logprobs ? (route === "chat" ? chatLogprobs(result.logprobs) : legacyLogprobs(result.logprobs)) : null;
-      if (route === "chat") send([{ index: 0, delta: {}, logprobs, finish_reason: result.finishReason }]);
-      else send([{ index: 0, text: "", logprobs, finish_reason: result.finishReason }]);
-      if (includeUsage) send([], usageOf([result]));
+      results.push(...(await all));
+      if (includeUsage) send([], usageOf(results));
     } catch (error) {
+      // What every choice streamed is charged: the finished ones as they reported, the others as far as they got (nothing if they sent nothing).
+      for (let index = 0; index < n; index++) {
+        const done = finished[index];
+        if (done) results.push(done);
+        else if (streamed[index]! > 0) results.push({ content: "", reasoning: "", finishReason: "stop", promptTokens, completionTokens: streamed[index]! });
+      }
       // Headers are sent: the stream ends with an error event in the OpenAI shape (then [DONE], after settlement).
       if (!raw.destroyed) raw.write(`data: ${JSON.stringify(generationError(error).body())}\n\n`);
       throw error;

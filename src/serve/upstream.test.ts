@@ -130,6 +130,22 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       ).rejects.toThrow(/the model's server failed/);
       await new Promise((resolve) => setTimeout(resolve, 50));
       expect(await broken.store.openReservations()).toEqual([]);
+      const once = await broken.store.usage();
+      // Two choices, each broken after one token: the stream ends with the error (the first failure stops the other), and each choice is charged what it streamed.
+      const twice = await brokenClient.chat.completions.create({ model: "broken", messages: [{ role: "user", content: "hi" }], stream: true, n: 2 });
+      const seen = new Set<number>();
+      await expect(
+        (async () => {
+          for await (const chunk of twice) for (const choice of chunk.choices) if (choice.delta.content) seen.add(choice.index);
+        })(),
+      ).rejects.toThrow(/the model's server failed/);
+      expect(seen.size).toBeGreaterThan(0);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const after = await broken.store.usage();
+      expect(after[0]!.requests - once[0]!.requests).toBe(1);
+      expect(after[0]!.completion_tokens - once[0]!.completion_tokens).toBe(seen.size);
+      expect(after[0]!.prompt_tokens - once[0]!.prompt_tokens).toBe(seen.size * once[0]!.prompt_tokens);
+      expect(await broken.store.openReservations()).toEqual([]);
       // This server's metrics are public (metricsPublic): no token needed.
       expect(await (await fetch(`${broken.url}/metrics`)).text()).toMatch(/avocado_requests_total\{route="chat",model="broken"/);
       expect((await broken.store.audit()).problems).toEqual([]);
