@@ -10,12 +10,14 @@ import {
   type LlamaContextSequence,
   type LlamaModel,
   type LLamaContextualRepeatPenalty,
+  type LlamaGrammar,
   type Token,
 } from "node-llama-cpp";
 import { CHAT_FORMATS, type ChatFamily, type ChatFormat, type WrapperOptions } from "../chat/chat-format.ts";
 import { AvocadoError, EngineError, FileError, InputError, errorMessage } from "../core/errors.ts";
 import { FAMILIES, type Family } from "../tokenizers/reference-tokenizer.ts";
 import { checkGguf } from "./gguf-check.ts";
+import { grammarSchema } from "./json-schema.ts";
 import { sharedLlama } from "./llama.ts";
 
 export interface ChatMessage {
@@ -44,6 +46,8 @@ export interface ChatRequest {
   stop?: readonly string[];
   /** Constrain the answer to valid JSON (llama.cpp's JSON grammar): OpenAI's response_format json_object. */
   json?: boolean;
+  /** Constrain it to this JSON schema (OpenAI's response_format json_schema): see {@link EmbeddedEngine.schemaGrammar}. */
+  jsonSchema?: Record<string, unknown>;
   /** Qwen thinking on/off, harmony reasoning effort: see {@link WrapperOptions}. */
   thinking?: boolean;
   reasoningEffort?: WrapperOptions["reasoningEffort"];
@@ -168,6 +172,8 @@ export class EmbeddedEngine {
 
   /** Chat wrappers are stateless renderers: one per engine and rendering option. */
   private readonly wrappers = new Map<string, ChatWrapper>();
+  /** Grammars of the JSON schemas asked for lately (a client sends the same schema with each request). */
+  private readonly schemaGrammars = new Map<string, Promise<LlamaGrammar>>();
   private readonly tokenCache = new Map<string, Token[]>();
 
   static async load(path: string, options: EngineOptions = {}): Promise<EmbeddedEngine> {
@@ -214,7 +220,7 @@ export class EmbeddedEngine {
         seed: request.seed,
         repeatPenalty: repeatPenalty(request),
         customStopTriggers: request.stop && request.stop.length > 0 ? [...request.stop] : undefined,
-        grammar: request.json ? await (await sharedLlama()).getGrammarFor("json") : undefined,
+        grammar: request.jsonSchema ? await this.schemaGrammar(request.jsonSchema) : request.json ? await (await sharedLlama()).getGrammarFor("json") : undefined,
         signal: request.signal,
         stopOnAbortSignal: true,
         onResponseChunk: (chunk) => {
@@ -325,6 +331,27 @@ export class EmbeddedEngine {
 
   detokenize(tokens: readonly Token[]): string {
     return this.model.detokenize(tokens, true);
+  }
+
+  /**
+   * The grammar of a JSON schema (compiled once per schema): an InputError
+   * names a keyword the grammar cannot enforce, rather than ignoring it.
+   */
+  async schemaGrammar(schema: Record<string, unknown>): Promise<LlamaGrammar> {
+    const key = JSON.stringify(schema);
+    let grammar = this.schemaGrammars.get(key);
+    if (!grammar) {
+      const enforced = grammarSchema(schema);
+      grammar = sharedLlama().then((llama) => llama.createGrammarForJsonSchema(enforced as Parameters<typeof llama.createGrammarForJsonSchema>[0]));
+      if (this.schemaGrammars.size >= 256) this.schemaGrammars.clear();
+      this.schemaGrammars.set(key, grammar);
+    }
+    try {
+      return await grammar;
+    } catch (error) {
+      this.schemaGrammars.delete(key);
+      throw new InputError(`the JSON schema cannot be made a grammar (${errorMessage(error)})`);
+    }
   }
 
   private wrapper(options: WrapperOptions): ChatWrapper {

@@ -106,6 +106,37 @@ for (const kind of ["sqlite", "postgres"] as const) {
       if (answer.choices[0]!.finish_reason === "stop") expect(() => JSON.parse(content) as unknown).not.toThrow();
     });
 
+    it("follows a JSON schema with response_format json_schema (structured outputs), and refuses one its grammar cannot enforce", async () => {
+      const schema = { type: "object", properties: { answer: { type: "integer" }, unit: { type: "string", enum: ["g", "kg"] } }, required: ["answer", "unit"], additionalProperties: false };
+      const answer = await client.chat.completions.create({
+        model: "avocado-tiny",
+        messages: [{ role: "user", content: "Convert 2 kg to g." }],
+        max_tokens: 48,
+        temperature: 0,
+        response_format: { type: "json_schema", json_schema: { name: "conversion", schema, strict: true } },
+      });
+      const content = answer.choices[0]!.message.content!;
+      // The grammar writes the required properties in order: whatever the tiny model does, the answer starts so.
+      expect(content.trimStart()).toMatch(/^\{\s*"answer"\s*:\s*-?\d/);
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(content);
+      } catch {
+        expect(answer.choices[0]!.finish_reason).toBe("length");
+      }
+      if (parsed !== undefined) {
+        expect(Object.keys(parsed as object)).toEqual(["answer", "unit"]);
+        expect(Number.isInteger((parsed as { answer: unknown }).answer)).toBe(true);
+        expect(["g", "kg"]).toContain((parsed as { unit: unknown }).unit);
+      }
+      const unenforceable = await client.chat.completions
+        .create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], response_format: { type: "json_schema", json_schema: { name: "code", schema: { type: "object", properties: { code: { type: "string", pattern: "^[A-Z]{3}$" } } } } } })
+        .catch((e: unknown) => e);
+      expect(unenforceable).toBeInstanceOf(OpenAI.UnprocessableEntityError);
+      expect((unenforceable as InstanceType<typeof OpenAI.APIError>).error).toMatchObject({ code: "invalid_response_format", param: "response_format" });
+      expect((unenforceable as Error).message).toMatch(/schema\.properties\.code\.pattern cannot be enforced/);
+    });
+
     it("serves /v1/completions and lists models", async () => {
       const models = await client.models.list();
       expect(models.data.map((m) => m.id)).toEqual(["avocado-tiny"]);

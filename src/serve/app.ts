@@ -210,8 +210,18 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       seed: body.seed ?? undefined,
       stop: typeof body.stop === "string" ? [body.stop] : (body.stop ?? undefined),
       topLogprobs,
-      json: chat?.response_format?.type === "json_object",
+      json: chat?.response_format?.type === "json_object" || chat?.response_format?.type === "json_schema",
+      // Structured outputs; a json_schema without a schema is any JSON object.
+      jsonSchema: chat?.response_format?.type === "json_schema" && chat.response_format.json_schema.schema ? { name: chat.response_format.json_schema.name, schema: chat.response_format.json_schema.schema, strict: chat.response_format.json_schema.strict } : undefined,
     };
+    if (generation.jsonSchema && model.check) {
+      try {
+        await model.check(generation);
+      } catch (error) {
+        if (!(error instanceof InputError)) throw error;
+        throw new ApiError(422, `response_format: ${error.message}`, { code: "invalid_response_format", param: "response_format" });
+      }
+    }
     // The extraction signals are needed only at settlement: worked out while the model generates.
     let signals: SettleUsage["signals"];
     let promptTokens: number;

@@ -49,6 +49,10 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
     expect(upstreams.map((u) => u.received.filter((r) => r.path === "/v1/chat/completions").length).every((n) => n > 0)).toBe(true);
     const usage = await api.store.usage();
     expect(usage.reduce((sum, row) => sum + row.prompt_tokens, 0)).toBe(results.reduce((sum, r) => sum + r.usage!.prompt_tokens, 0));
+    // A JSON schema goes through too (vLLM enforces it with its own guided decoding).
+    const schema = { type: "object", properties: { grams: { type: "integer", minimum: 0 } }, required: ["grams"] };
+    await client.chat.completions.create({ model: "avocado-pool", messages: [{ role: "user", content: "Convert 20 kg to g." }], max_tokens: 4, response_format: { type: "json_schema", json_schema: { name: "grams", schema, strict: true } } });
+    expect(upstreams.flatMap((u) => u.received.map((r) => r.body))).toContainEqual(expect.objectContaining({ response_format: { type: "json_schema", json_schema: { name: "grams", schema, strict: true } } }));
   });
 
   it("streams through the pool, and fails over when an upstream goes down", async () => {

@@ -28,7 +28,17 @@ export const chatRequestSchema = z.object({
   max_completion_tokens: z.number().int().min(1).nullish(),
   logprobs: z.boolean().nullish(),
   top_logprobs: z.number().int().min(0).max(20).nullish(),
-  response_format: z.object({ type: z.enum(["text", "json_object"]) }).loose().nullish(),
+  response_format: z
+    .union([
+      z.object({ type: z.enum(["text", "json_object"]) }).loose(),
+      z
+        .object({
+          type: z.literal("json_schema"),
+          json_schema: z.object({ name: z.string().min(1).max(64), description: z.string().optional(), schema: z.record(z.string(), z.unknown()).optional(), strict: z.boolean().nullish() }).loose(),
+        })
+        .loose(),
+    ])
+    .nullish(),
 });
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
 

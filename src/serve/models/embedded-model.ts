@@ -43,6 +43,7 @@ export class EmbeddedServedModel implements ServedModel {
     const result = await this.engine.chat({
       ...common,
       json: request.json,
+      jsonSchema: request.jsonSchema?.schema,
       messages: this.messages(request),
       onChunk: request.onDelta ? (chunk) => request.onDelta!({ kind: chunk.kind, text: chunk.text, tokens: 1 }) : undefined,
     });
@@ -54,6 +55,11 @@ export class EmbeddedServedModel implements ServedModel {
       completionTokens: result.usage.completionTokens,
       logprobs: logprobs(result.logprobs),
     };
+  }
+
+  async check(request: Pick<GenerationRequest, "jsonSchema">): Promise<void> {
+    // Compiled now (and kept): a schema the grammar cannot enforce is refused before anything is reserved.
+    if (request.jsonSchema) await this.engine.schemaGrammar(request.jsonSchema.schema);
   }
 
   available(): boolean {

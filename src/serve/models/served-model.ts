@@ -20,6 +20,8 @@ export interface GenerationRequest {
   topLogprobs?: number;
   /** response_format json_object: the answer is valid JSON. */
   json?: boolean;
+  /** response_format json_schema: the answer is JSON valid against this schema (OpenAI's structured outputs). */
+  jsonSchema?: { name: string; schema: Record<string, unknown>; strict?: boolean | null };
   signal: AbortSignal;
   /** Called for each delta as it is generated; `tokens` is how many completion tokens it carries. */
   onDelta?: (delta: { kind: "content" | "reasoning"; text: string; tokens: number }) => void;
@@ -43,6 +45,8 @@ export interface ServedModel {
   /** Prompt tokens before the request runs (exact for local models, an upper estimate for upstreams). */
   promptTokens(request: Pick<GenerationRequest, "messages" | "prompt">): number;
   generate(request: GenerationRequest): Promise<GenerationResult>;
+  /** Refuses (InputError) what this model cannot do before anything is reserved, e.g. a JSON schema its grammar cannot enforce. */
+  check?(request: Pick<GenerationRequest, "jsonSchema">): Promise<void>;
   health(): Promise<boolean>;
   /** Whether it can take a request now, as last seen (no I/O): a pool with an upstream that passed its last check, a local model always. */
   available(): boolean;

@@ -103,7 +103,7 @@ export class UpstreamServedModel implements ServedModel {
       ...(request.presencePenalty !== undefined ? { presence_penalty: request.presencePenalty } : {}),
       ...(request.frequencyPenalty !== undefined ? { frequency_penalty: request.frequencyPenalty } : {}),
       ...(request.stop ? { stop: request.stop } : {}),
-      ...(request.json ? { response_format: { type: "json_object" } } : {}),
+      ...(request.jsonSchema ? { response_format: { type: "json_schema", json_schema: request.jsonSchema } } : request.json ? { response_format: { type: "json_object" } } : {}),
       ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}),
     };
     const chat = request.prompt === undefined;
