@@ -33,6 +33,8 @@ describe("grammarSchema (the JSON schemas the grammar can enforce)", () => {
     expect(() => grammarSchema({ type: "object", properties: { code: { type: "string", pattern: "^[A-Z]+$" } } })).toThrow(/schema\.properties\.code\.pattern cannot be enforced/);
     expect(() => grammarSchema({ type: "array", items: { type: "number", minimum: 0 } })).toThrow(/schema\.items\.minimum cannot be enforced/);
     expect(() => grammarSchema({ allOf: [{ type: "string" }] })).toThrow(/schema\.allOf/);
+    expect(() => grammarSchema({ type: "string", format: "email" })).toThrow(/schema\.format "email" cannot be enforced/);
+    expect(grammarSchema({ type: "string", format: "date" })).toEqual({ type: "string", format: "date" });
     expect(() => grammarSchema({ oneOf: 3 })).toThrow(/schema\.oneOf must be a non-empty array/);
     expect(() => grammarSchema("string")).toThrow(/schema must be a JSON schema object/);
   });

@@ -2,6 +2,8 @@ import { InputError } from "../core/errors.ts";
 
 /** What llama.cpp's JSON-schema grammar (through node-llama-cpp) enforces. */
 const ENFORCED = new Set(["type", "properties", "required", "additionalProperties", "minProperties", "maxProperties", "items", "prefixItems", "minItems", "maxItems", "enum", "const", "oneOf", "anyOf", "format", "minLength", "maxLength", "$defs", "$ref"]);
+/** The string formats the grammar enforces. */
+const FORMATS = new Set(["date-time", "date", "time"]);
 /** Keywords that only describe, never constrain: dropped. */
 const ANNOTATIONS = new Set(["title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly", "writeOnly"]);
 
@@ -36,6 +38,10 @@ export function grammarSchema(schema: unknown, path = "schema"): Record<string, 
       case "anyOf":
         if (!Array.isArray(value) || value.length === 0) throw new InputError(`${at} must be a non-empty array of schemas`);
         out[key === "anyOf" ? "oneOf" : key] = value.map((sub, i) => grammarSchema(sub, `${at}[${i}]`));
+        break;
+      case "format":
+        if (!FORMATS.has(value as string)) throw new InputError(`${at} "${String(value)}" cannot be enforced by the grammar (supported: ${[...FORMATS].join(", ")})`);
+        out[key] = value;
         break;
       default:
         out[key] = value;
