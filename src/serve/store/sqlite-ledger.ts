@@ -198,7 +198,7 @@ export class SqliteLedger {
     });
   }
 
-  /** Journal mode: a hold decided on the committed balance plus what this batch's unwritten operations do to it; its row is written with the batch. */
+  /** Journal mode: a hold decided on the committed balance plus what this process's unwritten operations do to it; its row is written by the next commit. */
   private reserveLive(request: ReserveRequest): { value: number; record: JournalRecord | undefined } {
     const live = this.live.get(request.requestId);
     if (live) return { value: live.row.amount, record: undefined };
@@ -226,7 +226,7 @@ export class SqliteLedger {
     const record: JournalRecord = { t: "settle", requestId, usage, at: Date.now() };
     const live = this.live.get(requestId);
     if (live) {
-      // A hold this process took: decided in memory, durable in the journal; its rows are written with the batch.
+      // A hold this process took: decided in memory, durable in the journal; its rows are written by the next commit.
       return this.run(
         false,
         () => {
@@ -256,7 +256,7 @@ export class SqliteLedger {
     return pending;
   }
 
-  /** Journal mode: what an unwritten operation does to a balance (written with the batch by `drain`). */
+  /** Journal mode: what an unwritten operation does to a balance (written by `drain`, before the next commit). */
   private shift(account: string, orgId: string | null, amount: number, held: number): void {
     const delta = this.overlay.get(account);
     if (delta) {
@@ -285,8 +285,7 @@ export class SqliteLedger {
           continue;
         }
         if (live.written && this.statements.deleteHold.run(requestId).changes === 0) throw new Error(`the hold of ${requestId} was settled by another process`);
-        const r = settledRow(live.row, settlement.charged, settlement.usage, settlement.at);
-        this.statements.insertRequest.run(r.request_id, r.org_id, r.key_id, r.model, r.held, r.charged, r.prompt_tokens, r.completion_tokens, r.outcome, r.created_at, r.settled_at, r.day, r.prompt_simhash, r.logprobs, r.temperature);
+        this.insertSettled(settledRow(live.row, settlement.charged, settlement.usage, settlement.at));
         if (settlement.charged > 0) {
           const movement = chargeMovement(live.row, settlement.charged, settlement.usage);
           if (!this.record(movement, settlement.at)) throw new Error(`the charge of ${requestId} was already recorded`);
@@ -331,14 +330,18 @@ export class SqliteLedger {
         const charged = chargeOf(hold.amount, record.usage);
         this.statements.deleteHold.run(record.requestId);
         this.inFlight.delete(record.requestId);
-        const r = settledRow(hold, charged, record.usage, record.at);
-        this.statements.insertRequest.run(r.request_id, r.org_id, r.key_id, r.model, r.held, r.charged, r.prompt_tokens, r.completion_tokens, r.outcome, r.created_at, r.settled_at, r.day, r.prompt_simhash, r.logprobs, r.temperature);
+        this.insertSettled(settledRow(hold, charged, record.usage, record.at));
         // The hold's release and the charge's debit are one update of the org's row; `post` then applies the rest.
         this.statements.releaseAndDebit.run(hold.amount, charged, accounts.credit(hold.org_id));
         if (charged > 0) this.post(chargeMovement(hold, charged, record.usage), accounts.credit(hold.org_id), record.at);
         return true;
       }
     }
+  }
+
+  /** A settled request's `requests` row (its primary key makes a second settlement fail). */
+  private insertSettled(r: ReturnType<typeof settledRow>): void {
+    this.statements.insertRequest.run(r.request_id, r.org_id, r.key_id, r.model, r.held, r.charged, r.prompt_tokens, r.completion_tokens, r.outcome, r.created_at, r.settled_at, r.day, r.prompt_simhash, r.logprobs, r.temperature);
   }
 
   /** Applies a dead process's journal in one transaction (already applied operations are skipped); how many took effect. */
