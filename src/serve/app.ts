@@ -245,9 +245,10 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       let hold: Hold;
       try {
         // A non-stream request sends nothing before its settlement, so its hold may commit with it.
+        // The request id was minted for this request (genReqId) and is reserved once here: the store need not look for an earlier hold of it.
         hold = await store.reserve(
           { requestId: request.id, orgId: auth.key.org_id, keyId: auth.key.id, model: model.config.name, amount: worst, minimum: costOf(price, promptTokens * n, n), instance: deps.instance },
-          { lazy: !stream },
+          { lazy: !stream, fresh: true },
         );
       } catch (error) {
         if (error instanceof InsufficientCreditError) metrics.limitHits.inc({ limit: "credit" });

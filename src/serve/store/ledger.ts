@@ -40,6 +40,22 @@ export interface ReserveRequest {
   instance: string;
 }
 
+export interface ReserveOptions {
+  /**
+   * The caller sends nothing before its settlement, so on SQLite the hold may
+   * commit with it (one commit per request instead of two).
+   */
+  lazy?: boolean;
+  /**
+   * The caller minted `requestId` for this request (the API's `newId`, 80
+   * random bits) and reserves it once: no hold or settled request can have
+   * it, so the store does not look for one (a read per request saved). A
+   * retry of the same id must not say so: without `fresh`, a reserve of an id
+   * already held or settled returns that hold's amount and takes nothing.
+   */
+  fresh?: boolean;
+}
+
 export interface SettleUsage {
   promptTokens: number;
   completionTokens: number;

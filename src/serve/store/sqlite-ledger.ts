@@ -1,7 +1,7 @@
 import type SQLite from "better-sqlite3";
 import { AvocadoError } from "../../core/errors.ts";
 import { journalLine, type JournalRecord, type LedgerJournal } from "./ledger-journal.ts";
-import { accounts, assertBalanced, chargeMovement, chargeOf, grantMovement, holdAmount, InsufficientCreditError, holdRow, settledRow, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
+import { accounts, assertBalanced, chargeMovement, chargeOf, grantMovement, holdAmount, InsufficientCreditError, holdRow, settledRow, type LedgerMovement, type ReserveOptions, type ReserveRequest, type SettleUsage } from "./ledger.ts";
 
 /** An operation decided now, committed with the rest of its turn of the event loop. */
 export interface Pending<T> {
@@ -182,11 +182,11 @@ export class SqliteLedger {
     });
   }
 
-  /** Holds credit for a request (idempotent by request id); throws InsufficientCreditError at once. */
-  reserve(request: ReserveRequest, options: { lazy?: boolean } = {}): Pending<number> {
-    if (this.journal) return this.run(options.lazy === true, () => this.reserveLive(request), false);
+  /** Holds credit for a request (idempotent by request id, unless `fresh`: see `ReserveOptions`); throws InsufficientCreditError at once. */
+  reserve(request: ReserveRequest, options: ReserveOptions = {}): Pending<number> {
+    if (this.journal) return this.run(options.lazy === true, () => this.reserveLive(request, options.fresh === true), false);
     return this.run(options.lazy === true, () => {
-      const existing = this.statements.existing.get(request.requestId, request.requestId)?.amount;
+      const existing = options.fresh ? undefined : this.statements.existing.get(request.requestId, request.requestId)?.amount;
       if (existing !== undefined) return { value: existing, record: undefined };
       const account = accounts.credit(request.orgId);
       const amount = holdAmount(request, this.statements.available.get(account)?.available ?? 0);
@@ -199,10 +199,11 @@ export class SqliteLedger {
   }
 
   /** Journal mode: a hold decided on the committed balance plus what this process's unwritten operations do to it; its row is written by the next commit. */
-  private reserveLive(request: ReserveRequest): { value: number; record: JournalRecord | undefined } {
+  private reserveLive(request: ReserveRequest, fresh: boolean): { value: number; record: JournalRecord | undefined } {
     const live = this.live.get(request.requestId);
     if (live) return { value: live.row.amount, record: undefined };
-    const existing = this.statements.existing.get(request.requestId, request.requestId)?.amount;
+    // A read of the tables (a WAL read transaction) that a fresh id cannot need.
+    const existing = fresh ? undefined : this.statements.existing.get(request.requestId, request.requestId)?.amount;
     if (existing !== undefined) return { value: existing, record: undefined };
     const account = accounts.credit(request.orgId);
     const pending = this.overlay.get(account);

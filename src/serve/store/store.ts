@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { newId } from "../../core/ids.ts";
 import { sql, type Transaction } from "kysely";
 import { errorMessage, FileError, InputError } from "../../core/errors.ts";
-import { accounts, assertBalanced, chargeMovement, chargeOf, grantMovement, holdAmount, InsufficientCreditError, holdRow, settledRow, type Hold, type LedgerMovement, type ReserveRequest, type SettleUsage } from "./ledger.ts";
+import { accounts, assertBalanced, chargeMovement, chargeOf, grantMovement, holdAmount, InsufficientCreditError, holdRow, settledRow, type Hold, type LedgerMovement, type ReserveOptions, type ReserveRequest, type SettleUsage } from "./ledger.ts";
 import type { WalCheckpointer } from "./checkpointer.ts";
 import { deadJournals, LedgerJournal, otherServers, parseJournal, readDeadJournal, removeDeadJournal } from "./ledger-journal.ts";
 import { SqliteLedger } from "./sqlite-ledger.ts";
@@ -262,19 +262,19 @@ export class Store {
   /**
    * Holds up to `amount` of the org's credit for a request before it runs.
    * With `minimum`, holds what is available if that is at least `minimum`
-   * (a stream then stops where the credit ends). Idempotent by request id.
+   * (a stream then stops where the credit ends). Idempotent by request id
+   * (unless the caller says the id is `fresh`; see `ReserveOptions`).
    * Nothing may reach the client before the hold's `durable` has resolved.
-   * `lazy`: the caller sends nothing before its settlement, so on SQLite the
-   * hold may commit with it (one commit per request instead of two).
    */
-  async reserve(request: ReserveRequest, options: { lazy?: boolean } = {}): Promise<Hold> {
+  async reserve(request: ReserveRequest, options: ReserveOptions = {}): Promise<Hold> {
     if (this.sqliteLedger) {
       const { value, durable } = this.sqliteLedger.reserve(request, options);
       return { amount: value, durable };
     }
     const amount = await this.db.transaction().execute(async (trx) => {
-      const existing =
-        (await trx.selectFrom("holds").select("amount").where("request_id", "=", request.requestId).executeTakeFirst())?.amount ??
+      const existing = options.fresh
+        ? undefined
+        : (await trx.selectFrom("holds").select("amount").where("request_id", "=", request.requestId).executeTakeFirst())?.amount ??
         (await trx.selectFrom("requests").select("held").where("request_id", "=", request.requestId).executeTakeFirst())?.held;
       if (existing !== undefined) return existing;
       const account = accounts.credit(request.orgId);
