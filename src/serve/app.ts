@@ -373,8 +373,11 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       raw.write(`data: ${JSON.stringify({ id, object, created, model: model.config.name, choices, ...(usage ? { usage } : {}) })}\n\n`);
     };
     let first = true;
+    // Set at the first failure: what the others generate after it is neither sent nor charged (what was charged is what the client received).
+    let stopped = false;
     const streamed = new Array<number>(n).fill(0);
     const emit = (index: number, delta: Delta) => {
+      if (stopped) return;
       if (first) {
         metrics.firstToken.observe((performance.now() - started) / 1000);
         first = false;
@@ -386,6 +389,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       else send([{ index, text: delta.text, logprobs: null, finish_reason: null }]);
     };
     const finish = (index: number, result: GenerationResult) => {
+      if (stopped) return;
       const logprobs = result.logprobs ? (route === "chat" ? chatLogprobs(result.logprobs) : legacyLogprobs(result.logprobs)) : null;
       if (route === "chat") send([{ index, delta: {}, logprobs, finish_reason: result.finishReason }]);
       else send([{ index, text: "", logprobs, finish_reason: result.finishReason }]);
@@ -419,6 +423,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       results.push(...(await all));
       if (includeUsage) send([], usageOf(results));
     } catch (error) {
+      stopped = true;
       // What every choice streamed is charged: the finished ones as they reported, the others as far as they got (nothing if they sent nothing).
       for (let index = 0; index < n; index++) {
         const done = finished[index];
