@@ -43,8 +43,8 @@ describe("avocado serve under fuzzed input", () => {
     await drop?.();
   });
 
-  const post = (body: string | Uint8Array, headers: Record<string, string> = {}) =>
-    fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers }, body });
+  const post = (body: string | Uint8Array, headers: Record<string, string> = {}, route = "/v1/chat/completions") =>
+    fetch(`${url}${route}`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers }, body });
 
   const expectClientError = async (response: Response) => {
     const status = response.status;
@@ -91,6 +91,36 @@ describe("avocado serve under fuzzed input", () => {
     // Not vacuous: the fuzzer reached the model (200) as well as every kind of refusal.
     expect(statuses.get(200) ?? 0).toBeGreaterThan(0);
     expect([...statuses.keys()].filter((s) => s >= 400).length).toBeGreaterThanOrEqual(3);
+  }, 120_000);
+
+  const textBody = fc.record(
+    {
+      model: fc.oneof({ weight: 4, arbitrary: fc.constant("avocado-tiny") }, { weight: 1, arbitrary: anyValue }),
+      prompt: fc.oneof({ weight: 4, arbitrary: fc.string({ maxLength: 40 }) }, { weight: 1, arbitrary: fc.array(fc.string({ maxLength: 10 }), { maxLength: 3 }) }, { weight: 1, arbitrary: anyValue }),
+      max_tokens: mostly(fc.integer({ min: 1, max: 8 }), fc.oneof(fc.integer({ min: -5, max: 0 }), fc.constant(2 ** 31), anyValue)),
+      n: mostly(fc.integer({ min: 1, max: 2 }), fc.oneof(fc.integer({ min: -2, max: 0 }), anyValue)),
+      stream: mostly(fc.boolean(), anyValue),
+      logprobs: mostly(fc.integer({ min: 0, max: 2 }), fc.oneof(fc.integer({ min: 3, max: 30 }), anyValue)),
+      echo: mostly(fc.constant(false), anyValue),
+      suffix: mostly(fc.constant(""), anyValue),
+      best_of: mostly(fc.constant(1), anyValue),
+      stop: mostly(fc.string({ minLength: 1, maxLength: 3 }), anyValue),
+    },
+    { requiredKeys: [] },
+  );
+
+  it("answers fuzzed text-completion bodies with 4xx (or 200), never 5xx", async () => {
+    const statuses = new Set<number>();
+    await fc.assert(
+      fc.asyncProperty(textBody, async (value) => {
+        const response = await post(JSON.stringify(value), {}, "/v1/completions");
+        statuses.add(response.status);
+        await expectClientError(response);
+      }),
+      { numRuns: 300, seed: 20261127 },
+    );
+    expect(statuses.has(200)).toBe(true);
+    expect([...statuses].filter((s) => s >= 400).length).toBeGreaterThanOrEqual(3);
   }, 120_000);
 
   it("answers arbitrary bytes, invalid UTF-8, wrong content types and bad auth headers with 4xx", async () => {
