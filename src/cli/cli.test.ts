@@ -83,11 +83,17 @@ describe("avocado CLI", () => {
     expect(zeroSteps.stderr).toMatch(/--steps \/ train\.optimization: steps/);
   });
 
-  it("says a SQLite store is busy (another process holds its write lock) instead of a raw database error", async () => {
+  it("refuses an unknown plan, and says a SQLite store is busy (another process holds its write lock) instead of a raw database error", async () => {
     const folder = join(scratch, "busy");
     await mkdir(folder, { recursive: true });
     await writeFile(join(folder, "avocado.yaml"), "workspace: .\nserve:\n  store: sqlite:avocado.db\n");
     expect(avocado(["keys", "create", "--org", "acme", "--name", "first"], folder).code).toBe(0);
+    // A plan the config does not define (`constructor` included) is refused before anything is written.
+    for (const plan of ["gold", "constructor"]) {
+      const refused = avocado(["keys", "create", "--org", "acme", "--plan", plan], folder);
+      expect(refused.code, plan).toBe(2);
+      expect(refused.stderr).toMatch(new RegExp(`no plan '${plan}' \\(plans: default\\)`));
+    }
     const holder = new SQLite(join(folder, "avocado.db"));
     holder.exec("begin immediate");
     try {

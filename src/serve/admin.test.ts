@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { teacherGguf } from "../../test/fixtures.ts";
@@ -60,6 +61,38 @@ describe("the admin API and the logs", () => {
     expect(await unknown.json()).toMatchObject({ error: { code: "key_not_found" } });
     expect(await (await admin("/admin/audit")).json()).toMatchObject({ ok: true, problems: [] });
   });
+
+  it("refuses a plan the config does not define, and answers fuzzed admin requests with 4xx or 200, never 5xx, the ledger exact", async () => {
+    for (const plan of ["gold", "constructor", "__proto__", ""]) {
+      const refused = await admin("/admin/keys", { method: "POST", body: JSON.stringify({ org: "planless", plan }) });
+      expect(refused.status, plan).toBe(400);
+    }
+    expect((await api.store.listKeys("planless")).length).toBe(0);
+    const anyValue = fc.oneof(fc.string(), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(fc.string(), { maxLength: 3 }), fc.constant(Number.MAX_SAFE_INTEGER), fc.constant(1e300));
+    const org = fc.constantFrom("fuzz-a", "fuzz-b", "ünï");
+    const payload = fc.oneof(
+      fc.dictionary(fc.constantFrom("org", "name", "scopes", "plan", "rpm", "expiresAt", "amount", "idempotencyKey", "memo", "graceSeconds"), anyValue),
+      // Credits up to the ledger's ceiling and beyond it (refused, writing nothing).
+      fc.record({ org, amount: fc.oneof(fc.integer({ min: 1 }), fc.constant(Number.MAX_SAFE_INTEGER), fc.constant(2 ** 53 + 2)), idempotencyKey: fc.string({ minLength: 1, maxLength: 12 }) }),
+      fc.record({ org, name: fc.string({ minLength: 1, maxLength: 10 }), plan: fc.constantFrom("default", "nope"), rpm: fc.oneof(fc.integer({ min: -1 }), fc.constant(null)), expiresAt: fc.oneof(fc.integer(), fc.constant(null)) }, { requiredKeys: ["org"] }),
+      fc.record({ graceSeconds: fc.integer({ min: -5, max: 8 * 86_400 }) }),
+    );
+    const statuses = new Set<number>();
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom("POST /admin/keys", "GET /admin/keys", "POST /admin/keys/:id/revoke", "POST /admin/keys/:id/rotate", "POST /admin/credits", "GET /admin/usage"), payload, fc.dictionary(fc.constantFrom("org", "from", "to"), fc.oneof(fc.string(), org)), fc.boolean(), async (route, value, query, knownKey) => {
+        const [method, path] = route.split(" ") as [string, string];
+        const id = knownKey ? ((await api.store.listKeys())[0]?.id ?? "key_none") : "key_none";
+        const search = new URLSearchParams(query).toString();
+        const response = await admin(`${path.replace(":id", id)}${method === "GET" && search ? `?${search}` : ""}`, method === "POST" ? { method, body: JSON.stringify(value) } : {});
+        const text = await response.text();
+        statuses.add(response.status);
+        expect(response.status === 200 || (response.status >= 400 && response.status < 500), `${route} ${JSON.stringify(value)}: ${response.status} ${text.slice(0, 200)}`).toBe(true);
+      }),
+      { numRuns: 400, seed: 20261126 },
+    );
+    expect(statuses.has(200) && statuses.has(400) && statuses.has(404)).toBe(true);
+    expect(await (await admin("/admin/audit")).json()).toMatchObject({ ok: true, problems: [] });
+  }, 120_000);
 
   it("serves no weights or artifacts, and logs every request as JSON without keys or prompts", async () => {
     for (const path of ["/model.gguf", "/v1/models/avocado-tiny/weights", "/v1/files", "/admin/models/avocado-tiny/download", "/../teachers/tiny-gemma/model.gguf"]) {

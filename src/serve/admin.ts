@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
 import { createHash, timingSafeEqual } from "node:crypto";
+import { InputError } from "../core/errors.ts";
 import { ApiError } from "./http/api-error.ts";
 import type { ApiKeyRow, Store } from "./store/store.ts";
 
@@ -57,16 +58,30 @@ export function adminCheck(adminToken: string | undefined): (request: FastifyReq
   };
 }
 
+/** Refuses a plan that `serve.plans` does not define (its own keys only: `constructor` is no plan). */
+export function checkPlan(plans: Record<string, unknown>, plan: string): void {
+  if (!Object.hasOwn(plans, plan)) throw new InputError(`no plan '${plan}' (plans: ${Object.keys(plans).join(", ")})`);
+}
+
+/**
+ * A new key: the org's free tier first (idempotent per org), so that a credit
+ * the ledger refuses leaves no key behind; then the key.
+ */
+export async function createKeyWithFreeTier(store: Store, freeTierMicros: number, spec: Parameters<Store["createKey"]>[0]): ReturnType<Store["createKey"]> {
+  if (freeTierMicros > 0) await store.grant(spec.org, freeTierMicros, `free-tier:${spec.org}`, "free tier");
+  return store.createKey(spec);
+}
+
 /** The admin API, behind its own bearer token (never an API key). */
-export function registerAdmin(app: FastifyInstance, options: { store: Store; adminToken: string | undefined; freeTierMicros: number; forgetKey: () => void }): void {
+export function registerAdmin(app: FastifyInstance, options: { store: Store; adminToken: string | undefined; freeTierMicros: number; plans: Record<string, unknown>; forgetKey: () => void }): void {
   const { store } = options;
   const requireAdmin = adminCheck(options.adminToken);
 
   app.post("/admin/keys", async (request) => {
     await requireAdmin(request);
     const spec = body(newKeySchema, request.body);
-    const created = await store.createKey({ org: spec.org, name: spec.name, scopes: spec.scopes ?? null, plan: spec.plan, limits: spec, expiresAt: spec.expiresAt ?? null });
-    if (options.freeTierMicros > 0) await store.grant(spec.org, options.freeTierMicros, `free-tier:${spec.org}`, "free tier");
+    checkPlan(options.plans, spec.plan);
+    const created = await createKeyWithFreeTier(store, options.freeTierMicros, { org: spec.org, name: spec.name, scopes: spec.scopes ?? null, plan: spec.plan, limits: spec, expiresAt: spec.expiresAt ?? null });
     return { key: created.key, ...publicKey(created.row), note: "the key is shown only once" };
   });
   app.get("/admin/keys", async (request) => {

@@ -133,7 +133,8 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
 
   /** What a key may do, worked out once per cache period rather than per request. */
   function authenticated(row: ApiKeyRow): Authenticated {
-    const plan = config.plans[row.plan] ?? config.plans.default ?? { topLogprobs: 0 };
+    // Its own keys only (a key's plan named `constructor` is no plan); a plan removed from the config since falls back to the default.
+    const plan = (Object.hasOwn(config.plans, row.plan) ? config.plans[row.plan] : undefined) ?? config.plans.default ?? { topLogprobs: 0 };
     const limits: LimitScope[] = [
       { id: `key:${row.id}`, rpm: row.rpm ?? plan.rpm, tpm: row.tpm ?? plan.tpm, concurrency: row.concurrency ?? plan.concurrency },
       { id: `org:${row.org_id}`, rpm: plan.orgRpm, tpm: plan.orgTpm, concurrency: plan.orgConcurrency },
@@ -439,7 +440,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
   app.post("/v1/chat/completions", (request, reply) => complete("chat", request, reply));
   app.post("/v1/completions", (request, reply) => complete("completions", request, reply));
 
-  registerAdmin(app, { store, adminToken: deps.adminToken, freeTierMicros: config.freeTierMicros, forgetKey: () => keyCache.clear() });
+  registerAdmin(app, { store, adminToken: deps.adminToken, freeTierMicros: config.freeTierMicros, plans: config.plans, forgetKey: () => keyCache.clear() });
   return app;
 }
 

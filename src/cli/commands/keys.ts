@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { InputError } from "../../core/errors.ts";
-import { publicKey } from "../../serve/admin.ts";
+import { checkPlan, createKeyWithFreeTier, publicKey } from "../../serve/admin.ts";
 import { extractionReport } from "../../serve/extraction.ts";
 import { commandContext, type GlobalOptions } from "../context.ts";
 import { positiveInteger } from "../options.ts";
@@ -23,11 +23,11 @@ export function registerKeys(program: Command): void {
     .option("--store <url>", "override the configured store")
     .action(async (options: { org: string; name: string; models?: string; plan: string; rpm?: string; tpm?: string; concurrency?: string; expiresDays?: string; store?: string }, command: Command) => {
       const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
-      if (!(options.plan in context.config.serve.plans)) throw new InputError(`no plan '${options.plan}' (plans: ${Object.keys(context.config.serve.plans).join(", ")})`);
+      checkPlan(context.config.serve.plans, options.plan);
       const days = integer(options.expiresDays, "--expires-days");
       const store = await openConfiguredStore(context, options.store);
       try {
-        const { key, row } = await store.createKey({
+        const { key, row } = await createKeyWithFreeTier(store, context.config.serve.freeTierMicros, {
           org: options.org,
           name: options.name,
           scopes: options.models ? options.models.split(",").map((m) => m.trim()).filter(Boolean) : null,
@@ -35,7 +35,6 @@ export function registerKeys(program: Command): void {
           limits: { rpm: integer(options.rpm, "--rpm"), tpm: integer(options.tpm, "--tpm"), concurrency: integer(options.concurrency, "--concurrency") },
           expiresAt: days ? Date.now() + days * 86_400_000 : null,
         });
-        if (context.config.serve.freeTierMicros > 0) await store.grant(options.org, context.config.serve.freeTierMicros, `free-tier:${options.org}`, "free tier");
         context.print(`${key}\n\nThis is the only time the key is shown. Prefix for reference: ${row.prefix}… (id ${row.id})`, { key, ...publicKey(row) });
       } finally {
         await store.close();

@@ -1,4 +1,4 @@
-import { AvocadoError } from "../../core/errors.ts";
+import { AvocadoError, InputError } from "../../core/errors.ts";
 
 /** Not enough prepaid credit for a request's worst case (HTTP 402). */
 export class InsufficientCreditError extends AvocadoError {
@@ -8,6 +8,26 @@ export class InsufficientCreditError extends AvocadoError {
   ) {
     super("insufficient_credit", `insufficient credit: this request may cost up to ${needed} micro-units and ${available} are available`);
   }
+}
+
+/**
+ * The most credit the ledger ever issues, in total: 2^53 − 1 micro-units (about
+ * nine billion currency units), the largest integer a JavaScript number holds
+ * exactly. Every balance is bounded by what was issued, so with this ceiling
+ * every amount the ledger reads back is exact.
+ */
+export const MAX_ISSUED = Number.MAX_SAFE_INTEGER;
+
+/** A credit that would take the total issued past MAX_ISSUED: refused, nothing written. */
+export class CreditCeilingError extends InputError {
+  constructor(amount: number, issued: number) {
+    super(`a credit of ${amount} micro-units is refused: the ledger has issued ${issued} and its total may not exceed ${MAX_ISSUED} (the largest exact amount)`);
+  }
+}
+
+/** Refuses a credit that would take the total issued (the issued account's balance, negated) past MAX_ISSUED. */
+export function checkCeiling(issuedBalance: number, amount: number): void {
+  if (amount > MAX_ISSUED + issuedBalance) throw new CreditCeilingError(amount, -issuedBalance);
 }
 
 export const accounts = {

@@ -1,7 +1,7 @@
 import type SQLite from "better-sqlite3";
 import { AvocadoError } from "../../core/errors.ts";
 import { journalLine, type JournalRecord, type LedgerJournal } from "./ledger-journal.ts";
-import { accounts, assertBalanced, chargeMovement, chargeOf, grantMovement, holdAmount, InsufficientCreditError, holdRow, settledRow, type LedgerMovement, type ReserveOptions, type ReserveRequest, type SettleUsage } from "./ledger.ts";
+import { accounts, assertBalanced, chargeMovement, chargeOf, checkCeiling, CreditCeilingError, grantMovement, holdAmount, InsufficientCreditError, holdRow, settledRow, type LedgerMovement, type ReserveOptions, type ReserveRequest, type SettleUsage } from "./ledger.ts";
 
 /** An operation decided now, committed with the rest of its turn of the event loop. */
 export interface Pending<T> {
@@ -151,6 +151,8 @@ export class SqliteLedger {
       openBalance: db.prepare("insert into balances (account, org_id, amount, held) values (?, ?, ?, 0)"),
       shift: db.prepare("update balances set amount = amount + ?, held = held + ? where account = ?"),
       openShifted: db.prepare("insert into balances (account, org_id, amount, held) values (?, ?, ?, ?)"),
+      balanceOf: db.prepare<[string], { amount: number }>("select amount from balances where account = ?"),
+      transactionExists: db.prepare<[string], { one: number }>("select 1 as one from ledger_transactions where id = ?"),
       available: db.prepare<[string], { available: number }>("select amount - held as available from balances where account = ?"),
       takeHold: db.prepare("update balances set held = held + ? where account = ? and amount - held >= ?"),
       /** A hold decided before (replayed from the journal): taken as it was. */
@@ -175,9 +177,14 @@ export class SqliteLedger {
     return this.broken === undefined;
   }
 
+  /** Adds credit (idempotent by key); throws CreditCeilingError at once, writing nothing, past MAX_ISSUED. */
   grant(orgId: string, amount: number, idempotencyKey: string, memo: string): Pending<boolean> {
     return this.run(false, () => {
       const record: JournalRecord = { t: "grant", orgId, amount, key: idempotencyKey, memo, at: Date.now() };
+      const movement = grantMovement(orgId, amount, idempotencyKey, memo);
+      if (this.statements.transactionExists.get(movement.id)) return { value: false, record: undefined };
+      // Grants are written to the tables at once (never in memory), so the issued account's row is current.
+      checkCeiling(this.statements.balanceOf.get(accounts.issued)?.amount ?? 0, amount);
       return { value: this.apply(record), record };
     });
   }
@@ -477,7 +484,8 @@ export class SqliteLedger {
     try {
       result = operation();
     } catch (error) {
-      if (!(error instanceof InsufficientCreditError)) this.abort(error);
+      // A refusal writes nothing: the batch stays as it was.
+      if (!(error instanceof InsufficientCreditError || error instanceof CreditCeilingError)) this.abort(error);
       throw error;
     }
     if (this.journal) return { value: result.value, durable: this.journalize(result.record, lazy) };

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freshStore } from "../../../test/stores.ts";
-import { InsufficientCreditError, Store } from "./store.ts";
+import { CreditCeilingError, InsufficientCreditError, MAX_ISSUED, Store } from "./store.ts";
 
 /** The store conformance suite: the same checks on SQLite (with and without the ledger's journal) and on PostgreSQL. */
 for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
@@ -93,6 +93,43 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
       expect(balance.available).toBe(50_000 - metered);
       const audit = await store.audit();
       expect(audit.problems).toEqual([]);
+    });
+
+    it("issues at most 2^53 − 1 micro-units in all, so every amount it reads back is exact", async () => {
+      const { store: bank, drop: dropBank } = await freshStore(kind, "ceiling");
+      try {
+        const org = await bank.ensureOrg("whale");
+        expect(await bank.grant("whale", MAX_ISSUED - 10, "big")).toBe(true);
+        await expect(bank.grant("other", 11, "one-too-many")).rejects.toThrow(CreditCeilingError);
+        // A retry of a credit already applied is still just a retry, and what fits still fits.
+        expect(await bank.grant("whale", MAX_ISSUED - 10, "big")).toBe(false);
+        expect(await bank.grant("whale", 10, "last")).toBe(true);
+        await expect(bank.grant("whale", 1, "beyond")).rejects.toThrow(/may not exceed/);
+        expect(await bank.balance(org)).toEqual({ available: MAX_ISSUED, reserved: 0 });
+        // The refusals wrote nothing, and the ledger still works.
+        const { row: key } = await bank.createKey({ org: "whale", name: "k" });
+        await bank.reserve({ requestId: "w1", orgId: org, keyId: key.id, model: "m", amount: 7, instance: "i" });
+        expect(await bank.settle("w1", { promptTokens: 1, completionTokens: 1, cost: 5, outcome: "ok" })).toBe(true);
+        expect(await bank.balance(org)).toEqual({ available: MAX_ISSUED - 5, reserved: 0 });
+        const audit = await bank.audit();
+        expect(audit.problems).toEqual([]);
+      } finally {
+        await bank.close();
+        await dropBank();
+      }
+    });
+
+    it("does not look for an earlier hold of a fresh request id, and stays idempotent without it", async () => {
+      const org = await store.ensureOrg("fresh");
+      await store.grant("fresh", 10_000, "f-1");
+      const { row: key } = await store.createKey({ org: "fresh", name: "k" });
+      const base = { orgId: org, keyId: key.id, model: "m", instance: "i1", amount: 1_000 };
+      expect((await store.reserve({ ...base, requestId: "f1" }, { fresh: true })).amount).toBe(1_000);
+      expect(await store.settle("f1", { promptTokens: 1, completionTokens: 1, cost: 100, outcome: "ok" })).toBe(true);
+      // A retry of a settled id (not fresh) takes nothing more.
+      expect((await store.reserve({ ...base, requestId: "f1" })).amount).toBe(1_000);
+      expect(await store.balance(org)).toEqual({ available: 9_900, reserved: 0 });
+      expect((await store.audit()).problems).toEqual([]);
     });
 
     it("says whether its ledger can write (what /health reports): yes while it can, no once its database is gone", async () => {

@@ -2,13 +2,13 @@ import { createHash, randomBytes } from "node:crypto";
 import { newId } from "../../core/ids.ts";
 import { sql, type Transaction } from "kysely";
 import { errorMessage, FileError, InputError } from "../../core/errors.ts";
-import { accounts, assertBalanced, chargeMovement, chargeOf, grantMovement, holdAmount, InsufficientCreditError, holdRow, settledRow, type Hold, type LedgerMovement, type ReserveOptions, type ReserveRequest, type SettleUsage } from "./ledger.ts";
+import { accounts, assertBalanced, chargeMovement, chargeOf, checkCeiling, grantMovement, holdAmount, InsufficientCreditError, MAX_ISSUED, CreditCeilingError, holdRow, settledRow, type Hold, type LedgerMovement, type ReserveOptions, type ReserveRequest, type SettleUsage } from "./ledger.ts";
 import type { WalCheckpointer } from "./checkpointer.ts";
 import { deadJournals, LedgerJournal, otherServers, parseJournal, readDeadJournal, removeDeadJournal } from "./ledger-journal.ts";
 import { SqliteLedger } from "./sqlite-ledger.ts";
 import { openDatabase, type Database, type Db, type StoreKind } from "./database.ts";
 
-export { accounts, InsufficientCreditError, type Hold };
+export { accounts, CreditCeilingError, InsufficientCreditError, MAX_ISSUED, type Hold };
 
 export type ApiKeyRow = Database["api_keys"];
 
@@ -249,7 +249,15 @@ export class Store {
       await durable;
       return value;
     }
-    return this.db.transaction().execute((trx) => this.post(trx, grantMovement(orgId, amount, idempotencyKey, memo)));
+    const movement = grantMovement(orgId, amount, idempotencyKey, memo);
+    return this.db.transaction().execute(async (trx) => {
+      if (await trx.selectFrom("ledger_transactions").select("id").where("id", "=", movement.id).executeTakeFirst()) return false;
+      // Locked until the commit (the row made first if this is the first grant): two grants cannot both pass the ceiling on the same total.
+      await trx.insertInto("balances").values({ account: accounts.issued, org_id: null, amount: 0, held: 0 }).onConflict((c) => c.column("account").doNothing()).execute();
+      const issued = await trx.selectFrom("balances").select("amount").where("account", "=", accounts.issued).forUpdate().executeTakeFirst();
+      checkCeiling(Number(issued?.amount ?? 0), amount);
+      return this.post(trx, movement);
+    });
   }
 
   /** An org's spendable credit, and the part of its credit held for requests in flight. */
