@@ -282,8 +282,8 @@ export class Store {
     const amount = await this.db.transaction().execute(async (trx) => {
       const existing = options.fresh
         ? undefined
-        : (await trx.selectFrom("holds").select("amount").where("request_id", "=", request.requestId).executeTakeFirst())?.amount ??
-        (await trx.selectFrom("requests").select("held").where("request_id", "=", request.requestId).executeTakeFirst())?.held;
+        : ((await trx.selectFrom("holds").select("amount").where("request_id", "=", request.requestId).executeTakeFirst())?.amount ??
+          (await trx.selectFrom("requests").select("held").where("request_id", "=", request.requestId).executeTakeFirst())?.held);
       if (existing !== undefined) return existing;
       const account = accounts.credit(request.orgId);
       const balance = await trx.selectFrom("balances").select(["amount", "held"]).where("account", "=", account).executeTakeFirst();
