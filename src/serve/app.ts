@@ -202,8 +202,14 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     if (topLogprobs !== undefined && (auth.plan.topLogprobs === 0 || topLogprobs > auth.plan.topLogprobs)) {
       throw new ApiError(403, auth.plan.topLogprobs === 0 ? "logprobs are not available on this key's plan" : `top_logprobs is limited to ${auth.plan.topLogprobs} on this key's plan`, { code: "logprobs_not_allowed", param: "top_logprobs" });
     }
-    const generation: Omit<GenerationRequest, "signal" | "maxTokens"> = {
-      ...(chat ? { messages: chat.messages.map((m) => ({ role: m.role, content: messageText(m.content) })) } : { prompt: text!.prompt }),
+    const abort = new AbortController();
+    // One object of a fixed shape, no spreads (V8 copies a spread property by property, a measurable part of a request's CPU):
+    // its maxTokens becomes what the hold affords once that is known.
+    const generation: GenerationRequest = {
+      messages: chat ? chat.messages.map((m) => ({ role: m.role, content: messageText(m.content) })) : undefined,
+      prompt: chat ? undefined : text!.prompt,
+      maxTokens,
+      signal: abort.signal,
       temperature: body.temperature ?? undefined,
       topP: body.top_p ?? undefined,
       presencePenalty: body.presence_penalty || undefined,
@@ -258,7 +264,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       const held = hold.amount;
       // Less credit than the worst case: generate only what it pays for (the stream then ends cleanly at that length).
       const affordable = held >= worst || price.outputPerMillion === 0 ? maxTokens : Math.max(1, Math.floor((held * 1_000_000 - promptTokens * n * price.inputPerMillion) / (price.outputPerMillion * n)));
-      const abort = new AbortController();
+      generation.maxTokens = affordable;
       reply.raw.on("close", () => {
         if (!reply.raw.writableFinished) abort.abort(new Error("the client disconnected"));
       });
@@ -276,9 +282,9 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       let settled = false;
       try {
         if (stream) {
-          await streamResponse(route, request.id, model, { ...generation, maxTokens: affordable, signal: abort.signal }, n, promptTokens, body.stream_options?.include_usage === true, reply, lease, started, results, committed, (tokens) => (streamed += tokens));
+          await streamResponse(route, request.id, model, generation, n, promptTokens, body.stream_options?.include_usage === true, reply, lease, started, results, committed, (tokens) => (streamed += tokens));
         } else {
-          const generated = Promise.all(Array.from({ length: n }, () => model.generate({ ...generation, maxTokens: affordable, signal: abort.signal })));
+          const generated = Promise.all(Array.from({ length: n }, () => model.generate(generation)));
           generated.catch(() => undefined);
           signals = signalsOf(generation, body.temperature);
           results.push(...(await generated));

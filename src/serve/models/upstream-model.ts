@@ -94,22 +94,27 @@ export class UpstreamServedModel implements ServedModel {
 
   private async call(upstream: Upstream, request: GenerationRequest, onOutput: () => void): Promise<GenerationResult> {
     const stream = request.onDelta !== undefined;
-    const body: Record<string, unknown> = {
-      model: this.config.upstreamModel ?? this.config.name,
-      max_tokens: request.maxTokens,
-      ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
-      ...(request.topP !== undefined ? { top_p: request.topP } : {}),
-      ...(request.seed !== undefined ? { seed: request.seed } : {}),
-      ...(request.presencePenalty !== undefined ? { presence_penalty: request.presencePenalty } : {}),
-      ...(request.frequencyPenalty !== undefined ? { frequency_penalty: request.frequencyPenalty } : {}),
-      ...(request.stop ? { stop: request.stop } : {}),
-      ...(request.jsonSchema ? { response_format: { type: "json_schema", json_schema: request.jsonSchema } } : request.json ? { response_format: { type: "json_object" } } : {}),
-      ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}),
-    };
+    // Assigned field by field rather than spread from conditional objects: this is on every request's path, and each spread copies.
+    const body: Record<string, unknown> = { model: this.config.upstreamModel ?? this.config.name, max_tokens: request.maxTokens };
+    if (request.temperature !== undefined) body.temperature = request.temperature;
+    if (request.topP !== undefined) body.top_p = request.topP;
+    if (request.seed !== undefined) body.seed = request.seed;
+    if (request.presencePenalty !== undefined) body.presence_penalty = request.presencePenalty;
+    if (request.frequencyPenalty !== undefined) body.frequency_penalty = request.frequencyPenalty;
+    if (request.stop) body.stop = request.stop;
+    if (request.jsonSchema) body.response_format = { type: "json_schema", json_schema: request.jsonSchema };
+    else if (request.json) body.response_format = { type: "json_object" };
+    if (stream) {
+      body.stream = true;
+      body.stream_options = { include_usage: true };
+    }
     const chat = request.prompt === undefined;
     if (chat) body.messages = request.messages;
     else body.prompt = request.prompt;
-    if (request.topLogprobs !== undefined) Object.assign(body, chat ? { logprobs: true, top_logprobs: request.topLogprobs } : { logprobs: request.topLogprobs });
+    if (request.topLogprobs !== undefined) {
+      body.logprobs = chat ? true : request.topLogprobs;
+      if (chat) body.top_logprobs = request.topLogprobs;
+    }
     const path = chat ? "/chat/completions" : "/completions";
     const result: GenerationResult = { content: "", reasoning: "", finishReason: "stop", promptTokens: 0, completionTokens: 0 };
     let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
