@@ -15,6 +15,10 @@ describe("JsonLogger", () => {
     const lines = writes[0]!.trimEnd().split("\n").map((line) => JSON.parse(line) as { event: string; key?: string });
     expect(lines.map((line) => line.event)).toEqual(["a", "b"]);
     expect(lines[0]!.key).toBe("[redacted]");
+    // time, level and event first, then the fields; a line without fields is still one JSON object.
+    expect(Object.keys(lines[0]!)).toEqual(["time", "level", "event", "key"]);
+    expect(Object.keys(lines[1]!)).toEqual(["time", "level", "event"]);
+    expect(Date.parse((lines[1] as unknown as { time: string }).time)).toBeGreaterThan(0);
   });
 
   it("with flushMs, writes the lines of that time together, and an error at once with what waits before it", async () => {

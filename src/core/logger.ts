@@ -37,9 +37,17 @@ export class JsonLogger implements Logger {
   }
   log(level: LogLevel, event: string, fields: Record<string, unknown> = {}): void {
     if (LEVELS[level] < LEVELS[this.level]) return;
-    const record = { time: new Date().toISOString(), level, event, ...fields };
     // A replacer slows JSON.stringify down several times: only for the lines that carry an Error.
-    let line = Object.values(fields).some((value) => value instanceof Error) ? JSON.stringify(record, (_key, value: unknown) => (value instanceof Error ? { name: value.name, message: value.message } : value)) : JSON.stringify(record);
+    let carriesError = false;
+    for (const key in fields) {
+      if (fields[key] instanceof Error) {
+        carriesError = true;
+        break;
+      }
+    }
+    const rest = carriesError ? JSON.stringify(fields, (_key, value: unknown) => (value instanceof Error ? { name: value.name, message: value.message } : value)) : JSON.stringify(fields);
+    // Written as text around the fields' own JSON (the access log's line for every request: no merged copy of the fields).
+    let line = `{"time":"${new Date().toISOString()}","level":"${level}","event":${JSON.stringify(event)}${rest.length > 2 ? `,${rest.slice(1)}` : "}"}`;
     for (const secret of this.secrets) if (line.includes(secret)) line = line.split(secret).join("[redacted]");
     this.pending.push(`${line}\n`);
     this.pendingChars += line.length;

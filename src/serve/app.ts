@@ -210,6 +210,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       prompt: chat ? undefined : text!.prompt,
       maxTokens,
       signal: abort.signal,
+      onDelta: undefined,
       temperature: body.temperature ?? undefined,
       topP: body.top_p ?? undefined,
       presencePenalty: body.presence_penalty || undefined,
@@ -377,7 +378,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
           raw.uncork();
         });
       }
-      raw.write(`data: ${JSON.stringify({ id, object, created, model: model.config.name, choices, ...(usage ? { usage } : {}) })}\n\n`);
+      raw.write(`data: ${JSON.stringify({ id, object, created, model: model.config.name, choices, usage })}\n\n`);
     };
     let first = true;
     // Set at the first failure: what the others generate after it is neither sent nor charged (what was charged is what the client received).
@@ -407,14 +408,18 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     const stopAll = n > 1 ? new AbortController() : undefined;
     const signal = stopAll ? AbortSignal.any([generation.signal, stopAll.signal]) : generation.signal;
     const finished = new Array<GenerationResult | undefined>(n);
-    const generations = Array.from({ length: n }, (_, index) =>
-      model.generate({ ...generation, signal, onDelta: (delta) => (early ? early.push({ index, delta }) : emit(index, delta)) }).then((result) => {
+    const generations = Array.from({ length: n }, (_, index) => {
+      // One choice generates from the request's own object; several each from a copy, with their own callback.
+      const choice = n === 1 ? generation : { ...generation };
+      choice.signal = signal;
+      choice.onDelta = (delta) => (early ? early.push({ index, delta }) : emit(index, delta));
+      return model.generate(choice).then((result) => {
         finished[index] = result;
         if (early) early.push({ index, result });
         else finish(index, result);
         return result;
-      }),
-    );
+      });
+    });
     const all = Promise.all(generations);
     all.catch(() => stopAll?.abort(new Error("another choice failed")));
     await committed;
@@ -513,7 +518,8 @@ function completionBody(route: "chat" | "completions", id: string, model: string
       model,
       choices: results.map((r, index) => ({
         index,
-        message: { role: "assistant", content: r.content, ...(r.reasoning ? { reasoning_content: r.reasoning } : {}) },
+        // An undefined field is left out of the JSON (no spread of a conditional object on every answer).
+        message: { role: "assistant", content: r.content, reasoning_content: r.reasoning || undefined },
         logprobs: r.logprobs ? chatLogprobs(r.logprobs) : null,
         finish_reason: r.finishReason,
       })),

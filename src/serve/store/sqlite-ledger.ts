@@ -226,7 +226,8 @@ export class SqliteLedger {
     this.live.set(request.requestId, { row, written: false, settlement: undefined });
     this.unsettled++;
     this.shift(account, request.orgId, 0, amount);
-    return { value: amount, record: { t: "hold", ...row } };
+    // Field by field, in the row's order (the same journal line as a spread, without the copy).
+    return { value: amount, record: { t: "hold", request_id: row.request_id, org_id: row.org_id, key_id: row.key_id, model: row.model, amount: row.amount, created_at: row.created_at, instance: row.instance } };
   }
 
   /** Ends a hold: charges its cost (at most the hold), releases the rest, records the usage. False if already settled or unknown. */
