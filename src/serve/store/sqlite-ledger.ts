@@ -587,6 +587,18 @@ export class SqliteLedger {
     }
   }
 
+  /**
+   * Runs read queries on one state of the tables: this process's decided rows
+   * written first, then every query in one transaction (a savepoint inside an
+   * open batch), synchronously, so no commit, of this process or another,
+   * lands between them.
+   */
+  read<T>(reads: (all: (query: { sql: string; parameters: readonly unknown[] }) => unknown[]) => T): T {
+    this.drain();
+    const all = (query: { sql: string; parameters: readonly unknown[] }) => this.db.prepare(query.sql).all(...query.parameters);
+    return this.db.transaction(() => reads(all))();
+  }
+
   /** Commits what is open and removes the journal (at close). */
   close(): void {
     this.flush();

@@ -132,6 +132,43 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
       expect((await store.audit()).problems).toEqual([]);
     });
 
+    it("audits one consistent state while requests settle (its own audit, and another connection's)", async () => {
+      const { store: busy, url, drop: dropBusy } = await freshStore(kind, "audit-load");
+      const other = await Store.open(url);
+      try {
+        const org = await busy.ensureOrg("busy");
+        await busy.grant("busy", 100_000_000, "b-1");
+        const { row: key } = await busy.createKey({ org: "busy", name: "k" });
+        let stop = false;
+        let settled = 0;
+        const load = Array.from({ length: 4 }, async (_, lane) => {
+          for (let i = 0; !stop; i++) {
+            const requestId = `audit-${lane}-${i}`;
+            await busy.reserve({ requestId, orgId: org, keyId: key.id, model: "m", amount: 100, instance: "i" }, { fresh: true });
+            await busy.settle(requestId, { promptTokens: 1, completionTokens: 1, cost: 7, outcome: "ok" });
+            settled++;
+            // Requests arrive from the network: each lane waits for the next turn of the event loop.
+            await new Promise((resolve) => setImmediate(resolve));
+          }
+        });
+        const audits: string[][] = [];
+        const until = Date.now() + 1_500;
+        while (Date.now() < until) {
+          audits.push((await busy.audit()).problems, (await other.audit()).problems);
+          await new Promise((resolve) => setTimeout(resolve, 3));
+        }
+        stop = true;
+        await Promise.all(load);
+        expect(settled).toBeGreaterThan(100);
+        expect(audits.length).toBeGreaterThan(20);
+        expect(audits.flat()).toEqual([]);
+      } finally {
+        await other.close();
+        await busy.close();
+        await dropBusy();
+      }
+    }, 30_000);
+
     it("says whether its ledger can write (what /health reports): yes while it can, no once its database is gone", async () => {
       expect(await store.ledgerAvailable()).toBe(true);
       if (kind !== "postgres") return;

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { newId } from "../../core/ids.ts";
-import { sql, type Transaction } from "kysely";
+import { sql, type CompiledQuery, type Transaction } from "kysely";
 import { errorMessage, FileError, InputError } from "../../core/errors.ts";
 import { accounts, assertBalanced, chargeMovement, chargeOf, checkCeiling, grantMovement, holdAmount, InsufficientCreditError, MAX_ISSUED, CreditCeilingError, holdRow, settledRow, type Hold, type LedgerMovement, type ReserveOptions, type ReserveRequest, type SettleUsage } from "./ledger.ts";
 import type { WalCheckpointer } from "./checkpointer.ts";
@@ -348,20 +348,27 @@ export class Store {
    * is exactly one charge transaction (so revenue is the metered usage).
    */
   async audit(): Promise<{ ok: boolean; problems: string[]; entries: number }> {
-    this.readLedger();
     const problems: string[] = [];
-    const unbalanced = await this.db
-      .selectFrom("ledger_entries")
-      .select(["transaction_id", sql<number>`cast(sum(amount) as bigint)`.as("total")])
-      .groupBy("transaction_id")
-      .having(sql`sum(amount)`, "!=", 0)
-      .execute();
-    for (const row of unbalanced) problems.push(`transaction ${row.transaction_id} sums to ${row.total}`);
-    const sums = new Map((await this.db.selectFrom("ledger_entries").select(["account", sql<number>`cast(sum(amount) as bigint)`.as("total")]).groupBy("account").execute()).map((s) => [s.account, Number(s.total)]));
-    const balances = await this.db.selectFrom("balances").selectAll().execute();
-    const open = new Map(
-      (await this.db.selectFrom("holds").select(["org_id", sql<number>`cast(sum(amount) as bigint)`.as("total")]).groupBy("org_id").execute()).map((o) => [accounts.credit(o.org_id), Number(o.total)]),
-    );
+    const queries = {
+      unbalanced: this.db.selectFrom("ledger_entries").select(["transaction_id", sql<number>`cast(sum(amount) as bigint)`.as("total")]).groupBy("transaction_id").having(sql`sum(amount)`, "!=", 0).compile(),
+      sums: this.db.selectFrom("ledger_entries").select(["account", sql<number>`cast(sum(amount) as bigint)`.as("total")]).groupBy("account").compile(),
+      balances: this.db.selectFrom("balances").selectAll().compile(),
+      open: this.db.selectFrom("holds").select(["org_id", sql<number>`cast(sum(amount) as bigint)`.as("total")]).groupBy("org_id").compile(),
+      mismatched: this.db
+        .selectFrom("requests")
+        .leftJoin("ledger_entries", (join) => join.on("ledger_entries.transaction_id", "=", sql`'charge:' || requests.request_id`).on("ledger_entries.account", "=", accounts.revenue))
+        .select(["requests.request_id", "requests.charged", "ledger_entries.amount"])
+        .where(sql`coalesce(ledger_entries.amount, 0)`, "!=", sql`requests.charged`)
+        .limit(20)
+        .compile(),
+      entries: this.db.selectFrom("ledger_entries").select(sql<number>`count(*)`.as("n")).compile(),
+    };
+    // All on one state of the ledger: a commit landing between two of these reads (the server's, under load) would show a balance that disagrees with its entries.
+    const rows = await this.snapshot(queries);
+    for (const row of rows.unbalanced) problems.push(`transaction ${row.transaction_id} sums to ${row.total}`);
+    const sums = new Map(rows.sums.map((s) => [s.account, Number(s.total)]));
+    const balances = rows.balances;
+    const open = new Map(rows.open.map((o) => [accounts.credit(o.org_id), Number(o.total)]));
     for (const balance of balances) {
       const total = sums.get(balance.account) ?? 0;
       if (total !== balance.amount) problems.push(`${balance.account}: balance ${balance.amount}, entries ${total}`);
@@ -369,16 +376,28 @@ export class Store {
       if ((open.get(balance.account) ?? 0) !== balance.held) problems.push(`${balance.account}: ${balance.held} held, open requests hold ${open.get(balance.account) ?? 0}`);
     }
     for (const [account, held] of open) if (!balances.some((b) => b.account === account)) problems.push(`${account}: open requests hold ${held} on no balance`);
-    const mismatched = await this.db
-      .selectFrom("requests")
-      .leftJoin("ledger_entries", (join) => join.on("ledger_entries.transaction_id", "=", sql`'charge:' || requests.request_id`).on("ledger_entries.account", "=", accounts.revenue))
-      .select(["requests.request_id", "requests.charged", "ledger_entries.amount"])
-      .where(sql`coalesce(ledger_entries.amount, 0)`, "!=", sql`requests.charged`)
-      .limit(20)
-      .execute();
-    for (const row of mismatched) problems.push(`request ${row.request_id}: charged ${row.charged}, revenue entry ${row.amount ?? "none"}`);
-    const entries = Number((await this.db.selectFrom("ledger_entries").select(sql<number>`count(*)`.as("n")).executeTakeFirstOrThrow()).n);
-    return { ok: problems.length === 0, problems, entries };
+    for (const row of rows.mismatched) problems.push(`request ${row.request_id}: charged ${row.charged}, revenue entry ${row.amount ?? "none"}`);
+    return { ok: problems.length === 0, problems, entries: Number(rows.entries[0]?.n ?? 0) };
+  }
+
+  /**
+   * Runs read queries on one consistent state of the store: on SQLite in one
+   * synchronous step, after this process's decided rows are written (no commit,
+   * of this process or another, can land between them); on PostgreSQL in one
+   * repeatable-read transaction.
+   */
+  private async snapshot<Q extends Record<string, CompiledQuery>>(queries: Q): Promise<{ [K in keyof Q]: Q[K] extends CompiledQuery<infer R> ? R[] : never }> {
+    type Rows = { [K in keyof Q]: Q[K] extends CompiledQuery<infer R> ? R[] : never };
+    const names = Object.keys(queries) as (keyof Q)[];
+    if (this.sqliteLedger) return this.sqliteLedger.read((all) => Object.fromEntries(names.map((name) => [name, all(queries[name]!)])) as Rows);
+    return this.db
+      .transaction()
+      .setIsolationLevel("repeatable read")
+      .execute(async (trx) => {
+        const rows: Partial<Rows> = {};
+        for (const name of names) rows[name] = (await trx.executeQuery(queries[name]!)).rows as Rows[typeof name];
+        return rows as Rows;
+      });
   }
 
   /** Per-request signals of one key since `since` (ms), newest first, at most `limit` rows. */
