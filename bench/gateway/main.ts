@@ -5,72 +5,29 @@
 // The load comes from wrk (Debian's package, installed here when missing): a C
 // load generator leaves the two cores to the servers, where a Node client would
 // take one of them. Without wrk (BENCH_LOAD=node), a Node client stands in.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, join } from "node:path";
+import { join } from "node:path";
 import { Pool } from "undici";
 import { PROJECT_ROOT } from "../../src/core/paths.ts";
 import { Store } from "../../src/serve/store/store.ts";
 import { median } from "../shared.ts";
+import { body, cpuSeconds, haveWrk, runWrk, start, startGateway, startUpstream, streamBody, wrkScript } from "./harness.ts";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 2000);
 
-/** Starts a server; its log (stderr) goes to a file, as it would in production, not through this process. */
-function start(command: string[], cwd: string, ready: (output: string) => string | undefined): Promise<{ child: ChildProcess; value: string }> {
-  return new Promise((resolve, reject) => {
-    const log = openSync(join(cwd, `${basename(command.at(-1)!)}.log`), "a");
-    const child = spawn(process.execPath, command, { cwd, stdio: ["ignore", "pipe", log] });
-    let output = "";
-    child.stdout!.on("data", (data: Buffer) => {
-      output += data.toString();
-      const value = ready(output);
-      if (value !== undefined) resolve({ child, value });
-    });
-    child.on("exit", (code) => reject(new Error(`${command.join(" ")} exited ${code}: ${output}`)));
-  });
-}
-
-function haveWrk(): boolean {
-  if (process.env.BENCH_LOAD === "node") return false;
-  if (spawnSync("wrk", ["--version"]).error === undefined) return true;
-  process.stdout.write("installing Debian's wrk (the load generator)…\n");
-  const [command, ...prefix] = process.getuid?.() === 0 ? ["apt-get"] : ["sudo", "-n", "apt-get"];
-  spawnSync(command!, [...prefix, "install", "-y", "-qq", "wrk"], { stdio: "ignore", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
-  return spawnSync("wrk", ["--version"]).error === undefined;
-}
-
 const folder = mkdtempSync(join(tmpdir(), "avocado-gateway-"));
-const upstream = await start([join(PROJECT_ROOT, "bin", "run-ts.js"), join(PROJECT_ROOT, "bench", "gateway", "upstream.ts")], folder, (out) => /^(\d+)\n/.exec(out)?.[1]);
-const upstreamUrl = `http://127.0.0.1:${upstream.value}`;
+const upstream = await startUpstream(folder);
+const upstreamUrl = upstream.url;
 const bare = await start([join(PROJECT_ROOT, "bin", "run-ts.js"), join(PROJECT_ROOT, "bench", "gateway", "bare-proxy.ts"), upstreamUrl], folder, (out) => /^(\d+)\n/.exec(out)?.[1]);
 const bareUrl = `http://127.0.0.1:${bare.value}`;
-const store = await Store.open(`sqlite:${join(folder, "avocado.db")}`);
-const { key } = await store.createKey({ org: "bench", name: "bench", limits: { rpm: 100_000_000, tpm: 1_000_000_000, concurrency: 10_000 } });
-await store.grant("bench", 1_000_000_000_000, "bench");
-await store.close();
-writeFileSync(
-  join(folder, "avocado.yaml"),
-  [
-    "workspace: .",
-    "serve:",
-    "  port: 0",
-    "  store: sqlite:avocado.db",
-    "  plans: { default: { rpm: 100000000, tpm: 1000000000, concurrency: 10000, topLogprobs: 0 } }",
-    "  models:",
-    `    - { name: bench, upstreams: ["${upstreamUrl}/v1"], price: { inputPerMillion: 1000000, outputPerMillion: 2000000 }, maxTokens: 64 }`,
-    "",
-  ].join("\n"),
-);
 const profile = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
-const gateway = await start([...profile, join(PROJECT_ROOT, "bin", "avocado.js"), "--json", "serve"], folder, (out) => /"url":"(http:[^"]+)"/.exec(out)?.[1]);
-const gatewayOrigin = gateway.value;
-
-const body = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "Say hello." }], max_tokens: 16 });
-const streamBody = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "Say hello." }], max_tokens: 16, stream: true, stream_options: { include_usage: true } });
+const gateway = await startGateway(PROJECT_ROOT, folder, upstreamUrl, profile);
+const gatewayOrigin = gateway.origin;
+const key = gateway.key;
 const headers = { "content-type": "application/json", authorization: `Bearer ${key}` };
 
 interface Load {
@@ -83,36 +40,15 @@ interface Load {
   streamThroughput(origin: string): Promise<{ rate: number; requests: number }>;
 }
 
-/** CPU seconds (user + system, all threads) a process has used so far: steadier than a rate on a shared machine. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-/** wrk: one thread; every response must be a 200 (wrk counts the others, and we fail on any). */
+/** wrk: one thread; every response must be a 200. */
 function wrkLoad(): Load {
-  const scriptFor = (name: string, payload: string) => {
-    const path = join(folder, name);
-    writeFileSync(path, [`wrk.method = "POST"`, `wrk.body = ${JSON.stringify(payload)}`, `wrk.headers["Content-Type"] = "application/json"`, `wrk.headers["Authorization"] = ${JSON.stringify(`Bearer ${key}`)}`, ""].join("\n"));
-    return path;
-  };
-  const script = scriptFor("post.lua", body);
-  const streamScript = scriptFor("stream.lua", streamBody);
-  const run = (origin: string, connections: number, seconds: number, lua = script) => {
-    const result = spawnSync("wrk", ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", lua, `${origin}/v1/chat/completions`], { encoding: "utf8" });
-    const out = result.stdout;
-    if (/Non-2xx|Socket errors/.test(out)) throw new Error(`wrk saw failed requests against ${origin}:\n${out}`);
-    const rate = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
-    const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
-    const p50 = /\s50%\s+([\d.]+)(us|ms|s)/.exec(out);
-    if (!rate || !p50) throw new Error(`cannot read wrk's output:\n${out}${result.stderr}`);
-    return { rate, requests, p50: Number(p50[1]) * (p50[2] === "us" ? 0.001 : p50[2] === "ms" ? 1 : 1000) };
-  };
+  const script = wrkScript(folder, "post.lua", body, key);
+  const streamScript = wrkScript(folder, "stream.lua", streamBody, key);
   return {
     name: "wrk",
-    latency: async (origin) => run(origin, 1, SECONDS).p50,
-    throughput: async (origin) => run(origin, CONNECTIONS, SECONDS),
-    streamThroughput: async (origin) => run(origin, CONNECTIONS, SECONDS, streamScript),
+    latency: async (origin) => runWrk(origin, 1, SECONDS, script).p50,
+    throughput: async (origin) => runWrk(origin, CONNECTIONS, SECONDS, script),
+    streamThroughput: async (origin) => runWrk(origin, CONNECTIONS, SECONDS, streamScript),
   };
 }
 
