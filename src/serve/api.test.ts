@@ -54,6 +54,12 @@ for (const kind of ["sqlite", "postgres"] as const) {
       const after = await store.balance(org);
       expect(after.reserved).toBe(0);
       expect(before.available - after.available).toBe(costOf(PRICE, completion.usage!.prompt_tokens, completion.usage!.completion_tokens));
+      // A client's own request id is never taken: each request gets one minted here (the ledger reserves each id once), and is charged.
+      const first = response.headers.get("x-request-id")!;
+      const { data: again, response: replayed } = await client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 2 }, { headers: { "request-id": first, "x-request-id": first } }).withResponse();
+      expect(replayed.headers.get("x-request-id")).toMatch(/^req_/);
+      expect(replayed.headers.get("x-request-id")).not.toBe(first);
+      expect(after.available - (await store.balance(org)).available).toBe(costOf(PRICE, again.usage!.prompt_tokens, again.usage!.completion_tokens));
     });
 
     it("streams with include_usage, the same answer as non-stream", async () => {

@@ -71,7 +71,9 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
   const app = Fastify({
     logger: false,
     bodyLimit: config.bodyLimitBytes,
+    // Always minted here, never taken from a client's header: the ledger reserves each id once as `fresh`.
     genReqId: () => newId("req"),
+    requestIdHeader: false,
     return503OnClosing: true,
     // A client must send its whole request in time: a slow one (a trickled body, headers that never end) cannot hold a connection.
     // Node enforces it only if the server is created with it, and checks every `connectionsCheckingInterval`.
