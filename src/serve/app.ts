@@ -370,12 +370,15 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     const created = Math.floor(Date.now() / 1000);
     const object = route === "chat" ? "chat.completion.chunk" : "text_completion";
     // The events of one turn of the event loop (an upstream chunk often holds several) go out in one write, at its end.
+    // Once the generations are over (`closing`), what is left waits for the [DONE] written after settlement: one write with it.
     let corked = false;
+    let closing = false;
     const send = (choices: unknown[], usage?: unknown) => {
       if (!corked) {
         corked = true;
         raw.cork();
         setImmediate(() => {
+          if (closing) return;
           corked = false;
           raw.uncork();
         });
@@ -435,9 +438,11 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     early = undefined;
     try {
       results.push(...(await all));
+      closing = true;
       if (includeUsage) send([], usageOf(results));
     } catch (error) {
       stopped = true;
+      closing = true;
       // What every choice streamed is charged: the finished ones as they reported, the others as far as they got (nothing if they sent nothing).
       for (let index = 0; index < n; index++) {
         const done = finished[index];
