@@ -59,7 +59,7 @@ try {
   process.stdout.write(`A: ${gateways[0]!.label}\nB: ${gateways[1]!.label}\n${PAIRS} pairs of ${SECONDS} s runs (${CONNECTIONS} connections, ${payload === body ? "non-stream" : "stream"}), alternating which goes first\n`);
   // Warm both (JIT, connections, the SQLite cache).
   for (const [index, gateway] of gateways.entries()) runWrk(gateway.origin, CONNECTIONS, SECONDS, scripts[index]!);
-  const samples = gateways.map(() => ({ cpu: [] as number[], rate: [] as number[], p50: [] as number[] }));
+  const samples = gateways.map(() => ({ cpu: [] as number[], rate: [] as number[], p99: [] as number[], p50: [] as number[] }));
   for (let pair = 0; pair < PAIRS; pair++) {
     const order = pair % 2 === 0 ? [0, 1] : [1, 0];
     for (const index of order) {
@@ -68,13 +68,14 @@ try {
       const loaded = runWrk(g.origin, CONNECTIONS, SECONDS, scripts[index]!);
       samples[index]!.cpu.push(((cpuSeconds(g.child.pid!) - before) * 1e6) / loaded.requests);
       samples[index]!.rate.push(loaded.rate);
+      samples[index]!.p99.push(loaded.p99);
       samples[index]!.p50.push(runWrk(g.origin, 1, Math.max(1, Math.round(SECONDS / 2)), scripts[index]!).p50);
     }
     const ratio = samples[1]!.cpu[pair]! / samples[0]!.cpu[pair]!;
     process.stdout.write(`pair ${pair + 1}: CPU per request A ${samples[0]!.cpu[pair]!.toFixed(1)} µs, B ${samples[1]!.cpu[pair]!.toFixed(1)} µs (B/A ${ratio.toFixed(3)})\n`);
   }
   for (const [index, s] of samples.entries()) {
-    process.stdout.write(`${index === 0 ? "A" : "B"}: CPU per request median ${median(s.cpu).toFixed(1)} µs, ${median(s.rate).toFixed(0)} req/s, one-connection p50 ${median(s.p50).toFixed(3)} ms\n`);
+    process.stdout.write(`${index === 0 ? "A" : "B"}: CPU per request median ${median(s.cpu).toFixed(1)} µs, ${median(s.rate).toFixed(0)} req/s (p99 ${median(s.p99).toFixed(2)} ms), one-connection p50 ${median(s.p50).toFixed(3)} ms\n`);
   }
   const ratios = samples[1]!.cpu.map((cpu, pair) => cpu / samples[0]!.cpu[pair]!);
   process.stdout.write(`B/A CPU per request: median of the paired ratios ${median(ratios).toFixed(3)}; B used less in ${ratios.filter((r) => r < 1).length} of ${PAIRS} pairs\n`);

@@ -90,13 +90,17 @@ export function wrkScript(folder: string, name: string, payload: string, key: st
 }
 
 /** wrk, one thread, against `origin`'s chat completions: every response must be a 200 (wrk counts the others, and we fail on any). */
-export function runWrk(origin: string, connections: number, seconds: number, script: string): { rate: number; requests: number; p50: number } {
+export function runWrk(origin: string, connections: number, seconds: number, script: string): { rate: number; requests: number; p50: number; p99: number } {
   const result = spawnSync("wrk", ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", script, `${origin}/v1/chat/completions`], { encoding: "utf8" });
   const out = result.stdout;
   if (/Non-2xx|Socket errors/.test(out)) throw new Error(`wrk saw failed requests against ${origin}:\n${out}`);
   const rate = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
   const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
-  const p50 = /\s50%\s+([\d.]+)(us|ms|s)/.exec(out);
-  if (!rate || !p50) throw new Error(`cannot read wrk's output:\n${out}${result.stderr}`);
-  return { rate, requests, p50: Number(p50[1]) * (p50[2] === "us" ? 0.001 : p50[2] === "ms" ? 1 : 1000) };
+  const percentile = (p: number) => {
+    const match = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)`).exec(out);
+    return match ? Number(match[1]) * (match[2] === "us" ? 0.001 : match[2] === "ms" ? 1 : 1000) : NaN;
+  };
+  const p50 = percentile(50);
+  if (!rate || Number.isNaN(p50)) throw new Error(`cannot read wrk's output:\n${out}${result.stderr}`);
+  return { rate, requests, p50, p99: percentile(99) };
 }

@@ -284,16 +284,16 @@ describe("SqliteLedger with a journal", () => {
     await store.grant("acme", 100_000, "g1");
     const ledger = store["sqliteLedger"]!;
     const sqlite = ledger["db"];
-    for (let i = 0; i < 70; i++) {
+    for (let i = 0; i < 260; i++) {
       ledger.reserve({ requestId: `r${i}`, orgId: org, keyId: key.id, model: "m", amount: 100, instance: "i" });
       ledger.settle(`r${i}`, usage(10));
     }
     expect(sqlite.prepare("select count(*) as n from requests").get()).toEqual({ n: 0 });
     await new Promise((resolve) => setImmediate(resolve));
     // Written and committed as a slice: no transaction stays open (the CLI may write between two commits).
-    expect(sqlite.prepare("select count(*) as n from requests").get()).toEqual({ n: 70 });
+    expect(sqlite.prepare("select count(*) as n from requests").get()).toEqual({ n: 260 });
     expect(sqlite.inTransaction).toBe(false);
-    expect(await store.balance(org)).toEqual({ available: 100_000 - 700, reserved: 0 });
+    expect(await store.balance(org)).toEqual({ available: 100_000 - 2_600, reserved: 0 });
     expect((await store.audit()).problems).toEqual([]);
     await store.close();
   });
@@ -422,7 +422,7 @@ describe("SqliteLedger with a journal", () => {
       new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
         execFile(process.execPath, [join(PROJECT_ROOT, "bin", "avocado.js"), ...args, "--store", url], { cwd: folder, encoding: "utf8" }, (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr })),
       );
-    // The server's load: holds and settlements all the time, committed every 20 ms and every 64 settlements.
+    // The server's load: holds and settlements all the time, committed every 20 ms and every 256 settlements.
     let running = true;
     let settled = 0;
     const load = (async () => {
