@@ -13,6 +13,7 @@ import { chatRequestSchema, completionRequestSchema, messageText, unsupportedPar
 import type { Lease, Limiter, LimitScope } from "./limits/limiter.ts";
 import { ExtractionMonitor, simhash } from "./extraction.ts";
 import { ApiMetrics } from "./metrics.ts";
+import { Cancel } from "./models/cancel.ts";
 import { costOf, type GenerationRequest, type GenerationResult, type ServedModel } from "./models/served-model.ts";
 import { InsufficientCreditError, type ApiKeyRow, type Hold, type Store } from "./store/store.ts";
 import type { SettleUsage } from "./store/ledger.ts";
@@ -204,14 +205,14 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     if (topLogprobs !== undefined && (auth.plan.topLogprobs === 0 || topLogprobs > auth.plan.topLogprobs)) {
       throw new ApiError(403, auth.plan.topLogprobs === 0 ? "logprobs are not available on this key's plan" : `top_logprobs is limited to ${auth.plan.topLogprobs} on this key's plan`, { code: "logprobs_not_allowed", param: "top_logprobs" });
     }
-    const abort = new AbortController();
+    const abort = new Cancel();
     // One object of a fixed shape, no spreads (V8 copies a spread property by property, a measurable part of a request's CPU):
     // its maxTokens becomes what the hold affords once that is known.
     const generation: GenerationRequest = {
       messages: chat ? chat.messages.map((m) => ({ role: m.role, content: messageText(m.content) })) : undefined,
       prompt: chat ? undefined : text!.prompt,
       maxTokens,
-      signal: abort.signal,
+      cancel: abort,
       onDelta: undefined,
       temperature: body.temperature ?? undefined,
       topP: body.top_p ?? undefined,
@@ -293,7 +294,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
           results.push(...(await generated));
         }
       } catch (error) {
-        outcome = abort.signal.aborted ? "cancelled" : "error";
+        outcome = abort.aborted ? "cancelled" : "error";
         if (results.length === 0 && streamed > 0) results.push({ content: "", reasoning: "", finishReason: "stop", promptTokens, completionTokens: streamed });
         if (!durable) throw error;
         if (!stream) throw generationError(error);
@@ -304,7 +305,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         const cost = costOf(price, usedPrompt, usedCompletion);
         try {
           // A hold that never committed has nothing to settle.
-          if (durable) settled = await store.settle(request.id, { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome: abort.signal.aborted && outcome === "ok" ? "cancelled" : outcome, signals: signals ?? signalsOf(generation, body.temperature) });
+          if (durable) settled = await store.settle(request.id, { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome: abort.aborted && outcome === "ok" ? "cancelled" : outcome, signals: signals ?? signalsOf(generation, body.temperature) });
         } catch (error) {
           // The hold stays open (recovery releases it): a non-stream answer is then withheld; a stream has already been read.
           logger.log("error", "api.settle_failed", { requestId: request.id, error: errorMessage(error) });
@@ -410,13 +411,13 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     // The generations start while the hold commits; what comes before it has waits, in order.
     let early: { index: number; delta?: Delta; result?: GenerationResult }[] | undefined = [];
     // One choice failing stops the others (several choices share a signal of their own).
-    const stopAll = n > 1 ? new AbortController() : undefined;
-    const signal = stopAll ? AbortSignal.any([generation.signal, stopAll.signal]) : generation.signal;
+    const stopAll = n > 1 ? generation.cancel.child() : undefined;
+    const cancel = stopAll ?? generation.cancel;
     const finished = new Array<GenerationResult | undefined>(n);
     const generations = Array.from({ length: n }, (_, index) => {
       // One choice generates from the request's own object; several each from a copy, with their own callback.
       const choice = n === 1 ? generation : { ...generation };
-      choice.signal = signal;
+      choice.cancel = cancel;
       choice.onDelta = (delta) => (early ? early.push({ index, delta }) : emit(index, delta));
       return model.generate(choice).then((result) => {
         finished[index] = result;

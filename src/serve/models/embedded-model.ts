@@ -32,7 +32,8 @@ export class EmbeddedServedModel implements ServedModel {
       topLogprobs: request.topLogprobs,
       presencePenalty: request.presencePenalty,
       frequencyPenalty: request.frequencyPenalty,
-      signal: request.signal,
+      // node-llama-cpp takes an AbortSignal: made for the requests that reach a local model only.
+      signal: request.cancel.signal,
     };
     const logprobs = (list: { text: string; logprob: number; top: { text: string; logprob: number }[] }[] | undefined) =>
       list?.map((t) => ({ token: t.text, logprob: t.logprob, top: t.top.map((o) => ({ token: o.text, logprob: o.logprob })) }));

@@ -1,4 +1,5 @@
 import type { ServedModelConfig } from "../../core/config/serve-schema.ts";
+import type { Cancel } from "./cancel.ts";
 
 export interface ServedMessage {
   role: "system" | "developer" | "user" | "assistant";
@@ -22,7 +23,8 @@ export interface GenerationRequest {
   json?: boolean;
   /** response_format json_schema: the answer is JSON valid against this schema (OpenAI's structured outputs). */
   jsonSchema?: { name: string; schema: Record<string, unknown>; strict?: boolean | null };
-  signal: AbortSignal;
+  /** Fires when the request is cancelled (a Cancel, not an AbortController: one is made per request). */
+  cancel: Cancel;
   /** Called for each delta as it is generated; `tokens` is how many completion tokens it carries. */
   onDelta?: (delta: { kind: "content" | "reasoning"; text: string; tokens: number }) => void;
 }

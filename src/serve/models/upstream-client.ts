@@ -4,9 +4,13 @@ import type { z } from "zod";
 import { errorMessage } from "../../core/errors.ts";
 import { errorBodyMessage } from "../../teachers/http/protocol.ts";
 import { SseError, SseFeed } from "../../teachers/http/sse.ts";
+import { Cancel } from "./cancel.ts";
 import { kindForStatus, parseRetryAfter, TeacherError, type TeacherErrorKind } from "../../teachers/teacher-error.ts";
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
+
+/** A caller's AbortSignal (a health check's timeout, a test) as a Cancel; the gateway's own requests pass a Cancel. */
+const cancelOf = (cancel: Cancel | AbortSignal | undefined): Cancel | undefined => (cancel === undefined || cancel instanceof Cancel ? cancel : Cancel.from(cancel));
 /** Of an error answer, only the start is read (for its message). */
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
 /** A whole response, stream or not (a long reasoning stream runs to a few MB). */
@@ -57,8 +61,8 @@ export class UpstreamClient {
    * readable stream `request` builds around them (on this path, a sixth of a
    * pass-through proxy's CPU per request).
    */
-  async json<T extends z.ZodType>(method: "GET" | "POST", path: string, body: unknown, signal: AbortSignal | undefined, schema: T): Promise<z.infer<T>> {
-    const text = await this.fetchText(method, path, body, signal);
+  async json<T extends z.ZodType>(method: "GET" | "POST", path: string, body: unknown, cancel: Cancel | AbortSignal | undefined, schema: T): Promise<z.infer<T>> {
+    const text = await this.fetchText(method, path, body, cancelOf(cancel));
     let value: unknown;
     try {
       value = JSON.parse(text);
@@ -71,22 +75,22 @@ export class UpstreamClient {
   }
 
   /** One request whose whole body is read as text (at most MAX_BODY_BYTES); failures, error statuses included, are TeacherErrors. */
-  private fetchText(method: "GET" | "POST", path: string, body: unknown, signal: AbortSignal | undefined): Promise<string> {
-    return new Promise((resolve, reject) => this.dispatch(method, path, body, signal, new TextResponseHandler(this, path, signal, resolve, reject)));
+  private fetchText(method: "GET" | "POST", path: string, body: unknown, cancel: Cancel | undefined): Promise<string> {
+    return new Promise((resolve, reject) => this.dispatch(method, path, body, cancel, new TextResponseHandler(this, path, cancel, resolve, reject)));
   }
 
-  /** Sends a request to the pool, its answer to `handler` (which also listens to the signal). */
-  private dispatch(method: "GET" | "POST", path: string, body: unknown, signal: AbortSignal | undefined, handler: UpstreamHandler): void {
-    if (signal?.aborted) return handler.fail(signal.reason);
-    signal?.addEventListener("abort", handler);
+  /** Sends a request to the pool, its answer to `handler` (which also listens to the cancellation). */
+  private dispatch(method: "GET" | "POST", path: string, body: unknown, cancel: Cancel | undefined, handler: UpstreamHandler): void {
+    if (cancel?.aborted) return handler.fail(cancel.reason);
+    cancel?.listen(handler);
     this.pool.dispatch({ path: `${this.base}${path}`, method, headers: body === undefined ? {} : { "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) }, handler);
   }
 
   /** What a failed request becomes: cancelled or timed out, too large, cut off after its answer started, or not reached. */
-  failure(error: unknown, path: string, signal: AbortSignal | undefined, started: boolean): TeacherError {
+  failure(error: unknown, path: string, cancel: Cancel | undefined, started: boolean): TeacherError {
     if (error instanceof TeacherError) return error;
-    if (signal?.aborted) {
-      const timedOut = signal.reason instanceof DOMException && signal.reason.name === "TimeoutError";
+    if (cancel?.aborted) {
+      const timedOut = cancel.reason instanceof DOMException && cancel.reason.name === "TimeoutError";
       return this.error(timedOut ? "timeout" : "aborted", `${this.origin}: ${timedOut ? "timed out" : "cancelled"}`, { cause: error });
     }
     if ((error as { code?: string }).code === "UND_ERR_RES_EXCEEDED_MAX_SIZE") return this.tooLarge(path);
@@ -101,8 +105,9 @@ export class UpstreamClient {
    * stops the request and rejects with it; a stream that ends before [DONE]
    * is truncated.
    */
-  stream(path: string, body: unknown, signal: AbortSignal | undefined, onData: (data: string) => void): Promise<void> {
-    return new Promise((resolve, reject) => this.dispatch("POST", path, body, signal, new StreamHandler(this, path, signal, onData, resolve, reject)));
+  stream(path: string, body: unknown, cancel: Cancel | AbortSignal | undefined, onData: (data: string) => void): Promise<void> {
+    const cancellation = cancelOf(cancel);
+    return new Promise((resolve, reject) => this.dispatch("POST", path, body, cancellation, new StreamHandler(this, path, cancellation, onData, resolve, reject)));
   }
 
   /** An event stream that is not one, or too large, or ended before [DONE]. */
@@ -116,7 +121,7 @@ export class UpstreamClient {
 }
 
 /**
- * What both of the client's dispatch handlers share: the signal (the handler is
+ * What both of the client's dispatch handlers share: the cancellation (the handler is
  * its abort listener), the status and Retry-After, an error answer read only
  * for its message, and failures as TeacherErrors. Classes, not closures:
  * nothing is allocated per request beyond the handler and the body's chunks.
@@ -131,7 +136,7 @@ abstract class UpstreamHandler implements Dispatcher.DispatchHandler {
   constructor(
     protected readonly client: UpstreamClient,
     protected readonly path: string,
-    private readonly signal: AbortSignal | undefined,
+    private readonly cancel: Cancel | undefined,
     protected readonly reject: (error: TeacherError) => void,
   ) {}
 
@@ -140,14 +145,14 @@ abstract class UpstreamHandler implements Dispatcher.DispatchHandler {
   /** A successful answer's end. */
   protected abstract end(): void;
 
-  /** The signal fired: stop the request (if it has not reached a connection yet, as soon as it does). */
+  /** The cancellation fired: stop the request (if it has not reached a connection yet, as soon as it does). */
   handleEvent(): void {
-    this.controller?.abort(this.signal!.reason instanceof Error ? this.signal!.reason : new Error("aborted"));
+    this.controller?.abort(this.cancel!.reason instanceof Error ? this.cancel!.reason : new Error("aborted"));
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
-    if (this.signal?.aborted) this.handleEvent();
+    if (this.cancel?.aborted) this.handleEvent();
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
@@ -166,20 +171,20 @@ abstract class UpstreamHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
-    this.signal?.removeEventListener("abort", this);
+    this.cancel?.unlisten(this);
     if (this.status >= 400) return this.reject(this.client.statusError(this.path, this.status, this.errorBody, this.retryAfter));
     this.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     // An error answer whose body was cut short (by us or the server): its status says enough.
-    if (this.started && this.status >= 400 && !(error instanceof TeacherError) && !this.signal?.aborted) return this.onResponseEnd();
+    if (this.started && this.status >= 400 && !(error instanceof TeacherError) && !this.cancel?.aborted) return this.onResponseEnd();
     this.fail(error);
   }
 
   fail(error: unknown): void {
-    this.signal?.removeEventListener("abort", this);
-    this.reject(this.client.failure(error, this.path, this.signal, this.started));
+    this.cancel?.unlisten(this);
+    this.reject(this.client.failure(error, this.path, this.cancel, this.started));
   }
 }
 
@@ -188,8 +193,8 @@ class TextResponseHandler extends UpstreamHandler {
   private size = 0;
   private readonly chunks: Buffer[] = [];
 
-  constructor(client: UpstreamClient, path: string, signal: AbortSignal | undefined, private readonly resolve: (text: string) => void, reject: (error: TeacherError) => void) {
-    super(client, path, signal, reject);
+  constructor(client: UpstreamClient, path: string, cancel: Cancel | undefined, private readonly resolve: (text: string) => void, reject: (error: TeacherError) => void) {
+    super(client, path, cancel, reject);
   }
 
   protected data(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -210,8 +215,8 @@ class StreamHandler extends UpstreamHandler {
   private finished = false;
   private ended = false;
 
-  constructor(client: UpstreamClient, path: string, signal: AbortSignal | undefined, onData: (data: string) => void, private readonly resolve: () => void, reject: (error: TeacherError) => void) {
-    super(client, path, signal, reject);
+  constructor(client: UpstreamClient, path: string, cancel: Cancel | undefined, onData: (data: string) => void, private readonly resolve: () => void, reject: (error: TeacherError) => void) {
+    super(client, path, cancel, reject);
     this.feed = new SseFeed(MAX_BODY_BYTES, onData);
   }
 

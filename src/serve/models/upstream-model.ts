@@ -120,7 +120,7 @@ export class UpstreamServedModel implements ServedModel {
     let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
     if (!stream) {
       if (chat) {
-        const parsed = await upstream.client.json("POST", path, body, request.signal, chatCompletionSchema);
+        const parsed = await upstream.client.json("POST", path, body, request.cancel, chatCompletionSchema);
         onOutput();
         const choice = parsed.choices[0]!;
         result.content = choice.message.content ?? "";
@@ -128,7 +128,7 @@ export class UpstreamServedModel implements ServedModel {
         result.finishReason = choice.finish_reason === "length" ? "length" : "stop";
         usage = parsed.usage ?? undefined;
       } else {
-        const parsed = await upstream.client.json("POST", path, body, request.signal, completionSchema);
+        const parsed = await upstream.client.json("POST", path, body, request.cancel, completionSchema);
         onOutput();
         result.content = parsed.choices[0]?.text ?? "";
         result.finishReason = parsed.choices[0]?.finish_reason === "length" ? "length" : "stop";
@@ -136,7 +136,7 @@ export class UpstreamServedModel implements ServedModel {
       }
     } else {
       // Each event as it comes (no stream or async iteration between the socket and here).
-      await upstream.client.stream(path, body, request.signal, (data) => {
+      await upstream.client.stream(path, body, request.cancel, (data) => {
         onOutput();
         const json = parseEvent(data, this.config.name);
         if (chat) {
