@@ -60,6 +60,7 @@ describe("the admin API and the logs", () => {
     expect(unknown.status).toBe(404);
     expect(await unknown.json()).toMatchObject({ error: { code: "key_not_found" } });
     expect(await (await admin("/admin/audit")).json()).toMatchObject({ ok: true, problems: [] });
+    for (const path of ["/health", "/v1/models", "/admin/keys"]) expect((await admin(path)).headers.get("x-request-id"), path).toMatch(/^req_/);
   });
 
   it("refuses a plan the config does not define, and answers fuzzed admin requests with 4xx or 200, never 5xx, the ledger exact", async () => {
@@ -98,6 +99,8 @@ describe("the admin API and the logs", () => {
     for (const path of ["/model.gguf", "/v1/models/avocado-tiny/weights", "/v1/files", "/admin/models/avocado-tiny/download", "/../teachers/tiny-gemma/model.gguf"]) {
       const response = await fetch(`${api.url}${path}`);
       expect(response.status, path).toBe(404);
+      // Every response has its request id, whatever answered it.
+      expect(response.headers.get("x-request-id"), path).toMatch(/^req_/);
     }
     const { key } = await api.store.createKey({ org: "acme", name: "second" });
     const client = new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });

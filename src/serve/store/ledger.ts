@@ -139,7 +139,16 @@ export function assertBalanced(movement: LedgerMovement): void {
   if (total !== 0) throw new AvocadoError("ledger_unbalanced", `ledger transaction '${movement.kind}' does not balance (${total})`);
 }
 
-const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+/** The UTC day of a time, as YYYY-MM-DD; the last day's text is kept (every settled request asks, and nearly all on the same day). */
+let dayStart = 0;
+let dayText = "1970-01-01";
+function day(ms: number): string {
+  if (ms < dayStart || ms >= dayStart + 86_400_000) {
+    dayStart = ms - (((ms % 86_400_000) + 86_400_000) % 86_400_000);
+    dayText = new Date(dayStart).toISOString().slice(0, 10);
+  }
+  return dayText;
+}
 
 /** The `holds` row of a request about to run. */
 export function holdRow(request: ReserveRequest, amount: number, now: number) {
