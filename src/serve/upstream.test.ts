@@ -1,4 +1,4 @@
-import { createServer } from "node:http";
+import { createServer, request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -156,6 +156,54 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
     } finally {
       await broken.close();
       garbage.close();
+      await fresh.drop();
+    }
+  });
+
+  it("cancels the upstream's work when the client goes away (non-stream and stream), settling the request as cancelled", async () => {
+    // An upstream that takes each request and never answers: only the gateway's cancellation ends it.
+    const closed: string[] = [];
+    const hanging = createServer((request, response) => {
+      if (request.method === "GET") return void response.end('{"data":[]}');
+      let body = "";
+      request.on("data", (part: Buffer) => (body += part.toString()));
+      response.on("close", () => closed.push((JSON.parse(body) as { stream?: boolean }).stream ? "stream" : "whole"));
+    });
+    await new Promise<void>((resolve) => hanging.listen(0, "127.0.0.1", resolve));
+    const fresh = await freshStore("sqlite", "hanging");
+    await fresh.store.close();
+    const config = serveSchema.parse({
+      port: 0,
+      store: fresh.url,
+      models: [{ name: "slow", upstreams: [`http://127.0.0.1:${(hanging.address() as AddressInfo).port}/v1`], price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 }, maxTokens: 16 }],
+    });
+    const slow = await startApi({ config, workspace: "/nonexistent" });
+    try {
+      const { key } = await slow.store.createKey({ org: "s", name: "k" });
+      await slow.store.grant("s", 1_000_000, "s");
+      for (const stream of [false, true]) {
+        // A client that goes away: its connection closed while the upstream is still working (node:http, one connection, no keep-alive).
+        const target = new URL(slow.url);
+        const payload = JSON.stringify({ model: "slow", messages: [{ role: "user", content: "hi" }], stream });
+        const call = httpRequest({ host: target.hostname, port: target.port, path: "/v1/chat/completions", method: "POST", agent: false, headers: { authorization: `Bearer ${key}`, "content-type": "application/json", "content-length": Buffer.byteLength(payload) } });
+        call.on("error", () => undefined);
+        call.end(payload);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        expect(await slow.store.openReservations()).toHaveLength(1);
+        call.destroy();
+        for (let i = 0; i < 50 && closed.length < (stream ? 2 : 1); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+        expect(closed).toEqual(stream ? ["whole", "stream"] : ["whole"]);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(await slow.store.openReservations()).toEqual([]);
+      const usage = await slow.store.usage();
+      expect(usage.map((row) => [row.requests, row.cost])).toEqual([[2, 0]]);
+      expect((await slow.store.db.selectFrom("requests").select("outcome").execute()).map((row) => row.outcome)).toEqual(["cancelled", "cancelled"]);
+      expect((await slow.store.audit()).problems).toEqual([]);
+    } finally {
+      await slow.close();
+      hanging.closeAllConnections();
+      hanging.close();
       await fresh.drop();
     }
   });
