@@ -1,3 +1,5 @@
+import type { IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
 import { hostname } from "node:os";
 import { isAbsolute, resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
@@ -60,6 +62,14 @@ export async function startApi(options: { config: ServeConfig; workspace: string
   }
   if (models.size === 0) throw new InputError("no models to serve: add serve.models to avocado.yaml (a gguf path or upstream URLs, with prices)");
   const app = await buildApi({ config, store, limiter, models, instance, adminToken: options.adminToken, logger });
+  // Connections that have not sent a request yet: closing the server leaves them open (they are not idle to Node, and the
+  // check that would time them out stops with the server), so a shutdown closes them itself.
+  const waiting = new Set<Socket>();
+  app.server.on("connection", (socket: Socket) => {
+    waiting.add(socket);
+    socket.once("close", () => waiting.delete(socket));
+  });
+  app.server.prependListener("request", (request: IncomingMessage) => waiting.delete(request.socket));
   const address = await app.listen({ host: config.host, port: config.port });
   // Every five minutes: only the stale holds (older than an hour), whoever left them.
   const sweep = setInterval(() => void recoverReservations(store, undefined).catch(() => undefined), 5 * 60_000);
@@ -70,9 +80,21 @@ export async function startApi(options: { config: ServeConfig; workspace: string
     store,
     instance,
     recovered,
+    /**
+     * Stops taking connections, closes idle ones and ones that never sent a request, and lets the requests in flight
+     * finish; past `shutdownGraceMs` their connections are closed too (each request is then settled as cancelled,
+     * charged what it had generated). Then the models, the limiter and the store.
+     */
     async close() {
       clearInterval(sweep);
-      await app.close();
+      const closed = app.close();
+      for (const socket of waiting) socket.destroy();
+      const grace = setTimeout(() => {
+        logger.log("warn", "api.shutdown_grace_over", { graceMs: config.shutdownGraceMs });
+        app.server.closeAllConnections();
+      }, config.shutdownGraceMs);
+      await closed;
+      clearTimeout(grace);
       for (const model of models.values()) await model.close();
       await limiter.close();
       await store.close();

@@ -1,5 +1,5 @@
 import { createServer, request as httpRequest } from "node:http";
-import type { AddressInfo } from "node:net";
+import { connect, type AddressInfo } from "node:net";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { teacherGguf } from "../../test/fixtures.ts";
@@ -8,6 +8,7 @@ import { freshStore } from "../../test/stores.ts";
 import { serveSchema } from "../core/config/serve-schema.ts";
 import { EmbeddedEngine } from "../engine/embedded-engine.ts";
 import { startApi, type RunningApi } from "./server.ts";
+import { Store } from "./store/store.ts";
 
 const ADMIN = "admin-token-for-the-upstream-test";
 
@@ -160,8 +161,8 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
     }
   });
 
-  it("cancels the upstream's work when the client goes away (non-stream and stream), settling the request as cancelled", async () => {
-    // An upstream that takes each request and never answers: only the gateway's cancellation ends it.
+  /** An upstream that takes each request and never answers (only a cancellation ends one), and a server of its own in front of it. */
+  async function inFrontOfHangingUpstream(label: string, serve: Record<string, unknown> = {}) {
     const closed: string[] = [];
     const hanging = createServer((request, response) => {
       if (request.method === "GET") return void response.end('{"data":[]}');
@@ -170,27 +171,42 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       response.on("close", () => closed.push((JSON.parse(body) as { stream?: boolean }).stream ? "stream" : "whole"));
     });
     await new Promise<void>((resolve) => hanging.listen(0, "127.0.0.1", resolve));
-    const fresh = await freshStore("sqlite", "hanging");
+    const fresh = await freshStore("sqlite", label);
     await fresh.store.close();
     const config = serveSchema.parse({
       port: 0,
       store: fresh.url,
+      ...serve,
       models: [{ name: "slow", upstreams: [`http://127.0.0.1:${(hanging.address() as AddressInfo).port}/v1`], price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 }, maxTokens: 16 }],
     });
     const slow = await startApi({ config, workspace: "/nonexistent" });
+    const { key } = await slow.store.createKey({ org: "s", name: "k" });
+    await slow.store.grant("s", 1_000_000, "s");
+    /** A client's request on a connection of its own (node:http, no keep-alive), to destroy when it goes away. */
+    const call = (stream: boolean) => {
+      const target = new URL(slow.url);
+      const payload = JSON.stringify({ model: "slow", messages: [{ role: "user", content: "hi" }], stream });
+      const request = httpRequest({ host: target.hostname, port: target.port, path: "/v1/chat/completions", method: "POST", agent: false, headers: { authorization: `Bearer ${key}`, "content-type": "application/json", "content-length": Buffer.byteLength(payload) } });
+      request.on("error", () => undefined);
+      request.end(payload);
+      return request;
+    };
+    const done = async () => {
+      hanging.closeAllConnections();
+      hanging.close();
+      await fresh.drop();
+    };
+    return { slow, closed, call, url: fresh.url, done };
+  }
+
+  it("cancels the upstream's work when the client goes away (non-stream and stream), settling the request as cancelled", async () => {
+    const { slow, closed, call, done } = await inFrontOfHangingUpstream("hanging");
     try {
-      const { key } = await slow.store.createKey({ org: "s", name: "k" });
-      await slow.store.grant("s", 1_000_000, "s");
       for (const stream of [false, true]) {
-        // A client that goes away: its connection closed while the upstream is still working (node:http, one connection, no keep-alive).
-        const target = new URL(slow.url);
-        const payload = JSON.stringify({ model: "slow", messages: [{ role: "user", content: "hi" }], stream });
-        const call = httpRequest({ host: target.hostname, port: target.port, path: "/v1/chat/completions", method: "POST", agent: false, headers: { authorization: `Bearer ${key}`, "content-type": "application/json", "content-length": Buffer.byteLength(payload) } });
-        call.on("error", () => undefined);
-        call.end(payload);
+        const request = call(stream);
         await new Promise((resolve) => setTimeout(resolve, 200));
         expect(await slow.store.openReservations()).toHaveLength(1);
-        call.destroy();
+        request.destroy();
         for (let i = 0; i < 50 && closed.length < (stream ? 2 : 1); i++) await new Promise((resolve) => setTimeout(resolve, 20));
         expect(closed).toEqual(stream ? ["whole", "stream"] : ["whole"]);
       }
@@ -202,9 +218,39 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       expect((await slow.store.audit()).problems).toEqual([]);
     } finally {
       await slow.close();
-      hanging.closeAllConnections();
-      hanging.close();
-      await fresh.drop();
+      await done();
+    }
+  });
+
+  it("shuts down in bounded time: idle and silent connections at once, requests in flight after the grace period, settled as cancelled", async () => {
+    const { slow, closed, call, url, done } = await inFrontOfHangingUpstream("shutdown", { shutdownGraceMs: 400 });
+    try {
+      const target = new URL(slow.url);
+      // A connection that never sends a request (a load balancer's pre-opened one): closing the server used to wait for it forever.
+      const silent = connect(Number(target.port), target.hostname);
+      silent.on("error", () => undefined);
+      await new Promise((resolve) => silent.once("connect", resolve));
+      call(false);
+      call(true);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(await slow.store.openReservations()).toHaveLength(2);
+      const started = Date.now();
+      await slow.close();
+      const took = Date.now() - started;
+      expect(took).toBeGreaterThanOrEqual(350);
+      expect(took).toBeLessThan(3_000);
+      expect(silent.destroyed || silent.readableEnded).toBe(true);
+      expect(closed.sort()).toEqual(["stream", "whole"]);
+      const after = await Store.open(url);
+      try {
+        expect(await after.openReservations()).toEqual([]);
+        expect((await after.db.selectFrom("requests").select("outcome").execute()).map((row) => row.outcome)).toEqual(["cancelled", "cancelled"]);
+        expect((await after.audit()).problems).toEqual([]);
+      } finally {
+        await after.close();
+      }
+    } finally {
+      await done();
     }
   });
 

@@ -46,6 +46,12 @@ export const serveSchema = z
       .min(100)
       .default(30_000)
       .describe("the most time a client may take to send a whole request, headers and body (a slower one gets 408 and its connection is closed); a streamed answer may take longer"),
+    shutdownGraceMs: z
+      .number()
+      .int()
+      .min(0)
+      .default(30_000)
+      .describe("on SIGTERM/SIGINT, how long requests in flight may take to finish before their connections are closed (each is then settled for what it had generated); idle connections close at once"),
     plans: z.record(z.string(), planSchema).default({ default: { rpm: 600, tpm: 200_000, concurrency: 8, topLogprobs: 0 } }),
     freeTierMicros: micros.default(0).describe("credit granted to a new org's first key"),
     metricsPublic: z.boolean().default(false).describe("serve /metrics to anyone (default: only with the admin token, as Prometheus' authorization credentials)"),
