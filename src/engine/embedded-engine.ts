@@ -174,6 +174,7 @@ export class EmbeddedEngine {
   private readonly wrappers = new Map<string, ChatWrapper>();
   /** Grammars of the JSON schemas asked for lately (a client sends the same schema with each request). */
   private readonly schemaGrammars = new Map<string, Promise<LlamaGrammar>>();
+  private readonly schemaKeys = new WeakMap<object, string>();
   private readonly tokenCache = new Map<string, Token[]>();
 
   static async load(path: string, options: EngineOptions = {}): Promise<EmbeddedEngine> {
@@ -338,7 +339,13 @@ export class EmbeddedEngine {
    * names a keyword the grammar cannot enforce, rather than ignoring it.
    */
   async schemaGrammar(schema: Record<string, unknown>): Promise<LlamaGrammar> {
-    const key = JSON.stringify(schema);
+    // One request asks for its schema's grammar more than once (checked before its hold, then per choice): its key is worked out
+    // once per schema object (a request's parsed body, never changed after).
+    let key = this.schemaKeys.get(schema);
+    if (key === undefined) {
+      key = JSON.stringify(schema);
+      this.schemaKeys.set(schema, key);
+    }
     let grammar = this.schemaGrammars.get(key);
     if (!grammar) {
       const enforced = grammarSchema(schema);
