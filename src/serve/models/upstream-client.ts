@@ -4,17 +4,18 @@ import type { z } from "zod";
 import { errorMessage } from "../../core/errors.ts";
 import { errorBodyMessage } from "../../teachers/http/protocol.ts";
 import { SseError, SseFeed } from "../../teachers/http/sse.ts";
-import { Cancel } from "./cancel.ts";
 import { kindForStatus, parseRetryAfter, TeacherError, type TeacherErrorKind } from "../../teachers/teacher-error.ts";
+import { Cancel } from "./cancel.ts";
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
 
-/** A caller's AbortSignal (a health check's timeout, a test) as a Cancel; the gateway's own requests pass a Cancel. */
-const cancelOf = (cancel: Cancel | AbortSignal | undefined): Cancel | undefined => (cancel === undefined || cancel instanceof Cancel ? cancel : Cancel.from(cancel));
 /** Of an error answer, only the start is read (for its message). */
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
 /** A whole response, stream or not (a long reasoning stream runs to a few MB). */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+/** A caller's AbortSignal (a health check's timeout, a test) as a Cancel; the gateway's own requests pass a Cancel. */
+const cancelOf = (cancel: Cancel | AbortSignal | undefined): Cancel | undefined => (cancel === undefined || cancel instanceof Cancel ? cancel : Cancel.from(cancel));
 
 /**
  * HTTP to one upstream inference server on a keep-alive undici Pool: the
