@@ -8,7 +8,6 @@ import { kindForStatus, parseRetryAfter, TeacherError, type TeacherErrorKind } f
 import { Cancel } from "./cancel.ts";
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
-
 /** Of an error answer, only the start is read (for its message). */
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
 /** A whole response, stream or not (a long reasoning stream runs to a few MB). */
