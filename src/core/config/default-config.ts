@@ -68,6 +68,7 @@ serve:
   adminTokenEnv: AVOCADO_ADMIN_TOKEN
   bodyLimitBytes: 1048576
   requestTimeoutMs: 30000           # to send a whole request; slower clients get 408 (answers may stream longer)
+  shutdownGraceMs: 30000            # on SIGTERM, for requests in flight to finish (then cut, settled as cancelled)
   freeTierMicros: 0                 # credit granted to a new org's first key
   metricsPublic: false              # /metrics needs the admin token (Prometheus: authorization credentials)
   plans:
