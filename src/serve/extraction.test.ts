@@ -11,6 +11,20 @@ describe("extraction signals", () => {
     expect(bits(simhash(template("apple")), simhash("Write a haiku about the sea at night"))).toBeGreaterThan(16);
   });
 
+  it("hashes an ASCII prompt (its fast path) exactly as the general path does", () => {
+    const alphabet = "aZ09 _-.,!?\n\tQxyzABC*";
+    let seed = 20261126;
+    const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    for (let n = 0; n < 5_000; n++) {
+      const text = Array.from({ length: Math.floor(random() * 80) }, () => alphabet[Math.floor(random() * alphabet.length)]).join("");
+      // An em dash (neither letter nor digit) sends the same words down the general path.
+      expect(simhash(text), JSON.stringify(text)).toBe(simhash(`${text}\u2014`));
+    }
+    // Only the first 4,000 characters count, a word cut at the limit included.
+    expect(simhash(`${"word ".repeat(799)}abcdefgh`)).toBe(simhash(`${"word ".repeat(799)}abcde`));
+    expect(simhash(`\u2014${"word ".repeat(799)}abcdefgh`)).toBe(simhash(`${"word ".repeat(799)}abcd`));
+  });
+
   it("scores a templated, logprob-heavy sweep far above ordinary use", () => {
     const now = Date.now();
     const words = Array.from({ length: 400 }, (_, i) => `item${i}`);
