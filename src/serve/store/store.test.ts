@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { freshStore } from "../../../test/stores.ts";
 import { CreditCeilingError, InsufficientCreditError, MAX_ISSUED, Store } from "./store.ts";
 
@@ -124,10 +124,18 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
       await store.grant("fresh", 10_000, "f-1");
       const { row: key } = await store.createKey({ org: "fresh", name: "k" });
       const base = { orgId: org, keyId: key.id, model: "m", instance: "i1", amount: 1_000 };
+      // On SQLite the lookup is one prepared statement: a fresh id never runs it, any other reserve does.
+      const ledger = store["sqliteLedger"];
+      const lookups = ledger ? vi.spyOn(ledger["statements"].existing, "get") : undefined;
       expect((await store.reserve({ ...base, requestId: "f1" }, { fresh: true })).amount).toBe(1_000);
+      expect(lookups?.mock.calls.length ?? 0).toBe(0);
       expect(await store.settle("f1", { promptTokens: 1, completionTokens: 1, cost: 100, outcome: "ok" })).toBe(true);
+      // (Reading the balance writes what the server decided in memory: the retry below finds the settled row in the tables.)
+      expect(await store.balance(org)).toEqual({ available: 9_900, reserved: 0 });
       // A retry of a settled id (not fresh) takes nothing more.
       expect((await store.reserve({ ...base, requestId: "f1" })).amount).toBe(1_000);
+      if (lookups) expect(lookups.mock.calls.length).toBeGreaterThan(0);
+      lookups?.mockRestore();
       expect(await store.balance(org)).toEqual({ available: 9_900, reserved: 0 });
       expect((await store.audit()).problems).toEqual([]);
     });
