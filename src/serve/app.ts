@@ -10,7 +10,7 @@ import { SILENT_LOGGER, type Logger } from "../core/logger.ts";
 import { TeacherError } from "../teachers/teacher-error.ts";
 import { ApiError } from "./http/api-error.ts";
 import { chatRequestSchema, completionRequestSchema, messageText, unsupportedParameter, type ChatRequest, type CompletionRequest } from "./http/request-schemas.ts";
-import type { Lease, Limiter, LimitScope } from "./limits/limiter.ts";
+import { LimiterUnavailableError, type Lease, type Limiter, type LimitScope } from "./limits/limiter.ts";
 import { ExtractionMonitor, simhash } from "./extraction.ts";
 import { ApiMetrics } from "./metrics.ts";
 import { Cancel } from "./models/cancel.ts";
@@ -94,6 +94,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     let apiError: ApiError;
     if (error instanceof ApiError) apiError = error;
     else if (error instanceof InsufficientCreditError) apiError = new ApiError(402, error.message, { code: "insufficient_credit" });
+    else if (error instanceof LimiterUnavailableError) apiError = new ApiError(503, "the rate limits cannot be checked right now; nothing was charged", { code: "limits_unavailable", retryAfterSeconds: 1 });
     else if (error instanceof InputError) apiError = new ApiError(400, error.message, { code: "invalid_request" });
     else {
       const status = (error as { statusCode?: number }).statusCode;
@@ -179,12 +180,13 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     return metrics.registry.metrics();
   });
 
-  // For a load balancer: 503 when this server cannot charge (its ledger cannot write) or has no model that can answer.
+  // For a load balancer: 503 when this server cannot charge (its ledger cannot write), cannot check limits (Redis away) or has no model that can answer.
   app.get("/health", async (_request, reply) => {
     const served = Object.fromEntries([...models].map(([name, model]) => [name, model.available() ? "ok" : "unavailable"]));
     const ledger = (await store.ledgerAvailable()) ? "ok" : "unavailable";
-    const ok = ledger === "ok" && Object.values(served).includes("ok");
-    return reply.status(ok ? 200 : 503).send({ ok, ledger, models: served });
+    const limits = limiter.available() ? "ok" : "unavailable";
+    const ok = ledger === "ok" && limits === "ok" && Object.values(served).includes("ok");
+    return reply.status(ok ? 200 : 503).send({ ok, ledger, limits, models: served });
   });
 
   /** Everything a chat or text completion shares: auth, limits, reservation, generation, settlement. */
@@ -342,7 +344,8 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       if (!settled) throw new ApiError(503, "the credit ledger could not record this request; nothing was charged", { code: "ledger_unavailable", retryAfterSeconds: 1 });
       return completionBody(route, request.id, model.config.name, results);
     } finally {
-      await lease.release();
+      // Not awaited: the answer need not wait for a shared limiter's round trip (release never rejects).
+      void lease.release();
     }
   }
 

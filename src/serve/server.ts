@@ -52,7 +52,13 @@ export async function startApi(options: { config: ServeConfig; workspace: string
   const instance = config.port === 0 ? `${hostname()}:ephemeral:${process.pid}:${Date.now()}` : `${hostname()}:${config.port}`;
   const recovered = await recoverReservations(store, instance);
   if (recovered > 0) logger.log("warn", "api.recovered_reservations", { instance, recovered });
-  const limiter: Limiter = config.redis ? new RedisLimiter(config.redis, config.redisPrefix) : new MemoryLimiter();
+  let limiter: Limiter;
+  try {
+    limiter = config.redis ? await RedisLimiter.connect(config.redis, config.redisPrefix, logger) : new MemoryLimiter();
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
   const models = options.models ?? new Map<string, ServedModel>();
   if (!options.models) {
     for (const model of config.models) {

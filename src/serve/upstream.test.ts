@@ -74,7 +74,7 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
     expect((await api.store.audit()).problems).toEqual([]);
     // One upstream left: the server is still healthy for a load balancer.
     const health = await fetch(`${api.url}/health`);
-    expect([health.status, await health.json()]).toEqual([200, { ok: true, ledger: "ok", models: { "avocado-pool": "ok" } }]);
+    expect([health.status, await health.json()]).toEqual([200, { ok: true, ledger: "ok", limits: "ok", models: { "avocado-pool": "ok" } }]);
   });
 
   it("reports itself unhealthy (503) when no upstream of its models answers, or when its ledger cannot write", async () => {
@@ -93,7 +93,7 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       const failed = await new OpenAI({ apiKey: key, baseURL: `${lonely.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: "gone", messages: [{ role: "user", content: "hi" }] }).catch((e: unknown) => e);
       expect(failed).toBeInstanceOf(OpenAI.APIError);
       const down = await fetch(`${lonely.url}/health`);
-      expect([down.status, await down.json()]).toEqual([503, { ok: false, ledger: "ok", models: { gone: "unavailable" } }]);
+      expect([down.status, await down.json()]).toEqual([503, { ok: false, ledger: "ok", limits: "ok", models: { gone: "unavailable" } }]);
       // A ledger that failed and could not be rebuilt from its journal: nothing can be charged here.
       (lonely.store as unknown as { sqliteLedger: { broken: Error } }).sqliteLedger.broken = new Error("disk gone");
       expect(await (await fetch(`${lonely.url}/health`)).json()).toMatchObject({ ok: false, ledger: "unavailable" });

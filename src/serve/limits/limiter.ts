@@ -1,3 +1,5 @@
+import { AvocadoError } from "../../core/errors.ts";
+
 /**
  * Request limits of the paid API: per scope (a key, an org) requests per
  * minute, tokens per minute and requests in flight. Buckets hold a minute's
@@ -20,13 +22,23 @@ export type Admission = { ok: true; lease: Lease } | { ok: false; limit: LimitKi
 export interface Lease {
   /** Completion tokens as they are produced (TPM). */
   addTokens(tokens: number): void;
-  /** Ends the request (concurrency); idempotent. */
+  /** Ends the request (concurrency); idempotent, and never rejects (a slot it cannot free yet is freed later). */
   release(): Promise<void>;
 }
 
 export interface Limiter {
+  /** Throws LimiterUnavailableError when the limits cannot be checked (their store is unreachable): nothing was taken. */
   admit(requestId: string, scopes: readonly LimitScope[], promptTokens: number): Promise<Admission>;
+  /** Whether admit can answer now (for /health). */
+  available(): boolean;
   close(): Promise<void>;
+}
+
+/** The limits cannot be checked now (Redis unreachable or not answering): the request is refused, nothing taken or charged. */
+export class LimiterUnavailableError extends AvocadoError {
+  constructor(cause: unknown) {
+    super("limits_unavailable", `the rate limits cannot be checked: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
 }
 
 /** Token-bucket state after refilling to `now`. */

@@ -91,5 +91,9 @@ export class MemoryLimiter implements Limiter {
     return { ok: true, lease: new MemoryLease(scopes, states, this.now) };
   }
 
+  available(): boolean {
+    return true;
+  }
+
   async close(): Promise<void> {}
 }

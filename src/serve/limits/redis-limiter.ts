@@ -1,5 +1,7 @@
 import { Redis } from "ioredis";
-import type { Admission, LimitKind, Limiter, LimitScope } from "./limiter.ts";
+import { InputError } from "../../core/errors.ts";
+import { SILENT_LOGGER, type Logger } from "../../core/logger.ts";
+import { LimiterUnavailableError, type Admission, type Lease, type LimitKind, type Limiter, type LimitScope } from "./limiter.ts";
 
 /** Requests still "in flight" after this long are dropped from concurrency (a replica died holding them). */
 const LEASE_TTL_MS = 15 * 60_000;
@@ -65,55 +67,197 @@ end
 return 1
 `;
 
+/** A command Redis has not answered in this long fails (a hung server must not hang the API). */
+const COMMAND_TIMEOUT_MS = 2_000;
+const CONNECT_TIMEOUT_MS = 5_000;
+
+/** The two scripts, as ioredis custom commands: sent by SHA (EVALSHA), the script itself only when Redis lacks it. */
+interface LimitScripts {
+  avocadoAdmit(keyCount: number, ...keysAndArgs: (string | number)[]): Promise<[number, string?, number?, number?]>;
+  avocadoAddTokens(keyCount: number, ...keysAndArgs: (string | number)[]): Promise<number>;
+}
+
+/** A Redis URL as it may be logged: without its password. */
+function shown(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "(an invalid URL)";
+  }
+}
+
 /**
  * Limits shared by every replica through Redis: one Lua script checks and takes
  * from all of a request's buckets atomically, so N replicas enforce the limit,
  * not N × the limit. Concurrency is a sorted set of request ids with a deadline,
  * so a replica killed mid-request cannot hold a slot forever.
+ *
+ * Redis unreachable or not answering (COMMAND_TIMEOUT_MS): admit fails at once
+ * with LimiterUnavailableError (the API answers 503, nothing taken or charged)
+ * while ioredis reconnects; a slot that could not be freed meanwhile is freed
+ * once Redis is back; completion tokens that could not be counted are lost
+ * to TPM (limits, not money). The outage and the recovery are logged once each.
  */
 export class RedisLimiter implements Limiter {
-  private readonly redis: Redis;
-  constructor(url: string, prefix = "avocado:limits") {
-    this.redis = new Redis(url, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false });
-    this.prefix = prefix;
+  /** Request ids whose concurrency slots could not be freed (Redis was away), with their sets: freed when it is back. */
+  private readonly unreleased = new Map<string, string[]>();
+  private healthy = true;
+  private closing = false;
+
+  private constructor(
+    private readonly redis: Redis & LimitScripts,
+    private readonly prefix: string,
+    private readonly logger: Logger,
+  ) {
+    redis.on("ready", () => {
+      if (!this.healthy) logger.log("info", "limits.redis_ready", {});
+      this.healthy = true;
+      this.freeUnreleased();
+    });
   }
-  private readonly prefix: string;
+
+  /** Connects (failing with a clear InputError when Redis cannot be reached at start) and loads nothing else. */
+  static async connect(url: string, prefix = "avocado:limits", logger: Logger = SILENT_LOGGER): Promise<RedisLimiter> {
+    const redis = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: COMMAND_TIMEOUT_MS, connectTimeout: CONNECT_TIMEOUT_MS });
+    let lastError: Error | undefined;
+    let limiter: RedisLimiter | undefined;
+    // Without a listener, ioredis prints every failed reconnection; an outage is logged once, when the connection goes.
+    redis.on("error", (error: Error) => {
+      lastError = error;
+    });
+    redis.on("close", () => {
+      if (!limiter?.healthy || limiter.closing) return;
+      limiter.healthy = false;
+      logger.log("warn", "limits.redis_unavailable", { error: lastError?.message ?? "the connection closed" });
+    });
+    redis.on("ready", () => {
+      lastError = undefined;
+    });
+    redis.defineCommand("avocadoAdmit", { lua: ADMIT });
+    redis.defineCommand("avocadoAddTokens", { lua: ADD_TOKENS });
+    try {
+      await redis.connect();
+    } catch (error) {
+      redis.disconnect();
+      throw new InputError(`cannot reach Redis at ${shown(url)} (serve.redis): ${(lastError ?? (error as Error)).message}`);
+    }
+    limiter = new RedisLimiter(redis as Redis & LimitScripts, prefix, logger);
+    return limiter;
+  }
 
   private keys(scope: LimitScope): string[] {
     return [`${this.prefix}:${scope.id}:rpm`, `${this.prefix}:${scope.id}:tpm`, `${this.prefix}:${scope.id}:inflight`];
   }
 
+  available(): boolean {
+    return this.redis.status === "ready";
+  }
+
   async admit(requestId: string, scopes: readonly LimitScope[], promptTokens: number): Promise<Admission> {
     const keys = scopes.flatMap((s) => this.keys(s));
     const args = [promptTokens, requestId, LEASE_TTL_MS, ...scopes.flatMap((s) => [s.rpm ?? 0, s.tpm ?? 0, s.concurrency ?? 0])];
-    const result = (await this.redis.eval(ADMIT, keys.length, ...keys, ...args)) as [number, string?, number?, number?];
+    let result: [number, string?, number?, number?];
+    try {
+      result = await this.redis.avocadoAdmit(keys.length, ...keys, ...args);
+    } catch (error) {
+      throw new LimiterUnavailableError(error);
+    }
     if (result[0] !== 1) return { ok: false, limit: result[1] as LimitKind, scope: scopes[result[2] ?? 0]!.id, retryAfterMs: Math.max(1, result[3] ?? 1000) };
-    const tpmScopes = scopes.filter((s) => s.tpm);
-    const concurrencyScopes = scopes.filter((s) => s.concurrency);
-    let released = false;
-    let pending: Promise<unknown> = Promise.resolve();
+    const tpm = scopes.filter((s) => s.tpm);
     return {
       ok: true,
-      lease: {
-        addTokens: (tokens) => {
-          if (tpmScopes.length === 0 || tokens <= 0) return;
-          pending = pending.then(() => this.redis.eval(ADD_TOKENS, tpmScopes.length, ...tpmScopes.map((s) => this.keys(s)[1]!), tokens, ...tpmScopes.map((s) => s.tpm!))).catch(() => undefined);
-        },
-        release: async () => {
-          if (released) return;
-          released = true;
-          await pending;
-          if (concurrencyScopes.length > 0) {
-            const pipeline = this.redis.pipeline();
-            for (const scope of concurrencyScopes) pipeline.zrem(this.keys(scope)[2]!, requestId);
-            await pipeline.exec();
-          }
-        },
-      },
+      lease: new RedisLease(
+        this,
+        requestId,
+        tpm.map((s) => this.keys(s)[1]!),
+        tpm.map((s) => s.tpm!),
+        scopes.filter((s) => s.concurrency).map((s) => this.keys(s)[2]!),
+      ),
     };
   }
 
+  /** Takes completion tokens from TPM buckets; never rejects (tokens Redis could not take are not counted). */
+  async takeTokens(keys: string[], limits: number[], tokens: number): Promise<void> {
+    try {
+      await this.redis.avocadoAddTokens(keys.length, ...keys, tokens, ...limits);
+    } catch {
+      // Redis away: the outage is logged once, by the connection.
+    }
+  }
+
+  /** Frees a request's concurrency slots; one that cannot be freed now is freed once Redis is back. Never rejects. */
+  async free(requestId: string, sets: string[]): Promise<void> {
+    if (!(await this.removeFrom(requestId, sets))) this.unreleased.set(requestId, sets);
+  }
+
+  private async removeFrom(requestId: string, sets: string[]): Promise<boolean> {
+    try {
+      const pipeline = this.redis.pipeline();
+      for (const set of sets) pipeline.zrem(set, requestId);
+      const results = await pipeline.exec();
+      return results !== null && results.every(([error]) => !error);
+    } catch {
+      return false;
+    }
+  }
+
+  private freeUnreleased(): void {
+    for (const [requestId, sets] of this.unreleased) {
+      this.unreleased.delete(requestId);
+      void this.free(requestId, sets);
+    }
+  }
+
   async close(): Promise<void> {
-    await this.redis.quit();
+    this.closing = true;
+    try {
+      await this.redis.quit();
+    } catch {
+      this.redis.disconnect();
+    }
+  }
+}
+
+/**
+ * A request's hold on its Redis limits. Completion tokens are sent one script
+ * call at a time: those that come while one is on its way go together in the
+ * next (a stream does not make one round trip per token). Its slots are freed
+ * without waiting for its token counts (one connection: Redis runs them in order).
+ */
+class RedisLease implements Lease {
+  private released = false;
+  private unsent = 0;
+  private sending = false;
+
+  constructor(
+    private readonly limiter: RedisLimiter,
+    private readonly requestId: string,
+    private readonly tpmKeys: string[],
+    private readonly tpmLimits: number[],
+    private readonly inflight: string[],
+  ) {}
+
+  addTokens(tokens: number): void {
+    if (this.tpmKeys.length === 0 || tokens <= 0) return;
+    this.unsent += tokens;
+    if (!this.sending) this.send();
+  }
+
+  private send(): void {
+    const tokens = this.unsent;
+    this.unsent = 0;
+    this.sending = true;
+    void this.limiter.takeTokens(this.tpmKeys, this.tpmLimits, tokens).then(() => {
+      this.sending = false;
+      if (this.unsent > 0) this.send();
+    });
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    if (this.inflight.length > 0) await this.limiter.free(this.requestId, this.inflight);
   }
 }
