@@ -103,47 +103,45 @@ function shown(url: string): string {
 export class RedisLimiter implements Limiter {
   /** Request ids whose concurrency slots could not be freed (Redis was away), with their sets: freed when it is back. */
   private readonly unreleased = new Map<string, string[]>();
-  private healthy = true;
+  /** The link: not yet up (startup), up, or lost since it was up (an outage, logged once). */
+  private link: "connecting" | "up" | "down" = "connecting";
   private closing = false;
+  private lastError: Error | undefined;
 
   private constructor(
     private readonly redis: Redis & LimitScripts,
     private readonly prefix: string,
-    private readonly logger: Logger,
+    logger: Logger,
   ) {
+    // Without a listener, ioredis prints every failed reconnection.
+    redis.on("error", (error: Error) => {
+      this.lastError = error;
+    });
+    redis.on("close", () => {
+      if (this.link !== "up" || this.closing) return;
+      this.link = "down";
+      logger.log("warn", "limits.redis_unavailable", { error: this.lastError?.message ?? "the connection closed" });
+    });
     redis.on("ready", () => {
-      if (!this.healthy) logger.log("info", "limits.redis_ready", {});
-      this.healthy = true;
+      if (this.link === "down") logger.log("info", "limits.redis_ready", {});
+      this.link = "up";
+      this.lastError = undefined;
       this.freeUnreleased();
     });
   }
 
-  /** Connects (failing with a clear InputError when Redis cannot be reached at start) and loads nothing else. */
+  /** Connects, failing with a clear InputError when Redis cannot be reached at start. */
   static async connect(url: string, prefix = "avocado:limits", logger: Logger = SILENT_LOGGER): Promise<RedisLimiter> {
     const redis = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: COMMAND_TIMEOUT_MS, connectTimeout: CONNECT_TIMEOUT_MS });
-    let lastError: Error | undefined;
-    let limiter: RedisLimiter | undefined;
-    // Without a listener, ioredis prints every failed reconnection; an outage is logged once, when the connection goes.
-    redis.on("error", (error: Error) => {
-      lastError = error;
-    });
-    redis.on("close", () => {
-      if (!limiter?.healthy || limiter.closing) return;
-      limiter.healthy = false;
-      logger.log("warn", "limits.redis_unavailable", { error: lastError?.message ?? "the connection closed" });
-    });
-    redis.on("ready", () => {
-      lastError = undefined;
-    });
     redis.defineCommand("avocadoAdmit", { lua: ADMIT });
     redis.defineCommand("avocadoAddTokens", { lua: ADD_TOKENS });
+    const limiter = new RedisLimiter(redis as Redis & LimitScripts, prefix, logger);
     try {
       await redis.connect();
     } catch (error) {
       redis.disconnect();
-      throw new InputError(`cannot reach Redis at ${shown(url)} (serve.redis): ${(lastError ?? (error as Error)).message}`);
+      throw new InputError(`cannot reach Redis at ${shown(url)} (serve.redis): ${(limiter.lastError ?? (error as Error)).message}`);
     }
-    limiter = new RedisLimiter(redis as Redis & LimitScripts, prefix, logger);
     return limiter;
   }
 
