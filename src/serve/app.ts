@@ -17,7 +17,9 @@ import { Cancel } from "./models/cancel.ts";
 import { costOf, type GenerationRequest, type GenerationResult, type ServedModel } from "./models/served-model.ts";
 import { InsufficientCreditError, type ApiKeyRow, type Hold, type Store } from "./store/store.ts";
 import type { SettleUsage } from "./store/ledger.ts";
+import { storeUnavailable } from "./store/database.ts";
 import { adminCheck, registerAdmin } from "./admin.ts";
+import { SettlementRetry } from "./settlement-retry.ts";
 
 export interface ApiDependencies {
   config: ServeConfig;
@@ -83,6 +85,9 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     clientErrorHandler: clientError,
   });
   const keyCache = new Map<string, { row: ApiKeyRow | undefined; auth: Authenticated | undefined; until: number }>();
+  const retries = new SettlementRetry(store, logger);
+  // Before the store closes (server.ts closes it after the app): one last try for settlements still pending.
+  app.addHook("onClose", async () => retries.close());
   const extraction = config.extraction.throttleRpm ? new ExtractionMonitor((keyId, since) => store.requestSignals(keyId, since), config.extraction.windowDays) : undefined;
 
   app.addHook("onRequest", (request, reply, done) => {
@@ -94,7 +99,10 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     let apiError: ApiError;
     if (error instanceof ApiError) apiError = error;
     else if (error instanceof InsufficientCreditError) apiError = new ApiError(402, error.message, { code: "insufficient_credit" });
-    else if (error instanceof LimiterUnavailableError) apiError = new ApiError(503, "the rate limits cannot be checked right now; nothing was charged", { code: "limits_unavailable", retryAfterSeconds: 1 });
+    else if (storeUnavailable(error)) {
+      logger.log("warn", "api.store_unavailable", { requestId: request.id, error: errorMessage(error) });
+      apiError = new ApiError(503, "the key and credit store is unavailable; nothing was charged", { code: "ledger_unavailable", retryAfterSeconds: 1 });
+    } else if (error instanceof LimiterUnavailableError) apiError = new ApiError(503, "the rate limits cannot be checked right now; nothing was charged", { code: "limits_unavailable", retryAfterSeconds: 1 });
     else if (error instanceof InputError) apiError = new ApiError(400, error.message, { code: "invalid_request" });
     else {
       const status = (error as { statusCode?: number }).statusCode;
@@ -305,12 +313,16 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         const usedPrompt = results.reduce((sum, r) => sum + r.promptTokens, 0);
         const usedCompletion = results.reduce((sum, r) => sum + r.completionTokens, 0);
         const cost = costOf(price, usedPrompt, usedCompletion);
-        try {
-          // A hold that never committed has nothing to settle.
-          if (durable) settled = await store.settle(request.id, { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome: abort.aborted && outcome === "ok" ? "cancelled" : outcome, signals: signals ?? signalsOf(generation, body.temperature) });
-        } catch (error) {
-          // The hold stays open (recovery releases it): a non-stream answer is then withheld; a stream has already been read.
-          logger.log("error", "api.settle_failed", { requestId: request.id, error: errorMessage(error) });
+        // A hold that never committed has nothing to settle.
+        if (durable) {
+          const usage: SettleUsage = { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome: abort.aborted && outcome === "ok" ? "cancelled" : outcome, signals: signals ?? signalsOf(generation, body.temperature) };
+          try {
+            settled = await store.settle(request.id, usage);
+          } catch (error) {
+            // Tried again until it lands: a stream has been read, and is charged; a non-stream answer is withheld, and recorded at no cost.
+            logger.log("error", "api.settle_failed", { requestId: request.id, error: errorMessage(error) });
+            retries.add(request.id, stream ? usage : { ...usage, cost: 0, outcome: "ledger_unavailable" });
+          }
         }
         if (!stream) lease.addTokens(usedCompletion);
         const seconds = (performance.now() - started) / 1000;

@@ -47,7 +47,7 @@ export async function startApi(options: { config: ServeConfig; workspace: string
   const { config } = options;
   const logger = options.logger ?? SILENT_LOGGER;
   // A long-running server: on SQLite its ledger journals each operation (one write) and commits its tables in batches.
-  const store = await Store.open(storeUrl(config.store, options.workspace), { journal: true });
+  const store = await Store.open(storeUrl(config.store, options.workspace), { journal: true, logger });
   // A fixed port names the instance, so a restart recovers its predecessor; an ephemeral port is a one-off instance.
   const instance = config.port === 0 ? `${hostname()}:ephemeral:${process.pid}:${Date.now()}` : `${hostname()}:${config.port}`;
   const recovered = await recoverReservations(store, instance);

@@ -1,5 +1,6 @@
 import { Redis } from "ioredis";
 import { InputError } from "../../core/errors.ts";
+import { withoutPassword } from "../../core/urls.ts";
 import { SILENT_LOGGER, type Logger } from "../../core/logger.ts";
 import { LimiterUnavailableError, type Admission, type Lease, type LimitKind, type Limiter, type LimitScope } from "./limiter.ts";
 
@@ -77,17 +78,6 @@ interface LimitScripts {
   avocadoAddTokens(keyCount: number, ...keysAndArgs: (string | number)[]): Promise<number>;
 }
 
-/** A Redis URL as it may be logged: without its password. */
-function shown(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    return parsed.toString();
-  } catch {
-    return "(an invalid URL)";
-  }
-}
-
 /**
  * Limits shared by every replica through Redis: one Lua script checks and takes
  * from all of a request's buckets atomically, so N replicas enforce the limit,
@@ -140,7 +130,7 @@ export class RedisLimiter implements Limiter {
       await redis.connect();
     } catch (error) {
       redis.disconnect();
-      throw new InputError(`cannot reach Redis at ${shown(url)} (serve.redis): ${(limiter.lastError ?? (error as Error)).message}`);
+      throw new InputError(`cannot reach Redis at ${withoutPassword(url)} (serve.redis): ${(limiter.lastError ?? (error as Error)).message}`);
     }
     return limiter;
   }

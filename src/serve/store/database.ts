@@ -4,6 +4,8 @@ import pg from "pg";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { FileError, InputError, errorMessage } from "../../core/errors.ts";
+import { SILENT_LOGGER, type Logger } from "../../core/logger.ts";
+import { withoutPassword } from "../../core/urls.ts";
 import { WalCheckpointer } from "./checkpointer.ts";
 
 /**
@@ -90,7 +92,25 @@ const BIGINT_OID = 20;
 /** Opens `sqlite:<path>` (or `sqlite::memory:`) or `postgres://…`, and creates the schema if needed. */
 export type StoreKind = "sqlite" | "postgres";
 
-export async function openDatabase(url: string): Promise<{ db: Db; kind: StoreKind; sqlite?: SQLite.Database; checkpointer?: WalCheckpointer }> {
+/** A PostgreSQL client this long without a connection fails (an unreachable database must not hang requests). */
+const PG_CONNECT_TIMEOUT_MS = 5_000;
+
+/** PostgreSQL's error classes for a database that cannot be used right now: connection exception, insufficient resources, operator intervention. */
+const UNAVAILABLE_SQLSTATE = /^(08|53|57P)/;
+const UNAVAILABLE_ERRNO = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN", "EPIPE"]);
+
+/**
+ * Whether an error means the store cannot be reached or used right now (so the
+ * API answers 503 and the request may be retried), rather than a bug or bad input.
+ */
+export function storeUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && (UNAVAILABLE_ERRNO.has(code) || (code.length === 5 && UNAVAILABLE_SQLSTATE.test(code)))) return true;
+  // node-postgres's own words for a connection that broke or never came.
+  return error instanceof Error && /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/.test(error.message);
+}
+
+export async function openDatabase(url: string, logger: Logger = SILENT_LOGGER): Promise<{ db: Db; kind: StoreKind; sqlite?: SQLite.Database; checkpointer?: WalCheckpointer }> {
   let db: Db;
   let kind: StoreKind;
   let sqlite: SQLite.Database | undefined;
@@ -120,8 +140,13 @@ export async function openDatabase(url: string): Promise<{ db: Db; kind: StoreKi
     const pool = new pg.Pool({
       connectionString: url,
       max: 10,
+      connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS,
+      keepAlive: true,
       types: { getTypeParser: ((oid: number, format?: "text" | "binary") => (oid === BIGINT_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format))) as typeof pg.types.getTypeParser },
     });
+    // An idle connection the database closed (a restart, a failover, an idle timeout) is an 'error' event on the pool:
+    // without a listener it would end the process. The pool drops that connection and opens another when needed.
+    pool.on("error", (error) => logger.log("warn", "store.connection_lost", { error: error.message }));
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     kind = "postgres";
   } else {
@@ -129,14 +154,20 @@ export async function openDatabase(url: string): Promise<{ db: Db; kind: StoreKi
   }
   if (kind === "postgres") {
     // Replicas starting together: one migrates at a time.
-    await db.connection().execute(async (connection) => {
-      await sql`select pg_advisory_lock(724211)`.execute(connection);
-      try {
-        await migrate(connection, kind);
-      } finally {
-        await sql`select pg_advisory_unlock(724211)`.execute(connection);
-      }
-    });
+    try {
+      await db.connection().execute(async (connection) => {
+        await sql`select pg_advisory_lock(724211)`.execute(connection);
+        try {
+          await migrate(connection, kind);
+        } finally {
+          await sql`select pg_advisory_unlock(724211)`.execute(connection);
+        }
+      });
+    } catch (error) {
+      await db.destroy();
+      if (storeUnavailable(error)) throw new InputError(`cannot reach PostgreSQL at ${withoutPassword(url)}: ${errorMessage(error)}`, { cause: error });
+      throw error;
+    }
   } else await migrate(db, kind);
   return { db, kind, sqlite, checkpointer };
 }

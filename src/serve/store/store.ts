@@ -6,6 +6,7 @@ import { accounts, assertBalanced, chargeMovement, chargeOf, checkCeiling, grant
 import type { WalCheckpointer } from "./checkpointer.ts";
 import { deadJournals, LedgerJournal, otherServers, parseJournal, readDeadJournal, removeDeadJournal } from "./ledger-journal.ts";
 import { SqliteLedger } from "./sqlite-ledger.ts";
+import type { Logger } from "../../core/logger.ts";
 import { openDatabase, type Database, type Db, type StoreKind } from "./database.ts";
 
 export { accounts, CreditCeilingError, InsufficientCreditError, MAX_ISSUED, type Hold };
@@ -61,8 +62,8 @@ export class Store {
    * (a long-running server on SQLite): the ledger's operations become durable
    * in a journal and its tables commit in batches (see `SqliteLedger`).
    */
-  static async open(url: string, options: { journal?: boolean | { commitMs: number } } = {}): Promise<Store> {
-    const { db, kind, sqlite, checkpointer } = await openDatabase(url);
+  static async open(url: string, options: { journal?: boolean | { commitMs: number }; logger?: Logger } = {}): Promise<Store> {
+    const { db, kind, sqlite, checkpointer } = await openDatabase(url, options.logger);
     const path = url.slice("sqlite:".length);
     const file = sqlite !== undefined && path !== "" && path !== ":memory:";
     let ledger: SqliteLedger | undefined;

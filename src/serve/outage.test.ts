@@ -1,0 +1,187 @@
+// Outages of the services the API depends on, as a network partition (a TCP
+// relay cut and restored in front of the machine's real Redis and PostgreSQL):
+// clear errors, 503s rather than 500s or hangs, no crash, nothing lost or
+// charged twice, and service back when the link is.
+import OpenAI from "openai";
+import { describe, expect, it } from "vitest";
+import { teacherGguf } from "../../test/fixtures.ts";
+import { Partition, targetOf, until } from "../../test/partition.ts";
+import pg from "pg";
+import { freshStore, POSTGRES_URL } from "../../test/stores.ts";
+import { serveSchema } from "../core/config/serve-schema.ts";
+import type { Logger } from "../core/logger.ts";
+import { LimiterUnavailableError } from "./limits/limiter.ts";
+import { RedisLimiter } from "./limits/redis-limiter.ts";
+import { EmbeddedServedModel } from "./models/embedded-model.ts";
+import type { ServedModel } from "./models/served-model.ts";
+import { startApi } from "./server.ts";
+import { Store } from "./store/store.ts";
+
+const REDIS_URL = process.env.AVOCADO_TEST_REDIS ?? "redis://127.0.0.1:6379";
+/** A prompt the tiny model goes on answering for hundreds of tokens. */
+const ENDLESS = "<|im_start|>user\nReverse the word 'abcdefghijklmnop'.<|im_end|>\n<|im_start|>assistant\n<think>\nLetters:";
+const prefix = () => `avocado-test:${process.pid}:${Date.now()}:${Math.random().toString(36).slice(2)}`;
+
+describe("Redis unreachable", () => {
+  it("refuses to start with a clear error, naming the URL without its password", async () => {
+    const partition = new Partition(targetOf(REDIS_URL, 6379));
+    await partition.up();
+    await partition.cut();
+    await expect(RedisLimiter.connect(`redis://:secret@127.0.0.1:${partition.port}`, prefix())).rejects.toThrow(new RegExp(`cannot reach Redis at redis://:\\*\\*\\*@127\\.0\\.0\\.1:${partition.port}`));
+  });
+
+  it("mid-service: admit fails fast, a slot freed meanwhile is freed once Redis is back, and the outage is logged once", async () => {
+    const partition = new Partition(targetOf(REDIS_URL, 6379));
+    await partition.up();
+    const events: string[] = [];
+    const logger: Logger = { log: (_level, event) => void events.push(event), addSecret: () => undefined };
+    const limiter = await RedisLimiter.connect(partition.relayed(REDIS_URL), prefix(), logger);
+    try {
+      const scope = [{ id: "key:p", concurrency: 1 }];
+      const held = await limiter.admit("p1", scope, 1);
+      if (!held.ok) throw new Error("refused");
+      await partition.cut();
+      await until(() => !limiter.available());
+      const started = Date.now();
+      await expect(limiter.admit("p2", scope, 1)).rejects.toBeInstanceOf(LimiterUnavailableError);
+      expect(Date.now() - started).toBeLessThan(1_000);
+      // Never rejects; the slot stays taken in Redis until the link is back.
+      await held.lease.release();
+      held.lease.addTokens(5);
+      await partition.up();
+      await until(() => limiter.available());
+      // The slot p1 held was freed after the reconnection (without it, p3 waits out the 15-minute lease).
+      await until(() => events.includes("limits.redis_ready"));
+      let admitted = await limiter.admit("p3", scope, 1);
+      for (let i = 0; i < 50 && !admitted.ok; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        admitted = await limiter.admit(`p3-${i}`, scope, 1);
+      }
+      expect(admitted.ok).toBe(true);
+      expect(events.filter((e) => e === "limits.redis_unavailable")).toHaveLength(1);
+      expect(events.filter((e) => e === "limits.redis_ready")).toHaveLength(1);
+    } finally {
+      await limiter.close();
+      await partition.cut();
+    }
+  });
+
+  it("the API answers 503 limits_unavailable with a Retry-After, charges nothing, and /health says so", async () => {
+    const partition = new Partition(targetOf(REDIS_URL, 6379));
+    await partition.up();
+    const fresh = await freshStore("sqlite", "redis_down");
+    await fresh.store.close();
+    const config = serveSchema.parse({
+      port: 0,
+      store: fresh.url,
+      redis: partition.relayed(REDIS_URL),
+      redisPrefix: prefix(),
+      plans: { default: { rpm: 100, topLogprobs: 0 } },
+      models: [{ name: "avocado-tiny", gguf: teacherGguf("tiny-qwen"), price: { inputPerMillion: 1, outputPerMillion: 1 }, maxTokens: 4 }],
+    });
+    const models = new Map<string, ServedModel>([["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))]]);
+    const api = await startApi({ config, workspace: "/nonexistent", models });
+    try {
+      const { key } = await api.store.createKey({ org: "partitioned", name: "k" });
+      await api.store.grant("partitioned", 1_000_000, "p");
+      const client = new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
+      const ask = () => client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 1 });
+      await ask();
+      await partition.cut();
+      const refused = await ask().then(
+        () => undefined,
+        (error: { status?: number; code?: string; headers?: Headers }) => error,
+      );
+      expect([refused?.status, refused?.code, refused?.headers?.get("retry-after")]).toEqual([503, "limits_unavailable", "1"]);
+      const health = await fetch(`${api.url}/health`);
+      expect([health.status, await health.json()]).toEqual([503, { ok: false, ledger: "ok", limits: "unavailable", models: { "avocado-tiny": "ok" } }]);
+      const [usage] = await api.store.usage();
+      expect(usage?.requests).toBe(1);
+      expect((await api.store.audit()).ok).toBe(true);
+    } finally {
+      await api.close();
+      await partition.cut();
+      await fresh.drop();
+    }
+  });
+});
+
+
+describe("PostgreSQL unreachable", () => {
+  it("refuses to start with a clear error, naming the URL without its password", async () => {
+    const partition = new Partition(targetOf(POSTGRES_URL, 5432));
+    await partition.up();
+    await partition.cut();
+    await expect(Store.open(partition.relayed("postgres://postgres:secret@127.0.0.1:5432/test"))).rejects.toThrow(/cannot reach PostgreSQL at postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/test/);
+  });
+
+  it("survives the database closing its connections, answers 503 during a partition, and settles a stream cut off from it once it is back", async () => {
+    const fresh = await freshStore("postgres", "outage");
+    await fresh.store.close();
+    const partition = new Partition(targetOf(POSTGRES_URL, 5432));
+    await partition.up();
+    const application = `avocado_outage_${process.pid}`;
+    const events: string[] = [];
+    const logger: Logger = { log: (_level, event) => void events.push(event), addSecret: () => undefined };
+    const config = serveSchema.parse({
+      port: 0,
+      store: `${partition.relayed(fresh.url)}&application_name=${application}`,
+      plans: { default: { rpm: 1_000, topLogprobs: 0 } },
+      models: [{ name: "avocado-tiny", gguf: teacherGguf("tiny-qwen"), price: { inputPerMillion: 1_000_000, outputPerMillion: 4_000_000 }, maxTokens: 256 }],
+    });
+    const models = new Map<string, ServedModel>([["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))]]);
+    const api = await startApi({ config, workspace: "/nonexistent", models, logger });
+    try {
+      const { key } = await api.store.createKey({ org: "outage", name: "k" });
+      await api.store.grant("outage", 10_000_000, "o");
+      const org = (await api.store.orgByName("outage"))!.id;
+      const client = new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
+      const ask = () => client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
+      await ask();
+
+      // The database closes every connection (a restart, a failover): the server lives on and opens new ones.
+      const admin = new pg.Client({ connectionString: POSTGRES_URL });
+      await admin.connect();
+      await admin.query("select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1", [application]);
+      await admin.end();
+      await until(() => events.includes("store.connection_lost"));
+      await ask();
+
+      // Cut off: 503 with a Retry-After, not a 500 or a hang; /health says so.
+      await partition.cut();
+      const refused = await ask().then(
+        () => undefined,
+        (error: { status?: number; code?: string; headers?: Headers }) => error,
+      );
+      expect([refused?.status, refused?.code, refused?.headers?.get("retry-after")]).toEqual([503, "ledger_unavailable", "1"]);
+      const health = await fetch(`${api.url}/health`);
+      expect([health.status, ((await health.json()) as { ledger: string }).ledger]).toEqual([503, "unavailable"]);
+
+      // Cut off mid-stream: the client reads its whole answer; its charge lands once the database is back.
+      await partition.up();
+      const stream = await client.completions.create({ model: "avocado-tiny", prompt: ENDLESS, max_tokens: 200, temperature: 0, stream: true, stream_options: { include_usage: true } });
+      let chunks = 0;
+      let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
+      for await (const chunk of stream) {
+        if (++chunks === 2) await partition.cut();
+        usage = chunk.usage ?? usage;
+      }
+      expect(usage?.completion_tokens).toBeGreaterThan(20);
+      expect(events).toContain("api.settle_failed");
+      await partition.up();
+      await until(() => events.includes("api.settle_retried"), 20_000);
+
+      expect(await api.store.openReservations()).toEqual([]);
+      const rows = await api.store.usage();
+      const charged = rows.reduce((sum, row) => sum + row.cost, 0);
+      expect(rows.reduce((sum, row) => sum + row.requests, 0)).toBe(3);
+      expect(charged).toBeGreaterThanOrEqual(usage!.prompt_tokens * 1 + usage!.completion_tokens * 4);
+      expect(await api.store.balance(org)).toEqual({ available: 10_000_000 - charged, reserved: 0 });
+      expect((await api.store.audit()).problems).toEqual([]);
+    } finally {
+      await api.close();
+      await partition.cut();
+      await fresh.drop();
+    }
+  });
+});

@@ -1,0 +1,63 @@
+import { connect, createServer, type Server, type Socket } from "node:net";
+
+/**
+ * A TCP relay in front of one of the machine's real services (Redis,
+ * PostgreSQL) that can be cut and restored on the same port: a network
+ * partition, while the service itself keeps running with its state.
+ */
+export class Partition {
+  private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
+  port = 0;
+
+  constructor(private readonly target: { host: string; port: number }) {}
+
+  /** Starts relaying (again, on the same port after a cut). */
+  async up(): Promise<void> {
+    this.server = createServer((client) => {
+      const service = connect(this.target.port, this.target.host);
+      for (const socket of [client, service]) {
+        this.sockets.add(socket);
+        socket.on("error", () => undefined);
+        socket.on("close", () => {
+          this.sockets.delete(socket);
+          client.destroy();
+          service.destroy();
+        });
+      }
+      client.pipe(service).pipe(client);
+    });
+    await new Promise<void>((resolve) => this.server!.listen(this.port, "127.0.0.1", resolve));
+    this.port = (this.server.address() as { port: number }).port;
+  }
+
+  /** Drops every relayed connection and refuses new ones until `up`. */
+  async cut(): Promise<void> {
+    if (!this.server?.listening) return;
+    const closed = new Promise((resolve) => this.server!.close(resolve));
+    for (const socket of this.sockets) socket.destroy();
+    await closed;
+  }
+
+  /** `url` with its host and port replaced by the relay's. */
+  relayed(url: string): string {
+    const parsed = new URL(url);
+    parsed.hostname = "127.0.0.1";
+    parsed.port = String(this.port);
+    return parsed.toString();
+  }
+}
+
+/** Waits (polling) until `condition` holds, or fails after `ms`. */
+export async function until(condition: () => boolean, ms = 10_000): Promise<void> {
+  for (const stop = Date.now() + ms; !condition(); ) {
+    if (Date.now() > stop) throw new Error("timed out waiting");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** A service's host and port from its URL. */
+export function targetOf(url: string, defaultPort: number): { host: string; port: number } {
+  const parsed = new URL(url);
+  return { host: parsed.hostname, port: Number(parsed.port || defaultPort) };
+}
