@@ -44,6 +44,16 @@ interface Authenticated {
   limits: LimitScope[];
 }
 
+/** A request's route as a metrics label (a fixed set: never a client's path). */
+function routeName(request: FastifyRequest): string {
+  const url = request.routeOptions.url ?? "";
+  if (url === "/v1/chat/completions") return "chat";
+  if (url === "/v1/completions") return "completions";
+  if (url.startsWith("/v1/models")) return "models";
+  if (url.startsWith("/admin")) return "admin";
+  return url === "" ? "unknown" : url.replace(/^\//, "");
+}
+
 function sha256(text: string): string {
   return hash("sha256", text, "hex");
 }
@@ -86,6 +96,9 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
   });
   const keyCache = new Map<string, { row: ApiKeyRow | undefined; auth: Authenticated | undefined; until: number }>();
   const retries = new SettlementRetry(store, logger);
+  metrics.countPendingSettlements(() => retries.size);
+  /** Requests past admission: counted by `metrics.finished`, not as refused, whatever error they end with. */
+  const admitted = new WeakSet<FastifyRequest>();
   // Before the store closes (server.ts closes it after the app): one last try for settlements still pending.
   app.addHook("onClose", async () => retries.close());
   const extraction = config.extraction.throttleRpm ? new ExtractionMonitor((keyId, since) => store.requestSignals(keyId, since), config.extraction.windowDays) : undefined;
@@ -115,10 +128,13 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         apiError = new ApiError(500, "internal error", { code: "internal_error" });
       }
     }
+    // Admitted requests are counted when they finish (with their model); this counts the others, by route and status.
+    if (!admitted.has(request)) metrics.refused(routeName(request), apiError.status);
     if (apiError.options.retryAfterSeconds !== undefined) void reply.header("retry-after", String(apiError.options.retryAfterSeconds));
     void reply.status(apiError.status).send(apiError.body());
   });
   app.setNotFoundHandler((request, reply) => {
+    metrics.refused("unknown", 404);
     void reply.status(404).send(new ApiError(404, `no route ${request.method} ${request.url.split("?")[0]}`, { code: "unknown_route" }).body());
   });
 
@@ -260,6 +276,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       });
     }
     const lease: Lease = admission.lease;
+    admitted.add(request);
     try {
       const price = model.config.price;
       const worst = costOf(price, promptTokens * n, maxTokens * n);

@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
 /** Prometheus metrics of one API server (its own registry, so tests can run several). */
 export class ApiMetrics {
@@ -16,8 +16,30 @@ export class ApiMetrics {
   readonly spend = new Counter({ name: "avocado_spend_micros_total", help: "Settled charges in micro-units by model", labelNames: ["model"], registers: [this.registry] });
   readonly limitHits = new Counter({ name: "avocado_limit_hits_total", help: "Requests refused by a limit (rpm, tpm, concurrency, credit)", labelNames: ["limit"], registers: [this.registry] });
 
+  /** Settlements the store could not take yet (being retried): should be 0; more means the store is failing. */
+  readonly pendingSettlements: Gauge = new Gauge({
+    name: "avocado_settlements_pending",
+    help: "Settlements the store could not take yet, being retried",
+    registers: [this.registry],
+    collect: (): void => this.pendingSettlements.set(this.pendingCount()),
+  });
+  private pendingCount = () => 0;
+
+  /** Where the pending settlements gauge reads its value, at each scrape. */
+  countPendingSettlements(read: () => number): void {
+    this.pendingCount = read;
+  }
+
   /** Labelled children, looked up once per label set instead of hashing the labels on every request. */
   private readonly children = new Map<string, { requests: Counter.Internal; latency: Histogram.Internal<string>; prompt: Counter.Internal; completion: Counter.Internal; spend: Counter.Internal }>();
+
+  /**
+   * A request answered with an error before it was admitted (bad input, a bad key, a limit, no credit, an
+   * unavailable store): counted by route and status, without a model (a client's model name is not a label).
+   */
+  refused(route: string, status: number): void {
+    this.requests.labels(route, "", String(status)).inc();
+  }
 
   /** One finished request: its count, tokens, spend and latency. */
   finished(route: string, model: string, stream: boolean, status: string, tokens: { prompt: number; completion: number }, spendMicros: number, seconds: number): void {

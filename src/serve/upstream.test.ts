@@ -254,7 +254,10 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
     }
   });
 
-  it("exposes Prometheus metrics (requests, latency, tokens, spend) only to the admin token", async () => {
+  it("exposes Prometheus metrics (requests, refusals, latency, tokens, spend) only to the admin token", async () => {
+    const badKey = await fetch(`${api.url}/v1/chat/completions`, { method: "POST", headers: { authorization: "Bearer avo_nope", "content-type": "application/json" }, body: "{}" });
+    expect(badKey.status).toBe(401);
+    expect((await fetch(`${api.url}/v1/nowhere`)).status).toBe(404);
     expect((await fetch(`${api.url}/metrics`)).status).toBe(401);
     expect((await fetch(`${api.url}/metrics`, { headers: { authorization: "Bearer wrong" } })).status).toBe(401);
     const text = await (await fetch(`${api.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } })).text();
@@ -263,5 +266,10 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
     expect(text).toMatch(/avocado_tokens_total\{model="avocado-pool",kind="completion"\} \d+/);
     expect(text).toMatch(/avocado_spend_micros_total\{model="avocado-pool"\} \d+/);
     expect(text).toMatch(/avocado_time_to_first_token_seconds_count 1/);
+    // Refused before admission: by route and status, no model label; the metrics endpoint's own 401s are counted too.
+    expect(text).toMatch(/avocado_requests_total\{route="chat",model="",status="401"\} 1\n/);
+    expect(text).toMatch(/avocado_requests_total\{route="unknown",model="",status="404"\} 1\n/);
+    expect(text).toMatch(/avocado_requests_total\{route="metrics",model="",status="401"\} 2\n/);
+    expect(text).toMatch(/avocado_settlements_pending 0\n/);
   });
 });
