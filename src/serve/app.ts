@@ -330,15 +330,20 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         const usedPrompt = results.reduce((sum, r) => sum + r.promptTokens, 0);
         const usedCompletion = results.reduce((sum, r) => sum + r.completionTokens, 0);
         const cost = costOf(price, usedPrompt, usedCompletion);
+        // What this request is charged, as metrics and the access log report it.
+        let charged = 0;
         // A hold that never committed has nothing to settle.
         if (durable) {
           const usage: SettleUsage = { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome: abort.aborted && outcome === "ok" ? "cancelled" : outcome, signals: signals ?? signalsOf(generation, body.temperature) };
           try {
             settled = await store.settle(request.id, usage);
+            if (settled) charged = Math.min(cost, held);
           } catch (error) {
             // Tried again until it lands: a stream has been read, and is charged; a non-stream answer is withheld, and recorded at no cost.
             logger.log("error", "api.settle_failed", { requestId: request.id, error: errorMessage(error) });
-            retries.add(request.id, stream ? usage : { ...usage, cost: 0, outcome: "ledger_unavailable" });
+            if (stream) charged = Math.min(cost, held);
+            else outcome = "ledger_unavailable";
+            retries.add(request.id, stream ? usage : { ...usage, cost: 0, outcome });
           }
         }
         if (!stream) lease.addTokens(usedCompletion);
@@ -347,7 +352,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         if (stream && reply.raw.headersSent && !reply.raw.destroyed) reply.raw.end("data: [DONE]\n\n");
         // Metrics and the access log once the answer has gone, not on its way.
         setImmediate(() => {
-          metrics.finished(route, model.config.name, stream, outcome === "ok" ? "200" : outcome, { prompt: usedPrompt, completion: usedCompletion }, Math.min(cost, held), seconds);
+          metrics.finished(route, model.config.name, stream, outcome === "ok" ? "200" : outcome, { prompt: usedPrompt, completion: usedCompletion }, charged, seconds);
           // The access log: who, what, how much — never the key, the prompt or the answer.
           logger.log("info", "api.request", {
             requestId: request.id,
@@ -359,7 +364,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
             outcome,
             promptTokens: usedPrompt,
             completionTokens: usedCompletion,
-            costMicros: Math.min(cost, held),
+            costMicros: charged,
             ms: Math.round(seconds * 100_000) / 100,
           });
           if (usedPrompt !== promptTokens * n && model.config.gguf) logger.log("warn", "api.token_count_mismatch", { requestId: request.id, counted: promptTokens * n, engine: usedPrompt });
