@@ -4,6 +4,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { teacherGguf } from "../../test/fixtures.ts";
 import { OpenAiCompatibleTestServer } from "../../test/openai-compatible-server.ts";
+import { until } from "../../test/partition.ts";
 import { freshStore } from "../../test/stores.ts";
 import { serveSchema } from "../core/config/serve-schema.ts";
 import { EmbeddedEngine } from "../engine/embedded-engine.ts";
@@ -162,7 +163,7 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
   });
 
   /** An upstream that takes each request and never answers (only a cancellation ends one), and a server of its own in front of it. */
-  async function inFrontOfHangingUpstream(label: string, serve: Record<string, unknown> = {}) {
+  async function inFrontOfHangingUpstream(label: string, serve: Record<string, unknown> = {}, model: Record<string, unknown> = {}) {
     const closed: string[] = [];
     const hanging = createServer((request, response) => {
       if (request.method === "GET") return void response.end('{"data":[]}');
@@ -177,7 +178,7 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       port: 0,
       store: fresh.url,
       ...serve,
-      models: [{ name: "slow", upstreams: [`http://127.0.0.1:${(hanging.address() as AddressInfo).port}/v1`], price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 }, maxTokens: 16 }],
+      models: [{ name: "slow", upstreams: [`http://127.0.0.1:${(hanging.address() as AddressInfo).port}/v1`], price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 }, maxTokens: 16, ...model }],
     });
     const slow = await startApi({ config, workspace: "/nonexistent" });
     const { key } = await slow.store.createKey({ org: "s", name: "k" });
@@ -196,7 +197,7 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       hanging.close();
       await fresh.drop();
     };
-    return { slow, closed, call, url: fresh.url, done };
+    return { slow, closed, call, key, url: fresh.url, done };
   }
 
   it("cancels the upstream's work when the client goes away (non-stream and stream), settling the request as cancelled", async () => {
@@ -215,6 +216,35 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       const usage = await slow.store.usage();
       expect(usage.map((row) => [row.requests, row.cost])).toEqual([[2, 0]]);
       expect((await slow.store.db.selectFrom("requests").select("outcome").execute()).map((row) => row.outcome)).toEqual(["cancelled", "cancelled"]);
+      expect((await slow.store.audit()).problems).toEqual([]);
+    } finally {
+      await slow.close();
+      await done();
+    }
+  });
+
+  it("ends a request whose upstream does not answer within the model's timeoutMs: 504, or an error event in a stream, charged nothing, no failover", async () => {
+    const { slow, closed, key, done } = await inFrontOfHangingUpstream("timeout", {}, { timeoutMs: 300 });
+    try {
+      const client = new OpenAI({ apiKey: key, baseURL: `${slow.url}/v1`, maxRetries: 0 });
+      const started = Date.now();
+      const whole = await client.chat.completions.create({ model: "slow", messages: [{ role: "user", content: "hi" }] }).then(
+        () => undefined,
+        (error: { status?: number; code?: string }) => error,
+      );
+      expect([whole?.status, whole?.code]).toEqual([504, "upstream_timeout"]);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+      const stream = await client.chat.completions.create({ model: "slow", messages: [{ role: "user", content: "hi" }], stream: true });
+      await expect(
+        (async () => {
+          for await (const chunk of stream) void chunk;
+        })(),
+      ).rejects.toThrow(/did not answer in time/);
+      await until(() => closed.length === 2);
+      expect(closed).toEqual(["whole", "stream"]);
+      expect(await slow.store.openReservations()).toEqual([]);
+      expect((await slow.store.usage()).map((row) => [row.requests, row.cost])).toEqual([[2, 0]]);
+      expect((await slow.store.db.selectFrom("requests").select("outcome").execute()).map((row) => row.outcome)).toEqual(["error", "error"]);
       expect((await slow.store.audit()).problems).toEqual([]);
     } finally {
       await slow.close();

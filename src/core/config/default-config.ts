@@ -83,6 +83,7 @@ serve:
   #    upstreams: [http://gpu-1:8000/v1, http://gpu-2:8000/v1]
   #    upstreamModel: avocado-1
   #    price: { inputPerMillion: 200000, outputPerMillion: 800000 }
+  #    timeoutMs: 300000          # an upstream silent this long (no answer, or a stream that stopped): 504
 `;
 
 export function configJsonSchema(): unknown {

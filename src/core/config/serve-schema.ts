@@ -26,6 +26,12 @@ export const servedModelSchema = z
     sequences: z.number().int().min(1).max(64).default(1),
     price: z.object({ inputPerMillion: micros, outputPerMillion: micros }).strict(),
     maxTokens: z.number().int().min(1).default(1024).describe("the most a request may generate"),
+    timeoutMs: z
+      .number()
+      .int()
+      .min(100)
+      .default(300_000)
+      .describe("upstreams: the most an upstream may take to start its answer (for a whole answer, usually all of it) and between two events of a stream; past it the request ends with 504 and is charged what it streamed"),
   })
   .strict()
   .refine((m) => (m.gguf === undefined) !== (m.upstreams === undefined), { message: "give exactly one of gguf or upstreams" });

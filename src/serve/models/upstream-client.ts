@@ -29,11 +29,13 @@ export class UpstreamClient {
   constructor(
     url: string,
     private readonly label: string,
+    /** The most the upstream may take to send its answer's headers, and between two chunks of its body. */
+    private readonly timeoutMs = 300_000,
   ) {
     const parsed = new URL(url);
     this.origin = parsed.origin;
     this.base = parsed.pathname.replace(/\/+$/, "");
-    this.pool = new Pool(this.origin, { connections: 128, pipelining: 1, keepAliveTimeout: 30_000, maxResponseSize: MAX_RESPONSE_BYTES });
+    this.pool = new Pool(this.origin, { connections: 128, pipelining: 1, keepAliveTimeout: 30_000, maxResponseSize: MAX_RESPONSE_BYTES, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
   }
 
   private error(kind: TeacherErrorKind, message: string, options: { cause?: unknown; status?: number; retryAfterMs?: number } = {}): TeacherError {
@@ -93,9 +95,14 @@ export class UpstreamClient {
       const timedOut = cancel.reason instanceof DOMException && cancel.reason.name === "TimeoutError";
       return this.error(timedOut ? "timeout" : "aborted", `${this.origin}: ${timedOut ? "timed out" : "cancelled"}`, { cause: error });
     }
-    if ((error as { code?: string }).code === "UND_ERR_RES_EXCEEDED_MAX_SIZE") return this.tooLarge(path);
+    const code = (error as { code?: string }).code;
+    if (code === "UND_ERR_RES_EXCEEDED_MAX_SIZE") return this.tooLarge(path);
+    // A hung upstream (no answer, or a stream that stopped): not unreachable, so no failover (it may have been generating).
+    if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") {
+      return this.error("timeout", `${this.origin}${path}: ${code === "UND_ERR_HEADERS_TIMEOUT" ? "no answer" : "nothing more"} within ${this.timeoutMs} ms`, { cause: error });
+    }
     if (started) return this.error("truncated-stream", `${this.origin}${path}: the response broke off (${errorMessage(error)})`, { cause: error });
-    return this.error("unreachable", `${this.origin}: cannot reach the upstream (${(error as { code?: string }).code ?? errorMessage(error)})`, { cause: error });
+    return this.error("unreachable", `${this.origin}: cannot reach the upstream (${code ?? errorMessage(error)})`, { cause: error });
   }
 
   /**

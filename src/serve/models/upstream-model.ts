@@ -43,7 +43,7 @@ export class UpstreamServedModel implements ServedModel {
   constructor(readonly config: ServedModelConfig) {
     this.upstreams = (config.upstreams ?? []).map((url) => ({
       url,
-      client: new UpstreamClient(url, `upstream ${config.name}`),
+      client: new UpstreamClient(url, `upstream ${config.name}`, config.timeoutMs),
       outstanding: 0,
       healthy: true,
     }));
