@@ -9,6 +9,8 @@ export class Partition {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
   port = 0;
+  /** While above 0, what clients send reaches the service this much later: a slow service, without stalling anyone else's connection to it. */
+  delayMs = 0;
 
   constructor(private readonly target: { host: string; port: number }) {}
 
@@ -25,7 +27,17 @@ export class Partition {
           service.destroy();
         });
       }
-      client.pipe(service).pipe(client);
+      // Client to service through a queue, so that `delayMs` can make the service slow to hear (in order); back as it comes.
+      let queue = Promise.resolve();
+      client.on("data", (chunk: Buffer) => {
+        const delay = this.delayMs;
+        queue = queue.then(async () => {
+          if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+          if (!service.destroyed) service.write(chunk);
+        });
+      });
+      client.on("end", () => void queue.then(() => service.end()));
+      service.pipe(client);
     });
     await new Promise<void>((resolve) => this.server!.listen(this.port, "127.0.0.1", resolve));
     this.port = (this.server.address() as { port: number }).port;

@@ -66,6 +66,28 @@ describe("Redis unreachable", () => {
     }
   });
 
+  it("an admission that timed out gives back the slot it may still have taken", async () => {
+    const partition = new Partition(targetOf(REDIS_URL, 6379));
+    await partition.up();
+    const limiter = await RedisLimiter.connect(partition.relayed(REDIS_URL), prefix());
+    try {
+      const scope = [{ id: "key:slow", concurrency: 1 }];
+      partition.delayMs = 2_500;
+      // Past the 2 s command timeout: refused, though Redis runs the script (and takes the slot) half a second later.
+      await expect(limiter.admit("s1", scope, 1)).rejects.toBeInstanceOf(LimiterUnavailableError);
+      partition.delayMs = 0;
+      let admitted = false;
+      for (let i = 0; i < 40 && !admitted; i++) {
+        admitted = (await limiter.admit(`s2-${i}`, scope, 1)).ok;
+        if (!admitted) await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      expect(admitted).toBe(true);
+    } finally {
+      await limiter.close();
+      await partition.cut();
+    }
+  });
+
   it("the API answers 503 limits_unavailable with a Retry-After, charges nothing, and /health says so", async () => {
     const partition = new Partition(targetOf(REDIS_URL, 6379));
     await partition.up();

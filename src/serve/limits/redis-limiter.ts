@@ -71,6 +71,8 @@ return 1
 /** A command Redis has not answered in this long fails (a hung server must not hang the API). */
 const COMMAND_TIMEOUT_MS = 2_000;
 const CONNECT_TIMEOUT_MS = 5_000;
+/** The most slots kept to free once Redis is back. */
+const MAX_UNRELEASED = 100_000;
 
 /** The two scripts, as ioredis custom commands: sent by SHA (EVALSHA), the script itself only when Redis lacks it. */
 interface LimitScripts {
@@ -150,6 +152,8 @@ export class RedisLimiter implements Limiter {
     try {
       result = await this.redis.avocadoAdmit(keys.length, ...keys, ...args);
     } catch (error) {
+      // Timed out, the script may still have run and taken slots: they are given back (now, or once Redis answers again).
+      if (error instanceof Error && /timed out/i.test(error.message)) void this.free(requestId, scopes.filter((s) => s.concurrency).map((s) => this.keys(s)[2]!));
       throw new LimiterUnavailableError(error);
     }
     if (result[0] !== 1) return { ok: false, limit: result[1] as LimitKind, scope: scopes[result[2] ?? 0]!.id, retryAfterMs: Math.max(1, result[3] ?? 1000) };
@@ -177,7 +181,10 @@ export class RedisLimiter implements Limiter {
 
   /** Frees a request's concurrency slots; one that cannot be freed now is freed once Redis is back. Never rejects. */
   async free(requestId: string, sets: string[]): Promise<void> {
-    if (!(await this.removeFrom(requestId, sets))) this.unreleased.set(requestId, sets);
+    if (sets.length === 0 || (await this.removeFrom(requestId, sets))) return;
+    // Bounded: past it the oldest are left to their slots' deadline (LEASE_TTL_MS).
+    if (this.unreleased.size >= MAX_UNRELEASED) this.unreleased.delete(this.unreleased.keys().next().value!);
+    this.unreleased.set(requestId, sets);
   }
 
   private async removeFrom(requestId: string, sets: string[]): Promise<boolean> {
@@ -246,6 +253,6 @@ class RedisLease implements Lease {
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
-    if (this.inflight.length > 0) await this.limiter.free(this.requestId, this.inflight);
+    await this.limiter.free(this.requestId, this.inflight);
   }
 }
