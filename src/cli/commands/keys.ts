@@ -12,6 +12,7 @@ export function registerKeys(program: Command): void {
   const keys = program.command("keys").description("API keys of the paid API: create, list, revoke, rotate (shown once, stored hashed)");
   keys
     .command("create")
+    .description("a new key for an organisation (created if new; serve.freeTierMicros granted once per org): printed once, only its hash is kept")
     .requiredOption("--org <name>", "the organisation the key bills to")
     .option("--name <name>", "a label", "key")
     .option("--models <list>", "comma-separated models the key may use (default: all)")
@@ -42,6 +43,7 @@ export function registerKeys(program: Command): void {
     });
   keys
     .command("list")
+    .description("keys with their prefix, org, models, plan, limits, expiry and revocation (never the secret)")
     .option("--org <name>", "only this organisation's keys")
     .option("--store <url>", "override the configured store")
     .action(async (options: { org?: string; store?: string }, command: Command) => {
