@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
@@ -132,4 +132,27 @@ describe("avocado serve as a process: keys and billing CLI, kill -9 mid-stream, 
     await new Promise((resolve) => setTimeout(resolve, 1_100));
     await expect(client.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
   }, 60_000);
+});
+
+describe("avocado serve that cannot start", () => {
+  it("on a port in use: a clear error, exit code 2, and nothing left running (the store, the model and the app are closed)", async () => {
+    const folder = scratchFolder("serve-port-taken");
+    await mkdir(folder, { recursive: true });
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const model = `    - { name: avocado-tiny, gguf: ${teacherGguf("tiny-qwen")}, price: { inputPerMillion: 1, outputPerMillion: 1 } }`;
+      await writeFile(join(folder, "avocado.yaml"), ["workspace: ws", "serve:", `  port: ${port}`, "  store: sqlite:avocado.db", "  models:", model, ""].join("\n"));
+      const started = Date.now();
+      const result = await avocado(["serve"], folder);
+      expect([result.code, result.stderr.trim()]).toEqual([2, `avocado: cannot listen on 127.0.0.1:${port}: the address is in use (another avocado serve?); choose another with --port or serve.port`]);
+      expect(Date.now() - started).toBeLessThan(20_000);
+      // Its ledger journal was removed with the store: nothing for the next start to replay.
+      expect(readdirSync(join(folder, "ws")).filter((name) => name.endsWith(".journal"))).toEqual([]);
+    } finally {
+      taken.close();
+      await rm(folder, { recursive: true, force: true });
+    }
+  });
 });

@@ -43,40 +43,65 @@ export async function recoverReservations(store: Store, instance: string | undef
   return recovered;
 }
 
+/** Listens, turning the usual failures into clear errors (the address taken, not allowed, not this machine's). */
+async function listen(app: FastifyInstance, host: string, port: number): Promise<string> {
+  try {
+    return await app.listen({ host, port });
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    const where = `${host}:${port}`;
+    if (code === "EADDRINUSE") throw new InputError(`cannot listen on ${where}: the address is in use (another avocado serve?); choose another with --port or serve.port`, { cause: error });
+    if (code === "EACCES") throw new InputError(`cannot listen on ${where}: not allowed (ports below 1024 need privileges)`, { cause: error });
+    if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND") throw new InputError(`cannot listen on ${where}: ${host} is not an address of this machine (serve.host / --host)`, { cause: error });
+    throw error;
+  }
+}
+
 export async function startApi(options: { config: ServeConfig; workspace: string; adminToken?: string; logger?: Logger; models?: Map<string, ServedModel> }): Promise<RunningApi> {
   const { config } = options;
   const logger = options.logger ?? SILENT_LOGGER;
   // A long-running server: on SQLite its ledger journals each operation (one write) and commits its tables in batches.
   const store = await Store.open(storeUrl(config.store, options.workspace), { journal: true, logger });
-  // A fixed port names the instance, so a restart recovers its predecessor; an ephemeral port is a one-off instance.
-  const instance = config.port === 0 ? `${hostname()}:ephemeral:${process.pid}:${Date.now()}` : `${hostname()}:${config.port}`;
-  const recovered = await recoverReservations(store, instance);
-  if (recovered > 0) logger.log("warn", "api.recovered_reservations", { instance, recovered });
+  // What is open so far, closed in reverse if the start fails (a failed start must not leave the process running).
+  const opened: (() => Promise<void>)[] = [() => store.close()];
   let limiter: Limiter;
-  try {
-    limiter = config.redis ? await RedisLimiter.connect(config.redis, config.redisPrefix, logger) : new MemoryLimiter();
-  } catch (error) {
-    await store.close();
-    throw error;
-  }
   const models = options.models ?? new Map<string, ServedModel>();
-  if (!options.models) {
-    for (const model of config.models) {
-      const served = model.gguf ? await EmbeddedServedModel.load(model, isAbsolute(model.gguf) ? model.gguf : resolve(model.gguf)) : new UpstreamServedModel(model);
-      models.set(model.name, served);
-    }
-  }
-  if (models.size === 0) throw new InputError("no models to serve: add serve.models to avocado.yaml (a gguf path or upstream URLs, with prices)");
-  const app = await buildApi({ config, store, limiter, models, instance, adminToken: options.adminToken, logger });
+  let app: FastifyInstance;
+  let instance: string;
+  let recovered: number;
+  let address: string;
   // Connections that have not sent a request yet: closing the server leaves them open (they are not idle to Node, and the
   // check that would time them out stops with the server), so a shutdown closes them itself.
   const waiting = new Set<Socket>();
-  app.server.on("connection", (socket: Socket) => {
-    waiting.add(socket);
-    socket.once("close", () => waiting.delete(socket));
-  });
-  app.server.prependListener("request", (request: IncomingMessage) => waiting.delete(request.socket));
-  const address = await app.listen({ host: config.host, port: config.port });
+  try {
+    // A fixed port names the instance, so a restart recovers its predecessor; an ephemeral port is a one-off instance.
+    instance = config.port === 0 ? `${hostname()}:ephemeral:${process.pid}:${Date.now()}` : `${hostname()}:${config.port}`;
+    recovered = await recoverReservations(store, instance);
+    if (recovered > 0) logger.log("warn", "api.recovered_reservations", { instance, recovered });
+    limiter = config.redis ? await RedisLimiter.connect(config.redis, config.redisPrefix, logger) : new MemoryLimiter();
+    const opener = limiter;
+    opened.push(() => opener.close());
+    if (!options.models) {
+      for (const model of config.models) {
+        const served = model.gguf ? await EmbeddedServedModel.load(model, isAbsolute(model.gguf) ? model.gguf : resolve(model.gguf)) : new UpstreamServedModel(model);
+        models.set(model.name, served);
+        opened.push(() => served.close());
+      }
+    }
+    if (models.size === 0) throw new InputError("no models to serve: add serve.models to avocado.yaml (a gguf path or upstream URLs, with prices)");
+    const built = await buildApi({ config, store, limiter, models, instance, adminToken: options.adminToken, logger });
+    app = built;
+    opened.push(() => built.close());
+    app.server.on("connection", (socket: Socket) => {
+      waiting.add(socket);
+      socket.once("close", () => waiting.delete(socket));
+    });
+    app.server.prependListener("request", (request: IncomingMessage) => waiting.delete(request.socket));
+    address = await listen(app, config.host, config.port);
+  } catch (error) {
+    for (const close of opened.reverse()) await close().catch(() => undefined);
+    throw error;
+  }
   // Every five minutes: only the stale holds (older than an hour), whoever left them.
   const sweep = setInterval(() => void recoverReservations(store, undefined).catch(() => undefined), 5 * 60_000);
   sweep.unref();
