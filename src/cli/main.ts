@@ -58,6 +58,20 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * A reader of stdout or stderr that goes away (`avocado billing usage | head`, a log shipper
+ * restarting under `avocado serve`) must not end the process: what it would have read is
+ * dropped. Without a listener, the EPIPE is an uncaught 'error' event (a server would stop serving).
+ */
+export function survivePipeReaders(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (error: NodeJS.ErrnoException) => {
+      if (error.code !== "EPIPE" && error.code !== "ERR_STREAM_DESTROYED") throw error;
+    });
+  }
+}
+
 if (process.argv[1] && /avocado(\.js)?$|main\.ts$/.test(process.argv[1])) {
+  survivePipeReaders();
   process.exitCode = await main(process.argv.slice(2));
 }

@@ -156,3 +156,35 @@ describe("avocado serve that cannot start", () => {
     }
   });
 });
+
+describe("avocado serve whose log reader goes away", () => {
+  it("keeps serving (EPIPE on stderr drops log lines instead of ending the process)", async () => {
+    const folder = scratchFolder("serve-epipe");
+    await mkdir(folder, { recursive: true });
+    const port = await freePort();
+    let child: ChildProcess | undefined;
+    try {
+      const model = `    - { name: avocado-tiny, gguf: ${teacherGguf("tiny-qwen")}, price: { inputPerMillion: 1, outputPerMillion: 1 }, maxTokens: 4 }`;
+      await writeFile(join(folder, "avocado.yaml"), ["workspace: ws", "serve:", `  port: ${port}`, "  store: sqlite:avocado.db", "  models:", model, ""].join("\n"));
+      const created = await avocado(["--json", "keys", "create", "--org", "logs"], folder);
+      const key = (JSON.parse(created.stdout.trim().split("\n").at(-1)!) as { key: string }).key;
+      expect((await avocado(["billing", "credit", "--org", "logs", "--amount", "1000000", "--idempotency-key", "l"], folder)).code).toBe(0);
+      const started = await serve(folder);
+      child = started.child;
+      // The reader of its stdout and stderr (a log shipper, `| tee`) goes away.
+      child.stdout!.destroy();
+      child.stderr!.destroy();
+      const client = new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
+      for (let i = 0; i < 3; i++) {
+        const answer = await client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
+        expect(answer.usage?.completion_tokens).toBeGreaterThan(0);
+        // The access log is written every 50 ms: let it try.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(child.exitCode).toBeNull();
+    } finally {
+      child?.kill("SIGKILL");
+      await rm(folder, { recursive: true, force: true });
+    }
+  });
+});
