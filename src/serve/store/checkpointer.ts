@@ -29,9 +29,13 @@ parentPort.on("message", () => { clearInterval(timer); try { db.pragma("wal_chec
 /** Checkpoints a SQLite WAL off the request thread; the main connection then runs with wal_autocheckpoint = 0. */
 export class WalCheckpointer {
   private readonly worker: Worker;
+  private exited = false;
   constructor(path: string, intervalMs = 100) {
     this.worker = new Worker(SOURCE, { eval: true, workerData: { path, intervalMs, driver: require.resolve("better-sqlite3") } });
     this.worker.unref();
+    // A worker that fails is an 'error' event (without a listener it would end the server): the ledger then restarts the WAL itself, every 500 commits.
+    this.worker.on("error", () => undefined);
+    this.worker.once("exit", () => (this.exited = true));
   }
 
   /** Called each time a checkpoint has copied every frame the WAL held when it started. */
@@ -39,6 +43,7 @@ export class WalCheckpointer {
     this.worker.on("message", listener);
   }
   async close(): Promise<void> {
+    if (this.exited) return;
     // Held again while it finishes, or an idle process would exit before the worker does.
     this.worker.ref();
     const exited = new Promise((resolve) => this.worker.once("exit", resolve));

@@ -10,6 +10,7 @@ import { openDatabase } from "./database.ts";
 import { Store } from "./store.ts";
 import { InsufficientCreditError } from "./ledger.ts";
 import { SqliteLedger } from "./sqlite-ledger.ts";
+import { WalCheckpointer } from "./checkpointer.ts";
 
 /** The group commit itself (the store suite covers the movements on both stores). */
 describe("SqliteLedger group commit", () => {
@@ -456,4 +457,12 @@ describe("SqliteLedger with a journal", () => {
     expect(journals(folder)).toHaveLength(1);
     await store.close();
   }, 60_000);
+});
+
+describe("the WAL checkpointer", () => {
+  it("failing in its worker (here: a database it cannot open) neither ends the process nor hangs its close", async () => {
+    const checkpointer = new WalCheckpointer(join(PROJECT_ROOT, ".avocado", "no-such-folder", String(process.pid), "avocado.db"), 10);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await checkpointer.close();
+  });
 });
