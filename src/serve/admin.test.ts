@@ -80,7 +80,7 @@ describe("the admin API and the logs", () => {
     );
     const statuses = new Set<number>();
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom("POST /admin/keys", "GET /admin/keys", "POST /admin/keys/:id/revoke", "POST /admin/keys/:id/rotate", "POST /admin/credits", "GET /admin/usage"), payload, fc.dictionary(fc.constantFrom("org", "from", "to"), fc.oneof(fc.string(), org)), fc.boolean(), async (route, value, query, knownKey) => {
+      fc.asyncProperty(fc.constantFrom("POST /admin/keys", "GET /admin/keys", "POST /admin/keys/:id/revoke", "POST /admin/keys/:id/rotate", "POST /admin/credits", "GET /admin/usage"), payload, fc.array(fc.tuple(fc.constantFrom("org", "from", "to", "limit"), fc.oneof(fc.string(), org, fc.constantFrom("2026-11-01", "2026-11-30"))), { maxLength: 4 }), fc.boolean(), async (route, value, query, knownKey) => {
         const [method, path] = route.split(" ") as [string, string];
         const id = knownKey ? ((await api.store.listKeys())[0]?.id ?? "key_none") : "key_none";
         const search = new URLSearchParams(query).toString();

@@ -43,11 +43,16 @@ export function publicKey(row: ApiKeyRow & { org?: string }) {
   };
 }
 
-function body<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
+function body<T extends z.ZodType>(schema: T, value: unknown, what = "body"): z.infer<T> {
   const result = schema.safeParse(value ?? {});
-  if (!result.success) throw new ApiError(400, result.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; "), { code: "invalid_value" });
+  if (!result.success) throw new ApiError(400, result.error.issues.map((i) => `${i.path.join(".") || what}: ${i.message}`).join("; "), { code: "invalid_value" });
   return result.data;
 }
+
+/** Query strings: each parameter once (a repeated one arrives as an array), days as YYYY-MM-DD. */
+const day = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "a day as YYYY-MM-DD");
+const keysQuery = z.object({ org: z.string().min(1).optional() }).strict();
+const usageQuery = z.object({ org: z.string().min(1).optional(), from: day.optional(), to: day.optional() }).strict();
 
 /** What the admin API (and `/metrics`, unless public) checks: its own bearer token, never an API key. */
 export function adminCheck(adminToken: string | undefined): (request: FastifyRequest) => Promise<void> {
@@ -86,7 +91,7 @@ export function registerAdmin(app: FastifyInstance, options: { store: Store; adm
   });
   app.get("/admin/keys", async (request) => {
     await requireAdmin(request);
-    const org = (request.query as { org?: string }).org;
+    const { org } = body(keysQuery, request.query, "query");
     return { data: (await store.listKeys(org)).map(publicKey) };
   });
   const existingKey = async (request: FastifyRequest) => {
@@ -117,7 +122,7 @@ export function registerAdmin(app: FastifyInstance, options: { store: Store; adm
   });
   app.get("/admin/usage", async (request) => {
     await requireAdmin(request);
-    const query = request.query as { org?: string; from?: string; to?: string };
+    const query = body(usageQuery, request.query, "query");
     const org = query.org ? await store.orgByName(query.org) : undefined;
     if (query.org && !org) throw new ApiError(404, `no org '${query.org}'`, { code: "org_not_found" });
     return { data: await store.usage({ orgId: org?.id, from: query.from, to: query.to }) };
