@@ -9,6 +9,7 @@ import { freshStore } from "../../test/stores.ts";
 import { serveSchema } from "../core/config/serve-schema.ts";
 import { EmbeddedEngine } from "../engine/embedded-engine.ts";
 import { startApi, type RunningApi } from "./server.ts";
+import { LedgerUnavailableError } from "./store/sqlite-ledger.ts";
 import { Store } from "./store/store.ts";
 
 const ADMIN = "admin-token-for-the-upstream-test";
@@ -96,8 +97,14 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       const down = await fetch(`${lonely.url}/health`);
       expect([down.status, await down.json()]).toEqual([503, { ok: false, ledger: "ok", limits: "ok", models: { gone: "unavailable" } }]);
       // A ledger that failed and could not be rebuilt from its journal: nothing can be charged here.
-      (lonely.store as unknown as { sqliteLedger: { broken: Error } }).sqliteLedger.broken = new Error("disk gone");
+      (lonely.store as unknown as { sqliteLedger: { broken: Error } }).sqliteLedger.broken = new LedgerUnavailableError(new Error("disk gone"));
       expect(await (await fetch(`${lonely.url}/health`)).json()).toMatchObject({ ok: false, ledger: "unavailable" });
+      // A request meanwhile: 503 with a Retry-After (nothing can be held, nothing is charged), not a 500.
+      const refused = await new OpenAI({ apiKey: key, baseURL: `${lonely.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: "gone", messages: [{ role: "user", content: "hi" }] }).then(
+        () => ({}) as { status?: number; code?: string; headers?: Headers },
+        (e: unknown) => e as { status?: number; code?: string; headers?: Headers },
+      );
+      expect([refused.status, refused.code, refused.headers?.get("retry-after")]).toEqual([503, "ledger_unavailable", "1"]);
       (lonely.store as unknown as { sqliteLedger: { broken: Error | undefined } }).sqliteLedger.broken = undefined;
     } finally {
       await lonely.close();

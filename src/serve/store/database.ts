@@ -101,10 +101,13 @@ const UNAVAILABLE_ERRNO = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "E
 
 /**
  * Whether an error means the store cannot be reached or used right now (so the
- * API answers 503 and the request may be retried), rather than a bug or bad input.
+ * API answers 503 and the request may be retried), rather than a bug or bad input:
+ * PostgreSQL unreachable or refusing work, or a SQLite ledger that cannot write.
  */
 export function storeUnavailable(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
+  // The SQLite ledger's own: its tables failed and could not be rebuilt from its journal (LedgerUnavailableError).
+  if (code === "ledger_unavailable") return true;
   if (typeof code === "string" && (UNAVAILABLE_ERRNO.has(code) || (code.length === 5 && UNAVAILABLE_SQLSTATE.test(code)))) return true;
   // node-postgres's own words for a connection that broke or never came.
   return error instanceof Error && /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/.test(error.message);
