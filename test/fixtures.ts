@@ -13,3 +13,6 @@ export function teacherGguf(name: string): string {
 export function scratchFolder(name: string): string {
   return join(PROJECT_ROOT, ".avocado", "test-scratch", `${name}-${process.pid}`);
 }
+
+/** A raw prompt (Qwen's chat format) that the tiny Qwen continues until its length limit: a stream long enough to interrupt mid-way. */
+export const ENDLESS_QWEN_PROMPT = "<|im_start|>user\nReverse the word 'abcdefghijklmnop'.<|im_end|>\n<|im_start|>assistant\n<think>\nLetters:";

@@ -3,10 +3,10 @@
 // clear errors, 503s rather than 500s or hangs, no crash, nothing lost or
 // charged twice, and service back when the link is.
 import OpenAI from "openai";
-import { describe, expect, it } from "vitest";
-import { teacherGguf } from "../../test/fixtures.ts";
-import { Partition, targetOf, until } from "../../test/partition.ts";
 import pg from "pg";
+import { describe, expect, it } from "vitest";
+import { teacherGguf, ENDLESS_QWEN_PROMPT as ENDLESS } from "../../test/fixtures.ts";
+import { Partition, targetOf, until } from "../../test/partition.ts";
 import { freshStore, POSTGRES_URL } from "../../test/stores.ts";
 import { serveSchema } from "../core/config/serve-schema.ts";
 import type { Logger } from "../core/logger.ts";
@@ -18,8 +18,6 @@ import { startApi } from "./server.ts";
 import { Store } from "./store/store.ts";
 
 const REDIS_URL = process.env.AVOCADO_TEST_REDIS ?? "redis://127.0.0.1:6379";
-/** A prompt the tiny model goes on answering for hundreds of tokens. */
-const ENDLESS = "<|im_start|>user\nReverse the word 'abcdefghijklmnop'.<|im_end|>\n<|im_start|>assistant\n<think>\nLetters:";
 const prefix = () => `avocado-test:${process.pid}:${Date.now()}:${Math.random().toString(36).slice(2)}`;
 
 describe("Redis unreachable", () => {

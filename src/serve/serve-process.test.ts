@@ -5,13 +5,11 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { scratchFolder, teacherGguf } from "../../test/fixtures.ts";
+import { scratchFolder, teacherGguf, ENDLESS_QWEN_PROMPT as ENDLESS } from "../../test/fixtures.ts";
 import { PROJECT_ROOT } from "../core/paths.ts";
 import { Store } from "./store/store.ts";
 
 const BIN = join(PROJECT_ROOT, "bin", "avocado.js");
-/** A prompt the tiny Qwen continues until the length limit: a stream long enough to kill mid-way. */
-const ENDLESS = "<|im_start|>user\nReverse the word 'abcdefghijklmnop'.<|im_end|>\n<|im_start|>assistant\n<think>\nLetters:";
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
