@@ -378,8 +378,8 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       if (!settled) throw new ApiError(503, "the credit ledger could not record this request; nothing was charged", { code: "ledger_unavailable", retryAfterSeconds: 1 });
       return completionBody(route, request.id, model.config.name, results);
     } finally {
-      // Not awaited: the answer need not wait for a shared limiter's round trip (release never rejects).
-      void lease.release();
+      // Awaited: with Redis, the slot is free before the client has its answer (its next request, on another replica, must not find it taken).
+      await lease.release();
     }
   }
 

@@ -219,7 +219,7 @@ export class RedisLimiter implements Limiter {
  * A request's hold on its Redis limits. Completion tokens are sent one script
  * call at a time: those that come while one is on its way go together in the
  * next (a stream does not make one round trip per token). Its slots are freed
- * without waiting for its token counts (one connection: Redis runs them in order).
+ * without waiting for its token counts to be acknowledged (one connection: Redis runs them in order).
  */
 class RedisLease implements Lease {
   private released = false;
