@@ -78,6 +78,28 @@ for (const kind of ["memory", "redis"] as const) {
   });
 }
 
+describe("two Redis limiters (two replicas' connections)", () => {
+  it("a slot released on one is free on the other as soon as release resolves", async () => {
+    const shared = prefix();
+    const [a, b] = [await RedisLimiter.connect(REDIS_URL, shared), await RedisLimiter.connect(REDIS_URL, shared)];
+    try {
+      const scope = [{ id: "key:alternating", concurrency: 1 }];
+      for (let i = 0; i < 50; i++) {
+        const [first, second] = i % 2 === 0 ? [a, b] : [b, a];
+        const held = await first.admit(`r${i}`, scope, 1);
+        if (!held.ok) throw new Error(`request ${i} refused: ${held.limit}`);
+        await held.lease.release();
+        const next = await second.admit(`n${i}`, scope, 1);
+        expect(next.ok, `request ${i}`).toBe(true);
+        if (next.ok) await next.lease.release();
+      }
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
 describe("two replicas sharing Redis and one PostgreSQL store", () => {
   const apis: RunningApi[] = [];
   let drop: (() => Promise<void>) | undefined;
