@@ -529,6 +529,10 @@ function generationError(error: unknown): ApiError {
   if (error instanceof TeacherError) {
     if (error.kind === "bad-request") return new ApiError(422, error.message.replace(/^teacher '[^']*': /, ""), { code: "unprocessable" });
     if (error.kind === "timeout") return new ApiError(504, "the model did not answer in time", { code: "upstream_timeout" });
+    // Every upstream busy: the client may retry (when the upstream said, after as long as it said).
+    if (error.kind === "overloaded" || error.kind === "rate-limited") {
+      return new ApiError(503, "the model is busy; retry shortly", { code: "model_overloaded", retryAfterSeconds: Math.max(1, Math.ceil((error.retryAfterMs ?? 1_000) / 1_000)) });
+    }
     return new ApiError(502, "the model's server failed", { code: "upstream_error" });
   }
   const message = errorMessage(error);

@@ -230,6 +230,56 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
     }
   });
 
+  it("fails over when an upstream is busy (503) or failing (500) before any output; all busy is a 503 with the upstream's Retry-After", async () => {
+    // Upstreams in states no real engine here gets into on demand: one overloaded (vLLM and llama.cpp's 503), one failing.
+    const seen: string[] = [];
+    const answering = (name: string, status: number, headers: Record<string, string>) =>
+      createServer((request, response) => {
+        if (request.method === "GET") return void response.writeHead(200, { "content-type": "application/json" }).end('{"object":"list","data":[]}');
+        seen.push(name);
+        request.resume();
+        response.writeHead(status, { "content-type": "application/json", ...headers }).end(JSON.stringify({ error: { message: `${name} says no`, type: "server_error" } }));
+      });
+    const busy = answering("busy", 503, { "retry-after": "7" });
+    const failing = answering("failing", 500, {});
+    for (const server of [busy, failing]) await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const url = (server: typeof busy) => `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+    const fresh = await freshStore("sqlite", "failover");
+    await fresh.store.close();
+    const price = { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 };
+    const config = serveSchema.parse({
+      port: 0,
+      store: fresh.url,
+      models: [
+        { name: "mixed", upstreams: [url(busy), url(failing), upstreams[1]!.baseUrl], upstreamModel: "tiny-gemma", price, maxTokens: 8 },
+        { name: "busy-only", upstreams: [url(busy)], price, maxTokens: 8 },
+      ],
+    });
+    const pool = await startApi({ config, workspace: "/nonexistent" });
+    try {
+      const { key } = await pool.store.createKey({ org: "f", name: "k" });
+      await pool.store.grant("f", 1_000_000, "f");
+      const client = new OpenAI({ apiKey: key, baseURL: `${pool.url}/v1`, maxRetries: 0 });
+      const answer = await client.chat.completions.create({ model: "mixed", messages: [{ role: "user", content: "Convert 20 kg to g." }], max_tokens: 4 });
+      expect(answer.choices[0]!.message.content!.length).toBeGreaterThan(0);
+      expect(seen).toEqual(["busy", "failing"]);
+      const refused = await client.chat.completions.create({ model: "busy-only", messages: [{ role: "user", content: "hi" }] }).then(
+        () => ({}) as { status?: number; code?: string; headers?: Headers },
+        (error: unknown) => error as { status?: number; code?: string; headers?: Headers },
+      );
+      expect([refused.status, refused.code, refused.headers?.get("retry-after")]).toEqual([503, "model_overloaded", "7"]);
+      // Charged once, for the answer the real upstream gave; nothing for the refusal.
+      const usage = await pool.store.usage();
+      expect(usage.reduce((sum, row) => sum + row.requests, 0)).toBe(2);
+      expect(usage.reduce((sum, row) => sum + row.cost, 0)).toBe(answer.usage!.prompt_tokens + answer.usage!.completion_tokens);
+      expect((await pool.store.audit()).problems).toEqual([]);
+    } finally {
+      await pool.close();
+      for (const server of [busy, failing]) server.close();
+      await fresh.drop();
+    }
+  });
+
   it("ends a request whose upstream does not answer within the model's timeoutMs: 504, or an error event in a stream, charged nothing, no failover", async () => {
     const { slow, closed, key, done } = await inFrontOfHangingUpstream("timeout", {}, { timeoutMs: 300 });
     try {

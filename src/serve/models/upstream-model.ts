@@ -1,7 +1,7 @@
 import type { z } from "zod";
 import type { ServedModelConfig } from "../../core/config/serve-schema.ts";
 import { chatChunkSchema, chatCompletionSchema, completionSchema, modelsSchema, reasoningOf } from "../../teachers/http/protocol.ts";
-import { TeacherError } from "../../teachers/teacher-error.ts";
+import { TeacherError, type TeacherErrorKind } from "../../teachers/teacher-error.ts";
 import type { GenerationRequest, GenerationResult, ServedModel } from "./served-model.ts";
 import { UpstreamClient } from "./upstream-client.ts";
 
@@ -29,12 +29,15 @@ function checked<T extends z.ZodType>(schema: T, value: unknown, model: string):
   return result.data;
 }
 
+/** Failures after which a request, if nothing was produced yet, goes to another upstream of the pool. */
+const FAILOVER_KINDS = new Set<TeacherErrorKind>(["unreachable", "overloaded", "rate-limited", "server"]);
+
 /**
  * A model served by a pool of upstream OpenAI-compatible servers (vLLM,
  * llama.cpp server, …): least-outstanding-requests routing over the healthy
  * ones, periodic health checks, and failover to another upstream when one
- * cannot be reached before any output was produced. Token counts are the
- * upstream's own usage.
+ * cannot be reached, is busy (429, 503) or fails (5xx) before any output was
+ * produced. Token counts are the upstream's own usage.
  */
 export class UpstreamServedModel implements ServedModel {
   private readonly upstreams: Upstream[];
@@ -72,17 +75,22 @@ export class UpstreamServedModel implements ServedModel {
 
   async generate(request: GenerationRequest): Promise<GenerationResult> {
     const tried = new Set<Upstream>();
+    let last: TeacherError | undefined;
     for (;;) {
       const upstream = this.pick(tried);
-      if (!upstream) throw new TeacherError(`upstream ${this.config.name}`, "unreachable", "no upstream could be reached");
+      // Every upstream tried: the last one's failure says why (busy, failing, unreachable).
+      if (!upstream) throw last ?? new TeacherError(`upstream ${this.config.name}`, "unreachable", "no upstream could be reached");
       tried.add(upstream);
       upstream.outstanding++;
       let produced = false;
       try {
         return await this.call(upstream, request, () => (produced = true));
       } catch (error) {
-        if (error instanceof TeacherError && error.kind === "unreachable" && !produced) {
-          upstream.healthy = false;
+        // Before any output, another upstream may answer: one that cannot be reached is also marked unhealthy (until its
+        // next health check); one that is busy (429, 503) or failed (5xx) is only skipped for this request.
+        if (error instanceof TeacherError && !produced && FAILOVER_KINDS.has(error.kind) && !request.cancel.aborted) {
+          if (error.kind === "unreachable") upstream.healthy = false;
+          last = error;
           continue;
         }
         throw error;
