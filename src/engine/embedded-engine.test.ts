@@ -115,6 +115,26 @@ describe("embedded engine", () => {
     }
   });
 
+  it("a request cancelled while it waits for a sequence leaves the queue at once, without running", async () => {
+    const engine = await EmbeddedEngine.load(teacherGguf("tiny-qwen"), { sequences: 1 });
+    try {
+      const order: string[] = [];
+      // Takes the only sequence (synchronously, at the call).
+      const running = engine.chat({ messages: [{ role: "user", content: "Reverse the word 'abcdefghijklmnop'." }], maxTokens: 64 }).then(() => order.push("running done"));
+      const controller = new AbortController();
+      const queued = engine.chat({ messages: [{ role: "user", content: "hi" }], maxTokens: 8, signal: controller.signal, onChunk: () => order.push("queued generated") });
+      controller.abort(new Error("the client disconnected"));
+      await expect(queued).rejects.toThrow("the client disconnected");
+      order.push("queued rejected");
+      await running;
+      expect(order).toEqual(["queued rejected", "running done"]);
+      // Aborted before it even asked: refused at once too.
+      await expect(engine.chat({ messages: [{ role: "user", content: "hi" }], signal: controller.signal })).rejects.toThrow("the client disconnected");
+    } finally {
+      await engine.dispose();
+    }
+  });
+
   it("rejects a prompt longer than the context with a clear error", async () => {
     const long = "Convert 7 km to m. ".repeat(200);
     await expect(engines["tiny-gemma"]!.chat({ messages: [{ role: "user", content: long }] })).rejects.toThrow(/the prompt is \d+ tokens; .* has a context of \d+/);

@@ -117,10 +117,24 @@ class SequencePool {
   constructor(context: LlamaContext, count: number) {
     for (let i = 0; i < count; i++) this.free.push(context.getSequence());
   }
-  async acquire(): Promise<LlamaContextSequence> {
+  /** A free sequence, or the first to be freed; a request cancelled while it waits leaves the queue (rejecting with its signal's reason). */
+  async acquire(signal?: AbortSignal): Promise<LlamaContextSequence> {
+    signal?.throwIfAborted();
     const sequence = this.free.pop();
     if (sequence) return sequence;
-    return new Promise((resolve) => this.waiters.push(resolve));
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        const index = this.waiters.indexOf(waiter);
+        if (index >= 0) this.waiters.splice(index, 1);
+        reject(signal!.reason);
+      };
+      const waiter = (sequence: LlamaContextSequence) => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve(sequence);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.waiters.push(waiter);
+    });
   }
   release(sequence: LlamaContextSequence): void {
     const waiter = this.waiters.shift();
@@ -204,7 +218,7 @@ export class EmbeddedEngine {
   }
 
   async chat(request: ChatRequest): Promise<ChatResult> {
-    const sequence = await this.pool.acquire();
+    const sequence = await this.pool.acquire(request.signal);
     const wrapperOptions: WrapperOptions = { thinking: request.thinking, reasoningEffort: request.reasoningEffort };
     const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: this.wrapper(wrapperOptions), autoDisposeSequence: false });
     try {
@@ -263,7 +277,7 @@ export class EmbeddedEngine {
   /** Continues a rendered prompt (the generic family over /v1/completions, and raw completions). */
   async complete(request: CompletionRequest): Promise<CompletionResult> {
     const prompt = this.tokenize(request.prompt, true);
-    const sequence = await this.pool.acquire();
+    const sequence = await this.pool.acquire(request.signal);
     const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
     try {
       if (prompt.length === 0) throw new InputError("the prompt is empty");
