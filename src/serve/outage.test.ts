@@ -204,4 +204,45 @@ describe("PostgreSQL unreachable", () => {
       await fresh.drop();
     }
   });
+
+  it("a table locked by maintenance gives 503 after storeTimeoutMs rather than a hang, and service resumes when the lock goes", async () => {
+    const fresh = await freshStore("postgres", "locked");
+    await fresh.store.close();
+    const schema = /search_path=([a-z0-9_]+)/.exec(decodeURIComponent(fresh.url))![1]!;
+    const config = serveSchema.parse({
+      port: 0,
+      store: fresh.url,
+      storeTimeoutMs: 500,
+      models: [{ name: "avocado-tiny", gguf: teacherGguf("tiny-qwen"), price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 }, maxTokens: 4 }],
+    });
+    const models = new Map<string, ServedModel>([["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))]]);
+    const api = await startApi({ config, workspace: "/nonexistent", models });
+    const admin = new pg.Client({ connectionString: POSTGRES_URL });
+    try {
+      const { key } = await api.store.createKey({ org: "locked", name: "k" });
+      await api.store.grant("locked", 1_000_000, "l");
+      const client = new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
+      const ask = () => client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
+      await ask();
+      await admin.connect();
+      await admin.query("begin");
+      await admin.query(`lock table ${schema}.balances in access exclusive mode`);
+      const started = Date.now();
+      const refused = await ask().then(
+        () => ({}) as { status?: number; code?: string },
+        (error: unknown) => error as { status?: number; code?: string },
+      );
+      expect([refused.status, refused.code]).toEqual([503, "ledger_unavailable"]);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(400);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      await admin.query("rollback");
+      await ask();
+      expect(await api.store.openReservations()).toEqual([]);
+      expect((await api.store.audit()).problems).toEqual([]);
+    } finally {
+      await admin.end().catch(() => undefined);
+      await api.close();
+      await fresh.drop();
+    }
+  });
 });

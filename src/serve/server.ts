@@ -61,7 +61,7 @@ export async function startApi(options: { config: ServeConfig; workspace: string
   const { config } = options;
   const logger = options.logger ?? SILENT_LOGGER;
   // A long-running server: on SQLite its ledger journals each operation (one write) and commits its tables in batches.
-  const store = await Store.open(storeUrl(config.store, options.workspace), { journal: true, logger });
+  const store = await Store.open(storeUrl(config.store, options.workspace), { journal: true, logger, statementTimeoutMs: config.storeTimeoutMs });
   // What is open so far, closed in reverse if the start fails (a failed start must not leave the process running).
   const opened: (() => Promise<void>)[] = [() => store.close()];
   let limiter: Limiter;

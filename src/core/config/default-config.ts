@@ -64,6 +64,7 @@ serve:
   host: 127.0.0.1
   port: 8080
   store: sqlite:avocado.db          # in the workspace; or postgres://user@host/db for replicas
+  storeTimeoutMs: 10000             # PostgreSQL: one statement (lock waits included) past this: 503
   # redis: redis://127.0.0.1:6379   # limits shared by replicas (exact across them)
   adminTokenEnv: AVOCADO_ADMIN_TOKEN
   bodyLimitBytes: 1048576

@@ -42,6 +42,12 @@ export const serveSchema = z
     host: z.string().default("127.0.0.1"),
     port: z.number().int().min(0).max(65535).default(8080),
     store: z.string().default("sqlite:avocado.db").describe("sqlite:<path> (relative to the workspace) or postgres://…"),
+    storeTimeoutMs: z
+      .number()
+      .int()
+      .min(100)
+      .default(10_000)
+      .describe("PostgreSQL: the most one statement of the server may take, waits for locks included; past it the request gets 503 (the CLI waits as long as it takes)"),
     redis: z.string().optional().describe("redis://… to share limits across replicas (in-process when absent)"),
     redisPrefix: z.string().min(1).default("avocado:limits").describe("namespace of the limit keys in Redis"),
     adminTokenEnv: z.string().default("AVOCADO_ADMIN_TOKEN").describe("environment variable holding the admin API's bearer token"),

@@ -95,8 +95,11 @@ export type StoreKind = "sqlite" | "postgres";
 /** A PostgreSQL client this long without a connection fails (an unreachable database must not hang requests). */
 const PG_CONNECT_TIMEOUT_MS = 5_000;
 
-/** PostgreSQL's error classes for a database that cannot be used right now: connection exception, insufficient resources, operator intervention. */
-const UNAVAILABLE_SQLSTATE = /^(08|53|57P)/;
+/**
+ * PostgreSQL's errors for a database that cannot be used right now: connection exception, insufficient resources,
+ * operator intervention, and a statement or lock wait cancelled by the statement timeout (57014, 55P03).
+ */
+const UNAVAILABLE_SQLSTATE = /^(08|53|57P|57014|55P03)/;
 const UNAVAILABLE_ERRNO = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN", "EPIPE"]);
 
 /**
@@ -113,7 +116,26 @@ export function storeUnavailable(error: unknown): boolean {
   return error instanceof Error && /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/.test(error.message);
 }
 
-export async function openDatabase(url: string, logger: Logger = SILENT_LOGGER): Promise<{ db: Db; kind: StoreKind; sqlite?: SQLite.Database; checkpointer?: WalCheckpointer }> {
+/**
+ * A PostgreSQL pool: a connect timeout, TCP keep-alive, int8 as numbers, and a listener for idle connections the
+ * database closes (a restart, a failover, an idle timeout: without one, node-postgres's 'error' event ends the
+ * process; the pool drops that connection and opens another when needed). With `statementTimeoutMs`, each
+ * statement, and each wait for a lock, is cancelled by the server past it.
+ */
+function postgresDb(url: string, max: number, logger: Logger, statementTimeoutMs?: number): Db {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max,
+    connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS,
+    keepAlive: true,
+    ...(statementTimeoutMs ? { statement_timeout: statementTimeoutMs, lock_timeout: statementTimeoutMs } : {}),
+    types: { getTypeParser: ((oid: number, format?: "text" | "binary") => (oid === BIGINT_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format))) as typeof pg.types.getTypeParser },
+  });
+  pool.on("error", (error) => logger.log("warn", "store.connection_lost", { error: error.message }));
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+export async function openDatabase(url: string, logger: Logger = SILENT_LOGGER, options: { statementTimeoutMs?: number } = {}): Promise<{ db: Db; kind: StoreKind; sqlite?: SQLite.Database; checkpointer?: WalCheckpointer }> {
   let db: Db;
   let kind: StoreKind;
   let sqlite: SQLite.Database | undefined;
@@ -140,38 +162,30 @@ export async function openDatabase(url: string, logger: Logger = SILENT_LOGGER):
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
     kind = "sqlite";
   } else if (/^postgres(ql)?:\/\//.test(url)) {
-    const pool = new pg.Pool({
-      connectionString: url,
-      max: 10,
-      connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS,
-      keepAlive: true,
-      types: { getTypeParser: ((oid: number, format?: "text" | "binary") => (oid === BIGINT_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format))) as typeof pg.types.getTypeParser },
-    });
-    // An idle connection the database closed (a restart, a failover, an idle timeout) is an 'error' event on the pool:
-    // without a listener it would end the process. The pool drops that connection and opens another when needed.
-    pool.on("error", (error) => logger.log("warn", "store.connection_lost", { error: error.message }));
-    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    kind = "postgres";
-  } else {
-    throw new InputError(`store '${url}': use sqlite:<path> or postgres://user@host/db`);
-  }
-  if (kind === "postgres") {
-    // Replicas starting together: one migrates at a time.
+    // Replicas starting together: one migrates at a time, on a connection of its own (no statement timeout: waiting
+    // for another replica's migration is expected).
+    const migrator = postgresDb(url, 1, logger);
     try {
-      await db.connection().execute(async (connection) => {
+      await migrator.connection().execute(async (connection) => {
         await sql`select pg_advisory_lock(724211)`.execute(connection);
         try {
-          await migrate(connection, kind);
+          await migrate(connection, "postgres");
         } finally {
           await sql`select pg_advisory_unlock(724211)`.execute(connection);
         }
       });
     } catch (error) {
-      await db.destroy();
       if (storeUnavailable(error)) throw new InputError(`cannot reach PostgreSQL at ${withoutPassword(url)}: ${errorMessage(error)}`, { cause: error });
       throw error;
+    } finally {
+      await migrator.destroy();
     }
-  } else await migrate(db, kind);
+    db = postgresDb(url, 10, logger, options.statementTimeoutMs);
+    kind = "postgres";
+  } else {
+    throw new InputError(`store '${url}': use sqlite:<path> or postgres://user@host/db`);
+  }
+  if (kind === "sqlite") await migrate(db, kind);
   return { db, kind, sqlite, checkpointer };
 }
 

@@ -181,6 +181,8 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
       expect(await store.ledgerAvailable()).toBe(true);
       if (kind !== "postgres") return;
       const { store: doomed, drop: dropDoomed } = await freshStore(kind, "health");
+      // Used, then its pool ended (Kysely starts a pool on first use: ending one never used leaves the next query a fresh start).
+      await doomed.balance("org_none");
       await doomed.db.destroy();
       expect(await doomed.ledgerAvailable(500)).toBe(false);
       await dropDoomed();

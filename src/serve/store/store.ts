@@ -62,8 +62,8 @@ export class Store {
    * (a long-running server on SQLite): the ledger's operations become durable
    * in a journal and its tables commit in batches (see `SqliteLedger`).
    */
-  static async open(url: string, options: { journal?: boolean | { commitMs: number }; logger?: Logger } = {}): Promise<Store> {
-    const { db, kind, sqlite, checkpointer } = await openDatabase(url, options.logger);
+  static async open(url: string, options: { journal?: boolean | { commitMs: number }; logger?: Logger; statementTimeoutMs?: number } = {}): Promise<Store> {
+    const { db, kind, sqlite, checkpointer } = await openDatabase(url, options.logger, { statementTimeoutMs: options.statementTimeoutMs });
     const path = url.slice("sqlite:".length);
     const file = sqlite !== undefined && path !== "" && path !== ":memory:";
     let ledger: SqliteLedger | undefined;
