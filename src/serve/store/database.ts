@@ -89,7 +89,6 @@ export type Db = Kysely<Database>;
 /** int8 as a JS number: micro-units and milliseconds stay far below 2^53. */
 const BIGINT_OID = 20;
 
-/** Opens `sqlite:<path>` (or `sqlite::memory:`) or `postgres://…`, and creates the schema if needed. */
 export type StoreKind = "sqlite" | "postgres";
 
 /** A PostgreSQL client this long without a connection fails (an unreachable database must not hang requests). */
@@ -135,6 +134,10 @@ function postgresDb(url: string, max: number, logger: Logger, statementTimeoutMs
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }
 
+/**
+ * Opens `sqlite:<path>` (or `sqlite::memory:`) or `postgres://…`, and creates the schema if needed.
+ * `statementTimeoutMs` (PostgreSQL; the server's): see `postgresDb`.
+ */
 export async function openDatabase(url: string, logger: Logger = SILENT_LOGGER, options: { statementTimeoutMs?: number } = {}): Promise<{ db: Db; kind: StoreKind; sqlite?: SQLite.Database; checkpointer?: WalCheckpointer }> {
   let db: Db;
   let kind: StoreKind;
