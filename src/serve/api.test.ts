@@ -267,3 +267,33 @@ for (const kind of ["sqlite", "postgres"] as const) {
     }, 120_000);
   });
 }
+
+describe("a harmony model (gpt-oss: the chat format forces tokens between the analysis and the final channel)", () => {
+  it("never reports or charges more completion tokens than max_tokens, and never more than the hold", async () => {
+    const fresh = await freshStore("sqlite", "harmony");
+    await fresh.store.close();
+    const config = serveSchema.parse({ port: 0, store: fresh.url, models: [{ name: "tiny-gptoss", gguf: teacherGguf("tiny-gptoss"), price: PRICE, maxTokens: 64 }] });
+    const models = new Map<string, ServedModel>([["tiny-gptoss", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-gptoss"))]]);
+    const events: string[] = [];
+    const api = await startApi({ config, workspace: "/nonexistent", models, logger: { log: (_level, event) => void events.push(event), addSecret: () => undefined } });
+    try {
+      const { key } = await api.store.createKey({ org: "harmony", name: "k" });
+      await api.store.grant("harmony", 100_000_000, "h");
+      const client = new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
+      let charged = 0;
+      // Budgets around where the model leaves its analysis for its answer (where the format's tokens are forced).
+      for (let maxTokens = 8; maxTokens <= 40; maxTokens += 2) {
+        const answer = await client.chat.completions.create({ model: "tiny-gptoss", messages: [{ role: "user", content: "Convert 3 km to m." }], max_tokens: maxTokens, temperature: 0 });
+        expect(answer.usage!.completion_tokens, `max_tokens ${maxTokens}`).toBeLessThanOrEqual(maxTokens);
+        charged += costOf(PRICE, answer.usage!.prompt_tokens, answer.usage!.completion_tokens);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(events).not.toContain("api.cost_above_hold");
+      expect((await api.store.usage()).reduce((sum, row) => sum + row.cost, 0)).toBe(charged);
+      expect((await api.store.audit()).problems).toEqual([]);
+    } finally {
+      await api.close();
+      await fresh.drop();
+    }
+  }, 60_000);
+});

@@ -53,7 +53,10 @@ export class EmbeddedServedModel implements ServedModel {
       reasoning: result.reasoning,
       finishReason: result.finishReason === "length" ? "length" : "stop",
       promptTokens: result.usage.promptTokens,
-      completionTokens: result.usage.completionTokens,
+      // The engine counts every assistant token, those its chat format forces included (harmony's "<|start|>assistant…"
+      // between the analysis and the final channel), which node-llama-cpp's max tokens does not: a request is never
+      // reported or charged more completion tokens than its max_tokens (what vLLM, sampling those tokens, would give).
+      completionTokens: Math.min(result.usage.completionTokens, request.maxTokens),
       logprobs: logprobs(result.logprobs),
     };
   }
