@@ -16,3 +16,11 @@ export function scratchFolder(name: string): string {
 
 /** A raw prompt (Qwen's chat format) that the tiny Qwen continues until its length limit: a stream long enough to interrupt mid-way. */
 export const ENDLESS_QWEN_PROMPT = "<|im_start|>user\nReverse the word 'abcdefghijklmnop'.<|im_end|>\n<|im_start|>assistant\n<think>\nLetters:";
+
+/** How a call of the openai client failed (its status, error code and headers), or undefined when it succeeded. */
+export async function failureOf(call: Promise<unknown>): Promise<{ status?: number; code?: string; headers?: Headers } | undefined> {
+  return call.then(
+    () => undefined,
+    (error: unknown) => error as { status?: number; code?: string; headers?: Headers },
+  );
+}

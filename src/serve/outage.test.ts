@@ -5,7 +5,7 @@
 import OpenAI from "openai";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
-import { teacherGguf, ENDLESS_QWEN_PROMPT as ENDLESS } from "../../test/fixtures.ts";
+import { failureOf, teacherGguf, ENDLESS_QWEN_PROMPT as ENDLESS } from "../../test/fixtures.ts";
 import { Partition, targetOf, until } from "../../test/partition.ts";
 import { freshStore, POSTGRES_URL } from "../../test/stores.ts";
 import { serveSchema } from "../core/config/serve-schema.ts";
@@ -108,10 +108,7 @@ describe("Redis unreachable", () => {
       const ask = () => client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 1 });
       await ask();
       await partition.cut();
-      const refused = await ask().then(
-        () => undefined,
-        (error: { status?: number; code?: string; headers?: Headers }) => error,
-      );
+      const refused = await failureOf(ask());
       expect([refused?.status, refused?.code, refused?.headers?.get("retry-after")]).toEqual([503, "limits_unavailable", "1"]);
       const health = await fetch(`${api.url}/health`);
       expect([health.status, await health.json()]).toEqual([503, { ok: false, ledger: "ok", limits: "unavailable", models: { "avocado-tiny": "ok" } }]);
@@ -169,10 +166,7 @@ describe("PostgreSQL unreachable", () => {
 
       // Cut off: 503 with a Retry-After, not a 500 or a hang; /health says so.
       await partition.cut();
-      const refused = await ask().then(
-        () => undefined,
-        (error: { status?: number; code?: string; headers?: Headers }) => error,
-      );
+      const refused = await failureOf(ask());
       expect([refused?.status, refused?.code, refused?.headers?.get("retry-after")]).toEqual([503, "ledger_unavailable", "1"]);
       const health = await fetch(`${api.url}/health`);
       expect([health.status, ((await health.json()) as { ledger: string }).ledger]).toEqual([503, "unavailable"]);
@@ -228,11 +222,8 @@ describe("PostgreSQL unreachable", () => {
       await admin.query("begin");
       await admin.query(`lock table ${schema}.balances in access exclusive mode`);
       const started = Date.now();
-      const refused = await ask().then(
-        () => ({}) as { status?: number; code?: string },
-        (error: unknown) => error as { status?: number; code?: string },
-      );
-      expect([refused.status, refused.code]).toEqual([503, "ledger_unavailable"]);
+      const refused = await failureOf(ask());
+      expect([refused?.status, refused?.code]).toEqual([503, "ledger_unavailable"]);
       expect(Date.now() - started).toBeGreaterThanOrEqual(400);
       expect(Date.now() - started).toBeLessThan(5_000);
       await admin.query("rollback");

@@ -2,7 +2,7 @@ import { createServer, request as httpRequest } from "node:http";
 import { connect, type AddressInfo } from "node:net";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { teacherGguf } from "../../test/fixtures.ts";
+import { failureOf, teacherGguf } from "../../test/fixtures.ts";
 import { OpenAiCompatibleTestServer } from "../../test/openai-compatible-server.ts";
 import { until } from "../../test/partition.ts";
 import { freshStore } from "../../test/stores.ts";
@@ -100,11 +100,8 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       (lonely.store as unknown as { sqliteLedger: { broken: Error } }).sqliteLedger.broken = new LedgerUnavailableError(new Error("disk gone"));
       expect(await (await fetch(`${lonely.url}/health`)).json()).toMatchObject({ ok: false, ledger: "unavailable" });
       // A request meanwhile: 503 with a Retry-After (nothing can be held, nothing is charged), not a 500.
-      const refused = await new OpenAI({ apiKey: key, baseURL: `${lonely.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: "gone", messages: [{ role: "user", content: "hi" }] }).then(
-        () => ({}) as { status?: number; code?: string; headers?: Headers },
-        (e: unknown) => e as { status?: number; code?: string; headers?: Headers },
-      );
-      expect([refused.status, refused.code, refused.headers?.get("retry-after")]).toEqual([503, "ledger_unavailable", "1"]);
+      const refused = await failureOf(new OpenAI({ apiKey: key, baseURL: `${lonely.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: "gone", messages: [{ role: "user", content: "hi" }] }));
+      expect([refused?.status, refused?.code, refused?.headers?.get("retry-after")]).toEqual([503, "ledger_unavailable", "1"]);
       (lonely.store as unknown as { sqliteLedger: { broken: Error | undefined } }).sqliteLedger.broken = undefined;
     } finally {
       await lonely.close();
@@ -263,11 +260,8 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       const answer = await client.chat.completions.create({ model: "mixed", messages: [{ role: "user", content: "Convert 20 kg to g." }], max_tokens: 4 });
       expect(answer.choices[0]!.message.content!.length).toBeGreaterThan(0);
       expect(seen).toEqual(["busy", "failing"]);
-      const refused = await client.chat.completions.create({ model: "busy-only", messages: [{ role: "user", content: "hi" }] }).then(
-        () => ({}) as { status?: number; code?: string; headers?: Headers },
-        (error: unknown) => error as { status?: number; code?: string; headers?: Headers },
-      );
-      expect([refused.status, refused.code, refused.headers?.get("retry-after")]).toEqual([503, "model_overloaded", "7"]);
+      const refused = await failureOf(client.chat.completions.create({ model: "busy-only", messages: [{ role: "user", content: "hi" }] }));
+      expect([refused?.status, refused?.code, refused?.headers?.get("retry-after")]).toEqual([503, "model_overloaded", "7"]);
       // Charged once, for the answer the real upstream gave; nothing for the refusal.
       const usage = await pool.store.usage();
       expect(usage.reduce((sum, row) => sum + row.requests, 0)).toBe(2);
@@ -285,10 +279,7 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
     try {
       const client = new OpenAI({ apiKey: key, baseURL: `${slow.url}/v1`, maxRetries: 0 });
       const started = Date.now();
-      const whole = await client.chat.completions.create({ model: "slow", messages: [{ role: "user", content: "hi" }] }).then(
-        () => undefined,
-        (error: { status?: number; code?: string }) => error,
-      );
+      const whole = await failureOf(client.chat.completions.create({ model: "slow", messages: [{ role: "user", content: "hi" }] }));
       expect([whole?.status, whole?.code]).toEqual([504, "upstream_timeout"]);
       expect(Date.now() - started).toBeGreaterThanOrEqual(250);
       const stream = await client.chat.completions.create({ model: "slow", messages: [{ role: "user", content: "hi" }], stream: true });
