@@ -115,7 +115,7 @@ export function registerKeys(program: Command): void {
             `${r.key.padEnd(16)} ${String(r.org).padEnd(12)} ${String(r.requests).padStart(8)} ${String(r.score).padStart(5)} ${part(r.parts.volume)} ${part(r.parts.logprobs)} ${part(r.parts.coverage)} ${part(r.parts.templating)}${r.flagged ? "  FLAGGED" : ""}`,
         );
         context.print(
-          [`window ${days} days; flagged at score ≥ ${threshold} (see src/serve/extraction.ts for the score)`, `${"key".padEnd(16)} ${"org".padEnd(12)} ${"requests".padStart(8)} ${"score".padStart(5)} ${"vol".padStart(5)} ${"lp".padStart(5)} ${"cover".padStart(5)} ${"tmpl".padStart(5)}`, ...lines].join("\n"),
+          [`window ${days} days; flagged at score ≥ ${threshold} (the score's four parts: README, 'avocado keys audit')`, `${"key".padEnd(16)} ${"org".padEnd(12)} ${"requests".padStart(8)} ${"score".padStart(5)} ${"vol".padStart(5)} ${"lp".padStart(5)} ${"cover".padStart(5)} ${"tmpl".padStart(5)}`, ...lines].join("\n"),
           { threshold, days, keys: reports },
         );
       } finally {
