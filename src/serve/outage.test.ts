@@ -199,6 +199,78 @@ describe("PostgreSQL unreachable", () => {
     }
   });
 
+  /** A server on a fresh PostgreSQL store reached through `partition`, a key of an org with credit, and a request to make. */
+  async function partitionedApi(name: string, partition: Partition, storeTimeoutMs: number, logger?: Logger) {
+    const fresh = await freshStore("postgres", name);
+    await fresh.store.close();
+    const config = serveSchema.parse({
+      port: 0,
+      store: partition.relayed(fresh.url),
+      storeTimeoutMs,
+      models: [{ name: "avocado-tiny", gguf: teacherGguf("tiny-qwen"), price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 }, maxTokens: 4 }],
+    });
+    const models = new Map<string, ServedModel>([["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))]]);
+    const api = await startApi({ config, workspace: "/nonexistent", models, logger });
+    const { key } = await api.store.createKey({ org: name, name: "k" });
+    await api.store.grant(name, 1_000_000, "g");
+    const client = new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
+    const ask = () => client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
+    return { api, ask, drop: () => fresh.drop() };
+  }
+
+  it("a connection that breaks in the middle of a query fails that request with a 503, and the server lives on", async () => {
+    const partition = new Partition(targetOf(POSTGRES_URL, 5432));
+    await partition.up();
+    const events: string[] = [];
+    const logger: Logger = { log: (_level, event) => void events.push(event), addSecret: () => undefined };
+    const { api, ask, drop } = await partitionedApi("midquery", partition, 10_000, logger);
+    try {
+      await ask();
+      // The next request's queries reach the database a second late; the link breaks while the first is on its way.
+      partition.delayMs = 1_000;
+      const pending = failureOf(ask());
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await partition.cut();
+      const refused = await pending;
+      expect([refused?.status, refused?.code]).toEqual([503, "ledger_unavailable"]);
+      expect(events).toContain("store.connection_lost");
+      partition.delayMs = 0;
+      await partition.up();
+      await ask();
+      expect(await api.store.openReservations()).toEqual([]);
+      expect((await api.store.audit()).problems).toEqual([]);
+    } finally {
+      await api.close();
+      await partition.cut();
+      await drop();
+    }
+  });
+
+  it("a network that drops everything without closing (a black hole) gives 503 soon after storeTimeoutMs, not a hang, and that connection is not used again", async () => {
+    const partition = new Partition(targetOf(POSTGRES_URL, 5432));
+    await partition.up();
+    const { api, ask, drop } = await partitionedApi("blackhole", partition, 300);
+    try {
+      await ask();
+      // Nothing sent reaches the database for a minute, and nothing closes: the server's own timeout never hears of the query.
+      partition.delayMs = 60_000;
+      const started = Date.now();
+      const refused = await failureOf(ask());
+      expect([refused?.status, refused?.code]).toEqual([503, "ledger_unavailable"]);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1_200);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      // The link is healthy again: the requests that follow get connections that work (the lost one was closed).
+      partition.delayMs = 0;
+      for (let i = 0; i < 3; i++) await ask();
+      expect(await api.store.openReservations()).toEqual([]);
+      expect((await api.store.audit()).problems).toEqual([]);
+    } finally {
+      await api.close();
+      await partition.cut();
+      await drop();
+    }
+  });
+
   it("a table locked by maintenance gives 503 after storeTimeoutMs rather than a hang, and service resumes when the lock goes", async () => {
     const fresh = await freshStore("postgres", "locked");
     await fresh.store.close();

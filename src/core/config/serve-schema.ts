@@ -47,7 +47,7 @@ export const serveSchema = z
       .int()
       .min(100)
       .default(10_000)
-      .describe("PostgreSQL: the most one statement of the server may take, waits for locks included; past it the request gets 503 (the CLI waits as long as it takes)"),
+      .describe("PostgreSQL: the most one statement of the server may take, waits for locks included; past it the request gets 503 (the CLI waits as long as it takes). A query with no answer at all a second later (a network that drops packets) fails on the server's side, and its connection is closed"),
     redis: z.string().optional().describe("redis://… to share limits across replicas (in-process when absent)"),
     redisPrefix: z.string().min(1).default("avocado:limits").describe("namespace of the limit keys in Redis"),
     adminTokenEnv: z.string().default("AVOCADO_ADMIN_TOKEN").describe("environment variable holding the admin API's bearer token"),

@@ -112,14 +112,17 @@ export function storeUnavailable(error: unknown): boolean {
   if (code === "ledger_unavailable") return true;
   if (typeof code === "string" && (UNAVAILABLE_ERRNO.has(code) || (code.length === 5 && UNAVAILABLE_SQLSTATE.test(code)))) return true;
   // node-postgres's own words for a connection that broke or never came.
-  return error instanceof Error && /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/.test(error.message);
+  return error instanceof Error && /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout)/.test(error.message);
 }
 
 /**
- * A PostgreSQL pool: a connect timeout, TCP keep-alive, int8 as numbers, and a listener for idle connections the
- * database closes (a restart, a failover, an idle timeout: without one, node-postgres's 'error' event ends the
- * process; the pool drops that connection and opens another when needed). With `statementTimeoutMs`, each
- * statement, and each wait for a lock, is cancelled by the server past it.
+ * A PostgreSQL pool: a connect timeout, TCP keep-alive, int8 as numbers, and a listener on every connection for
+ * the database or the network closing it (a restart, a failover, an idle timeout), idle or in the middle of a
+ * query: without one, node-postgres's 'error' event ends the process; the query in flight fails, and the pool
+ * drops that connection and opens another when needed. With `statementTimeoutMs`, each statement, and each wait
+ * for a lock, is cancelled by the server past it; and a query whose answer has not come a second after that (the
+ * server never heard it: a network that drops packets without closing anything) fails on this side, and its
+ * connection is closed rather than handed to the next request.
  */
 function postgresDb(url: string, max: number, logger: Logger, statementTimeoutMs?: number): Db {
   const pool = new pg.Pool({
@@ -127,11 +130,36 @@ function postgresDb(url: string, max: number, logger: Logger, statementTimeoutMs
     max,
     connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS,
     keepAlive: true,
-    ...(statementTimeoutMs ? { statement_timeout: statementTimeoutMs, lock_timeout: statementTimeoutMs } : {}),
+    ...(statementTimeoutMs ? { statement_timeout: statementTimeoutMs, lock_timeout: statementTimeoutMs, query_timeout: statementTimeoutMs + PG_ANSWER_MARGIN_MS } : {}),
     types: { getTypeParser: ((oid: number, format?: "text" | "binary") => (oid === BIGINT_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format))) as typeof pg.types.getTypeParser },
   });
-  pool.on("error", (error) => logger.log("warn", "store.connection_lost", { error: error.message }));
+  pool.on("connect", (client) => {
+    client.on("error", (error) => logger.log("warn", "store.connection_lost", { error: error.message }));
+    if (statementTimeoutMs) closeOnUnansweredQuery(client);
+  });
+  // An idle connection's error reaches the pool too (already logged by the connection's own listener).
+  pool.on("error", () => undefined);
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+/** How long past the server's statement timeout a query may go unanswered before the client gives up on it. */
+const PG_ANSWER_MARGIN_MS = 1_000;
+
+/**
+ * node-postgres fails a query that outlives `query_timeout` ('Query read timeout') but keeps its connection,
+ * whose next query would wait behind the lost one: the connection is closed, so the pool drops it.
+ */
+function closeOnUnansweredQuery(client: pg.PoolClient): void {
+  const query = client.query;
+  client.query = function (this: pg.PoolClient, ...args: unknown[]) {
+    const result: unknown = Reflect.apply(query, this, args);
+    if (result instanceof Promise) {
+      result.catch((error: unknown) => {
+        if (error instanceof Error && error.message === "Query read timeout") this.connection.stream.destroy();
+      });
+    }
+    return result;
+  } as typeof client.query;
 }
 
 /**
