@@ -19,7 +19,7 @@ import { InsufficientCreditError, type ApiKeyRow, type Hold, type Store } from "
 import type { SettleUsage } from "./store/ledger.ts";
 import { storeUnavailable } from "./store/database.ts";
 import { adminCheck, registerAdmin } from "./admin.ts";
-import { SettlementRetry } from "./settlement-retry.ts";
+import type { SettlementRetry } from "./settlement-retry.ts";
 
 export interface ApiDependencies {
   config: ServeConfig;
@@ -28,6 +28,8 @@ export interface ApiDependencies {
   models: Map<string, ServedModel>;
   /** This server process (its reservations are recovered after a crash). */
   instance: string;
+  /** Where settlements the store could not take wait to be tried again (closed with the app). */
+  retries: SettlementRetry;
   adminToken?: string;
   logger?: Logger;
 }
@@ -95,7 +97,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     clientErrorHandler: clientError,
   });
   const keyCache = new Map<string, { row: ApiKeyRow | undefined; auth: Authenticated | undefined; until: number }>();
-  const retries = new SettlementRetry(store, logger);
+  const retries = deps.retries;
   metrics.countPendingSettlements(() => retries.size);
   /** Requests past admission: counted by `metrics.finished`, not as refused, whatever error they end with. */
   const admitted = new WeakSet<FastifyRequest>();

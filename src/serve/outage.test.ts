@@ -5,7 +5,7 @@
 import OpenAI from "openai";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
-import { failureOf, teacherGguf, ENDLESS_QWEN_PROMPT as ENDLESS } from "../../test/fixtures.ts";
+import { failureOf, scratchFolder, teacherGguf, ENDLESS_QWEN_PROMPT as ENDLESS } from "../../test/fixtures.ts";
 import { Partition, targetOf, until } from "../../test/partition.ts";
 import { freshStore, POSTGRES_URL } from "../../test/stores.ts";
 import { serveSchema } from "../core/config/serve-schema.ts";
@@ -100,7 +100,7 @@ describe("Redis unreachable", () => {
       models: [{ name: "avocado-tiny", gguf: teacherGguf("tiny-qwen"), price: { inputPerMillion: 1, outputPerMillion: 1 }, maxTokens: 4 }],
     });
     const models = new Map<string, ServedModel>([["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))]]);
-    const api = await startApi({ config, workspace: "/nonexistent", models });
+    const api = await startApi({ config, workspace: scratchFolder("outage"), models });
     try {
       const { key } = await api.store.createKey({ org: "partitioned", name: "k" });
       await api.store.grant("partitioned", 1_000_000, "p");
@@ -147,7 +147,7 @@ describe("PostgreSQL unreachable", () => {
       models: [{ name: "avocado-tiny", gguf: teacherGguf("tiny-qwen"), price: { inputPerMillion: 1_000_000, outputPerMillion: 4_000_000 }, maxTokens: 256 }],
     });
     const models = new Map<string, ServedModel>([["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))]]);
-    const api = await startApi({ config, workspace: "/nonexistent", models, logger });
+    const api = await startApi({ config, workspace: scratchFolder("outage"), models, logger });
     try {
       const { key } = await api.store.createKey({ org: "outage", name: "k" });
       await api.store.grant("outage", 10_000_000, "o");
@@ -210,7 +210,7 @@ describe("PostgreSQL unreachable", () => {
       models: [{ name: "avocado-tiny", gguf: teacherGguf("tiny-qwen"), price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 }, maxTokens: 4 }],
     });
     const models = new Map<string, ServedModel>([["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))]]);
-    const api = await startApi({ config, workspace: "/nonexistent", models, logger });
+    const api = await startApi({ config, workspace: scratchFolder("outage"), models, logger });
     const { key } = await api.store.createKey({ org: name, name: "k" });
     await api.store.grant(name, 1_000_000, "g");
     const client = new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
@@ -282,7 +282,7 @@ describe("PostgreSQL unreachable", () => {
       models: [{ name: "avocado-tiny", gguf: teacherGguf("tiny-qwen"), price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 }, maxTokens: 4 }],
     });
     const models = new Map<string, ServedModel>([["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))]]);
-    const api = await startApi({ config, workspace: "/nonexistent", models });
+    const api = await startApi({ config, workspace: scratchFolder("outage"), models });
     const admin = new pg.Client({ connectionString: POSTGRES_URL });
     try {
       const { key } = await api.store.createKey({ org: "locked", name: "k" });

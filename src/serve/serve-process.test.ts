@@ -6,6 +6,8 @@ import { join } from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { scratchFolder, teacherGguf, ENDLESS_QWEN_PROMPT as ENDLESS } from "../../test/fixtures.ts";
+import { Partition, targetOf } from "../../test/partition.ts";
+import { freshStore, POSTGRES_URL } from "../../test/stores.ts";
 import { PROJECT_ROOT } from "../core/paths.ts";
 import { Store } from "./store/store.ts";
 
@@ -129,6 +131,57 @@ describe("avocado serve as a process: keys and billing CLI, kill -9 mid-stream, 
     expect((await avocado(["keys", "revoke", id], folder)).code).toBe(0);
     await new Promise((resolve) => setTimeout(resolve, 1_100));
     await expect(client.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+  }, 60_000);
+});
+
+describe("avocado serve killed while its PostgreSQL is away", () => {
+  it("keeps the settlement of a stream it could not charge in a file, and the next start charges it (not released as unknown)", async () => {
+    const folder = scratchFolder("serve-pending");
+    await mkdir(folder, { recursive: true });
+    const fresh = await freshStore("postgres", "pending");
+    const partition = new Partition(targetOf(POSTGRES_URL, 5432));
+    await partition.up();
+    const port = await freePort();
+    let child: ChildProcess | undefined;
+    try {
+      const { key } = await fresh.store.createKey({ org: "pending", name: "k" });
+      await fresh.store.grant("pending", 10_000_000, "p");
+      const org = (await fresh.store.orgByName("pending"))!.id;
+      const model = `    - { name: avocado-tiny, gguf: ${teacherGguf("tiny-qwen")}, price: { inputPerMillion: 1000000, outputPerMillion: 4000000 }, maxTokens: 200 }`;
+      await writeFile(join(folder, "avocado.yaml"), ["workspace: ws", "serve:", `  port: ${port}`, `  store: ${JSON.stringify(partition.relayed(fresh.url))}`, "  models:", model, ""].join("\n"));
+      child = (await serve(folder)).child;
+      const client = new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
+      // The database goes away mid-stream: the client reads its whole answer, which the server cannot charge yet.
+      const stream = await client.completions.create({ model: "avocado-tiny", prompt: ENDLESS, max_tokens: 200, temperature: 0, stream: true, stream_options: { include_usage: true } });
+      let chunks = 0;
+      let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
+      for await (const chunk of stream) {
+        if (++chunks === 2) await partition.cut();
+        usage = chunk.usage ?? usage;
+      }
+      expect(usage?.completion_tokens).toBeGreaterThan(20);
+      const pendingFolder = join(folder, "ws", ".avocado", "pending-settlements");
+      expect(readdirSync(pendingFolder)).toHaveLength(1);
+      // Killed before the database is back; then the database returns and the server starts again.
+      child.kill("SIGKILL");
+      await new Promise((resolve) => child!.once("exit", resolve));
+      await partition.up();
+      const restarted = await serve(folder);
+      child = restarted.child;
+      expect(restarted.output()).toMatch(/"event":"api.resumed_settlements"[^\n]*"settled":1/);
+      expect(readdirSync(pendingFolder)).toEqual([]);
+      const cost = usage!.prompt_tokens * 1 + usage!.completion_tokens * 4;
+      expect(await fresh.store.openReservations()).toEqual([]);
+      expect((await fresh.store.usage()).reduce((sum, row) => sum + row.cost, 0)).toBe(cost);
+      expect(await fresh.store.balance(org)).toEqual({ available: 10_000_000 - cost, reserved: 0 });
+      expect((await fresh.store.audit()).problems).toEqual([]);
+    } finally {
+      child?.kill("SIGKILL");
+      await partition.cut();
+      await fresh.store.close();
+      await fresh.drop();
+      await rm(folder, { recursive: true, force: true });
+    }
   }, 60_000);
 });
 

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import { hostname } from "node:os";
-import { isAbsolute, resolve } from "node:path";
+import { isAbsolute, join, resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
 import type { ServeConfig } from "../core/config/serve-schema.ts";
 import { InputError } from "../core/errors.ts";
@@ -13,6 +13,7 @@ import { RedisLimiter } from "./limits/redis-limiter.ts";
 import { EmbeddedServedModel } from "./models/embedded-model.ts";
 import type { ServedModel } from "./models/served-model.ts";
 import { UpstreamServedModel } from "./models/upstream-model.ts";
+import { SettlementRetry } from "./settlement-retry.ts";
 import { storeUrl } from "./store/store-url.ts";
 import { Store } from "./store/store.ts";
 
@@ -32,16 +33,23 @@ export interface RunningApi {
  * Settles what a dead server left open: every reservation of this instance
  * name (a server restarting on the same host and port is its successor), and
  * any reservation older than an hour. They are released, refunding the hold:
- * the usage of a request that died with its server is unknown.
+ * the usage of a request that died with its server is unknown. (Those whose
+ * usage is known, a settlement the store could not take before the server
+ * died, are settled from the server's pending file first: `SettlementRetry.resumeDead`.)
  */
-export async function recoverReservations(store: Store, instance: string | undefined): Promise<number> {
+export async function recoverReservations(store: Store, instance: string | undefined, pending?: SettlementRetry): Promise<number> {
   const open = [...(instance ? await store.openReservations({ instance }) : []), ...(await store.openReservations({ olderThanMs: STALE_RESERVATION_MS }))];
   let recovered = 0;
   for (const reservation of open) {
+    // A hold whose settlement (its usage known) waits for the store to take it is not released.
+    if (pending?.has(reservation.request_id)) continue;
     if (await store.settle(reservation.request_id, { promptTokens: 0, completionTokens: 0, cost: 0, outcome: "recovered" })) recovered++;
   }
   return recovered;
 }
+
+/** Where a server keeps the settlements its store could not take yet (see `SettlementRetry`). */
+export const pendingSettlementsFolder = (workspace: string) => join(workspace, ".avocado", "pending-settlements");
 
 /** Listens, turning the usual failures into clear errors (the address taken, not allowed, not this machine's). */
 async function listen(app: FastifyInstance, host: string, port: number): Promise<string> {
@@ -64,6 +72,8 @@ export async function startApi(options: { config: ServeConfig; workspace: string
   const store = await Store.open(storeUrl(config.store, options.workspace), { journal: true, logger, statementTimeoutMs: config.storeTimeoutMs });
   // What is open so far, closed in reverse if the start fails (a failed start must not leave the process running).
   const opened: (() => Promise<void>)[] = [() => store.close()];
+  const retries = new SettlementRetry(store, logger, pendingSettlementsFolder(options.workspace));
+  opened.push(() => retries.close());
   let limiter: Limiter;
   const models = options.models ?? new Map<string, ServedModel>();
   let app: FastifyInstance;
@@ -76,7 +86,10 @@ export async function startApi(options: { config: ServeConfig; workspace: string
   try {
     // A fixed port names the instance, so a restart recovers its predecessor; an ephemeral port is a one-off instance.
     instance = config.port === 0 ? `${hostname()}:ephemeral:${process.pid}:${Date.now()}` : `${hostname()}:${config.port}`;
-    recovered = await recoverReservations(store, instance);
+    // Settlements a dead server of this workspace could not make (its store was away) land first, then the holds left without usage are released.
+    const resumed = await retries.resumeDead();
+    if (resumed.files > 0) logger.log("warn", "api.resumed_settlements", { files: resumed.files, settled: resumed.settled, pending: retries.size });
+    recovered = await recoverReservations(store, instance, retries);
     if (recovered > 0) logger.log("warn", "api.recovered_reservations", { instance, recovered });
     limiter = config.redis ? await RedisLimiter.connect(config.redis, config.redisPrefix, logger) : new MemoryLimiter();
     const opener = limiter;
@@ -89,7 +102,7 @@ export async function startApi(options: { config: ServeConfig; workspace: string
       }
     }
     if (models.size === 0) throw new InputError("no models to serve: add serve.models to avocado.yaml (a gguf path or upstream URLs, with prices)");
-    const built = await buildApi({ config, store, limiter, models, instance, adminToken: options.adminToken, logger });
+    const built = await buildApi({ config, store, limiter, models, instance, retries, adminToken: options.adminToken, logger });
     app = built;
     opened.push(() => built.close());
     app.server.on("connection", (socket: Socket) => {
@@ -103,7 +116,7 @@ export async function startApi(options: { config: ServeConfig; workspace: string
     throw error;
   }
   // Every five minutes: only the stale holds (older than an hour), whoever left them.
-  const sweep = setInterval(() => void recoverReservations(store, undefined).catch(() => undefined), 5 * 60_000);
+  const sweep = setInterval(() => void recoverReservations(store, undefined, retries).catch(() => undefined), 5 * 60_000);
   sweep.unref();
   return {
     app,

@@ -1,5 +1,6 @@
 import { closeSync, ftruncateSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { ownerAlive, ownerTag } from "../../core/process-owner.ts";
 import type { holdRow, SettleUsage } from "./ledger.ts";
 
 /** One ledger operation as the journal keeps it: everything needed to apply it again, decisions included. */
@@ -7,45 +8,6 @@ export type JournalRecord =
   | { t: "grant"; orgId: string; amount: number; key: string; memo: string; at: number }
   | ({ t: "hold" } & ReturnType<typeof holdRow>)
   | { t: "settle"; requestId: string; usage: SettleUsage; at: number };
-
-/** This process, as a journal's file name names its owner: boot, pid and start time (a reused pid is another process). */
-function ownerTag(): string {
-  return `${bootId()}.${process.pid}.${startTicks(process.pid) ?? "x"}`;
-}
-
-function bootId(): string {
-  try {
-    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim().slice(0, 8);
-  } catch {
-    return "noboot";
-  }
-}
-
-/** A process's start time in clock ticks since boot (Linux), or undefined where /proc cannot tell. */
-function startTicks(pid: number): string | undefined {
-  try {
-    // The command name (field 2) may hold spaces and parentheses: count fields after its closing parenthesis.
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
-  } catch {
-    return undefined;
-  }
-}
-
-/** Whether the process that owns a journal (by its tag) is still running. */
-function ownerAlive(tag: string): boolean {
-  const [boot, pid, start] = tag.split(".");
-  if (boot !== bootId()) return false;
-  const ticks = startTicks(Number(pid));
-  if (ticks !== undefined || start !== "x") return ticks === start;
-  // No /proc: a signal 0 tells whether the pid runs (this process's own journals are alive).
-  try {
-    process.kill(Number(pid), 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const JOURNAL_SUFFIX = ".journal";
 const prefixOf = (databasePath: string) => `${basename(databasePath)}-ledger.`;
