@@ -414,6 +414,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     let corked = false;
     let closing = false;
     const send = (choices: unknown[], usage?: unknown) => {
+      if (raw.destroyed) return;
       if (!corked) {
         corked = true;
         raw.cork();
@@ -424,6 +425,11 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         });
       }
       raw.write(`data: ${JSON.stringify({ id, object, created, model: model.config.name, choices, usage })}\n\n`);
+      // A client that does not read: past the bound, its connection is closed (the generation stops, and is charged what it generated).
+      if (raw.writableLength > config.streamBufferBytes && !raw.destroyed) {
+        logger.log("warn", "api.stream_not_read", { requestId: id, bufferedBytes: raw.writableLength });
+        raw.destroy();
+      }
     };
     let first = true;
     // Set at the first failure: what the others generate after it is neither sent nor charged (what was charged is what the client received).

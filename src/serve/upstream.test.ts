@@ -351,3 +351,68 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
     expect(text).toMatch(/avocado_settlements_pending 0\n/);
   });
 });
+
+describe("a streamed answer its client does not read", () => {
+  it("is cut once streamBufferBytes wait for the client, and charged what was generated: the server does not hold the whole answer for it", async () => {
+    // An upstream that streams faster and longer than any engine here can (about 20 MB of events at once): only such a stream
+    // fills the network's buffers and then the server's. In the OpenAI format, usage in the last event.
+    const events = 20_000;
+    const word = "x".repeat(1_000);
+    const upstream = createServer((request, response) => {
+      if (request.method === "GET") return void response.writeHead(200, { "content-type": "application/json" }).end('{"object":"list","data":[{"id":"fast","object":"model"}]}');
+      request.resume();
+      request.on("end", () => {
+        response.writeHead(200, { "content-type": "text/event-stream" });
+        const chunk = (delta: object) => `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 0, model: "fast", choices: [{ index: 0, delta, finish_reason: null }] })}\n\n`;
+        let sent = 0;
+        const more = () => {
+          while (sent < events) {
+            sent++;
+            if (!response.write(chunk({ content: word }))) return void response.once("drain", more);
+          }
+          response.end(`data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 0, model: "fast", choices: [], usage: { prompt_tokens: 5, completion_tokens: events, total_tokens: events + 5 } })}\n\ndata: [DONE]\n\n`);
+        };
+        more();
+      });
+      response.on("error", () => undefined);
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+    const fresh = await freshStore("sqlite", "unread");
+    await fresh.store.close();
+    const config = serveSchema.parse({
+      port: 0,
+      store: fresh.url,
+      streamBufferBytes: 65_536,
+      models: [{ name: "fast", upstreams: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`], price: { inputPerMillion: 1, outputPerMillion: 1 }, maxTokens: 32_000 }],
+    });
+    const logged: string[] = [];
+    const api = await startApi({ config, workspace: "/nonexistent", logger: { log: (_level, event) => void logged.push(event), addSecret: () => undefined } });
+    try {
+      const { key } = await api.store.createKey({ org: "unread", name: "k" });
+      await api.store.grant("unread", 1_000_000, "u");
+      // Asks for a stream, then reads nothing.
+      const target = new URL(api.url);
+      const body = JSON.stringify({ model: "fast", messages: [{ role: "user", content: "hi" }], max_tokens: 32_000, stream: true });
+      const socket = connect(Number(target.port), target.hostname, () => {
+        socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${key}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        socket.pause();
+      });
+      socket.on("error", () => undefined);
+      await until(() => logged.includes("api.stream_not_read"), 30_000);
+      await until(() => logged.includes("api.request"), 10_000);
+      socket.destroy();
+      expect(await api.store.openReservations()).toEqual([]);
+      const [row] = await api.store.usage();
+      // Charged what was generated before the cut: what the network's buffers and the bound held, a fraction of the 20 MB.
+      expect(row?.requests).toBe(1);
+      expect(row?.completion_tokens).toBeGreaterThan(0);
+      expect(row?.completion_tokens).toBeLessThan(events / 2);
+      expect((await api.store.audit()).problems).toEqual([]);
+    } finally {
+      await api.close();
+      upstream.closeAllConnections();
+      upstream.close();
+      await fresh.drop();
+    }
+  }, 60_000);
+});

@@ -70,6 +70,7 @@ serve:
   bodyLimitBytes: 1048576
   requestTimeoutMs: 30000           # to send a whole request; slower clients get 408 (answers may stream longer)
   shutdownGraceMs: 30000            # on SIGTERM, for requests in flight to finish (then cut, settled as cancelled)
+  streamBufferBytes: 2097152        # a stream its client does not read is cut once this much waits for it
   freeTierMicros: 0                 # credit granted to a new org's first key
   metricsPublic: false              # /metrics needs the admin token (Prometheus: authorization credentials)
   plans:

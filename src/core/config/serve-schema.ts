@@ -64,6 +64,14 @@ export const serveSchema = z
       .min(0)
       .default(30_000)
       .describe("on SIGTERM/SIGINT, how long requests in flight may take to finish before their connections are closed (each is then settled for what it had generated); idle connections close at once"),
+    streamBufferBytes: z
+      .number()
+      .int()
+      .min(16_384)
+      .default(2 << 20)
+      .describe(
+        "a streamed answer whose client does not read it: once this much of it waits to be sent (beyond what the network buffers hold), the stream is cut and charged what was generated; without a bound, each such client would hold its whole answer in the server's memory",
+      ),
     plans: z.record(z.string(), planSchema).default({ default: { rpm: 600, tpm: 200_000, concurrency: 8, topLogprobs: 0 } }),
     freeTierMicros: micros.default(0).describe("credit granted to a new org's first key"),
     metricsPublic: z.boolean().default(false).describe("serve /metrics to anyone (default: only with the admin token, as Prometheus' authorization credentials)"),
