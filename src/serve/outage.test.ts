@@ -48,7 +48,7 @@ describe("Redis unreachable", () => {
       held.lease.addTokens(5);
       await partition.up();
       await until(() => limiter.available());
-      // The slot p1 held was freed after the reconnection (without it, p3 waits out the 15-minute lease).
+      // The slot p1 held was freed after the reconnection (without it, p3 waits for the lease to lapse).
       await until(() => events.includes("limits.redis_ready"));
       let admitted = await limiter.admit("p3", scope, 1);
       for (let i = 0; i < 50 && !admitted.ok; i++) {

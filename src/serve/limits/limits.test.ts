@@ -79,6 +79,37 @@ for (const kind of ["memory", "redis"] as const) {
 }
 
 describe("two Redis limiters (two replicas' connections)", () => {
+  it("a replica renews the slots of its requests in flight; those of a replica that died lapse within the lease", async () => {
+    const shared = prefix();
+    const leaseTtlMs = 600;
+    const [a, b, dying] = [await RedisLimiter.connect(REDIS_URL, shared, undefined, { leaseTtlMs }), await RedisLimiter.connect(REDIS_URL, shared, undefined, { leaseTtlMs }), await RedisLimiter.connect(REDIS_URL, shared, undefined, { leaseTtlMs })];
+    try {
+      // A request running three times its lease on replica a keeps its slot.
+      const scope = [{ id: "key:long", concurrency: 1 }];
+      const long = await a.admit("long", scope, 1);
+      if (!long.ok) throw new Error("refused");
+      await new Promise((resolve) => setTimeout(resolve, 3 * leaseTtlMs));
+      expect(await b.admit("during", scope, 1)).toMatchObject({ ok: false, limit: "concurrency" });
+      await long.lease.release();
+      const after = await b.admit("after", scope, 1);
+      expect(after.ok).toBe(true);
+      if (after.ok) await after.lease.release();
+
+      // A replica dies holding a slot (its connection gone, nothing released): the slot is free again within the lease.
+      const orphanScope = [{ id: "key:orphan", concurrency: 1 }];
+      expect((await dying.admit("orphan", orphanScope, 1)).ok).toBe(true);
+      await dying.close();
+      expect(await b.admit("blocked", orphanScope, 1)).toMatchObject({ ok: false, limit: "concurrency" });
+      await new Promise((resolve) => setTimeout(resolve, leaseTtlMs + 100));
+      const freed = await b.admit("freed", orphanScope, 1);
+      expect(freed.ok).toBe(true);
+      if (freed.ok) await freed.lease.release();
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   it("a slot released on one is free on the other as soon as release resolves", async () => {
     const shared = prefix();
     const [a, b] = [await RedisLimiter.connect(REDIS_URL, shared), await RedisLimiter.connect(REDIS_URL, shared)];

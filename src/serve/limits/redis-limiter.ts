@@ -4,8 +4,13 @@ import { withoutPassword } from "../../core/urls.ts";
 import { SILENT_LOGGER, type Logger } from "../../core/logger.ts";
 import { LimiterUnavailableError, type Admission, type Lease, type LimitKind, type Limiter, type LimitScope } from "./limiter.ts";
 
-/** Requests still "in flight" after this long are dropped from concurrency (a replica died holding them). */
-const LEASE_TTL_MS = 15 * 60_000;
+/**
+ * A concurrency slot lasts this long unless its replica renews it (every third of it, while the request runs):
+ * the slots of a replica that died (kill -9, a lost machine) are free again within this time.
+ */
+const LEASE_TTL_MS = 30_000;
+/** The most slots one renewal script call extends (a replica with more in flight makes several). */
+const RENEW_BATCH = 1_000;
 
 // One atomic script for every scope: check all, then take from all. Time is Redis's own, so replicas agree.
 const ADMIT = `
@@ -68,6 +73,18 @@ end
 return 1
 `;
 
+// Extends the deadline of slots still held (ZADD XX: a slot freed meanwhile is not taken again), and their sets' expiry.
+const RENEW = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], 'XX', now + ttl, ARGV[1 + i])
+  redis.call('PEXPIRE', KEYS[i], ttl)
+end
+return 1
+`;
+
 /** A command Redis has not answered in this long fails (a hung server must not hang the API). */
 const COMMAND_TIMEOUT_MS = 2_000;
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -78,13 +95,15 @@ const MAX_UNRELEASED = 100_000;
 interface LimitScripts {
   avocadoAdmit(keyCount: number, ...keysAndArgs: (string | number)[]): Promise<[number, string?, number?, number?]>;
   avocadoAddTokens(keyCount: number, ...keysAndArgs: (string | number)[]): Promise<number>;
+  avocadoRenew(keyCount: number, ...keysAndArgs: (string | number)[]): Promise<number>;
 }
 
 /**
  * Limits shared by every replica through Redis: one Lua script checks and takes
  * from all of a request's buckets atomically, so N replicas enforce the limit,
- * not N × the limit. Concurrency is a sorted set of request ids with a deadline,
- * so a replica killed mid-request cannot hold a slot forever.
+ * not N × the limit. Concurrency is a sorted set of request ids with a deadline
+ * (LEASE_TTL_MS) that the replica running the request keeps renewing, so the
+ * slots of a replica killed mid-request are free again within that time.
  *
  * Redis unreachable or not answering (COMMAND_TIMEOUT_MS): admit fails at once
  * with LimiterUnavailableError (the API answers 503, nothing taken or charged)
@@ -95,6 +114,9 @@ interface LimitScripts {
 export class RedisLimiter implements Limiter {
   /** Request ids whose concurrency slots could not be freed (Redis was away), with their sets: freed when it is back. */
   private readonly unreleased = new Map<string, string[]>();
+  /** The concurrency slots of this replica's requests in flight (request id → its sets), renewed every third of their lease. */
+  private readonly live = new Map<string, string[]>();
+  private readonly renewal: NodeJS.Timeout;
   /** The link: not yet up (startup), up, or lost since it was up (an outage, logged once). */
   private link: "connecting" | "up" | "down" = "connecting";
   private closing = false;
@@ -104,7 +126,10 @@ export class RedisLimiter implements Limiter {
     private readonly redis: Redis & LimitScripts,
     private readonly prefix: string,
     logger: Logger,
+    private readonly leaseTtlMs: number,
   ) {
+    this.renewal = setInterval(() => void this.renew(), Math.max(1, Math.floor(leaseTtlMs / 3)));
+    this.renewal.unref();
     // Without a listener, ioredis prints every failed reconnection.
     redis.on("error", (error: Error) => {
       this.lastError = error;
@@ -123,14 +148,16 @@ export class RedisLimiter implements Limiter {
   }
 
   /** Connects, failing with a clear InputError when Redis cannot be reached at start. */
-  static async connect(url: string, prefix = "avocado:limits", logger: Logger = SILENT_LOGGER): Promise<RedisLimiter> {
+  static async connect(url: string, prefix = "avocado:limits", logger: Logger = SILENT_LOGGER, options: { leaseTtlMs?: number } = {}): Promise<RedisLimiter> {
     const redis = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: COMMAND_TIMEOUT_MS, connectTimeout: CONNECT_TIMEOUT_MS });
     redis.defineCommand("avocadoAdmit", { lua: ADMIT });
     redis.defineCommand("avocadoAddTokens", { lua: ADD_TOKENS });
-    const limiter = new RedisLimiter(redis as Redis & LimitScripts, prefix, logger);
+    redis.defineCommand("avocadoRenew", { lua: RENEW });
+    const limiter = new RedisLimiter(redis as Redis & LimitScripts, prefix, logger, options.leaseTtlMs ?? LEASE_TTL_MS);
     try {
       await redis.connect();
     } catch (error) {
+      clearInterval(limiter.renewal);
       redis.disconnect();
       throw new InputError(`cannot reach Redis at ${withoutPassword(url)} (serve.redis): ${(limiter.lastError ?? (error as Error)).message}`);
     }
@@ -147,7 +174,7 @@ export class RedisLimiter implements Limiter {
 
   async admit(requestId: string, scopes: readonly LimitScope[], promptTokens: number): Promise<Admission> {
     const keys = scopes.flatMap((s) => this.keys(s));
-    const args = [promptTokens, requestId, LEASE_TTL_MS, ...scopes.flatMap((s) => [s.rpm ?? 0, s.tpm ?? 0, s.concurrency ?? 0])];
+    const args = [promptTokens, requestId, this.leaseTtlMs, ...scopes.flatMap((s) => [s.rpm ?? 0, s.tpm ?? 0, s.concurrency ?? 0])];
     let result: [number, string?, number?, number?];
     try {
       result = await this.redis.avocadoAdmit(keys.length, ...keys, ...args);
@@ -158,16 +185,31 @@ export class RedisLimiter implements Limiter {
     }
     if (result[0] !== 1) return { ok: false, limit: result[1] as LimitKind, scope: scopes[result[2] ?? 0]!.id, retryAfterMs: Math.max(1, result[3] ?? 1000) };
     const tpm = scopes.filter((s) => s.tpm);
-    return {
-      ok: true,
-      lease: new RedisLease(
-        this,
-        requestId,
-        tpm.map((s) => this.keys(s)[1]!),
-        tpm.map((s) => s.tpm!),
-        scopes.filter((s) => s.concurrency).map((s) => this.keys(s)[2]!),
-      ),
-    };
+    const inflight = scopes.filter((s) => s.concurrency).map((s) => this.keys(s)[2]!);
+    if (inflight.length > 0) this.live.set(requestId, inflight);
+    return { ok: true, lease: new RedisLease(this, requestId, tpm.map((s) => this.keys(s)[1]!), tpm.map((s) => s.tpm!), inflight) };
+  }
+
+  /** Extends the slots of the requests in flight here (one script call per RENEW_BATCH); a renewal Redis misses is made by the next. */
+  private async renew(): Promise<void> {
+    if (this.live.size === 0 || this.redis.status !== "ready") return;
+    const sets: string[] = [];
+    const ids: string[] = [];
+    for (const [requestId, held] of this.live) {
+      for (const set of held) {
+        sets.push(set);
+        ids.push(requestId);
+      }
+    }
+    for (let start = 0; start < sets.length; start += RENEW_BATCH) {
+      const keys = sets.slice(start, start + RENEW_BATCH);
+      try {
+        await this.redis.avocadoRenew(keys.length, ...keys, this.leaseTtlMs, ...ids.slice(start, start + RENEW_BATCH));
+      } catch {
+        // Redis away: the outage is logged once, by the connection.
+        return;
+      }
+    }
   }
 
   /** Takes completion tokens from TPM buckets; never rejects (tokens Redis could not take are not counted). */
@@ -181,8 +223,9 @@ export class RedisLimiter implements Limiter {
 
   /** Frees a request's concurrency slots; one that cannot be freed now is freed once Redis is back. Never rejects. */
   async free(requestId: string, sets: string[]): Promise<void> {
+    this.live.delete(requestId);
     if (sets.length === 0 || (await this.removeFrom(requestId, sets))) return;
-    // Bounded: past it the oldest are left to their slots' deadline (LEASE_TTL_MS).
+    // Bounded: past it the oldest are left to their slots' deadline (no longer renewed, they lapse within LEASE_TTL_MS).
     if (this.unreleased.size >= MAX_UNRELEASED) this.unreleased.delete(this.unreleased.keys().next().value!);
     this.unreleased.set(requestId, sets);
   }
@@ -207,6 +250,7 @@ export class RedisLimiter implements Limiter {
 
   async close(): Promise<void> {
     this.closing = true;
+    clearInterval(this.renewal);
     try {
       await this.redis.quit();
     } catch {
