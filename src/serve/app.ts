@@ -424,9 +424,9 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
           raw.uncork();
         });
       }
-      raw.write(`data: ${JSON.stringify({ id, object, created, model: model.config.name, choices, usage })}\n\n`);
-      // A client that does not read: past the bound, its connection is closed (the generation stops, and is charged what it generated).
-      if (raw.writableLength > config.streamBufferBytes && !raw.destroyed) {
+      // A client that does not read (what waits for it is past the stream's high-water mark, then past the bound): its
+      // connection is closed (the generation stops, and is charged what it generated).
+      if (!raw.write(`data: ${JSON.stringify({ id, object, created, model: model.config.name, choices, usage })}\n\n`) && raw.writableLength > config.streamBufferBytes && !raw.destroyed) {
         logger.log("warn", "api.stream_not_read", { requestId: id, bufferedBytes: raw.writableLength });
         raw.destroy();
       }
