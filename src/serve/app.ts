@@ -19,7 +19,7 @@ import { InsufficientCreditError, type ApiKeyRow, type Hold, type Store } from "
 import type { SettleUsage } from "./store/ledger.ts";
 import { storeUnavailable } from "./store/database.ts";
 import { adminCheck, registerAdmin } from "./admin.ts";
-import type { SettlementRetry } from "./settlement-retry.ts";
+import { WITHHELD, type SettlementRetry } from "./settlement-retry.ts";
 
 export interface ApiDependencies {
   config: ServeConfig;
@@ -344,7 +344,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
             // Tried again until it lands: a stream has been read, and is charged; a non-stream answer is withheld, and recorded at no cost.
             logger.log("error", "api.settle_failed", { requestId: request.id, error: errorMessage(error) });
             if (stream) charged = Math.min(cost, held);
-            else outcome = "ledger_unavailable";
+            else outcome = WITHHELD;
             retries.add(request.id, stream ? usage : { ...usage, cost: 0, outcome });
           }
         }

@@ -5,7 +5,7 @@ import { scratchFolder } from "../../test/fixtures.ts";
 import { freshStore } from "../../test/stores.ts";
 import { ownerTag } from "../core/process-owner.ts";
 import { SILENT_LOGGER } from "../core/logger.ts";
-import { SettlementRetry } from "./settlement-retry.ts";
+import { SettlementRetry, WITHHELD } from "./settlement-retry.ts";
 import type { SettleUsage } from "./store/ledger.ts";
 
 const usage = (cost: number): SettleUsage => ({ promptTokens: 2, completionTokens: 3, cost, outcome: "ok" });
@@ -48,6 +48,31 @@ describe("SettlementRetry's pending file", () => {
       await fresh.drop();
     }
   });
+
+  for (const kind of ["sqlite-journal", "postgres"] as const) {
+    it(`on ${kind}: a withheld answer whose first settlement landed after all (its acknowledgement lost) is charged nothing in the end`, async () => {
+      const fresh = await freshStore(kind, "withheld");
+      try {
+        const { key } = await fresh.store.createKey({ org: "w", name: "k" });
+        await fresh.store.grant("w", 1_000_000, "g");
+        const org = (await fresh.store.orgByName("w"))!.id;
+        const keyId = (await fresh.store.keyBySecret(key))!.id;
+        await fresh.store.reserve({ requestId: "lost-ack", orgId: org, keyId, model: "m", amount: 5_000, instance: "i" });
+        // The settlement commits, but the server never hears so: it withholds the answer ("nothing was charged") and retries at no cost.
+        await fresh.store.settle("lost-ack", usage(2_000));
+        const retry = new SettlementRetry(fresh.store, SILENT_LOGGER);
+        retry.add("lost-ack", { ...usage(0), outcome: WITHHELD });
+        await retry.close();
+        expect(retry.size).toBe(0);
+        expect(await fresh.store.balance(org)).toEqual({ available: 1_000_000, reserved: 0 });
+        expect(await fresh.store.usage()).toEqual([expect.objectContaining({ requests: 1, cost: 0 })]);
+        expect((await fresh.store.audit()).problems).toEqual([]);
+      } finally {
+        await fresh.store.close();
+        await fresh.drop();
+      }
+    });
+  }
 
   it("leaves the file of a server that still runs", async () => {
     const fresh = await freshStore("sqlite", "pending_live");

@@ -12,6 +12,9 @@ const LONGEST_RETRY_MS = 30_000;
 const LAST_TRY_MS = 5_000;
 const SUFFIX = ".jsonl";
 
+/** The outcome of a settlement whose answer was withheld from its client (told nothing was charged): recorded at no cost. */
+export const WITHHELD = "ledger_unavailable";
+
 /** One pending settlement as its file keeps it (one JSON line each). */
 interface PendingLine {
   requestId: string;
@@ -25,7 +28,9 @@ interface PendingLine {
  * should record — a streamed answer the client received is charged, a
  * withheld answer (the client was told nothing was charged) is recorded at
  * no cost. A settlement is idempotent by request id, so one that did land
- * after all (its reply lost with the connection) is not charged twice.
+ * after all (its reply lost with the connection) is not charged twice; and if
+ * that one was a withheld answer's, its charge is given back (`voidCharge`),
+ * so what the client was told — nothing charged — is what the ledger says.
  *
  * With a `folder`, what is pending is also kept on disk (one file per server,
  * named by its process's owner tag, written before the request's answer ends), so it
@@ -115,9 +120,11 @@ export class SettlementRetry {
       for (const [requestId, usage] of this.pending) {
         try {
           const settled = await this.store.settle(requestId, usage);
+          // Settled already: by the first try, whose acknowledgement was lost (or by recovery). A withheld answer is charged nothing.
+          const refunded = !settled && usage.outcome === WITHHELD ? await this.store.voidCharge(requestId, WITHHELD) : 0;
           this.pending.delete(requestId);
           landed++;
-          this.logger.log("info", "api.settle_retried", { requestId, settled, costMicros: usage.cost, outcome: usage.outcome });
+          this.logger.log("info", "api.settle_retried", { requestId, settled, costMicros: usage.cost, outcome: usage.outcome, ...(refunded > 0 ? { refundedMicros: refunded } : {}) });
         } catch (error) {
           this.delay = Math.min(this.delay * 2, LONGEST_RETRY_MS);
           this.logger.log("warn", "api.settle_retry_failed", { pending: this.pending.size, retryInMs: this.delay, error: errorMessage(error) });

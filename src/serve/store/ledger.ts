@@ -128,6 +128,24 @@ export function chargeMovement(request: { request_id: string; org_id: string; mo
   };
 }
 
+/**
+ * A settled request's charge given back whole: from revenue to the org's credit. Its id is the request's, so it
+ * happens once (an answer withheld from its client, told nothing was charged, whose settlement had landed after all).
+ */
+export function refundMovement(request: { request_id: string; org_id: string }, amount: number, memo: string): LedgerMovement {
+  return {
+    id: `refund:${request.request_id}`,
+    kind: "refund",
+    orgId: request.org_id,
+    requestId: request.request_id,
+    memo,
+    entries: [
+      { account: accounts.revenue, amount: -amount },
+      { account: accounts.credit(request.org_id), amount },
+    ],
+  };
+}
+
 /** A credit: from the issued account to the org's credit. */
 export function grantMovement(orgId: string, amount: number, idempotencyKey: string, memo: string): LedgerMovement {
   return { id: `grant:${idempotencyKey}`, kind: "grant", orgId, requestId: null, memo, entries: [{ account: accounts.issued, amount: -amount }, { account: accounts.credit(orgId), amount }] };

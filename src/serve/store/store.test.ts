@@ -63,6 +63,26 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
       expect((await store.audit()).problems).toEqual([]);
     });
 
+    it("gives back a settled request's charge once (a withheld answer whose settlement had landed), and the audit still balances", async () => {
+      const org = await store.ensureOrg("void");
+      await store.grant("void", 10_000, "v-1");
+      const { row: key } = await store.createKey({ org: "void", name: "k" });
+      await store.reserve({ orgId: org, keyId: key.id, model: "m", instance: "i1", requestId: "v1", amount: 4_000 });
+      await store.settle("v1", { promptTokens: 10, completionTokens: 20, cost: 1_500, outcome: "ok" });
+      expect(await store.balance(org)).toEqual({ available: 8_500, reserved: 0 });
+      const voids = await Promise.all([1, 2].map(() => store.voidCharge("v1", "ledger_unavailable")));
+      expect(voids.sort()).toEqual([0, 1_500]);
+      expect(await store.voidCharge("unknown", "ledger_unavailable")).toBe(0);
+      expect(await store.balance(org)).toEqual({ available: 10_000, reserved: 0 });
+      expect(await store.usage({ orgId: org })).toEqual([expect.objectContaining({ requests: 1, prompt_tokens: 10, completion_tokens: 20, cost: 0 })]);
+      expect((await store.audit()).problems).toEqual([]);
+      // The audit would see a request charged other than its revenue entries say (here, tampered with by hand).
+      await store.db.updateTable("requests").set({ charged: 7 }).where("request_id", "=", "v1").execute();
+      expect((await store.audit()).problems).toEqual(["request v1: charged 7, revenue entry 0"]);
+      await store.db.updateTable("requests").set({ charged: 0 }).where("request_id", "=", "v1").execute();
+      expect((await store.audit()).problems).toEqual([]);
+    });
+
     it("200 concurrent requests on credit for about 50: never below zero, charges equal metered usage, none twice", async () => {
       const org = await store.ensureOrg("crowd");
       await store.grant("crowd", 50 * 1_000, "crowd-1");

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { newId } from "../../core/ids.ts";
 import { sql, type CompiledQuery, type Transaction } from "kysely";
 import { errorMessage, FileError, InputError } from "../../core/errors.ts";
-import { accounts, assertBalanced, chargeMovement, chargeOf, checkCeiling, grantMovement, holdAmount, InsufficientCreditError, MAX_ISSUED, CreditCeilingError, holdRow, settledRow, type Hold, type LedgerMovement, type ReserveOptions, type ReserveRequest, type SettleUsage } from "./ledger.ts";
+import { accounts, assertBalanced, chargeMovement, chargeOf, checkCeiling, grantMovement, holdAmount, InsufficientCreditError, MAX_ISSUED, CreditCeilingError, holdRow, refundMovement, settledRow, type Hold, type LedgerMovement, type ReserveOptions, type ReserveRequest, type SettleUsage } from "./ledger.ts";
 import type { WalCheckpointer } from "./checkpointer.ts";
 import { deadJournals, LedgerJournal, otherServers, parseJournal, readDeadJournal, removeDeadJournal } from "./ledger-journal.ts";
 import { SqliteLedger } from "./sqlite-ledger.ts";
@@ -333,6 +333,25 @@ export class Store {
     });
   }
 
+  /**
+   * Gives back what a settled request was charged, and records it as charged nothing with outcome `outcome`:
+   * for an answer withheld from its client, who was told nothing was charged, whose settlement had landed after
+   * all (on PostgreSQL, a commit whose acknowledgement was lost with the connection). Once: returns the amount
+   * given back, 0 when the request was charged nothing (or was given back already) or is unknown.
+   */
+  async voidCharge(requestId: string, outcome: string): Promise<number> {
+    this.writeOutsideLedger();
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx.selectFrom("requests").select(["request_id", "org_id", "charged"]).where("request_id", "=", requestId).executeTakeFirst();
+      if (!row || row.charged <= 0) return 0;
+      // Guarded on the amount read: of two voids racing, one changes the row and the other finds nothing to give back.
+      const changed = await trx.updateTable("requests").set({ charged: 0, outcome }).where("request_id", "=", requestId).where("charged", "=", row.charged).executeTakeFirst();
+      if (Number(changed.numUpdatedRows) === 0) return 0;
+      await this.post(trx, refundMovement(row, row.charged, `${outcome}: the answer was withheld, its charge given back`));
+      return row.charged;
+    });
+  }
+
   /** Holds of requests in flight, of one instance or all, older than `olderThanMs`. */
   async openReservations(options: { instance?: string; olderThanMs?: number } = {}): Promise<Database["holds"][]> {
     this.readLedger();
@@ -355,11 +374,17 @@ export class Store {
       sums: this.db.selectFrom("ledger_entries").select(["account", sql<number>`cast(sum(amount) as bigint)`.as("total")]).groupBy("account").compile(),
       balances: this.db.selectFrom("balances").selectAll().compile(),
       open: this.db.selectFrom("holds").select(["org_id", sql<number>`cast(sum(amount) as bigint)`.as("total")]).groupBy("org_id").compile(),
+      // A request's charge, less what was given back of it, is what its revenue entries say.
       mismatched: this.db
         .selectFrom("requests")
-        .leftJoin("ledger_entries", (join) => join.on("ledger_entries.transaction_id", "=", sql`'charge:' || requests.request_id`).on("ledger_entries.account", "=", accounts.revenue))
-        .select(["requests.request_id", "requests.charged", "ledger_entries.amount"])
-        .where(sql`coalesce(ledger_entries.amount, 0)`, "!=", sql`requests.charged`)
+        .leftJoin("ledger_entries", (join) =>
+          join
+            .on((eb) => eb.or([eb("ledger_entries.transaction_id", "=", sql<string>`'charge:' || requests.request_id`), eb("ledger_entries.transaction_id", "=", sql<string>`'refund:' || requests.request_id`)]))
+            .on("ledger_entries.account", "=", accounts.revenue),
+        )
+        .select(["requests.request_id", "requests.charged", sql<number | null>`sum(ledger_entries.amount)`.as("amount")])
+        .groupBy(["requests.request_id", "requests.charged"])
+        .having(sql`coalesce(sum(ledger_entries.amount), 0)`, "!=", sql`requests.charged`)
         .limit(20)
         .compile(),
       entries: this.db.selectFrom("ledger_entries").select(sql<number>`count(*)`.as("n")).compile(),
