@@ -70,7 +70,7 @@ export class SettlementRetry {
     return this.pending.size;
   }
 
-  /** The request ids whose settlements are pending (recovery must not release their holds). */
+  /** Whether a request's settlement is pending here (recovery must not release its hold). */
   has(requestId: string): boolean {
     return this.pending.has(requestId);
   }
@@ -89,7 +89,15 @@ export class SettlementRetry {
       return { files: 0, settled: 0 };
     }
     for (const name of names) {
-      for (const line of parsePending(readFileSync(join(this.folder, name), "utf8"))) this.pending.set(line.requestId, line.usage);
+      let text: string;
+      try {
+        text = readFileSync(join(this.folder, name), "utf8");
+      } catch (error) {
+        // Taken over meanwhile by another server starting in the same workspace (both settling it would be harmless: idempotent).
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") continue;
+        throw error;
+      }
+      for (const line of parsePending(text)) this.pending.set(line.requestId, line.usage);
     }
     if (names.length === 0) return { files: 0, settled: 0 };
     // This process's file holds them before the dead ones go (killed in between, the next start finds them twice: settling is idempotent).
