@@ -428,6 +428,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       // connection is closed (the generation stops, and is charged what it generated).
       if (!raw.write(`data: ${JSON.stringify({ id, object, created, model: model.config.name, choices, usage })}\n\n`) && raw.writableLength > config.streamBufferBytes && !raw.destroyed) {
         logger.log("warn", "api.stream_not_read", { requestId: id, bufferedBytes: raw.writableLength });
+        metrics.limitHits.inc({ limit: "stream_buffer" });
         raw.destroy();
       }
     };

@@ -14,7 +14,7 @@ export class ApiMetrics {
   readonly firstToken = new Histogram({ name: "avocado_time_to_first_token_seconds", help: "Time to the first streamed token", buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5], registers: [this.registry] });
   readonly tokens = new Counter({ name: "avocado_tokens_total", help: "Metered tokens by model and kind (prompt, completion)", labelNames: ["model", "kind"], registers: [this.registry] });
   readonly spend = new Counter({ name: "avocado_spend_micros_total", help: "Settled charges in micro-units by model", labelNames: ["model"], registers: [this.registry] });
-  readonly limitHits = new Counter({ name: "avocado_limit_hits_total", help: "Requests refused by a limit (rpm, tpm, concurrency, credit)", labelNames: ["limit"], registers: [this.registry] });
+  readonly limitHits = new Counter({ name: "avocado_limit_hits_total", help: "Requests refused by a limit (rpm, tpm, concurrency, credit), or streams cut because their client stopped reading (stream_buffer)", labelNames: ["limit"], registers: [this.registry] });
 
   /** Settlements the store could not take yet (being retried): should be 0; more means the store is failing. */
   readonly pendingSettlements: Gauge = new Gauge({

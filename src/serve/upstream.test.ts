@@ -383,6 +383,7 @@ describe("a streamed answer its client does not read", () => {
       port: 0,
       store: fresh.url,
       streamBufferBytes: 65_536,
+      metricsPublic: true,
       models: [{ name: "fast", upstreams: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`], price: { inputPerMillion: 1, outputPerMillion: 1 }, maxTokens: 32_000 }],
     });
     const logged: string[] = [];
@@ -407,6 +408,7 @@ describe("a streamed answer its client does not read", () => {
       expect(row?.requests).toBe(1);
       expect(row?.completion_tokens).toBeGreaterThan(0);
       expect(row?.completion_tokens).toBeLessThan(events / 2);
+      expect(await (await fetch(`${api.url}/metrics`)).text()).toContain('avocado_limit_hits_total{limit="stream_buffer"} 1');
       expect((await api.store.audit()).problems).toEqual([]);
     } finally {
       await api.close();
