@@ -1,4 +1,6 @@
 import { connect, createServer, type Server, type Socket } from "node:net";
+import type OpenAI from "openai";
+import { ENDLESS_QWEN_PROMPT } from "./fixtures.ts";
 
 /**
  * A TCP relay in front of one of the machine's real services (Redis,
@@ -72,4 +74,19 @@ export async function until(condition: () => boolean, ms = 10_000): Promise<void
 export function targetOf(url: string, defaultPort: number): { host: string; port: number } {
   const parsed = new URL(url);
   return { host: parsed.hostname, port: Number(parsed.port || defaultPort) };
+}
+
+/**
+ * Streams a long completion of `model` (the tiny Qwen's endless prompt, 200 tokens) and cuts `partition` at its second
+ * event, reading the stream to its end: the usage its last event reports (the client gets its whole answer either way).
+ */
+export async function streamCutMidway(client: OpenAI, model: string, partition: Partition): Promise<{ prompt_tokens: number; completion_tokens: number } | undefined> {
+  const stream = await client.completions.create({ model, prompt: ENDLESS_QWEN_PROMPT, max_tokens: 200, temperature: 0, stream: true, stream_options: { include_usage: true } });
+  let chunks = 0;
+  let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
+  for await (const chunk of stream) {
+    if (++chunks === 2) await partition.cut();
+    usage = chunk.usage ?? usage;
+  }
+  return usage;
 }

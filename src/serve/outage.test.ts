@@ -5,8 +5,8 @@
 import OpenAI from "openai";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
-import { failureOf, scratchFolder, teacherGguf, ENDLESS_QWEN_PROMPT as ENDLESS } from "../../test/fixtures.ts";
-import { Partition, targetOf, until } from "../../test/partition.ts";
+import { failureOf, scratchFolder, teacherGguf } from "../../test/fixtures.ts";
+import { Partition, streamCutMidway, targetOf, until } from "../../test/partition.ts";
 import { freshStore, POSTGRES_URL } from "../../test/stores.ts";
 import { serveSchema } from "../core/config/serve-schema.ts";
 import type { Logger } from "../core/logger.ts";
@@ -173,13 +173,7 @@ describe("PostgreSQL unreachable", () => {
 
       // Cut off mid-stream: the client reads its whole answer; its charge lands once the database is back.
       await partition.up();
-      const stream = await client.completions.create({ model: "avocado-tiny", prompt: ENDLESS, max_tokens: 200, temperature: 0, stream: true, stream_options: { include_usage: true } });
-      let chunks = 0;
-      let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
-      for await (const chunk of stream) {
-        if (++chunks === 2) await partition.cut();
-        usage = chunk.usage ?? usage;
-      }
+      const usage = await streamCutMidway(client, "avocado-tiny", partition);
       expect(usage?.completion_tokens).toBeGreaterThan(20);
       expect(events).toContain("api.settle_failed");
       await partition.up();
@@ -199,8 +193,10 @@ describe("PostgreSQL unreachable", () => {
     }
   });
 
-  /** A server on a fresh PostgreSQL store reached through `partition`, a key of an org with credit, and a request to make. */
-  async function partitionedApi(name: string, partition: Partition, storeTimeoutMs: number, logger?: Logger) {
+  /** A server on a fresh PostgreSQL store reached through a relay (`partition`), a key of an org with credit, a request to make, and what closes it all. */
+  async function partitionedApi(name: string, storeTimeoutMs: number, logger?: Logger) {
+    const partition = new Partition(targetOf(POSTGRES_URL, 5432));
+    await partition.up();
     const fresh = await freshStore("postgres", name);
     await fresh.store.close();
     const config = serveSchema.parse({
@@ -215,15 +211,18 @@ describe("PostgreSQL unreachable", () => {
     await api.store.grant(name, 1_000_000, "g");
     const client = new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
     const ask = () => client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
-    return { api, ask, drop: () => fresh.drop() };
+    const close = async () => {
+      await api.close();
+      await partition.cut();
+      await fresh.drop();
+    };
+    return { api, ask, partition, close };
   }
 
   it("a connection that breaks in the middle of a query fails that request with a 503, and the server lives on", async () => {
-    const partition = new Partition(targetOf(POSTGRES_URL, 5432));
-    await partition.up();
     const events: string[] = [];
     const logger: Logger = { log: (_level, event) => void events.push(event), addSecret: () => undefined };
-    const { api, ask, drop } = await partitionedApi("midquery", partition, 10_000, logger);
+    const { api, ask, partition, close } = await partitionedApi("midquery", 10_000, logger);
     try {
       await ask();
       // The next request's queries reach the database a second late; the link breaks while the first is on its way.
@@ -240,16 +239,12 @@ describe("PostgreSQL unreachable", () => {
       expect(await api.store.openReservations()).toEqual([]);
       expect((await api.store.audit()).problems).toEqual([]);
     } finally {
-      await api.close();
-      await partition.cut();
-      await drop();
+      await close();
     }
   });
 
   it("a network that drops everything without closing (a black hole) gives 503 soon after storeTimeoutMs, not a hang, and that connection is not used again", async () => {
-    const partition = new Partition(targetOf(POSTGRES_URL, 5432));
-    await partition.up();
-    const { api, ask, drop } = await partitionedApi("blackhole", partition, 300);
+    const { api, ask, partition, close } = await partitionedApi("blackhole", 300);
     try {
       await ask();
       // Nothing sent reaches the database for a minute, and nothing closes: the server's own timeout never hears of the query.
@@ -265,9 +260,7 @@ describe("PostgreSQL unreachable", () => {
       expect(await api.store.openReservations()).toEqual([]);
       expect((await api.store.audit()).problems).toEqual([]);
     } finally {
-      await api.close();
-      await partition.cut();
-      await drop();
+      await close();
     }
   });
 

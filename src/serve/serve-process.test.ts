@@ -6,7 +6,7 @@ import { join } from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { scratchFolder, teacherGguf, ENDLESS_QWEN_PROMPT as ENDLESS } from "../../test/fixtures.ts";
-import { Partition, targetOf } from "../../test/partition.ts";
+import { Partition, streamCutMidway, targetOf } from "../../test/partition.ts";
 import { freshStore, POSTGRES_URL } from "../../test/stores.ts";
 import { PROJECT_ROOT } from "../core/paths.ts";
 import { Store } from "./store/store.ts";
@@ -152,13 +152,7 @@ describe("avocado serve killed while its PostgreSQL is away", () => {
       child = (await serve(folder)).child;
       const client = new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
       // The database goes away mid-stream: the client reads its whole answer, which the server cannot charge yet.
-      const stream = await client.completions.create({ model: "avocado-tiny", prompt: ENDLESS, max_tokens: 200, temperature: 0, stream: true, stream_options: { include_usage: true } });
-      let chunks = 0;
-      let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
-      for await (const chunk of stream) {
-        if (++chunks === 2) await partition.cut();
-        usage = chunk.usage ?? usage;
-      }
+      const usage = await streamCutMidway(client, "avocado-tiny", partition);
       expect(usage?.completion_tokens).toBeGreaterThan(20);
       const pendingFolder = join(folder, "ws", ".avocado", "pending-settlements");
       expect(readdirSync(pendingFolder)).toHaveLength(1);
