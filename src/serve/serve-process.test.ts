@@ -141,71 +141,78 @@ describe("avocado serve as a process: keys and billing CLI, kill -9 mid-stream, 
 });
 
 describe("avocado serve killed (kill -9) under load", () => {
-  it("has charged every answer a client received exactly its usage once it restarts, nothing twice, no hold left open, the ledger balanced", async () => {
-    const folder = scratchFolder("serve-killed-under-load");
-    await mkdir(join(folder, "ws"), { recursive: true });
-    const port = await freePort();
-    let child: ChildProcess | undefined;
-    try {
-      const model = `    - { name: avocado-tiny, gguf: ${teacherGguf("tiny-qwen")}, price: { inputPerMillion: 1000000, outputPerMillion: 4000000 }, maxTokens: 8 }`;
-      await writeFile(join(folder, "avocado.yaml"), ["workspace: ws", "serve:", `  port: ${port}`, "  store: sqlite:avocado.db", "  plans: { default: { rpm: 100000, concurrency: 100, topLogprobs: 0 } }", "  models:", model, ""].join("\n"));
-      const setup = await Store.open(`sqlite:${join(folder, "ws", "avocado.db")}`);
-      const { key } = await setup.createKey({ org: "load", name: "k" });
-      await setup.grant("load", 100_000_000, "g");
-      const org = (await setup.orgByName("load"))!.id;
-      await setup.close();
-      child = (await serve(folder)).child;
-      const client = new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
-      // Sixteen clients ask one after another; the server is killed once some thirty answers have come (others are on their way).
-      const received: { id: string; cost: number }[] = [];
-      let killed = false;
-      const killedAt = new Promise<void>((resolve) => {
-        const check = setInterval(() => {
-          if (received.length < 30) return;
-          clearInterval(check);
-          killed = true;
-          child!.kill("SIGKILL");
-          resolve();
-        }, 5);
-      });
-      await Promise.all(
-        Array.from({ length: 16 }, async (_, worker) => {
-          for (let i = 0; !killed; i++) {
-            try {
-              const { data, request_id } = await client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: `Add ${worker} and ${i}.` }], max_tokens: 3, temperature: 0 }).withResponse();
-              received.push({ id: request_id!, cost: data.usage!.prompt_tokens * 1 + data.usage!.completion_tokens * 4 });
-            } catch (error) {
-              // Cut off by the kill: this client got no answer (before it, every request must be answered).
-              if (!killed) throw error;
-            }
-          }
-        }),
-      );
-      await killedAt;
-      await exited(child);
-      // The restart replays the dead server's journal and releases the holds of requests that died unanswered.
-      const restarted = await serve(folder);
-      child = restarted.child;
-      child.kill("SIGTERM");
-      await exited(child);
-      child = undefined;
-      const store = await Store.open(`sqlite:${join(folder, "ws", "avocado.db")}`);
+  for (const kind of ["sqlite", "postgres"] as const) {
+    it(`on ${kind}: has charged every answer a client received exactly its usage once it restarts, nothing twice, no hold left open, the ledger balanced`, async () => {
+      const folder = scratchFolder(`serve-killed-under-load-${kind}`);
+      await mkdir(join(folder, "ws"), { recursive: true });
+      const port = await freePort();
+      const postgres = kind === "postgres" ? await freshStore("postgres", "killed_under_load") : undefined;
+      await postgres?.store.close();
+      const url = postgres?.url ?? `sqlite:${join(folder, "ws", "avocado.db")}`;
+      let child: ChildProcess | undefined;
       try {
-        const rows = new Map((await store.db.selectFrom("requests").select(["request_id", "charged"]).execute()).map((row) => [row.request_id, row]));
-        for (const answer of received) expect(rows.get(answer.id)?.charged, answer.id).toBe(answer.cost);
-        expect(await store.openReservations()).toEqual([]);
-        expect((await store.audit()).problems).toEqual([]);
-        const charged = [...rows.values()].reduce((sum, row) => sum + row.charged, 0);
-        expect(charged).toBeGreaterThanOrEqual(received.reduce((sum, answer) => sum + answer.cost, 0));
-        expect(await store.balance(org)).toEqual({ available: 100_000_000 - charged, reserved: 0 });
+        const model = `    - { name: avocado-tiny, gguf: ${teacherGguf("tiny-qwen")}, price: { inputPerMillion: 1000000, outputPerMillion: 4000000 }, maxTokens: 8 }`;
+        const store = postgres ? JSON.stringify(postgres.url) : "sqlite:avocado.db";
+        await writeFile(join(folder, "avocado.yaml"), ["workspace: ws", "serve:", `  port: ${port}`, `  store: ${store}`, "  plans: { default: { rpm: 100000, concurrency: 100, topLogprobs: 0 } }", "  models:", model, ""].join("\n"));
+        const setup = await Store.open(url);
+        const { key } = await setup.createKey({ org: "load", name: "k" });
+        await setup.grant("load", 100_000_000, "g");
+        const org = (await setup.orgByName("load"))!.id;
+        await setup.close();
+        child = (await serve(folder)).child;
+        const client = new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
+        // Sixteen clients ask one after another; the server is killed once some thirty answers have come (others are on their way).
+        const received: { id: string; cost: number }[] = [];
+        let killed = false;
+        const killedAt = new Promise<void>((resolve) => {
+          const check = setInterval(() => {
+            if (received.length < 30) return;
+            clearInterval(check);
+            killed = true;
+            child!.kill("SIGKILL");
+            resolve();
+          }, 5);
+        });
+        await Promise.all(
+          Array.from({ length: 16 }, async (_, worker) => {
+            for (let i = 0; !killed; i++) {
+              try {
+                const { data, request_id } = await client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: `Add ${worker} and ${i}.` }], max_tokens: 3, temperature: 0 }).withResponse();
+                received.push({ id: request_id!, cost: data.usage!.prompt_tokens * 1 + data.usage!.completion_tokens * 4 });
+              } catch (error) {
+                // Cut off by the kill: this client got no answer (before it, every request must be answered).
+                if (!killed) throw error;
+              }
+            }
+          }),
+        );
+        await killedAt;
+        await exited(child);
+        // The restart replays the dead server's journal and releases the holds of requests that died unanswered.
+        const restarted = await serve(folder);
+        child = restarted.child;
+        child.kill("SIGTERM");
+        await exited(child);
+        child = undefined;
+        const check = await Store.open(url);
+        try {
+          const rows = new Map((await check.db.selectFrom("requests").select(["request_id", "charged"]).execute()).map((row) => [row.request_id, row]));
+          for (const answer of received) expect(rows.get(answer.id)?.charged, answer.id).toBe(answer.cost);
+          expect(await check.openReservations()).toEqual([]);
+          expect((await check.audit()).problems).toEqual([]);
+          const charged = [...rows.values()].reduce((sum, row) => sum + row.charged, 0);
+          expect(charged).toBeGreaterThanOrEqual(received.reduce((sum, answer) => sum + answer.cost, 0));
+          expect(await check.balance(org)).toEqual({ available: 100_000_000 - charged, reserved: 0 });
+        } finally {
+          await check.close();
+        }
       } finally {
-        await store.close();
+        child?.kill("SIGKILL");
+        await postgres?.drop();
+        await rm(folder, { recursive: true, force: true });
       }
-    } finally {
-      child?.kill("SIGKILL");
-      await rm(folder, { recursive: true, force: true });
-    }
-  }, 120_000);
+    }, 120_000);
+  }
 });
 
 describe("avocado serve killed while its PostgreSQL is away", () => {
