@@ -100,7 +100,7 @@ describe("avocado serve as a process: keys and billing CLI, kill -9 mid-stream, 
       }
     })();
     await expect(reading).rejects.toThrow();
-    await new Promise((resolve) => server!.child.once("exit", resolve));
+    await exited(server!.child);
 
     const store = await Store.open(`sqlite:${join(folder, "ws", "avocado.db")}`);
     const org = (await store.orgByName("acme"))!.id;
@@ -239,7 +239,7 @@ describe("avocado serve killed while its PostgreSQL is away", () => {
       expect(readdirSync(pendingFolder)).toHaveLength(1);
       // Killed before the database is back; then the database returns and the server starts again.
       child.kill("SIGKILL");
-      await new Promise((resolve) => child!.once("exit", resolve));
+      await exited(child);
       await partition.up();
       const restarted = await serve(folder);
       child = restarted.child;

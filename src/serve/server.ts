@@ -49,7 +49,7 @@ export async function recoverReservations(store: Store, instance: string | undef
 }
 
 /** Where a server keeps the settlements its store could not take yet (see `SettlementRetry`). */
-export const pendingSettlementsFolder = (workspace: string) => join(workspace, ".avocado", "pending-settlements");
+const pendingSettlementsFolder = (workspace: string) => join(workspace, ".avocado", "pending-settlements");
 
 /** Listens, turning the usual failures into clear errors (the address taken, not allowed, not this machine's). */
 async function listen(app: FastifyInstance, host: string, port: number): Promise<string> {

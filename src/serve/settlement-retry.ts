@@ -48,6 +48,8 @@ export class SettlementRetry {
   private delay = FIRST_RETRY_MS;
   private running: Promise<void> | undefined;
   private readonly path: string | undefined;
+  /** Whether the folder is known to exist (made at the first write, not at every one). */
+  private folderMade = false;
 
   constructor(
     private readonly store: Store,
@@ -160,9 +162,12 @@ export class SettlementRetry {
   private keep(write: () => void): void {
     if (this.path === undefined) return;
     try {
-      mkdirSync(this.folder!, { recursive: true });
+      if (!this.folderMade) mkdirSync(this.folder!, { recursive: true });
+      this.folderMade = true;
       write();
     } catch (error) {
+      // The folder is made again at the next write (one removed meanwhile comes back).
+      this.folderMade = false;
       this.logger.log("error", "api.pending_settlements_not_kept", { path: this.path, pending: this.pending.size, error: errorMessage(error) });
     }
   }
