@@ -102,9 +102,10 @@ describe("embedded engine", () => {
     const engine = engines["tiny-gemma"]!;
     const prompts = ["Convert 4 kg to g.", "Convert 9 m to cm.", "Convert 2 hours to minutes.", "Convert 5 days to hours.", "Convert 8 km to m.", "Convert 3 minutes to seconds."];
     const concurrent = await Promise.all(prompts.map((p) => engine.chat({ messages: [{ role: "user", content: p }], maxTokens: 24, topLogprobs: 1 })));
-    // Batched sequences compute in another order than one alone, so where two tokens nearly tie, a greedy answer may
-    // differ from the one-at-a-time answer (it did, under load). What must hold: each answer, scored alone on its own
-    // prompt, is that prompt's greedy continuation (within float noise) — one computed on another request's prompt is not.
+    // Batched sequences may sum floats in another order than one alone (measured: log-probs within 4e-6 here), so the
+    // check is not equality with one-at-a-time answers: each answer, scored alone on its own prompt, must be that
+    // prompt's greedy continuation within float noise — one computed on another request's logits is not. (An answer
+    // that differed under load in CI was that: llama.cpp's unlocked output reorder, see the shared-batch test below.)
     for (const [i, result] of concurrent.entries()) {
       expect(result.completionTokens.length, prompts[i]).toBeGreaterThan(0);
       const scored = await engine.score(engine.promptTokens([{ role: "user", content: prompts[i]! }]), result.completionTokens, 1);
@@ -112,6 +113,31 @@ describe("embedded engine", () => {
         expect(Math.abs(s.logprob - result.logprobs![t]!.logprob), `${prompts[i]} token ${t}`).toBeLessThan(0.05);
         expect(s.top[0]!.logprob - s.logprob, `${prompts[i]} token ${t}`).toBeLessThan(0.05);
       });
+    }
+  });
+
+  it("gives each sequence of a shared batch its own next-token distribution, never another request's", async () => {
+    // Eight prompts of unequal lengths evaluated in one batch make llama.cpp compute their output rows out of order and
+    // put them back in order on the first read, without a lock, while node-llama-cpp reads them on several threads at
+    // once. Unguarded (output-order-guard.ts), about 1 in 100 of these distributions was another sequence's.
+    const engine = await EmbeddedEngine.load(teacherGguf("tiny-gemma"), { sequences: 8 });
+    try {
+      const questions = ["Convert 20 kg to g.", "Cy is taller than Ann. Jo is taller than Cy. Who is tallest?", "What is the capital of Zorvia?", "What is 25*12?", "Reverse the word 'fosa'.", "Convert 4 kg to g.", "Convert 9 m to cm.", "Convert 2 hours to minutes."];
+      const prompts = questions.map((q, i) => engine.promptTokens([{ role: "user", content: `${q}${"?".repeat(8 - i)}` }]));
+      const greedy = (logprobs: Map<number, number>) => [...logprobs.entries()].reduce((best, entry) => (entry[1] > best[1] ? entry : best));
+      const alone: [number, number][] = [];
+      for (const prompt of prompts) alone.push(greedy(await engine.nextTokenLogprobs(prompt)));
+      const wrong: string[] = [];
+      for (let round = 0; round < 150; round++) {
+        const batched = await Promise.all(prompts.map((prompt) => engine.nextTokenLogprobs(prompt)));
+        batched.forEach((logprobs, i) => {
+          const [token, logprob] = greedy(logprobs);
+          if (token !== alone[i]![0] || Math.abs(logprob - alone[i]![1]) > 1e-3) wrong.push(`round ${round}, prompt ${i}: token ${token} (${logprob}), alone ${alone[i]!.join(" (")})`);
+        });
+      }
+      expect(wrong).toEqual([]);
+    } finally {
+      await engine.dispose();
     }
   });
 

@@ -19,6 +19,7 @@ import { FAMILIES, type Family } from "../tokenizers/reference-tokenizer.ts";
 import { checkGguf } from "./gguf-check.ts";
 import { grammarSchema } from "./json-schema.ts";
 import { sharedLlama } from "./llama.ts";
+import { guardOutputOrder } from "./output-order-guard.ts";
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant";
@@ -214,6 +215,7 @@ export class EmbeddedEngine {
       experimentalKvCacheValueType: options.kvCache,
       flashAttention: options.kvCache === "F32" ? false : undefined,
     });
+    guardOutputOrder(context);
     return new EmbeddedEngine(path, family, model, context, new SequencePool(context, sequences), options.format ?? CHAT_FORMATS[family as Family]);
   }
 
