@@ -215,7 +215,13 @@ export class EmbeddedEngine {
       experimentalKvCacheValueType: options.kvCache,
       flashAttention: options.kvCache === "F32" ? false : undefined,
     });
-    guardOutputOrder(context);
+    try {
+      guardOutputOrder(context);
+    } catch (error) {
+      await context.dispose();
+      await model.dispose();
+      throw error;
+    }
     return new EmbeddedEngine(path, family, model, context, new SequencePool(context, sequences), options.format ?? CHAT_FORMATS[family as Family]);
   }
 
