@@ -9,7 +9,7 @@ import {
   type ChatWrapperSettings,
 } from "node-llama-cpp";
 import { z } from "zod";
-import { FileError, errorMessage } from "../core/errors.ts";
+import { FileError, InputError, errorMessage } from "../core/errors.ts";
 
 const tokenizerConfigSchema = z.looseObject({
   chat_template: z.union([z.string(), z.array(z.object({ name: z.string(), template: z.string() }))]),
@@ -93,8 +93,37 @@ export class RenderedTemplateChatWrapper extends ChatWrapper {
           ? { role: "user", content: item.text }
           : { role: "assistant", content: item.response.filter((part) => typeof part === "string").join("") },
     );
-    const text = this.template.render(messages, { addGenerationPrompt: true, thinking: this.options.thinking });
+    const options = { addGenerationPrompt: true, thinking: this.options.thinking };
     const stops = [this.template.eosToken].filter((token) => token !== "").map((token) => LlamaText(new SpecialTokensText(token)));
-    return { contextText: LlamaText(new SpecialTokensText(text)), stopGenerationTriggers: stops };
+    return { contextText: markupAndText(this.template, messages, options), stopGenerationTriggers: stops };
   }
+}
+
+/** Stands for message i in a rendering: private-use characters, which templates neither trim nor split on. */
+const placeholder = (index: number) => `\u{E000}${index}\u{E001}`;
+const PLACEHOLDER = /\u{E000}(\d+)\u{E001}/gu;
+
+/**
+ * The rendered prompt with the template's own text as markup and each
+ * message's text as plain text, so that no message can spell control tokens.
+ * Where the messages go is learnt by rendering placeholders in their place; a
+ * template that changes a message's text (so the two renderings disagree)
+ * cannot be told apart from its markup, and is refused rather than guessed.
+ */
+export function markupAndText(template: GenericTemplate, messages: readonly { role: string; content: string }[], options: { addGenerationPrompt?: boolean; thinking?: boolean }): LlamaText {
+  const rendered = template.render(messages, options);
+  const skeleton = template.render(messages.map((m, index) => ({ role: m.role, content: placeholder(index) })), options);
+  const parts: (string | SpecialTokensText)[] = [];
+  let from = 0;
+  for (const match of skeleton.matchAll(PLACEHOLDER)) {
+    if (match.index > from) parts.push(new SpecialTokensText(skeleton.slice(from, match.index)));
+    parts.push(messages[Number(match[1])]!.content);
+    from = match.index + match[0].length;
+  }
+  if (from < skeleton.length) parts.push(new SpecialTokensText(skeleton.slice(from)));
+  const text = LlamaText(parts);
+  if (text.toString() !== rendered) {
+    throw new InputError("the model's chat template changes a message's text, so it cannot be kept apart from the template's markup");
+  }
+  return text;
 }

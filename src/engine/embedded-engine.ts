@@ -20,6 +20,7 @@ import { checkGguf } from "./gguf-check.ts";
 import { grammarSchema } from "./json-schema.ts";
 import { sharedLlama } from "./llama.ts";
 import { guardOutputOrder } from "./output-order-guard.ts";
+import { guardPlainText } from "./plain-text-guard.ts";
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant";
@@ -110,6 +111,8 @@ export interface EngineOptions {
 /** Below this size a model is latency-bound: more threads only add synchronisation (measured on 2 cores). */
 const SMALL_MODEL_BYTES = 64 * 1024 * 1024;
 const TOKEN_CACHE_ENTRIES = 4096;
+/** Only a format's fixed parts are memoised: a customer's long message would pin megabytes per entry. */
+const TOKEN_CACHE_CHARACTERS = 256;
 
 /** A pool of context sequences: a request waits for a free one. */
 class SequencePool {
@@ -162,6 +165,11 @@ function repeatPenalty(request: { presencePenalty?: number; frequencyPenalty?: n
   return { penalty: 1, presencePenalty: request.presencePenalty ?? 0, frequencyPenalty: request.frequencyPenalty ?? 0, lastTokens: request.maxTokens ?? 256, penalizeNewLine: true };
 }
 
+/** `target.push(...source)` without spreading: a long prompt's tokens overflow the call stack as arguments. */
+function append<T>(target: T[], source: readonly T[]): void {
+  for (const item of source) target.push(item);
+}
+
 function toHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
   const history: ChatHistoryItem[] = messages.map((m) =>
     m.role === "system" ? { type: "system", text: m.content } : m.role === "user" ? { type: "user", text: m.content } : { type: "model", response: [m.content] },
@@ -203,6 +211,12 @@ export class EmbeddedEngine {
       model = await llama.loadModel({ modelPath: path });
     } catch (error) {
       throw new FileError(path, `could not be loaded by llama.cpp (${errorMessage(error)})`, { cause: error });
+    }
+    try {
+      guardPlainText(model);
+    } catch (error) {
+      await model.dispose();
+      throw error;
     }
     const sequences = options.sequences ?? 1;
     const trained = model.trainContextSize;
@@ -303,7 +317,7 @@ export class EmbeddedEngine {
         stopOnAbortSignal: true,
         onToken: (tokens) => {
           const visible = tokens.filter((token) => !this.model.isEogToken(token));
-          generated.push(...tokens);
+          append(generated, tokens);
           if (visible.length > 0) request.onText?.(this.model.detokenize(visible, true));
         },
       });
@@ -335,6 +349,11 @@ export class EmbeddedEngine {
     const state = this.wrapper(options).generateContextState({ chatHistory: toHistory(messages) });
     const tokens: Token[] = [];
     for (const value of state.contextText.values) {
+      const text = typeof value === "string" ? value : value.value;
+      if (text.length > TOKEN_CACHE_CHARACTERS) {
+        append(tokens, LlamaText(value).tokenize(this.model.tokenizer));
+        continue;
+      }
       const key = typeof value === "string" ? `t${value}` : value instanceof SpecialTokensText ? `s${value.value}` : `k${value.value}`;
       let piece = this.tokenCache.get(key);
       if (!piece) {
@@ -342,7 +361,7 @@ export class EmbeddedEngine {
         if (this.tokenCache.size >= TOKEN_CACHE_ENTRIES) this.tokenCache.clear();
         this.tokenCache.set(key, piece);
       }
-      tokens.push(...piece);
+      append(tokens, piece);
     }
     return tokens;
   }
