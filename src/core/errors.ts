@@ -19,6 +19,18 @@ export class InputError extends AvocadoError {
   }
 }
 
+/** A prompt longer than the model's context: the request, not the engine, is at fault. */
+export class ContextLengthError extends InputError {
+  constructor(
+    readonly promptTokens: number,
+    readonly contextTokens: number,
+    /** Counted from its size alone (a lower bound), before any tokenizer ran. */
+    atLeast = false,
+  ) {
+    super(`the prompt is ${atLeast ? "at least " : ""}${promptTokens} tokens; the model's context is ${contextTokens} tokens`);
+  }
+}
+
 /** A file the project reads is missing, truncated or corrupt. */
 export class FileError extends AvocadoError {
   readonly file: string;

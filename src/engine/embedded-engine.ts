@@ -14,7 +14,7 @@ import {
   type Token,
 } from "node-llama-cpp";
 import { CHAT_FORMATS, type ChatFamily, type ChatFormat, type WrapperOptions } from "../chat/chat-format.ts";
-import { AvocadoError, EngineError, FileError, InputError, errorMessage } from "../core/errors.ts";
+import { AvocadoError, ContextLengthError, EngineError, FileError, InputError, errorMessage } from "../core/errors.ts";
 import { FAMILIES, type Family } from "../tokenizers/reference-tokenizer.ts";
 import { checkGguf } from "./gguf-check.ts";
 import { grammarSchema } from "./json-schema.ts";
@@ -193,6 +193,22 @@ export class EmbeddedEngine {
     readonly format: ChatFormat,
   ) {}
 
+  /** Tokens one sequence holds: a prompt must be shorter. */
+  get contextSize(): number {
+    return this.context.contextSize / this.context.totalSequences;
+  }
+
+  private longestToken: number | undefined;
+  /** The most UTF-8 bytes one token stands for: a text of n bytes is at least n / this many tokens. */
+  get maxTokenBytes(): number {
+    if (this.longestToken === undefined) {
+      let longest = 1;
+      for (const token of this.model.iterateAllTokens()) longest = Math.max(longest, Buffer.byteLength(this.model.detokenize([token], true)));
+      this.longestToken = longest;
+    }
+    return this.longestToken;
+  }
+
   /** Chat wrappers are stateless renderers: one per engine and rendering option. */
   private readonly wrappers = new Map<string, ChatWrapper>();
   /** Grammars of the JSON schemas asked for lately (a client sends the same schema with each request). */
@@ -246,7 +262,7 @@ export class EmbeddedEngine {
     try {
       const promptLength = this.promptTokens(request.messages, wrapperOptions).length;
       if (promptLength >= sequence.contextSize) {
-        throw new InputError(`the prompt is ${promptLength} tokens; ${this.path} has a context of ${sequence.contextSize}`);
+        throw new ContextLengthError(promptLength, sequence.contextSize);
       }
       let lastToken: Token | undefined;
       const response = await chat.generateResponse(toHistory(request.messages), {
@@ -303,7 +319,7 @@ export class EmbeddedEngine {
     const completion = new LlamaCompletion({ contextSequence: sequence, autoDisposeSequence: false });
     try {
       if (prompt.length === 0) throw new InputError("the prompt is empty");
-      if (prompt.length >= sequence.contextSize) throw new InputError(`the prompt is ${prompt.length} tokens; ${this.path} has a context of ${sequence.contextSize}`);
+      if (prompt.length >= sequence.contextSize) throw new ContextLengthError(prompt.length, sequence.contextSize);
       await sequence.clearHistory();
       const generated: Token[] = [];
       const response = await completion.generateCompletionWithMeta(prompt, {

@@ -1,18 +1,19 @@
 import { hash } from "node:crypto";
-import { STATUS_CODES } from "node:http";
-import type { Duplex } from "node:stream";
 import { newId } from "../core/ids.ts";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { z } from "zod";
 import type { Plan, ServeConfig } from "../core/config/serve-schema.ts";
-import { errorMessage, InputError } from "../core/errors.ts";
+import { ContextLengthError, errorMessage, InputError } from "../core/errors.ts";
 import { SILENT_LOGGER, type Logger } from "../core/logger.ts";
-import { TeacherError } from "../teachers/teacher-error.ts";
 import { ApiError } from "./http/api-error.ts";
+import { clientError, contextLengthError, generationError } from "./http/error-mapping.ts";
+import { completionBody } from "./http/render.ts";
 import { chatRequestSchema, completionRequestSchema, messageText, unsupportedParameter, type ChatRequest, type CompletionRequest } from "./http/request-schemas.ts";
+import { checkJsonSchema, maxTokensOf, promptBytes, singleCredential } from "./http/request-checks.ts";
 import { LimiterUnavailableError, type Lease, type Limiter, type LimitScope } from "./limits/limiter.ts";
 import { ExtractionMonitor, simhash } from "./extraction.ts";
 import { ApiMetrics } from "./metrics.ts";
+import { streamResponse } from "./stream-response.ts";
 import { Cancel } from "./models/cancel.ts";
 import { costOf, type GenerationRequest, type GenerationResult, type ServedModel } from "./models/served-model.ts";
 import { InsufficientCreditError, type ApiKeyRow, type Hold, type Store } from "./store/store.ts";
@@ -35,8 +36,8 @@ export interface ApiDependencies {
 }
 
 const KEY_CACHE_MS = 1_000;
-
-type Delta = Parameters<NonNullable<GenerationRequest["onDelta"]>>[0];
+/** Past this many bytes of prompt text, the org's credit is checked before the prompt is tokenized. */
+const LARGE_PROMPT_BYTES = 64 * 1024;
 
 interface Authenticated {
   key: ApiKeyRow;
@@ -141,7 +142,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
   });
 
   async function authenticate(request: FastifyRequest): Promise<Authenticated> {
-    const header = request.headers.authorization;
+    const header = singleCredential(request.raw.rawHeaders) ? request.headers.authorization : undefined;
     const match = typeof header === "string" ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     if (!match) throw new ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", { code: "missing_api_key" });
     const secret = match[1]!;
@@ -150,7 +151,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     let cached = keyCache.get(hash);
     if (!cached || cached.until < now) {
       const row = await store.keyBySecret(secret);
-      cached = { row, auth: row ? authenticated(row) : undefined, until: now + KEY_CACHE_MS };
+      cached = { row, auth: row ? authenticated(row, row.rotated_from === null ? row.id : await store.rotationRoot(row)) : undefined, until: now + KEY_CACHE_MS };
       if (keyCache.size > 10_000) keyCache.clear();
       keyCache.set(hash, cached);
     }
@@ -162,11 +163,12 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
   }
 
   /** What a key may do, worked out once per cache period rather than per request. */
-  function authenticated(row: ApiKeyRow): Authenticated {
+  function authenticated(row: ApiKeyRow, limitId: string): Authenticated {
     // Its own keys only (a key's plan named `constructor` is no plan); a plan removed from the config since falls back to the default.
     const plan = (Object.hasOwn(config.plans, row.plan) ? config.plans[row.plan] : undefined) ?? config.plans.default ?? { topLogprobs: 0 };
     const limits: LimitScope[] = [
-      { id: `key:${row.id}`, rpm: row.rpm ?? plan.rpm, tpm: row.tpm ?? plan.tpm, concurrency: row.concurrency ?? plan.concurrency },
+      // Under the first key of its rotations: a rotated key and its successor share one budget.
+      { id: `key:${limitId}`, rpm: row.rpm ?? plan.rpm, tpm: row.tpm ?? plan.tpm, concurrency: row.concurrency ?? plan.concurrency },
       { id: `org:${row.org_id}`, rpm: plan.orgRpm, tpm: plan.orgTpm, concurrency: plan.orgConcurrency },
     ];
     return { key: row, plan, scopes: row.scopes ? (JSON.parse(row.scopes) as string[]) : null, limits: limits.filter((s) => s.rpm || s.tpm || s.concurrency) };
@@ -223,8 +225,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     const model = modelFor(auth, body.model);
     const chat = route === "chat" ? (body as ChatRequest) : undefined;
     const text = route === "completions" ? (body as CompletionRequest) : undefined;
-    const maxTokens = (chat?.max_completion_tokens ?? body.max_tokens) ?? model.config.maxTokens;
-    if (maxTokens > model.config.maxTokens) throw new ApiError(400, `max_tokens is ${maxTokens}; ${model.config.name} generates at most ${model.config.maxTokens}`, { code: "max_tokens_too_large", param: "max_tokens" });
+    const maxTokens = maxTokensOf(body, chat, model);
     const n = body.n ?? 1;
     const stream = body.stream === true;
     if (text?.echo) throw new ApiError(422, "echo is not supported", { code: "unsupported", param: "echo" });
@@ -253,23 +254,23 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       // Structured outputs; a json_schema without a schema is any JSON object.
       jsonSchema: chat?.response_format?.type === "json_schema" && chat.response_format.json_schema.schema ? { name: chat.response_format.json_schema.name, schema: chat.response_format.json_schema.schema, strict: chat.response_format.json_schema.strict } : undefined,
     };
-    if (generation.jsonSchema && model.check) {
+    if (generation.jsonSchema) {
       try {
-        await model.check(generation);
+        checkJsonSchema(generation.jsonSchema.schema);
+        await model.check?.(generation);
       } catch (error) {
         if (!(error instanceof InputError)) throw error;
         throw new ApiError(422, `response_format: ${error.message}`, { code: "invalid_response_format", param: "response_format" });
       }
     }
+    // Cheap checks before the tokenizer (which takes ~0.3 s a megabyte): the prompt's size against the context, the limits,
+    // and for a large prompt the credit, so a key without credit cannot keep the server tokenizing.
+    const bytes = promptBytes(generation);
+    const fewest = model.minimumPromptTokens(bytes);
+    if (model.contextTokens !== undefined && fewest >= model.contextTokens) throw contextLengthError(new ContextLengthError(fewest, model.contextTokens, true));
     // The extraction signals are needed only at settlement: worked out while the model generates.
     let signals: SettleUsage["signals"];
-    let promptTokens: number;
-    try {
-      promptTokens = model.promptTokens(generation);
-    } catch (error) {
-      throw new ApiError(422, `the prompt cannot be tokenized (${errorMessage(error)})`, { code: "invalid_prompt" });
-    }
-    const admission = await limiter.admit(request.id, limitScopes(auth), promptTokens * n);
+    const admission = await limiter.admit(request.id, limitScopes(auth), fewest * n);
     if (!admission.ok) {
       metrics.limitHits.inc({ limit: admission.limit });
       throw new ApiError(429, `rate limit reached (${admission.limit} of ${admission.scope.split(":")[0]}); retry after ${Math.ceil(admission.retryAfterMs / 1000)} s`, {
@@ -281,6 +282,25 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     admitted.add(request);
     try {
       const price = model.config.price;
+      if (bytes > LARGE_PROMPT_BYTES) {
+        const least = costOf(price, fewest * n, n);
+        const { available } = await store.balance(auth.key.org_id);
+        if (available < least) {
+          metrics.limitHits.inc({ limit: "credit" });
+          throw new InsufficientCreditError(least, Math.max(available, 0));
+        }
+      }
+      let promptTokens: number;
+      try {
+        promptTokens = model.promptTokens(generation);
+      } catch (error) {
+        if (error instanceof ContextLengthError) throw contextLengthError(error);
+        if (error instanceof InputError) throw new ApiError(400, error.message, { code: "invalid_prompt" });
+        throw new ApiError(422, `the prompt cannot be tokenized (${errorMessage(error)})`, { code: "invalid_prompt" });
+      }
+      if (model.contextTokens !== undefined && promptTokens >= model.contextTokens) throw contextLengthError(new ContextLengthError(promptTokens, model.contextTokens));
+      // TPM took the size's lower bound at admission; the rest of the prompt now.
+      if (promptTokens > fewest) lease.addTokens((promptTokens - fewest) * n);
       const worst = costOf(price, promptTokens * n, maxTokens * n);
       let hold: Hold;
       try {
@@ -315,7 +335,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       let settled = false;
       try {
         if (stream) {
-          await streamResponse(route, request.id, model, generation, n, promptTokens, body.stream_options?.include_usage === true, reply, lease, started, results, committed, (tokens) => (streamed += tokens));
+          await streamResponse({ route, id: request.id, model, generation, n, promptTokens, includeUsage: body.stream_options?.include_usage === true, reply, lease, started, results, committed, onTokens: (tokens) => (streamed += tokens), config, logger, metrics });
         } else {
           const generated = Promise.all(Array.from({ length: n }, () => model.generate(generation)));
           generated.catch(() => undefined);
@@ -336,7 +356,9 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         let charged = 0;
         // A hold that never committed has nothing to settle.
         if (durable) {
-          const usage: SettleUsage = { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome: abort.aborted && outcome === "ok" ? "cancelled" : outcome, signals: signals ?? signalsOf(generation, body.temperature) };
+          // A client that went away mid-answer (stream or not) cancelled it, though the model ended normally.
+        if (abort.aborted && outcome === "ok") outcome = "cancelled";
+        const usage: SettleUsage = { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome, signals: signals ?? signalsOf(generation, body.temperature) };
           try {
             settled = await store.settle(request.id, usage);
             if (settled) charged = Math.min(cost, held);
@@ -386,124 +408,25 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
   }
 
   /**
-   * A streamed answer of `n` choices, generated concurrently: each event names
-   * its choice's index, and each choice ends with its own finish event as soon
-   * as it is done. If one fails, the others stop, and what every choice had
-   * streamed is in `results` (to be charged).
+   * A large body from a key whose org has no credit at all is refused on its
+   * headers, before a byte of it is read, and its connection closed: reading and
+   * parsing megabytes for a request that cannot be paid for is free work for an attacker.
    */
-  async function streamResponse(
-    route: "chat" | "completions",
-    id: string,
-    model: ServedModel,
-    generation: GenerationRequest,
-    n: number,
-    promptTokens: number,
-    includeUsage: boolean,
-    reply: FastifyReply,
-    lease: Lease,
-    started: number,
-    results: GenerationResult[],
-    committed: Promise<void>,
-    onTokens: (tokens: number) => void,
-  ): Promise<void> {
-    const raw = reply.raw;
-    const created = Math.floor(Date.now() / 1000);
-    const object = route === "chat" ? "chat.completion.chunk" : "text_completion";
-    // The events of one turn of the event loop (an upstream chunk often holds several) go out in one write, at its end.
-    // Once the generations are over (`closing`), what is left waits for the [DONE] written after settlement: one write with it.
-    let corked = false;
-    let closing = false;
-    const send = (choices: unknown[], usage?: unknown) => {
-      if (raw.destroyed) return;
-      if (!corked) {
-        corked = true;
-        raw.cork();
-        setImmediate(() => {
-          if (closing) return;
-          corked = false;
-          raw.uncork();
-        });
-      }
-      // A client that does not read (what waits for it is past the stream's high-water mark, then past the bound): its
-      // connection is closed (the generation stops, and is charged what it generated).
-      if (!raw.write(`data: ${JSON.stringify({ id, object, created, model: model.config.name, choices, usage })}\n\n`) && raw.writableLength > config.streamBufferBytes && !raw.destroyed) {
-        logger.log("warn", "api.stream_not_read", { requestId: id, bufferedBytes: raw.writableLength });
-        metrics.limitHits.inc({ limit: "stream_buffer" });
-        raw.destroy();
-      }
-    };
-    let first = true;
-    // Set at the first failure: what the others generate after it is neither sent nor charged (what was charged is what the client received).
-    let stopped = false;
-    const streamed = new Array<number>(n).fill(0);
-    const emit = (index: number, delta: Delta) => {
-      if (stopped) return;
-      if (first) {
-        metrics.firstToken.observe((performance.now() - started) / 1000);
-        first = false;
-      }
-      streamed[index]! += delta.tokens;
-      onTokens(delta.tokens);
-      lease.addTokens(delta.tokens);
-      if (route === "chat") send([{ index, delta: delta.kind === "reasoning" ? { reasoning_content: delta.text } : { content: delta.text }, logprobs: null, finish_reason: null }]);
-      else send([{ index, text: delta.text, logprobs: null, finish_reason: null }]);
-    };
-    const finish = (index: number, result: GenerationResult) => {
-      if (stopped) return;
-      const logprobs = result.logprobs ? (route === "chat" ? chatLogprobs(result.logprobs) : legacyLogprobs(result.logprobs)) : null;
-      if (route === "chat") send([{ index, delta: {}, logprobs, finish_reason: result.finishReason }]);
-      else send([{ index, text: "", logprobs, finish_reason: result.finishReason }]);
-    };
-    // The generations start while the hold commits; what comes before it has waits, in order.
-    let early: { index: number; delta?: Delta; result?: GenerationResult }[] | undefined = [];
-    // One choice failing stops the others (several choices share a signal of their own).
-    const stopAll = n > 1 ? generation.cancel.child() : undefined;
-    const cancel = stopAll ?? generation.cancel;
-    const finished = new Array<GenerationResult | undefined>(n);
-    const generations = Array.from({ length: n }, (_, index) => {
-      // One choice generates from the request's own object; several each from a copy, with their own callback.
-      const choice = n === 1 ? generation : { ...generation };
-      choice.cancel = cancel;
-      choice.onDelta = (delta) => (early ? early.push({ index, delta }) : emit(index, delta));
-      return model.generate(choice).then((result) => {
-        finished[index] = result;
-        if (early) early.push({ index, result });
-        else finish(index, result);
-        return result;
-      });
-    });
-    const all = Promise.all(generations);
-    all.catch(() => stopAll?.abort(new Error("another choice failed")));
-    await committed;
-    reply.hijack();
-    raw.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive", "x-request-id": id });
-    if (route === "chat") for (let index = 0; index < n; index++) send([{ index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]);
-    for (const event of early) {
-      if (event.delta) emit(event.index, event.delta);
-      else finish(event.index, event.result!);
-    }
-    early = undefined;
+  async function screenLargeBody(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    if (!(Number(request.headers["content-length"]) > LARGE_PROMPT_BYTES)) return;
     try {
-      results.push(...(await all));
-      closing = true;
-      if (includeUsage) send([], usageOf(results));
+      const auth = await authenticate(request);
+      if ((await store.balance(auth.key.org_id)).available > 0) return;
+      metrics.limitHits.inc({ limit: "credit" });
+      throw new ApiError(402, "this key's organisation has no credit left", { code: "insufficient_credit" });
     } catch (error) {
-      stopped = true;
-      closing = true;
-      // What every choice streamed is charged: the finished ones as they reported, the others as far as they got (nothing if they sent nothing).
-      for (let index = 0; index < n; index++) {
-        const done = finished[index];
-        if (done) results.push(done);
-        else if (streamed[index]! > 0) results.push({ content: "", reasoning: "", finishReason: "stop", promptTokens, completionTokens: streamed[index]! });
-      }
-      // Headers are sent: the stream ends with an error event in the OpenAI shape (then [DONE], after settlement).
-      if (!raw.destroyed) raw.write(`data: ${JSON.stringify(generationError(error).body())}\n\n`);
+      void reply.header("connection", "close");
       throw error;
     }
   }
 
-  app.post("/v1/chat/completions", (request, reply) => complete("chat", request, reply));
-  app.post("/v1/completions", (request, reply) => complete("completions", request, reply));
+  app.post("/v1/chat/completions", { onRequest: screenLargeBody }, (request, reply) => complete("chat", request, reply));
+  app.post("/v1/completions", { onRequest: screenLargeBody }, (request, reply) => complete("completions", request, reply));
 
   registerAdmin(app, { store, adminToken: deps.adminToken, freeTierMicros: config.freeTierMicros, plans: config.plans, forgetKey: () => keyCache.clear() });
   return app;
@@ -514,75 +437,3 @@ function signalsOf(generation: Pick<GenerationRequest, "prompt" | "messages" | "
   return { promptSimhash: simhash(generation.prompt ?? (generation.messages ?? []).map((m) => m.content).join("\n")), logprobs: generation.topLogprobs ?? -1, temperature: temperature ?? null };
 }
 
-/**
- * A request the HTTP parser refused before any route saw it (too slow, headers
- * too large, not HTTP): answered in the OpenAI error shape, and the connection closed.
- */
-function clientError(error: Error & { code?: string }, socket: Duplex): void {
-  if (error.code === "ECONNRESET" || socket.destroyed) return;
-  const apiError =
-    error.code === "ERR_HTTP_REQUEST_TIMEOUT"
-      ? new ApiError(408, "the request was not received in time", { code: "request_timeout" })
-      : error.code === "HPE_HEADER_OVERFLOW"
-        ? new ApiError(431, "the request's headers are too large", { code: "headers_too_large" })
-        : new ApiError(400, "the request is not valid HTTP", { code: "bad_http" });
-  const body = JSON.stringify(apiError.body());
-  if (socket.writable) {
-    socket.write(`HTTP/1.1 ${apiError.status} ${STATUS_CODES[apiError.status]}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${newId("req")}\r\n\r\n${body}`);
-  }
-  socket.destroy();
-}
-
-function generationError(error: unknown): ApiError {
-  if (error instanceof ApiError) return error;
-  if (error instanceof TeacherError) {
-    if (error.kind === "bad-request") return new ApiError(422, error.message.replace(/^teacher '[^']*': /, ""), { code: "unprocessable" });
-    if (error.kind === "timeout") return new ApiError(504, "the model did not answer in time", { code: "upstream_timeout" });
-    // Every upstream busy: the client may retry (when the upstream said, after as long as it said).
-    if (error.kind === "overloaded" || error.kind === "rate-limited") {
-      return new ApiError(503, "the model is busy; retry shortly", { code: "model_overloaded", retryAfterSeconds: Math.max(1, Math.ceil((error.retryAfterMs ?? 1_000) / 1_000)) });
-    }
-    return new ApiError(502, "the model's server failed", { code: "upstream_error" });
-  }
-  const message = errorMessage(error);
-  if (/prompt is \d+ tokens/.test(message)) return new ApiError(422, message.replace(/^.*?: /, "").replace(/\/[^ ]+\.gguf/, "the model"), { code: "context_length_exceeded" });
-  return new ApiError(500, "the model failed", { code: "model_error" });
-}
-
-function usageOf(results: GenerationResult[]) {
-  const prompt = results.reduce((sum, r) => sum + r.promptTokens, 0);
-  const completion = results.reduce((sum, r) => sum + r.completionTokens, 0);
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
-}
-
-type Logprobs = NonNullable<GenerationResult["logprobs"]>;
-const bytes = (text: string) => [...Buffer.from(text, "utf8")];
-
-function chatLogprobs(logprobs: Logprobs) {
-  return { content: logprobs.map((t) => ({ token: t.token, logprob: t.logprob, bytes: bytes(t.token), top_logprobs: t.top.map((o) => ({ token: o.token, logprob: o.logprob, bytes: bytes(o.token) })) })) };
-}
-
-function legacyLogprobs(logprobs: Logprobs) {
-  return { tokens: logprobs.map((t) => t.token), token_logprobs: logprobs.map((t) => t.logprob), top_logprobs: logprobs.map((t) => Object.fromEntries(t.top.map((o) => [o.token, o.logprob]))), text_offset: [] };
-}
-
-function completionBody(route: "chat" | "completions", id: string, model: string, results: GenerationResult[]) {
-  const created = Math.floor(Date.now() / 1000);
-  if (route === "chat") {
-    return {
-      id,
-      object: "chat.completion",
-      created,
-      model,
-      choices: results.map((r, index) => ({
-        index,
-        // An undefined field is left out of the JSON (no spread of a conditional object on every answer).
-        message: { role: "assistant", content: r.content, reasoning_content: r.reasoning || undefined },
-        logprobs: r.logprobs ? chatLogprobs(r.logprobs) : null,
-        finish_reason: r.finishReason,
-      })),
-      usage: usageOf(results),
-    };
-  }
-  return { id, object: "text_completion", created, model, choices: results.map((r, index) => ({ index, text: r.content, logprobs: r.logprobs ? legacyLogprobs(r.logprobs) : null, finish_reason: r.finishReason })), usage: usageOf(results) };
-}

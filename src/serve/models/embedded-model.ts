@@ -11,11 +11,22 @@ export class EmbeddedServedModel implements ServedModel {
   ) {}
 
   static async load(config: ServedModelConfig, path: string): Promise<EmbeddedServedModel> {
-    return new EmbeddedServedModel(config, await EmbeddedEngine.load(path, { sequences: config.sequences }));
+    const engine = await EmbeddedEngine.load(path, { sequences: config.sequences });
+    // Worked out once, at load, rather than on the first request's path.
+    void engine.maxTokenBytes;
+    return new EmbeddedServedModel(config, engine);
   }
 
   private messages(request: Pick<GenerationRequest, "messages">) {
     return prepareMessages(this.engine.family, request.messages ?? []).map((m) => ({ role: m.role === "developer" ? ("system" as const) : m.role, content: m.content }));
+  }
+
+  get contextTokens(): number {
+    return this.engine.contextSize;
+  }
+
+  minimumPromptTokens(bytes: number): number {
+    return Math.ceil(bytes / this.engine.maxTokenBytes);
   }
 
   promptTokens(request: Pick<GenerationRequest, "messages" | "prompt">): number {

@@ -46,6 +46,10 @@ export interface ServedModel {
   readonly config: ServedModelConfig;
   /** Prompt tokens before the request runs (exact for local models, an upper estimate for upstreams). */
   promptTokens(request: Pick<GenerationRequest, "messages" | "prompt">): number;
+  /** The fewest tokens a prompt of this many UTF-8 bytes can be, worked out without a tokenizer (checked first: cheap). */
+  minimumPromptTokens(bytes: number): number;
+  /** The most tokens a prompt may be, where the model says (a local GGUF's context); undefined for upstreams. */
+  readonly contextTokens: number | undefined;
   generate(request: GenerationRequest): Promise<GenerationResult>;
   /** Refuses (InputError) what this model cannot do before anything is reserved, e.g. a JSON schema its grammar cannot enforce. */
   check?(request: Pick<GenerationRequest, "jsonSchema">): Promise<void>;

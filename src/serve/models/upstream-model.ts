@@ -59,6 +59,13 @@ export class UpstreamServedModel implements ServedModel {
    * byte-level tokenizers never produce more tokens than UTF-8 bytes, plus a few template tokens per message.
    * Holding too much is harmless (settlement returns it); holding too little would under-charge.
    */
+  readonly contextTokens = undefined;
+
+  /** Nothing is known of the upstream's tokenizer: no lower bound (its counting is cheap, see promptTokens). */
+  minimumPromptTokens(): number {
+    return 0;
+  }
+
   promptTokens(request: Pick<GenerationRequest, "messages" | "prompt">): number {
     if (request.prompt !== undefined) return Buffer.byteLength(request.prompt) + 8;
     return (request.messages ?? []).reduce((sum, m) => sum + Buffer.byteLength(m.content) + 16, 16);

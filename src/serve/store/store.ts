@@ -155,6 +155,8 @@ export class Store {
 
   /** Creates a key; the secret is returned once and only its hash is stored. */
   async createKey(spec: NewKey, rotatedFrom: string | null = null): Promise<{ key: string; row: ApiKeyRow }> {
+    // A key that could never be used is a mistake, not a key (a rotation of an expired key included).
+    if (spec.expiresAt != null && spec.expiresAt <= Date.now()) throw new InputError(`expiresAt ${new Date(spec.expiresAt).toISOString()} is in the past`);
     const orgId = await this.ensureOrg(spec.org);
     const secret = randomBytes(24).toString("base64url");
     const key = `avo_${secret}`;
@@ -185,6 +187,23 @@ export class Store {
 
   async keyById(id: string): Promise<ApiKeyRow | undefined> {
     return this.db.selectFrom("api_keys").selectAll().where((w) => w.or([w("id", "=", id), w("prefix", "=", id)])).executeTakeFirst();
+  }
+
+  /**
+   * The first key of a key's rotations: the identity its limits are kept under,
+   * so that a key and its successor (both valid in a grace period) share them.
+   */
+  async rotationRoot(row: Pick<ApiKeyRow, "id" | "rotated_from">): Promise<string> {
+    let id = row.id;
+    let from = row.rotated_from;
+    // Bounded: a chain is made one rotation at a time, but a store edited by hand could hold a loop.
+    for (let hops = 0; from !== null && hops < 1_000; hops++) {
+      const previous = await this.db.selectFrom("api_keys").select(["id", "rotated_from"]).where("id", "=", from).executeTakeFirst();
+      if (!previous) break;
+      id = previous.id;
+      from = previous.rotated_from;
+    }
+    return id;
   }
 
   async listKeys(orgName?: string): Promise<(ApiKeyRow & { org: string })[]> {

@@ -1,0 +1,47 @@
+import type { Duplex } from "node:stream";
+import { STATUS_CODES } from "node:http";
+import { ContextLengthError, InputError } from "../../core/errors.ts";
+import { newId } from "../../core/ids.ts";
+import { TeacherError } from "../../teachers/teacher-error.ts";
+import { ApiError } from "./api-error.ts";
+
+/**
+ * A request the HTTP parser refused before any route saw it (too slow, headers
+ * too large, not HTTP): answered in the OpenAI error shape, and the connection closed.
+ */
+export function clientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === "ECONNRESET" || socket.destroyed) return;
+  const apiError =
+    error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? new ApiError(408, "the request was not received in time", { code: "request_timeout" })
+      : error.code === "HPE_HEADER_OVERFLOW"
+        ? new ApiError(431, "the request's headers are too large", { code: "headers_too_large" })
+        : new ApiError(400, "the request is not valid HTTP", { code: "bad_http" });
+  const body = JSON.stringify(apiError.body());
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${apiError.status} ${STATUS_CODES[apiError.status]}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${newId("req")}\r\n\r\n${body}`);
+  }
+  socket.destroy();
+}
+
+/** What a failed generation is to the client: by the error's type, never by its message. */
+export function generationError(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof TeacherError) {
+    if (error.kind === "bad-request") return new ApiError(422, error.message.replace(/^teacher '[^']*': /, ""), { code: "unprocessable" });
+    if (error.kind === "timeout") return new ApiError(504, "the model did not answer in time", { code: "upstream_timeout" });
+    // Every upstream busy: the client may retry (when the upstream said, after as long as it said).
+    if (error.kind === "overloaded" || error.kind === "rate-limited") {
+      return new ApiError(503, "the model is busy; retry shortly", { code: "model_overloaded", retryAfterSeconds: Math.max(1, Math.ceil((error.retryAfterMs ?? 1_000) / 1_000)) });
+    }
+    return new ApiError(502, "the model's server failed", { code: "upstream_error" });
+  }
+  if (error instanceof ContextLengthError) return contextLengthError(error);
+  if (error instanceof InputError) return new ApiError(400, error.message, { code: "invalid_request" });
+  return new ApiError(500, "the model failed", { code: "model_error" });
+}
+
+
+export function contextLengthError(error: ContextLengthError): ApiError {
+  return new ApiError(400, error.message, { code: "context_length_exceeded", param: "messages" });
+}
