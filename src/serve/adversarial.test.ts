@@ -29,6 +29,9 @@ interface Served {
   close: () => Promise<void>;
 }
 
+/** Called at each token the slowed model generates. */
+let slowToken: (() => void) | undefined;
+
 /** A served model slowed to ~2 ms a token (the tiny ones answer in milliseconds): a client can leave mid-answer. */
 function slowed(model: ServedModel): ServedModel {
   return Object.assign(Object.create(model) as ServedModel, {
@@ -38,6 +41,7 @@ function slowed(model: ServedModel): ServedModel {
       request.onDelta = (delta) => {
         const until = performance.now() + 2;
         while (performance.now() < until);
+        slowToken?.();
         onDelta?.(delta);
       };
       return model.generate(request).finally(() => (request.onDelta = onDelta));
@@ -195,7 +199,10 @@ describe("the paid API under attack", () => {
         body: JSON.stringify({ model: "slow-qwen", prompt: ENDLESS_QWEN_PROMPT, max_tokens: 64, stream }),
         signal: controller.signal,
       }).then((response) => response.text());
-      await new Promise((resolve) => setTimeout(resolve, 60));
+      // Mid-answer: after its fifth token.
+      let tokens = 0;
+      await new Promise<void>((resolve) => (slowToken = () => ++tokens === 5 && resolve()));
+      slowToken = undefined;
       controller.abort();
       await call.catch(() => undefined);
       const cancelled = () => store.db.selectFrom("requests").selectAll().where("org_id", "=", org).where("outcome", "=", "cancelled").execute();

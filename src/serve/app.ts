@@ -36,8 +36,11 @@ export interface ApiDependencies {
 }
 
 const KEY_CACHE_MS = 1_000;
-/** Past this many bytes of prompt text, the org's credit is checked before the prompt is tokenized. */
-const LARGE_PROMPT_BYTES = 64 * 1024;
+/**
+ * Past this many bytes (~4 ms of tokenizing), a prompt's credit is checked before it is tokenized, and a body
+ * from an org with no credit is refused before it is read.
+ */
+const LARGE_PROMPT_BYTES = 16 * 1024;
 
 interface Authenticated {
   key: ApiKeyRow;
@@ -45,6 +48,20 @@ interface Authenticated {
   scopes: string[] | null;
   /** The key's and its org's limits (the extraction throttle is added per request). */
   limits: LimitScope[];
+}
+
+/** The prompt's exact tokens, refused (400) past the model's context. */
+function countPromptTokens(model: ServedModel, generation: GenerationRequest): number {
+  let tokens: number;
+  try {
+    tokens = model.promptTokens(generation);
+  } catch (error) {
+    if (error instanceof ContextLengthError) throw contextLengthError(error);
+    if (error instanceof InputError) throw new ApiError(400, error.message, { code: "invalid_prompt" });
+    throw new ApiError(422, `the prompt cannot be tokenized (${errorMessage(error)})`, { code: "invalid_prompt" });
+  }
+  if (model.contextTokens !== undefined && tokens >= model.contextTokens) throw contextLengthError(new ContextLengthError(tokens, model.contextTokens));
+  return tokens;
 }
 
 /** A request's route as a metrics label (a fixed set: never a client's path). */
@@ -268,9 +285,11 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     const bytes = promptBytes(generation);
     const fewest = model.minimumPromptTokens(bytes);
     if (model.contextTokens !== undefined && fewest >= model.contextTokens) throw contextLengthError(new ContextLengthError(fewest, model.contextTokens, true));
+    // A small prompt is tokenized at once (a few milliseconds at most): the limits then take its exact count.
+    const early = bytes <= LARGE_PROMPT_BYTES ? countPromptTokens(model, generation) : undefined;
     // The extraction signals are needed only at settlement: worked out while the model generates.
     let signals: SettleUsage["signals"];
-    const admission = await limiter.admit(request.id, limitScopes(auth), fewest * n);
+    const admission = await limiter.admit(request.id, limitScopes(auth), (early ?? fewest) * n);
     if (!admission.ok) {
       metrics.limitHits.inc({ limit: admission.limit });
       throw new ApiError(429, `rate limit reached (${admission.limit} of ${admission.scope.split(":")[0]}); retry after ${Math.ceil(admission.retryAfterMs / 1000)} s`, {
@@ -282,25 +301,18 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     admitted.add(request);
     try {
       const price = model.config.price;
-      if (bytes > LARGE_PROMPT_BYTES) {
+      let promptTokens = early;
+      if (promptTokens === undefined) {
         const least = costOf(price, fewest * n, n);
         const { available } = await store.balance(auth.key.org_id);
         if (available < least) {
           metrics.limitHits.inc({ limit: "credit" });
           throw new InsufficientCreditError(least, Math.max(available, 0));
         }
+        promptTokens = countPromptTokens(model, generation);
+        // TPM took the size's lower bound at admission; the rest of the prompt now.
+        if (promptTokens > fewest) lease.addTokens((promptTokens - fewest) * n);
       }
-      let promptTokens: number;
-      try {
-        promptTokens = model.promptTokens(generation);
-      } catch (error) {
-        if (error instanceof ContextLengthError) throw contextLengthError(error);
-        if (error instanceof InputError) throw new ApiError(400, error.message, { code: "invalid_prompt" });
-        throw new ApiError(422, `the prompt cannot be tokenized (${errorMessage(error)})`, { code: "invalid_prompt" });
-      }
-      if (model.contextTokens !== undefined && promptTokens >= model.contextTokens) throw contextLengthError(new ContextLengthError(promptTokens, model.contextTokens));
-      // TPM took the size's lower bound at admission; the rest of the prompt now.
-      if (promptTokens > fewest) lease.addTokens((promptTokens - fewest) * n);
       const worst = costOf(price, promptTokens * n, maxTokens * n);
       let hold: Hold;
       try {
@@ -321,6 +333,8 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
       reply.raw.on("close", () => {
         if (!reply.raw.writableFinished) abort.abort(new Error("the client disconnected"));
       });
+      // One that left before the listener was there (while its prompt was counted, its credit held) is seen now.
+      if (request.raw.socket?.destroyed) abort.abort(new Error("the client disconnected"));
       // The generation starts while the hold commits; nothing reaches the client before it has.
       let durable = true;
       const committed = hold.durable.catch((error: unknown) => {
