@@ -371,8 +371,8 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         // A hold that never committed has nothing to settle.
         if (durable) {
           // A client that went away mid-answer (stream or not) cancelled it, though the model ended normally.
-        if (abort.aborted && outcome === "ok") outcome = "cancelled";
-        const usage: SettleUsage = { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome, signals: signals ?? signalsOf(generation, body.temperature) };
+          if (abort.aborted && outcome === "ok") outcome = "cancelled";
+          const usage: SettleUsage = { promptTokens: usedPrompt, completionTokens: usedCompletion, cost, outcome, signals: signals ?? signalsOf(generation, body.temperature) };
           try {
             settled = await store.settle(request.id, usage);
             if (settled) charged = Math.min(cost, held);
@@ -426,17 +426,22 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
    * headers, before a byte of it is read, and its connection closed: reading and
    * parsing megabytes for a request that cannot be paid for is free work for an attacker.
    */
-  async function screenLargeBody(request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    if (!(Number(request.headers["content-length"]) > LARGE_PROMPT_BYTES)) return;
-    try {
+  function screenLargeBody(request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void): void {
+    // A callback hook: the common case (a small body) makes no promise.
+    if (!(Number(request.headers["content-length"]) > LARGE_PROMPT_BYTES)) return done();
+    const screen = async () => {
       const auth = await authenticate(request);
       if ((await store.balance(auth.key.org_id)).available > 0) return;
       metrics.limitHits.inc({ limit: "credit" });
       throw new ApiError(402, "this key's organisation has no credit left", { code: "insufficient_credit" });
-    } catch (error) {
-      void reply.header("connection", "close");
-      throw error;
-    }
+    };
+    screen().then(
+      () => done(),
+      (error: unknown) => {
+        void reply.header("connection", "close");
+        done(error as Error);
+      },
+    );
   }
 
   app.post("/v1/chat/completions", { onRequest: screenLargeBody }, (request, reply) => complete("chat", request, reply));
