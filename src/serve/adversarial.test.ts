@@ -298,6 +298,9 @@ for (const limits of ["in-process", "redis"] as const) {
       const failure = await failureOf(client(served.api, second.key).completions.create({ model: "tiny-qwen", prompt: "hi", max_tokens: 1 }));
       expect({ status: failure?.status, code: failure?.code }).toEqual({ status: 429, code: "rate_limit_concurrency" });
       stream.controller.abort();
+      // Settled before the suite closes the server (a generation still running would outlive its model).
+      for (let i = 0; i < 150 && (await served.api.store.openReservations()).length > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(await served.api.store.openReservations()).toEqual([]);
     });
   });
 }
