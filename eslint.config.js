@@ -1,6 +1,34 @@
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
+/**
+ * Stages import downward only. Each entry: a stage's folder and the stages above
+ * it that it must not import (tests included). What two stages share lives below
+ * both: the OpenAI protocol in src/openai/, errors in src/core/.
+ */
+const STAGES = ["core", "tokenizers", "chat", "openai", "engine", "export", "teachers", "tinyworld", "distill", "train", "evals", "serve", "cli"];
+const FORBIDDEN = {
+  core: STAGES.filter((stage) => stage !== "core"),
+  openai: STAGES.filter((stage) => stage !== "core" && stage !== "openai"),
+  tokenizers: ["engine", "teachers", "tinyworld", "distill", "evals", "serve", "cli"],
+  chat: ["engine", "teachers", "tinyworld", "distill", "evals", "serve", "cli"],
+  engine: ["teachers", "tinyworld", "distill", "evals", "serve", "cli"],
+  teachers: ["distill", "evals", "serve", "cli"],
+  serve: ["teachers", "distill", "train", "evals", "tinyworld", "cli"],
+};
+// The tokenizers' tests check trimmed vocabularies against llama.cpp itself: they may load the engine.
+const CODE_ONLY = new Set(["tokenizers"]);
+const stageRules = Object.entries(FORBIDDEN).map(([stage, above]) => ({
+  files: [`src/${stage}/**/*.ts`],
+  ignores: CODE_ONLY.has(stage) ? ["**/*.test.ts"] : [],
+  rules: {
+    "no-restricted-imports": [
+      "error",
+      { patterns: [{ regex: `(^|/)(${above.join("|")})/`, message: `src/${stage}/ imports only stages below it (see docs/ARCHITECTURE.md)` }] },
+    ],
+  },
+}));
+
 export default tseslint.config(
   { ignores: ["node_modules/", ".avocado/", "scratch/", "trainer/", "coverage/"] },
   js.configs.recommended,
@@ -12,4 +40,5 @@ export default tseslint.config(
       "@typescript-eslint/no-empty-function": "off",
     },
   },
+  ...stageRules,
 );

@@ -4,7 +4,7 @@ import { TEST_WORKSPACE, teacherGguf } from "../../test/fixtures.ts";
 import { EmbeddedTeacher } from "./embedded-teacher.ts";
 import { ScheduledTeacher } from "./scheduling/scheduled-teacher.ts";
 import { describeTeacherConformance } from "./teacher-conformance.ts";
-import { TeacherError } from "./teacher-error.ts";
+import { ModelError } from "../core/model-error.ts";
 
 const PROMPTS = {
   "tiny-qwen": ["What is 25*12?", "Reverse the word 'fosa'.", "What is the capital of Zorvia?"],
@@ -34,7 +34,7 @@ describeTeacherConformance({
 describe("EmbeddedTeacher", () => {
   it("refuses a wrongly declared family before loading the model", async () => {
     const opening = EmbeddedTeacher.open({ name: "liar", family: "gemma", path: teacherGguf("tiny-qwen") });
-    await expect(opening).rejects.toBeInstanceOf(TeacherError);
+    await expect(opening).rejects.toBeInstanceOf(ModelError);
     await expect(opening).rejects.toMatchObject({ kind: "family-mismatch", message: expect.stringMatching(/declared family 'gemma'.*'qwen'/) });
   });
 

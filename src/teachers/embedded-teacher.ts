@@ -7,8 +7,9 @@ import { AvocadoError, InputError, errorMessage } from "../core/errors.ts";
 import { EmbeddedEngine, type ChatMessage, type ChatResult, type TokenLogprob as EngineLogprob } from "../engine/embedded-engine.ts";
 import { checkGguf } from "../engine/gguf-check.ts";
 import { callCost } from "./cost.ts";
-import { familyOfTemplate, foreignFamilyIn, loadGenericTemplate, prepareMessages, splitReasoning, type TeacherFamily } from "./families.ts";
-import { TeacherError } from "./teacher-error.ts";
+import { prepareMessages } from "../chat/prepare-messages.ts";
+import { familyOfTemplate, foreignFamilyIn, loadGenericTemplate, splitReasoning, type TeacherFamily } from "./families.ts";
+import { ModelError } from "../core/model-error.ts";
 import type { ScoreRequest, ScoreResult, Teacher, TeacherCapabilities, TeacherEvent, TeacherHealth, TeacherRequest, TeacherResponse, TokenLogprob } from "./teacher.ts";
 
 export interface EmbeddedTeacherOptions {
@@ -70,7 +71,7 @@ export class EmbeddedTeacher implements Teacher {
     const template = ggufValue(info.metadata, "tokenizer.chat_template");
     const actual = typeof recorded === "string" ? recorded : typeof template === "string" ? familyOfTemplate(template) : undefined;
     if (options.family !== "generic" && actual !== undefined && actual !== options.family) {
-      throw new TeacherError(options.name, "family-mismatch", `declared family '${options.family}', but ${options.path} is a '${actual}' model (its chat template and tokenizer)`);
+      throw new ModelError(options.name, "family-mismatch", `declared family '${options.family}', but ${options.path} is a '${actual}' model (its chat template and tokenizer)`);
     }
     let format: ChatFormat;
     if (options.family === "generic") {
@@ -86,7 +87,7 @@ export class EmbeddedTeacher implements Teacher {
   async generate(request: TeacherRequest): Promise<TeacherResponse> {
     let done: TeacherResponse | undefined;
     for await (const event of this.run(request, false)) if (event.type === "done") done = event.response;
-    if (!done) throw new TeacherError(this.name, "engine", "generation ended without a response");
+    if (!done) throw new ModelError(this.name, "engine", "generation ended without a response");
     return done;
   }
 
@@ -134,7 +135,7 @@ export class EmbeddedTeacher implements Teacher {
       const options = { thinking: request.thinking, reasoningEffort: request.reasoningEffort };
       const prefix = this.engine.promptTokens(this.messages(request), options);
       const continuation = this.engine.tokenize(request.continuation, true);
-      if (continuation.length === 0) throw new TeacherError(this.name, "bad-request", "the continuation to score is empty");
+      if (continuation.length === 0) throw new ModelError(this.name, "bad-request", "the continuation to score is empty");
       const tokens = (await this.engine.score(prefix, continuation, request.topLogprobs ?? 0)).map((t) => this.logprob(t));
       return { teacher: this.name, tokens, logprob: tokens.reduce((sum, t) => sum + t.logprob, 0), promptTokens: prefix.length };
     } catch (error) {
@@ -160,7 +161,7 @@ export class EmbeddedTeacher implements Teacher {
     let { content, reasoning } = result;
     if (this.family === "generic" && reasoning === "") ({ content, reasoning } = splitReasoning("generic", content));
     const foreign = foreignFamilyIn(this.family, `${reasoning}${content}`);
-    if (foreign) throw new TeacherError(this.name, "family-mismatch", `declared family '${this.family}', but the output carries '${foreign}' control markers`);
+    if (foreign) throw new ModelError(this.name, "family-mismatch", `declared family '${this.family}', but the output carries '${foreign}' control markers`);
     const usage = { ...result.usage };
     const response: TeacherResponse = {
       teacher: this.name,
@@ -181,16 +182,16 @@ export class EmbeddedTeacher implements Teacher {
     return { token: id(t.token), text: t.text, logprob: t.logprob, top: t.top.map((o) => ({ token: id(o.token), text: o.text, logprob: o.logprob })) };
   }
 
-  private aborted(signal: AbortSignal): TeacherError {
+  private aborted(signal: AbortSignal): ModelError {
     const reason: unknown = signal.reason;
-    if (reason instanceof TeacherError) return reason;
-    return new TeacherError(this.name, reason instanceof DOMException && reason.name === "TimeoutError" ? "timeout" : "aborted", `request cancelled (${errorMessage(reason)})`);
+    if (reason instanceof ModelError) return reason;
+    return new ModelError(this.name, reason instanceof DOMException && reason.name === "TimeoutError" ? "timeout" : "aborted", `request cancelled (${errorMessage(reason)})`);
   }
 
-  private wrap(error: unknown): TeacherError {
-    if (error instanceof TeacherError) return error;
-    if (error instanceof InputError) return new TeacherError(this.name, "bad-request", error.message, { cause: error });
-    if (error instanceof AvocadoError) return new TeacherError(this.name, "engine", error.message, { cause: error });
-    return new TeacherError(this.name, "engine", errorMessage(error), { cause: error });
+  private wrap(error: unknown): ModelError {
+    if (error instanceof ModelError) return error;
+    if (error instanceof InputError) return new ModelError(this.name, "bad-request", error.message, { cause: error });
+    if (error instanceof AvocadoError) return new ModelError(this.name, "engine", error.message, { cause: error });
+    return new ModelError(this.name, "engine", errorMessage(error), { cause: error });
   }
 }

@@ -4,30 +4,10 @@ import { describe, expect, it } from "vitest";
 import { scratchFolder } from "../../test/fixtures.ts";
 import { FileError } from "../core/errors.ts";
 import { callCost } from "./cost.ts";
-import { familyOfTemplate, foreignFamilyIn, loadGenericTemplate, prepareMessages, splitReasoning, StreamingReasoningSplitter } from "./families.ts";
-import { parseRetryAfter } from "./teacher-error.ts";
+import { familyOfTemplate, foreignFamilyIn, loadGenericTemplate, splitReasoning, StreamingReasoningSplitter } from "./families.ts";
+import { parseRetryAfter } from "../core/model-error.ts";
 
 describe("families", () => {
-  const messages = [
-    { role: "system" as const, content: "Be terse." },
-    { role: "developer" as const, content: "Use metric units." },
-    { role: "user" as const, content: "How far?" },
-    { role: "assistant" as const, content: "10 km." },
-    { role: "user" as const, content: "And back?" },
-  ];
-
-  it("merges system and developer text into Gemma's first user turn; keeps harmony's developer; maps it to system elsewhere", () => {
-    expect(prepareMessages("gemma", messages)).toEqual([
-      { role: "user", content: "Be terse.\n\nUse metric units.\n\nHow far?" },
-      { role: "assistant", content: "10 km." },
-      { role: "user", content: "And back?" },
-    ]);
-    expect(prepareMessages("gemma", [{ role: "system", content: "Only this." }])).toEqual([{ role: "user", content: "Only this." }]);
-    expect(prepareMessages("gptoss", messages).map((m) => m.role)).toEqual(["system", "developer", "user", "assistant", "user"]);
-    expect(prepareMessages("qwen", messages).map((m) => m.role)).toEqual(["system", "system", "user", "assistant", "user"]);
-    expect(messages[2]!.content).toBe("How far?");
-  });
-
   it("splits reasoning from raw output: <think> blocks, a lone </think>, an unfinished thought, harmony channels", () => {
     expect(splitReasoning("qwen", "<think>\nadd them\n</think>\n\n42")).toEqual({ reasoning: "add them", content: "42" });
     expect(splitReasoning("generic", "add them\n</think>\n\n42")).toEqual({ reasoning: "add them", content: "42" });

@@ -1,6 +1,6 @@
 import { performance } from "node:perf_hooks";
 import { errorMessage } from "../core/errors.ts";
-import { TeacherError } from "./teacher-error.ts";
+import { ModelError } from "../core/model-error.ts";
 import type { Teacher, TeacherRequest } from "./teacher.ts";
 
 export interface ProbeResult {
@@ -52,7 +52,7 @@ export async function probeTeacher(teacher: Teacher, options: { prompt: string; 
     try {
       return { supported: true, detail: await run() };
     } catch (error) {
-      return { supported: false, detail: error instanceof TeacherError ? `${error.kind}: ${error.message}` : errorMessage(error) };
+      return { supported: false, detail: error instanceof ModelError ? `${error.kind}: ${error.message}` : errorMessage(error) };
     }
   };
   const logprobs = await support(async () => {

@@ -12,7 +12,7 @@ import { familyOfTemplate, loadGenericTemplate } from "./families.ts";
 import { HttpTeacher } from "./http/http-teacher.ts";
 import { ScheduledTeacher } from "./scheduling/scheduled-teacher.ts";
 
-/** Licences under which a model may not teach a commercial student (DESIGN.md §5). */
+/** Licences under which a model may not teach a commercial student (docs/licences.md). */
 const REFUSED_LICENCES = /research|non-?commercial|tongyi/i;
 
 export interface TeacherEntry {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TeacherError } from "./teacher-error.ts";
+import { ModelError } from "../core/model-error.ts";
 import type { Teacher, TeacherEvent, TeacherRequest, TeacherResponse } from "./teacher.ts";
 
 /**
@@ -149,7 +149,7 @@ export function describeTeacherConformance(subject: ConformanceSubject): void {
       const iterator = teacher.stream(ask(subject.prompts[1], { maxTokens: 200, signal: controller.signal }))[Symbol.asyncIterator]();
       const first = iterator.next();
       controller.abort();
-      await expect(first).rejects.toSatisfy((error) => error instanceof TeacherError && error.kind === "aborted");
+      await expect(first).rejects.toSatisfy((error) => error instanceof ModelError && error.kind === "aborted");
       const already = new AbortController();
       already.abort();
       await expect(teacher.generate(ask(subject.prompts[0], { signal: already.signal }))).rejects.toMatchObject({ kind: "aborted" });

@@ -1,5 +1,9 @@
 import type { ReasoningEffort } from "../chat/chat-format.ts";
 import type { TeacherFamily } from "./families.ts";
+import type { RoleMessage } from "../chat/prepare-messages.ts";
+import type { TokenLogprob } from "../openai/token-logprob.ts";
+
+export type { TokenLogprob };
 
 /**
  * A teacher: an open-weight model whose outputs Avocado distils, wherever it
@@ -35,10 +39,7 @@ export interface TeacherCapabilities {
 }
 
 /** `developer` is harmony's instruction role; families without it receive it as a system message. */
-export interface TeacherMessage {
-  role: "system" | "developer" | "user" | "assistant";
-  content: string;
-}
+export type TeacherMessage = RoleMessage;
 
 export interface TeacherRequest {
   messages: readonly TeacherMessage[];
@@ -55,14 +56,6 @@ export interface TeacherRequest {
   /** gpt-oss reasoning effort. */
   reasoningEffort?: ReasoningEffort;
   signal?: AbortSignal;
-}
-
-export interface TokenLogprob {
-  /** Token id when the engine reports one; the text always. */
-  token?: number;
-  text: string;
-  logprob: number;
-  top: { token?: number; text: string; logprob: number }[];
 }
 
 export interface TeacherUsage {

@@ -5,7 +5,7 @@ import type { WorldSize } from "./world.ts";
 
 export interface FamilyLicence {
   name: string;
-  /** What a closed, paid-API student inherits (DESIGN.md §5; not legal advice). */
+  /** What a closed, paid-API student inherits (docs/licences.md; not legal advice). */
   obligations: string;
 }
 

@@ -7,7 +7,7 @@ interface TokenizerJson {
   added_tokens: { id: number; content: string; special: boolean }[];
 }
 
-/** The "▁"/newline-run tokens that must stay NORMAL (DESIGN.md §7). */
+/** The "▁"/newline-run tokens: NORMAL with their "▁" text, or llama.cpp tokenizes runs of spaces differently from the reference. */
 const WHITESPACE_RUN_IDS = { first: 138, last: 167 };
 const NO_MERGE_SCORE = -1e9;
 

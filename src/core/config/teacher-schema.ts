@@ -39,7 +39,7 @@ export const DEFAULT_LIMITS: TeacherLimits = limitsSchema.parse({});
 const common = {
   name: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]*$/, "letters, digits, '.', '_' or '-'"),
   family: z.enum(["qwen", "gemma", "gptoss", "generic"]),
-  licence: z.string().optional().describe("e.g. apache-2.0, gemma, qwen-research; see DESIGN.md §5"),
+  licence: z.string().optional().describe("e.g. apache-2.0, gemma, qwen-research; see docs/licences.md"),
   maxTokens: z.number().int().min(1).default(1024).describe("default and cap of generated tokens"),
   thinking: z.boolean().optional().describe("Qwen: enable_thinking"),
   reasoningEffort: z.enum(["low", "medium", "high"]).optional().describe("gpt-oss"),

@@ -2,7 +2,7 @@ import type { Duplex } from "node:stream";
 import { STATUS_CODES } from "node:http";
 import { ContextLengthError, InputError } from "../../core/errors.ts";
 import { newId } from "../../core/ids.ts";
-import { TeacherError } from "../../teachers/teacher-error.ts";
+import { ModelError } from "../../core/model-error.ts";
 import { ApiError } from "./api-error.ts";
 
 /**
@@ -27,7 +27,7 @@ export function clientError(error: Error & { code?: string }, socket: Duplex): v
 /** What a failed generation is to the client: by the error's type, never by its message. */
 export function generationError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;
-  if (error instanceof TeacherError) {
+  if (error instanceof ModelError) {
     if (error.kind === "bad-request") return new ApiError(422, error.message.replace(/^teacher '[^']*': /, ""), { code: "unprocessable" });
     if (error.kind === "timeout") return new ApiError(504, "the model did not answer in time", { code: "upstream_timeout" });
     // Every upstream busy: the client may retry (when the upstream said, after as long as it said).

@@ -1,6 +1,6 @@
 import type { ServedModelConfig } from "../../core/config/serve-schema.ts";
 import { EmbeddedEngine } from "../../engine/embedded-engine.ts";
-import { prepareMessages } from "../../teachers/families.ts";
+import { prepareMessages } from "../../chat/prepare-messages.ts";
 import type { GenerationRequest, GenerationResult, ServedModel } from "./served-model.ts";
 
 /** A local GGUF served by the embedded engine: exact token counts from the model's own tokenizer. */

@@ -1,13 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { modelsSchema } from "../../teachers/http/protocol.ts";
-import { TeacherError } from "../../teachers/teacher-error.ts";
+import { modelsSchema } from "../../openai/protocol.ts";
+import { ModelError } from "../../core/model-error.ts";
 import { UpstreamClient } from "./upstream-client.ts";
 
 /**
  * The non-stream path to an upstream (undici's dispatch API): every way an
- * OpenAI-compatible server's answer can go wrong becomes a typed TeacherError.
+ * OpenAI-compatible server's answer can go wrong becomes a typed ModelError.
  * Small node:http servers play the upstream: these are edges (a body cut off,
  * a body too large, a hang) that no real engine here produces on demand.
  */
@@ -47,13 +47,13 @@ describe("UpstreamClient.json", () => {
     more();
   }
 
-  async function failure(promise: Promise<unknown>): Promise<TeacherError> {
+  async function failure(promise: Promise<unknown>): Promise<ModelError> {
     const error = await promise.then(
       () => undefined,
       (reason: unknown) => reason,
     );
-    expect(error).toBeInstanceOf(TeacherError);
-    return error as TeacherError;
+    expect(error).toBeInstanceOf(ModelError);
+    return error as ModelError;
   }
 
   it("reads a JSON answer, in one chunk or many, and sends the request's body", async () => {
@@ -189,7 +189,7 @@ describe("UpstreamClient.json", () => {
         response.write(events("<html>oops</html>"));
         setTimeout(() => response.end(events("[DONE]")), 1_000);
       });
-      const bad = new TeacherError("upstream test", "bad-response", "not JSON");
+      const bad = new ModelError("upstream test", "bad-response", "not JSON");
       const started = performance.now();
       expect(
         await failure(

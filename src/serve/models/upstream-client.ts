@@ -2,9 +2,9 @@ import type { IncomingHttpHeaders } from "node:http";
 import { Pool, type Dispatcher } from "undici";
 import type { z } from "zod";
 import { errorMessage } from "../../core/errors.ts";
-import { errorBodyMessage } from "../../teachers/http/protocol.ts";
-import { SseError, SseFeed } from "../../teachers/http/sse.ts";
-import { kindForStatus, parseRetryAfter, TeacherError, type TeacherErrorKind } from "../../teachers/teacher-error.ts";
+import { errorBodyMessage } from "../../openai/protocol.ts";
+import { SseError, SseFeed } from "../../openai/sse.ts";
+import { kindForStatus, parseRetryAfter, ModelError, type ModelErrorKind } from "../../core/model-error.ts";
 import { Cancel } from "./cancel.ts";
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
@@ -19,7 +19,7 @@ const cancelOf = (cancel: Cancel | AbortSignal | undefined): Cancel | undefined 
 /**
  * HTTP to one upstream inference server on a keep-alive undici Pool: the
  * gateway's hot path, on undici's dispatch API (a fraction of fetch's, and of
- * its own request API's, per-request overhead). Failures become typed TeacherErrors.
+ * its own request API's, per-request overhead). Failures become typed ModelErrors.
  */
 export class UpstreamClient {
   private readonly pool: Pool;
@@ -38,16 +38,16 @@ export class UpstreamClient {
     this.pool = new Pool(this.origin, { connections: 128, pipelining: 1, keepAliveTimeout: 30_000, maxResponseSize: MAX_RESPONSE_BYTES, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
   }
 
-  private error(kind: TeacherErrorKind, message: string, options: { cause?: unknown; status?: number; retryAfterMs?: number } = {}): TeacherError {
-    return new TeacherError(this.label, kind, message, options);
+  private error(kind: ModelErrorKind, message: string, options: { cause?: unknown; status?: number; retryAfterMs?: number } = {}): ModelError {
+    return new ModelError(this.label, kind, message, options);
   }
 
-  tooLarge(path: string): TeacherError {
+  tooLarge(path: string): ModelError {
     return this.error("bad-response", `${this.origin}${path}: the response is larger than ${MAX_BODY_BYTES} bytes`);
   }
 
   /** An error answer: its kind by status, with the server's own message and Retry-After. */
-  statusError(path: string, status: number, text: string, retryAfter: string | null): TeacherError {
+  statusError(path: string, status: number, text: string, retryAfter: string | null): ModelError {
     let detail = text.slice(0, 2048);
     try {
       detail = errorBodyMessage(JSON.parse(detail)) ?? detail;
@@ -76,7 +76,7 @@ export class UpstreamClient {
     return parsed.data;
   }
 
-  /** One request whose whole body is read as text (at most MAX_BODY_BYTES); failures, error statuses included, are TeacherErrors. */
+  /** One request whose whole body is read as text (at most MAX_BODY_BYTES); failures, error statuses included, are ModelErrors. */
   private fetchText(method: "GET" | "POST", path: string, body: unknown, cancel: Cancel | undefined): Promise<string> {
     return new Promise((resolve, reject) => this.dispatch(method, path, body, cancel, new TextResponseHandler(this, path, cancel, resolve, reject)));
   }
@@ -89,8 +89,8 @@ export class UpstreamClient {
   }
 
   /** What a failed request becomes: cancelled or timed out, too large, cut off after its answer started, or not reached. */
-  failure(error: unknown, path: string, cancel: Cancel | undefined, started: boolean): TeacherError {
-    if (error instanceof TeacherError) return error;
+  failure(error: unknown, path: string, cancel: Cancel | undefined, started: boolean): ModelError {
+    if (error instanceof ModelError) return error;
     if (cancel?.aborted) {
       const timedOut = cancel.reason instanceof DOMException && cancel.reason.name === "TimeoutError";
       return this.error(timedOut ? "timeout" : "aborted", `${this.origin}: ${timedOut ? "timed out" : "cancelled"}`, { cause: error });
@@ -118,7 +118,7 @@ export class UpstreamClient {
   }
 
   /** An event stream that is not one, or too large, or ended before [DONE]. */
-  sseFailure(path: string, error: SseError): TeacherError {
+  sseFailure(path: string, error: SseError): ModelError {
     return this.error(error.reason === "no-done" ? "truncated-stream" : "bad-response", `${this.origin}${path}: ${error.message}`);
   }
 
@@ -130,7 +130,7 @@ export class UpstreamClient {
 /**
  * What both of the client's dispatch handlers share: the cancellation (the handler is
  * its abort listener), the status and Retry-After, an error answer read only
- * for its message, and failures as TeacherErrors. Classes, not closures:
+ * for its message, and failures as ModelErrors. Classes, not closures:
  * nothing is allocated per request beyond the handler and the body's chunks.
  */
 abstract class UpstreamHandler implements Dispatcher.DispatchHandler {
@@ -144,7 +144,7 @@ abstract class UpstreamHandler implements Dispatcher.DispatchHandler {
     protected readonly client: UpstreamClient,
     protected readonly path: string,
     private readonly cancel: Cancel | undefined,
-    protected readonly reject: (error: TeacherError) => void,
+    protected readonly reject: (error: ModelError) => void,
   ) {}
 
   /** A successful answer's body, chunk by chunk. */
@@ -185,7 +185,7 @@ abstract class UpstreamHandler implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     // An error answer whose body was cut short (by us or the server): its status says enough.
-    if (this.started && this.status >= 400 && !(error instanceof TeacherError) && !this.cancel?.aborted) return this.onResponseEnd();
+    if (this.started && this.status >= 400 && !(error instanceof ModelError) && !this.cancel?.aborted) return this.onResponseEnd();
     this.fail(error);
   }
 
@@ -200,7 +200,7 @@ class TextResponseHandler extends UpstreamHandler {
   private size = 0;
   private readonly chunks: Buffer[] = [];
 
-  constructor(client: UpstreamClient, path: string, cancel: Cancel | undefined, private readonly resolve: (text: string) => void, reject: (error: TeacherError) => void) {
+  constructor(client: UpstreamClient, path: string, cancel: Cancel | undefined, private readonly resolve: (text: string) => void, reject: (error: ModelError) => void) {
     super(client, path, cancel, reject);
   }
 
@@ -222,7 +222,7 @@ class StreamHandler extends UpstreamHandler {
   private finished = false;
   private ended = false;
 
-  constructor(client: UpstreamClient, path: string, cancel: Cancel | undefined, onData: (data: string) => void, private readonly resolve: () => void, reject: (error: TeacherError) => void) {
+  constructor(client: UpstreamClient, path: string, cancel: Cancel | undefined, onData: (data: string) => void, private readonly resolve: () => void, reject: (error: ModelError) => void) {
     super(client, path, cancel, reject);
     this.feed = new SseFeed(MAX_BODY_BYTES, onData);
   }
@@ -231,7 +231,7 @@ class StreamHandler extends UpstreamHandler {
     try {
       this.feed.push(chunk);
     } catch (error) {
-      // Not an event stream, too large, or an event its reader refused (a TeacherError).
+      // Not an event stream, too large, or an event its reader refused (a ModelError).
       return controller.abort(error instanceof SseError ? this.client.sseFailure(this.path, error) : (error as Error));
     }
     if (!this.feed.done || this.finished) return;

@@ -1,7 +1,7 @@
 import type { z } from "zod";
 import type { ServedModelConfig } from "../../core/config/serve-schema.ts";
-import { chatChunkSchema, chatCompletionSchema, completionSchema, modelsSchema, reasoningOf } from "../../teachers/http/protocol.ts";
-import { TeacherError, type TeacherErrorKind } from "../../teachers/teacher-error.ts";
+import { chatChunkSchema, chatCompletionSchema, completionSchema, modelsSchema, reasoningOf } from "../../openai/protocol.ts";
+import { ModelError, type ModelErrorKind } from "../../core/model-error.ts";
 import type { GenerationRequest, GenerationResult, ServedModel } from "./served-model.ts";
 import { UpstreamClient } from "./upstream-client.ts";
 
@@ -19,18 +19,18 @@ function parseEvent(data: string, model: string): unknown {
   try {
     return JSON.parse(data);
   } catch {
-    throw new TeacherError(`upstream ${model}`, "bad-response", `a stream event is not JSON (${JSON.stringify(data.slice(0, 80))})`);
+    throw new ModelError(`upstream ${model}`, "bad-response", `a stream event is not JSON (${JSON.stringify(data.slice(0, 80))})`);
   }
 }
 
 function checked<T extends z.ZodType>(schema: T, value: unknown, model: string): z.infer<T> {
   const result = schema.safeParse(value);
-  if (!result.success) throw new TeacherError(`upstream ${model}`, "bad-response", `a stream event is not the documented format (${result.error.issues[0]?.message})`);
+  if (!result.success) throw new ModelError(`upstream ${model}`, "bad-response", `a stream event is not the documented format (${result.error.issues[0]?.message})`);
   return result.data;
 }
 
 /** Failures after which a request, if nothing was produced yet, goes to another upstream of the pool. */
-const FAILOVER_KINDS = new Set<TeacherErrorKind>(["unreachable", "overloaded", "rate-limited", "server"]);
+const FAILOVER_KINDS = new Set<ModelErrorKind>(["unreachable", "overloaded", "rate-limited", "server"]);
 
 /**
  * A model served by a pool of upstream OpenAI-compatible servers (vLLM,
@@ -82,11 +82,11 @@ export class UpstreamServedModel implements ServedModel {
 
   async generate(request: GenerationRequest): Promise<GenerationResult> {
     const tried = new Set<Upstream>();
-    let last: TeacherError | undefined;
+    let last: ModelError | undefined;
     for (;;) {
       const upstream = this.pick(tried);
       // Every upstream tried: the last one's failure says why (busy, failing, unreachable).
-      if (!upstream) throw last ?? new TeacherError(`upstream ${this.config.name}`, "unreachable", "no upstream could be reached");
+      if (!upstream) throw last ?? new ModelError(`upstream ${this.config.name}`, "unreachable", "no upstream could be reached");
       tried.add(upstream);
       upstream.outstanding++;
       let produced = false;
@@ -95,7 +95,7 @@ export class UpstreamServedModel implements ServedModel {
       } catch (error) {
         // Before any output, another upstream may answer: one that cannot be reached is also marked unhealthy (until its
         // next health check); one that is busy (429, 503) or failed (5xx) is only skipped for this request.
-        if (error instanceof TeacherError && !produced && FAILOVER_KINDS.has(error.kind) && !request.cancel.aborted) {
+        if (error instanceof ModelError && !produced && FAILOVER_KINDS.has(error.kind) && !request.cancel.aborted) {
           if (error.kind === "unreachable") upstream.healthy = false;
           last = error;
           continue;
@@ -182,7 +182,7 @@ export class UpstreamServedModel implements ServedModel {
         }
       });
     }
-    if (!usage) throw new TeacherError(`upstream ${this.config.name}`, "bad-response", `${upstream.client.origin} reported no usage; metering needs it`);
+    if (!usage) throw new ModelError(`upstream ${this.config.name}`, "bad-response", `${upstream.client.origin} reported no usage; metering needs it`);
     result.promptTokens = usage.prompt_tokens;
     result.completionTokens = usage.completion_tokens;
     return result;

@@ -12,7 +12,7 @@ import { JsonLogger } from "../../core/logger.ts";
 import { EmbeddedEngine } from "../../engine/embedded-engine.ts";
 import { openTeacher } from "../registry.ts";
 import { describeTeacherConformance } from "../teacher-conformance.ts";
-import { TeacherError } from "../teacher-error.ts";
+import { ModelError } from "../../core/model-error.ts";
 import type { Teacher } from "../teacher.ts";
 import type { HttpEngine } from "./dialects.ts";
 
@@ -90,7 +90,7 @@ const chunk = (delta: Record<string, string>, finish: string | null = null) => s
 describe("HttpTeacher failures: a clear typed error, no hang, no key in any message or log", () => {
   const lines: string[] = [];
   const logger = new JsonLogger((text) => lines.push(...text.trimEnd().split("\n")), "debug");
-  const errors: TeacherError[] = [];
+  const errors: ModelError[] = [];
 
   async function teacherAt(baseUrl: string, extra: Record<string, unknown> = {}): Promise<Teacher> {
     const config = teacherConfigSchema.parse({
@@ -108,15 +108,15 @@ describe("HttpTeacher failures: a clear typed error, no hang, no key in any mess
     return openTeacher(config, { environment: { EDGE_KEY: SECRET }, logger });
   }
 
-  async function failure(promise: Promise<unknown>): Promise<TeacherError> {
+  async function failure(promise: Promise<unknown>): Promise<ModelError> {
     const error = await promise.then(
       () => undefined,
       (e: unknown) => e,
     );
-    expect(error).toBeInstanceOf(TeacherError);
-    errors.push(error as TeacherError);
+    expect(error).toBeInstanceOf(ModelError);
+    errors.push(error as ModelError);
     logger.log("error", "test.failure", { error: error as Error });
-    return error as TeacherError;
+    return error as ModelError;
   }
 
   const ask = { messages: [{ role: "user" as const, content: "hi" }], maxTokens: 8 };

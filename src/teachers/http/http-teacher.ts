@@ -1,8 +1,9 @@
 import { performance } from "node:perf_hooks";
 import type { Price } from "../../core/config/teacher-schema.ts";
 import { callCost } from "../cost.ts";
-import { foreignFamilyIn, prepareMessages, splitReasoning, StreamingReasoningSplitter, type GenericTemplate, type TeacherFamily } from "../families.ts";
-import { TeacherError } from "../teacher-error.ts";
+import { prepareMessages } from "../../chat/prepare-messages.ts";
+import { foreignFamilyIn, splitReasoning, StreamingReasoningSplitter, type GenericTemplate, type TeacherFamily } from "../families.ts";
+import { ModelError } from "../../core/model-error.ts";
 import type { FinishReason, ScoreRequest, ScoreResult, Teacher, TeacherCapabilities, TeacherEvent, TeacherHealth, TeacherRequest, TeacherResponse, TeacherUsage, TokenLogprob } from "../teacher.ts";
 import { DIALECTS, type Dialect, type HttpEngine } from "./dialects.ts";
 import {
@@ -16,7 +17,7 @@ import {
   reasoningOf,
   tokenizeSchema,
   type WireUsage,
-} from "./protocol.ts";
+} from "../../openai/protocol.ts";
 import { Transport } from "./transport.ts";
 
 export interface HttpTeacherOptions {
@@ -65,7 +66,7 @@ export class HttpTeacher implements Teacher {
     this.name = options.name;
     this.family = options.family;
     this.dialect = DIALECTS[options.engine];
-    if (options.family === "generic" && !options.template) throw new TeacherError(options.name, "bad-request", "the generic family needs a chat template (chatTemplate: a tokenizer_config.json)");
+    if (options.family === "generic" && !options.template) throw new ModelError(options.name, "bad-request", "the generic family needs a chat template (chatTemplate: a tokenizer_config.json)");
     this.transport = new Transport({
       teacher: options.name,
       baseUrl: options.baseUrl,
@@ -96,7 +97,7 @@ export class HttpTeacher implements Teacher {
     if (generic) {
       const body = await this.transport.json(response, completionSchema, request.signal, "completion");
       const choice = body.choices[0];
-      if (!choice) throw new TeacherError(this.name, "bad-response", "the completion has no choices");
+      if (!choice) throw new ModelError(this.name, "bad-response", "the completion has no choices");
       acc.raw = choice.text ?? "";
       acc.finishReason = choice.finish_reason ?? undefined;
       acc.logprobs = legacyLogprobsToTokens(choice.logprobs, request.topLogprobs ?? 0);
@@ -128,15 +129,15 @@ export class HttpTeacher implements Teacher {
         try {
           json = JSON.parse(data);
         } catch {
-          throw new TeacherError(this.name, "bad-response", `a stream event is not JSON (${JSON.stringify(data.slice(0, 80))})`);
+          throw new ModelError(this.name, "bad-response", `a stream event is not JSON (${JSON.stringify(data.slice(0, 80))})`);
         }
         if (json && typeof json === "object" && "error" in json) {
-          throw new TeacherError(this.name, "server", this.transport.redact(`the server reported an error mid-stream: ${JSON.stringify((json as { error: unknown }).error).slice(0, 300)}`));
+          throw new ModelError(this.name, "server", this.transport.redact(`the server reported an error mid-stream: ${JSON.stringify((json as { error: unknown }).error).slice(0, 300)}`));
         }
         acc.chunks++;
         if (generic) {
           const chunk = completionSchema.safeParse(json);
-          if (!chunk.success) throw new TeacherError(this.name, "bad-response", `a stream event is not a completion chunk (${chunk.error.issues[0]?.message})`);
+          if (!chunk.success) throw new ModelError(this.name, "bad-response", `a stream event is not a completion chunk (${chunk.error.issues[0]?.message})`);
           acc.usage = chunk.data.usage ?? acc.usage;
           for (const choice of chunk.data.choices) {
             if (choice.text) yield* this.rawDelta(acc, splitter, choice.text);
@@ -145,7 +146,7 @@ export class HttpTeacher implements Teacher {
           }
         } else {
           const chunk = chatChunkSchema.safeParse(json);
-          if (!chunk.success) throw new TeacherError(this.name, "bad-response", `a stream event is not a chat chunk (${chunk.error.issues[0]?.message})`);
+          if (!chunk.success) throw new ModelError(this.name, "bad-response", `a stream event is not a chat chunk (${chunk.error.issues[0]?.message})`);
           acc.usage = chunk.data.usage ?? acc.usage;
           acc.model = chunk.data.model ?? acc.model;
           for (const choice of chunk.data.choices) {
@@ -162,15 +163,15 @@ export class HttpTeacher implements Teacher {
       }
     } catch (error) {
       // A stream that lost only its [DONE] after the final chunk is complete.
-      if (!(error instanceof TeacherError && error.kind === "truncated-stream" && acc.finishReason !== undefined && acc.usage !== undefined)) throw error;
+      if (!(error instanceof ModelError && error.kind === "truncated-stream" && acc.finishReason !== undefined && acc.usage !== undefined)) throw error;
     }
-    if (acc.finishReason === undefined) throw new TeacherError(this.name, "truncated-stream", "the stream ended without a finish_reason");
+    if (acc.finishReason === undefined) throw new ModelError(this.name, "truncated-stream", "the stream ended without a finish_reason");
     yield { type: "done", response: this.finish(acc, request, performance.now() - started) };
   }
 
   async score(request: ScoreRequest): Promise<ScoreResult> {
     if (this.dialect.score === "none") {
-      throw new TeacherError(this.name, "unsupported", `scoring a given continuation needs prompt log-probs, which ${this.options.engine} does not serve (vLLM does)`);
+      throw new ModelError(this.name, "unsupported", `scoring a given continuation needs prompt log-probs, which ${this.options.engine} does not serve (vLLM does)`);
     }
     const messages = prepareMessages(this.family, request.messages);
     const reasoning = this.dialect.reasoningFields(request, this.family);
@@ -180,7 +181,7 @@ export class HttpTeacher implements Teacher {
         : { model: this.options.model, messages, add_generation_prompt: true, ...(reasoning.chat_template_kwargs ? { chat_template_kwargs: reasoning.chat_template_kwargs } : {}) };
     const prefix = await this.tokenize(prefixBody, request.signal);
     const continuation = await this.tokenize({ model: this.options.model, prompt: request.continuation, add_special_tokens: false }, request.signal);
-    if (continuation.length === 0) throw new TeacherError(this.name, "bad-request", "the continuation to score is empty");
+    if (continuation.length === 0) throw new ModelError(this.name, "bad-request", "the continuation to score is empty");
     const topK = Math.min(request.topLogprobs ?? 0, this.dialect.maxTopLogprobs);
     const response = await this.transport.send(
       "POST",
@@ -191,11 +192,11 @@ export class HttpTeacher implements Teacher {
     const body = await this.transport.json(response, completionSchema, request.signal, "prompt log-probs");
     const entries = body.choices[0]?.prompt_logprobs;
     if (!entries || entries.length !== prefix.length + continuation.length) {
-      throw new TeacherError(this.name, "bad-response", `expected ${prefix.length + continuation.length} prompt log-probs, got ${entries?.length ?? "none"}`);
+      throw new ModelError(this.name, "bad-response", `expected ${prefix.length + continuation.length} prompt log-probs, got ${entries?.length ?? "none"}`);
     }
     const tokens = continuation.map((token, j) => {
       const scored = promptLogprobToToken(entries[prefix.length + j], token, topK);
-      if (!scored) throw new TeacherError(this.name, "bad-response", `prompt log-probs lack token ${token} at position ${prefix.length + j}`);
+      if (!scored) throw new ModelError(this.name, "bad-response", `prompt log-probs lack token ${token} at position ${prefix.length + j}`);
       return scored;
     });
     return { teacher: this.name, tokens, logprob: tokens.reduce((sum, t) => sum + t.logprob, 0), promptTokens: prefix.length };
@@ -210,7 +211,7 @@ export class HttpTeacher implements Teacher {
       const ok = served.includes(this.options.model);
       return { ok, latencyMs: performance.now() - started, detail: ok ? `serves ${this.options.model}` : `does not serve ${this.options.model} (it serves ${served.join(", ") || "nothing"})` };
     } catch (error) {
-      return { ok: false, latencyMs: performance.now() - started, detail: error instanceof TeacherError ? error.message : this.transport.redact(String(error)) };
+      return { ok: false, latencyMs: performance.now() - started, detail: error instanceof ModelError ? error.message : this.transport.redact(String(error)) };
     }
   }
 
@@ -220,7 +221,7 @@ export class HttpTeacher implements Teacher {
     const maxTokens = Math.min(request.maxTokens ?? this.options.maxTokens ?? 1024, this.options.maxTokens ?? Number.MAX_SAFE_INTEGER);
     const topLogprobs = request.topLogprobs;
     if (topLogprobs !== undefined && topLogprobs > this.dialect.maxTopLogprobs) {
-      throw new TeacherError(this.name, "bad-request", `top_logprobs ${topLogprobs} is more than ${this.options.engine} allows (${this.dialect.maxTopLogprobs})`);
+      throw new ModelError(this.name, "bad-request", `top_logprobs ${topLogprobs} is more than ${this.options.engine} allows (${this.dialect.maxTopLogprobs})`);
     }
     const messages = prepareMessages(this.family, request.messages);
     const common: Record<string, unknown> = {
@@ -261,7 +262,7 @@ export class HttpTeacher implements Teacher {
     let { content, reasoning } = acc;
     const raw = acc.raw || content;
     const foreign = foreignFamilyIn(this.family, `${reasoning}${raw}`);
-    if (foreign) throw new TeacherError(this.name, "family-mismatch", `declared family '${this.family}', but the output carries '${foreign}' control markers (check the teacher's family)`);
+    if (foreign) throw new ModelError(this.name, "family-mismatch", `declared family '${this.family}', but the output carries '${foreign}' control markers (check the teacher's family)`);
     if (reasoning === "") ({ content, reasoning } = splitReasoning(this.family, raw));
     else content = raw;
     const usage = this.usage(acc, reasoning, content);

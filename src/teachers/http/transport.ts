@@ -1,8 +1,8 @@
 import type { z } from "zod";
 import { errorMessage } from "../../core/errors.ts";
-import { kindForStatus, parseRetryAfter, TeacherError, type TeacherErrorKind } from "../teacher-error.ts";
-import { errorBodyMessage } from "./protocol.ts";
-import { SseError, sseData } from "./sse.ts";
+import { kindForStatus, parseRetryAfter, ModelError, type ModelErrorKind } from "../../core/model-error.ts";
+import { errorBodyMessage } from "../../openai/protocol.ts";
+import { SseError, sseData } from "../../openai/sse.ts";
 
 const UNREACHABLE_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "EPIPE", "UND_ERR_SOCKET", "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_CLOSED"]);
 const ERROR_SNIPPET_BYTES = 2048;
@@ -29,7 +29,7 @@ function causes(error: unknown): { code?: string; message: string; name?: string
 
 /**
  * HTTP to one OpenAI-compatible server: JSON requests, bounded response bodies,
- * SSE streams, and every failure turned into a typed TeacherError whose message
+ * SSE streams, and every failure turned into a typed ModelError whose message
  * never carries the API key, a secret header or URL credentials.
  */
 export class Transport {
@@ -71,11 +71,11 @@ export class Transport {
     return headers;
   }
 
-  private error(kind: TeacherErrorKind, message: string, options: { cause?: unknown; status?: number; retryAfterMs?: number } = {}): TeacherError {
-    return new TeacherError(this.options.teacher, kind, this.redact(message), options);
+  private error(kind: ModelErrorKind, message: string, options: { cause?: unknown; status?: number; retryAfterMs?: number } = {}): ModelError {
+    return new ModelError(this.options.teacher, kind, this.redact(message), options);
   }
 
-  /** Sends a request; resolves with a 2xx response, or throws the failure's TeacherError. */
+  /** Sends a request; resolves with a 2xx response, or throws the failure's ModelError. */
   async send(method: "GET" | "POST", path: string, body: unknown, signal: AbortSignal | undefined): Promise<Response> {
     const url = this.endpoint(path);
     const where = `${method} ${this.redact(`${this.displayUrl}${url.pathname.slice(this.url.pathname.replace(/\/$/, "").length) || "/"}`)}`;
@@ -99,7 +99,7 @@ export class Transport {
     throw this.error(kindForStatus(status), message, { status, retryAfterMs });
   }
 
-  private fetchError(error: unknown, where: string, signal: AbortSignal | undefined): TeacherError {
+  private fetchError(error: unknown, where: string, signal: AbortSignal | undefined): ModelError {
     if (signal?.aborted) return this.abortError(signal, where);
     const chain = causes(error);
     const codes = chain.map((c) => c.code ?? "");
@@ -113,9 +113,9 @@ export class Transport {
     return this.error("unreachable", `${where}: request failed (${detail})`, { cause: error });
   }
 
-  abortError(signal: AbortSignal, where: string): TeacherError {
+  abortError(signal: AbortSignal, where: string): ModelError {
     const reason: unknown = signal.reason;
-    if (reason instanceof TeacherError) return reason;
+    if (reason instanceof ModelError) return reason;
     const timedOut = reason instanceof DOMException && reason.name === "TimeoutError";
     return this.error(timedOut ? "timeout" : "aborted", `${where}: ${timedOut ? "timed out" : `cancelled (${errorMessage(reason)})`}`, { cause: reason });
   }
@@ -139,7 +139,7 @@ export class Transport {
         chunks.push(chunk);
       }
     } catch (error) {
-      if (error instanceof TeacherError) throw error;
+      if (error instanceof ModelError) throw error;
       if (signal?.aborted) throw this.abortError(signal, "reading the response");
       throw this.error("truncated-stream", `the response body broke off (${errorMessage(error)})`, { cause: error });
     }
@@ -171,7 +171,7 @@ export class Transport {
       yield* sseData(body, this.options.maxResponseBytes);
     } catch (error) {
       if (error instanceof SseError) throw this.error(error.reason === "no-done" ? "truncated-stream" : "bad-response", `${error.message}${error.reason === "too-large" ? " (maxResponseBytes)" : ""}`);
-      if (error instanceof TeacherError) throw error;
+      if (error instanceof ModelError) throw error;
       if (signal?.aborted) throw this.abortError(signal, "reading the stream");
       throw this.error("truncated-stream", `the event stream broke off (${errorMessage(error)})`, { cause: error });
     } finally {

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { HttpTeacher } from "../http/http-teacher.ts";
-import { TeacherError } from "../teacher-error.ts";
+import { ModelError } from "../../core/model-error.ts";
 import { ScheduledTeacher, type SchedulerOptions } from "./scheduled-teacher.ts";
 
 /**
@@ -177,7 +177,7 @@ describe("ScheduledTeacher", () => {
     const controller = new AbortController();
     const second = teacher.generate(ask(1, controller.signal));
     setTimeout(() => controller.abort(), 10);
-    await expect(second).rejects.toSatisfy((error) => error instanceof TeacherError && error.kind === "aborted");
+    await expect(second).rejects.toSatisfy((error) => error instanceof ModelError && error.kind === "aborted");
     await first;
     expect(server.arrivals.length).toBe(1);
   });

@@ -1,7 +1,7 @@
 import { DEFAULT_LIMITS, type TeacherLimits } from "../../core/config/teacher-schema.ts";
 import { errorMessage } from "../../core/errors.ts";
 import { SILENT_LOGGER, type Logger } from "../../core/logger.ts";
-import { TeacherError } from "../teacher-error.ts";
+import { ModelError } from "../../core/model-error.ts";
 import type { ScoreRequest, ScoreResult, Teacher, TeacherEvent, TeacherHealth, TeacherRequest, TeacherResponse, TeacherUsage } from "../teacher.ts";
 import { AdaptiveLimit } from "./adaptive-limit.ts";
 import { CircuitBreaker } from "./circuit-breaker.ts";
@@ -34,7 +34,7 @@ function estimatePromptTokens(messages: readonly { content: string }[]): number 
 }
 
 /** Server-side failures count against the circuit; the caller's own mistakes and cancellations do not. */
-const NEUTRAL_KINDS = new Set<TeacherError["kind"]>(["aborted", "bad-request", "unsupported", "rate-limited", "family-mismatch"]);
+const NEUTRAL_KINDS = new Set<ModelError["kind"]>(["aborted", "bad-request", "unsupported", "rate-limited", "family-mismatch"]);
 
 /**
  * Per-teacher scheduling around any Teacher: a concurrency limit that adapts
@@ -139,7 +139,7 @@ export class ScheduledTeacher implements Teacher {
           events.push(event);
           wake?.();
         }
-        if (!usage) throw new TeacherError(this.name, "truncated-stream", "the stream ended without a final response");
+        if (!usage) throw new ModelError(this.name, "truncated-stream", "the stream ended without a final response");
         return usage;
       },
       // A retry is possible until an event reached the caller; the failed attempt's unread events are dropped.
@@ -172,7 +172,7 @@ export class ScheduledTeacher implements Teacher {
         wake = undefined;
       }
     } finally {
-      if (!finished) local.abort(new TeacherError(this.name, "aborted", "the consumer stopped reading the stream"));
+      if (!finished) local.abort(new ModelError(this.name, "aborted", "the consumer stopped reading the stream"));
       await work;
     }
     if (failure) throw failure.error;
@@ -187,9 +187,9 @@ export class ScheduledTeacher implements Teacher {
     for (let index = 0; ; index++) {
       if (callerSignal?.aborted) throw this.cancelled(callerSignal);
       if (!this.breaker.allow()) {
-        throw new TeacherError(this.name, "circuit-open", `the circuit is open after ${this.limits.breakerFailures} consecutive failures; next trial in ${Math.ceil(this.breaker.retryInMs() / 1000)} s`);
+        throw new ModelError(this.name, "circuit-open", `the circuit is open after ${this.limits.breakerFailures} consecutive failures; next trial in ${Math.ceil(this.breaker.retryInMs() / 1000)} s`);
       }
-      let error: TeacherError;
+      let error: ModelError;
       try {
         await this.waitForTurn(callerSignal, estimate);
       } catch (cause) {
@@ -206,7 +206,7 @@ export class ScheduledTeacher implements Teacher {
         this.tpm?.adjust(usage.promptTokens + usage.completionTokens - estimate);
         return;
       } catch (cause) {
-        error = this.asTeacherError(cause, callerSignal);
+        error = this.asModelError(cause, callerSignal);
       } finally {
         this.concurrency.release();
       }
@@ -252,15 +252,15 @@ export class ScheduledTeacher implements Teacher {
     for (let wait = this.pausedUntil - performance.now(); wait > 0; wait = this.pausedUntil - performance.now()) await sleep(wait, signal);
   }
 
-  private asTeacherError(error: unknown, callerSignal: AbortSignal | undefined): TeacherError {
+  private asModelError(error: unknown, callerSignal: AbortSignal | undefined): ModelError {
     if (callerSignal?.aborted) return this.cancelled(callerSignal);
-    if (error instanceof TeacherError) return error;
-    if (error instanceof DOMException && error.name === "TimeoutError") return new TeacherError(this.name, "timeout", `no answer within ${this.limits.timeoutMs} ms`);
-    return new TeacherError(this.name, "engine", errorMessage(error), { cause: error });
+    if (error instanceof ModelError) return error;
+    if (error instanceof DOMException && error.name === "TimeoutError") return new ModelError(this.name, "timeout", `no answer within ${this.limits.timeoutMs} ms`);
+    return new ModelError(this.name, "engine", errorMessage(error), { cause: error });
   }
 
-  private cancelled(signal: AbortSignal): TeacherError {
+  private cancelled(signal: AbortSignal): ModelError {
     const reason: unknown = signal.reason;
-    return reason instanceof TeacherError ? reason : new TeacherError(this.name, "aborted", `request cancelled (${errorMessage(reason)})`);
+    return reason instanceof ModelError ? reason : new ModelError(this.name, "aborted", `request cancelled (${errorMessage(reason)})`);
   }
 }

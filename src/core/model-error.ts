@@ -1,10 +1,10 @@
-import { AvocadoError } from "../core/errors.ts";
+import { AvocadoError } from "./errors.ts";
 
 /**
  * What went wrong talking to a teacher. The scheduler retries by kind (and only
  * the scheduler retries): `retryable` kinds are transient.
  */
-export const TEACHER_ERROR_KINDS = {
+export const MODEL_ERROR_KINDS = {
   unreachable: { retryable: true, description: "the server could not be reached (refused, DNS, reset)" },
   tls: { retryable: false, description: "the TLS handshake failed (certificate, protocol)" },
   timeout: { retryable: true, description: "no complete answer within the request timeout" },
@@ -22,15 +22,15 @@ export const TEACHER_ERROR_KINDS = {
   engine: { retryable: false, description: "the in-process engine failed" },
 } as const;
 
-export type TeacherErrorKind = keyof typeof TEACHER_ERROR_KINDS;
+export type ModelErrorKind = keyof typeof MODEL_ERROR_KINDS;
 
-export class TeacherError extends AvocadoError {
-  readonly kind: TeacherErrorKind;
+export class ModelError extends AvocadoError {
+  readonly kind: ModelErrorKind;
   readonly teacher: string;
   readonly status: number | undefined;
   /** From a Retry-After header, in milliseconds. */
   readonly retryAfterMs: number | undefined;
-  constructor(teacher: string, kind: TeacherErrorKind, message: string, options: { cause?: unknown; status?: number; retryAfterMs?: number } = {}) {
+  constructor(teacher: string, kind: ModelErrorKind, message: string, options: { cause?: unknown; status?: number; retryAfterMs?: number } = {}) {
     super(`teacher_${kind.replace("-", "_")}`, `teacher '${teacher}': ${message}`, { cause: options.cause });
     this.kind = kind;
     this.teacher = teacher;
@@ -38,7 +38,7 @@ export class TeacherError extends AvocadoError {
     this.retryAfterMs = options.retryAfterMs;
   }
   get retryable(): boolean {
-    return TEACHER_ERROR_KINDS[this.kind].retryable;
+    return MODEL_ERROR_KINDS[this.kind].retryable;
   }
 }
 
@@ -52,7 +52,7 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
 }
 
 /** The kind of failure an HTTP status means, for every OpenAI-compatible client in the project. */
-export function kindForStatus(status: number): TeacherErrorKind {
+export function kindForStatus(status: number): ModelErrorKind {
   if (status === 429) return "rate-limited";
   if (status === 503 || status === 529) return "overloaded";
   if (status === 401 || status === 403) return "auth";

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { TokenLogprob } from "../teacher.ts";
+import type { TokenLogprob } from "./token-logprob.ts";
 
 /**
  * The OpenAI chat-completions wire format as the inference servers send it,
