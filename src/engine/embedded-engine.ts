@@ -4,12 +4,9 @@ import {
   LlamaText,
   SpecialTokensText,
   type ChatWrapper,
-  type ChatHistoryItem,
-  type ControlledEvaluateInputItem,
   type LlamaContext,
   type LlamaContextSequence,
   type LlamaModel,
-  type LLamaContextualRepeatPenalty,
   type LlamaGrammar,
   type Token,
 } from "node-llama-cpp";
@@ -21,162 +18,17 @@ import { grammarSchema } from "./json-schema.ts";
 import { sharedLlama } from "./llama.ts";
 import { guardOutputOrder } from "./output-order-guard.ts";
 import { guardPlainText } from "./plain-text-guard.ts";
+import type { ChatMessage, ChatRequest, ChatResult, CompletionRequest, CompletionResult, EngineOptions, TokenLogprob } from "./engine-requests.ts";
+import { append, repeatPenalty, toHistory, withProbabilities } from "./llama-inputs.ts";
+import { SequencePool } from "./sequence-pool.ts";
 
-export interface ChatMessage {
-  role: "system" | "user" | "assistant";
-  content: string;
-}
-
-export interface TokenLogprob {
-  token: number;
-  text: string;
-  logprob: number;
-  top: { token: number; text: string; logprob: number }[];
-}
-
-export interface ChatRequest {
-  messages: readonly ChatMessage[];
-  maxTokens?: number;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  seed?: number;
-  /** OpenAI's penalties on the tokens generated so far: once per distinct token (presence), per occurrence (frequency). */
-  presencePenalty?: number;
-  frequencyPenalty?: number;
-  /** Stop generating when one of these strings appears (it is not part of the content). */
-  stop?: readonly string[];
-  /** Constrain the answer to valid JSON (llama.cpp's JSON grammar): OpenAI's response_format json_object. */
-  json?: boolean;
-  /** Constrain it to this JSON schema (OpenAI's response_format json_schema): see {@link EmbeddedEngine.schemaGrammar}. */
-  jsonSchema?: Record<string, unknown>;
-  /** Qwen thinking on/off, harmony reasoning effort: see {@link WrapperOptions}. */
-  thinking?: boolean;
-  reasoningEffort?: WrapperOptions["reasoningEffort"];
-  /** Return this many exact top log-probs for every generated token (teacher-forced re-score). */
-  topLogprobs?: number;
-  signal?: AbortSignal;
-  onChunk?: (chunk: { kind: "content" | "reasoning"; text: string }) => void;
-}
-
-export interface ChatResult {
-  content: string;
-  reasoning: string;
-  finishReason: "stop" | "length" | "abort";
-  /** `reasoningTokens` is the part of `completionTokens` spent on the reasoning (thought segments). */
-  usage: { promptTokens: number; completionTokens: number; reasoningTokens: number };
-  completionTokens: Token[];
-  logprobs?: TokenLogprob[];
-}
-
-/** A raw text completion: the prompt is already rendered (special-token markup is read as such). */
-export interface CompletionRequest {
-  prompt: string;
-  maxTokens?: number;
-  temperature?: number;
-  topP?: number;
-  seed?: number;
-  presencePenalty?: number;
-  frequencyPenalty?: number;
-  stop?: readonly string[];
-  topLogprobs?: number;
-  signal?: AbortSignal;
-  /** Text as it is generated, special tokens (e.g. `<think>`) included. */
-  onText?: (text: string) => void;
-}
-
-export interface CompletionResult {
-  /** Generated text with special tokens spelled out, end-of-generation token excluded. */
-  text: string;
-  finishReason: "stop" | "length" | "abort";
-  usage: { promptTokens: number; completionTokens: number };
-  completionTokens: Token[];
-  logprobs?: TokenLogprob[];
-}
-
-export interface EngineOptions {
-  /** Parallel sequences on the one loaded model (concurrent requests). */
-  sequences?: number;
-  contextSize?: number;
-  /** Overrides the family stored in the GGUF (`avocado.tokenizer.family`). */
-  family?: Family;
-  /** A chat format other than the family's (e.g. a generic Jinja template); `family` is then only a label. */
-  format?: ChatFormat;
-  /** CPU threads for evaluation. Default: 1 for tiny models (measured: 4,500 tok/s with 1 thread, 90 with 2), else all cores. */
-  threads?: number;
-  /** KV-cache precision: llama.cpp's default F16, or F32 (and no flash attention) for faithful scoring: parity with PyTorch to ~1e-5. */
-  kvCache?: "F16" | "F32";
-}
+export type { ChatMessage, ChatRequest, ChatResult, CompletionRequest, CompletionResult, EngineOptions, TokenLogprob };
 
 /** Below this size a model is latency-bound: more threads only add synchronisation (measured on 2 cores). */
 const SMALL_MODEL_BYTES = 64 * 1024 * 1024;
 const TOKEN_CACHE_ENTRIES = 4096;
 /** Only a format's fixed parts are memoised: a customer's long message would pin megabytes per entry. */
 const TOKEN_CACHE_CHARACTERS = 256;
-
-/** A pool of context sequences: a request waits for a free one. */
-class SequencePool {
-  private readonly free: LlamaContextSequence[] = [];
-  private readonly waiters: ((sequence: LlamaContextSequence) => void)[] = [];
-  constructor(context: LlamaContext, count: number) {
-    for (let i = 0; i < count; i++) this.free.push(context.getSequence());
-  }
-  /** A free sequence, or the first to be freed; a request cancelled while it waits leaves the queue (rejecting with its signal's reason). */
-  async acquire(signal?: AbortSignal): Promise<LlamaContextSequence> {
-    signal?.throwIfAborted();
-    const sequence = this.free.pop();
-    if (sequence) return sequence;
-    return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        const index = this.waiters.indexOf(waiter);
-        if (index >= 0) this.waiters.splice(index, 1);
-        reject(signal!.reason);
-      };
-      const waiter = (sequence: LlamaContextSequence) => {
-        signal?.removeEventListener("abort", onAbort);
-        resolve(sequence);
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.waiters.push(waiter);
-    });
-  }
-  release(sequence: LlamaContextSequence): void {
-    const waiter = this.waiters.shift();
-    if (waiter) waiter(sequence);
-    else this.free.push(sequence);
-  }
-}
-
-/**
- * Evaluation input asking for the next-token distribution after positions [from, to).
- * Temperature 0 makes llama.cpp return the full (untruncated, unrenormalised) distribution.
- */
-function withProbabilities(tokens: readonly Token[], from: number, to: number): ControlledEvaluateInputItem[] {
-  return tokens.map((token, i): ControlledEvaluateInputItem => (i >= from && i < to ? [token, { generateNext: { probabilities: true, options: { temperature: 0 } } }] : token));
-}
-
-/**
- * OpenAI's presence and frequency penalties as llama.cpp applies them: on the
- * tokens generated so far (up to `maxTokens` of them), llama.cpp's own repeat
- * penalty off. None when neither is asked for.
- */
-function repeatPenalty(request: { presencePenalty?: number; frequencyPenalty?: number; maxTokens?: number }): LLamaContextualRepeatPenalty | undefined {
-  if (!request.presencePenalty && !request.frequencyPenalty) return undefined;
-  return { penalty: 1, presencePenalty: request.presencePenalty ?? 0, frequencyPenalty: request.frequencyPenalty ?? 0, lastTokens: request.maxTokens ?? 256, penalizeNewLine: true };
-}
-
-/** `target.push(...source)` without spreading: a long prompt's tokens overflow the call stack as arguments. */
-function append<T>(target: T[], source: readonly T[]): void {
-  for (const item of source) target.push(item);
-}
-
-function toHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
-  const history: ChatHistoryItem[] = messages.map((m) =>
-    m.role === "system" ? { type: "system", text: m.content } : m.role === "user" ? { type: "user", text: m.content } : { type: "model", response: [m.content] },
-  );
-  history.push({ type: "model", response: [] });
-  return history;
-}
 
 /**
  * The embedded engine: one GGUF loaded in-process through node-llama-cpp, chatting
