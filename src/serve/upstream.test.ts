@@ -9,7 +9,7 @@ import { freshStore } from "../../test/stores.ts";
 import { serveSchema } from "../core/config/serve-schema.ts";
 import { EmbeddedEngine } from "../engine/embedded-engine.ts";
 import { startApi, type RunningApi } from "./server.ts";
-import { LedgerUnavailableError } from "./store/sqlite-ledger.ts";
+import { LedgerUnavailableError } from "./store/ledger.ts";
 import { Store } from "./store/store.ts";
 
 const ADMIN = "admin-token-for-the-upstream-test";

@@ -193,3 +193,17 @@ export function settledRow(hold: { request_id: string; org_id: string; key_id: s
     temperature: usage.signals?.temperature ?? null,
   };
 }
+
+/** An operation decided now, committed with the rest of its turn of the event loop. */
+export interface Pending<T> {
+  value: T;
+  /** Resolves once the operation is committed; rejects if its batch could not be (then it never happened). */
+  durable: Promise<void>;
+}
+
+/** The ledger cannot write (its tables failed to commit and could not be rebuilt from its journal); the journal is applied by the next process. */
+export class LedgerUnavailableError extends AvocadoError {
+  constructor(cause: unknown) {
+    super("ledger_unavailable", `the credit ledger cannot write: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}

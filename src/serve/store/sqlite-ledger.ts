@@ -1,64 +1,12 @@
 import type SQLite from "better-sqlite3";
-import { AvocadoError } from "../../core/errors.ts";
 import { journalLine, type JournalRecord, type LedgerJournal } from "./ledger-journal.ts";
-import { accounts, assertBalanced, chargeMovement, chargeOf, checkCeiling, CreditCeilingError, grantMovement, holdAmount, InsufficientCreditError, holdRow, settledRow, type LedgerMovement, type ReserveOptions, type ReserveRequest, type SettleUsage } from "./ledger.ts";
-
-/** An operation decided now, committed with the rest of its turn of the event loop. */
-export interface Pending<T> {
-  value: T;
-  /** Resolves once the operation is committed; rejects if its batch could not be (then it never happened). */
-  durable: Promise<void>;
-}
-
-/**
- * The longest a lazy operation waits for its commit. A lazy hold is one whose
- * request sends nothing before its settlement: it usually commits with that
- * settlement, one commit per request instead of two.
- */
-const LAZY_COMMIT_MS = 2;
-
-/** With a journal: how long operations decided in memory wait for their rows' commit, and how many operations (or journal bytes) a batch takes at most. */
-const JOURNAL_COMMIT_MS = 20;
-const JOURNAL_COMMIT_OPS = 2_000;
-const JOURNAL_COMMIT_BYTES = 4 << 20;
-
-/**
- * Journal mode: every so many commits, the ledger restarts the WAL between two
- * batches. The checkpointer thread copies the WAL into the database but can
- * rarely reset it: that needs a moment when it has copied every frame and no
- * transaction is open, and a server under load commits dozens of times a
- * second. Without it the WAL grew without bound (8 MB a second under load),
- * and with it every page lookup. The restart waits
- * for the checkpointer to have just caught up (then it copies one batch's
- * frames, not a fraction of a second's), but not beyond twice as many commits.
- */
-const WAL_RESTART_COMMITS = 250;
-
-/**
- * Journal mode: this many settlements decided in memory are written and committed at once (a slice), so a commit never writes thousands.
- * 256 rather than 64: 6–7 % less CPU per request under load (fewer commits, each rewriting the same hot pages), p99 no worse.
- */
-const DRAIN_SETTLEMENTS = 256;
-
-/** Journal mode: how soon a commit that found another process writing tries again. */
-const BUSY_RETRY_MS = 5;
+import { accounts, checkCeiling, LedgerUnavailableError, type Pending, CreditCeilingError, grantMovement, holdAmount, InsufficientCreditError, holdRow, type ReserveOptions, type ReserveRequest, type SettleUsage } from "./ledger.ts";
+import { LiveHolds } from "./sqlite-ledger-live.ts";
+import { LedgerTables } from "./sqlite-ledger-tables.ts";
+import { BUSY_RETRY_MS, DRAIN_SETTLEMENTS, JOURNAL_COMMIT_BYTES, JOURNAL_COMMIT_MS, JOURNAL_COMMIT_OPS, LAZY_COMMIT_MS } from "./sqlite-ledger-batches.ts";
+import { WalRestarter, withoutWaiting } from "./wal-restarter.ts";
 
 const RESOLVED = Promise.resolve();
-
-/** Journal mode: a hold of this process, until its settlement's rows are written. */
-interface LiveHold {
-  row: ReturnType<typeof holdRow>;
-  /** Whether its `holds` row is in the tables (a batch went out while it ran). */
-  written: boolean;
-  settlement: { usage: SettleUsage; charged: number; at: number } | undefined;
-}
-
-/** The ledger cannot write (its tables failed to commit and could not be rebuilt from its journal); the journal is applied by the next process. */
-export class LedgerUnavailableError extends AvocadoError {
-  constructor(cause: unknown) {
-    super("ledger_unavailable", `the credit ledger cannot write: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
-  }
-}
 
 interface Waiter {
   resolve: () => void;
@@ -93,6 +41,7 @@ interface Waiter {
  * durable stays so; a process killed before its commit leaves the journal to
  * the next one (`Store.open` replays it).
  */
+
 export class SqliteLedger {
   private readonly statements;
   /** The waiters of the open write transaction, or undefined when none is open. */
@@ -102,26 +51,9 @@ export class SqliteLedger {
   private timer: NodeJS.Timeout | undefined;
   /** Without a journal: holds this process has taken and not yet settled; with none left, a settlement commits at once (nobody to batch with). */
   private readonly inFlight = new Set<string>();
-  /**
-   * Journal mode: this process's holds, decided in memory and journaled; their
-   * rows reach the tables when the batch is written (`drain`). A hold stays
-   * here until its settlement is written, so that settlement is decided in
-   * memory too, whichever batch the hold's own row went out with.
-   */
-  private readonly live = new Map<string, LiveHold>();
-  /** Journal mode: holds in `live` not settled yet (with none left, a settlement's line is written at once: nobody to share the write with). */
-  private unsettled = 0;
-  /** Journal mode: settlements in `live` whose rows are not written yet. */
-  private settledUnwritten = 0;
-  /** Journal mode: what the operations in `live` not yet written do to each balance (amount and held), applied with them. */
-  private readonly overlay = new Map<string, { orgId: string | null; amount: number; held: number }>();
-  /**
-   * Journal mode: the committed credit available per account, as read since
-   * this process last wrote its rows (its own operations since are in `overlay`).
-   * Other processes only add credit (grants), so a value read before one of
-   * theirs is too low, never too high: it decides a hold only when it covers it.
-   */
-  private readonly committed = new Map<string, number>();
+  private readonly tables: LedgerTables;
+  /** Journal mode: this process's holds and settlements decided in memory, and what they do to the balances. */
+  private readonly holds: LiveHolds;
   /** Journal mode: lines of operations not yet written (this turn's, and lazy ones), and who waits for them. */
   private lines = "";
   private lineWaiters: Waiter[] = [];
@@ -130,10 +62,8 @@ export class SqliteLedger {
   private sliceScheduled = false;
   /** Operations in the open batch (journal mode). */
   private batchOps = 0;
-  /** Commits since the WAL was last restarted (journal mode). */
-  private commits = 0;
-  /** Whether the checkpointer has caught up since the last commit (journal mode). */
-  private caughtUp = false;
+  /** Journal mode: restarts the WAL between two batches, every so many commits. */
+  private readonly wal: WalRestarter;
   /** Set when the tables could not be rebuilt after a failure: every operation then fails. */
   private broken: LedgerUnavailableError | undefined;
 
@@ -143,37 +73,14 @@ export class SqliteLedger {
     /** With a journal: how long a batch of the tables stays open before it commits. */
     private readonly commitMs = JOURNAL_COMMIT_MS,
   ) {
-    this.statements = {
-      begin: db.prepare("begin immediate"),
-      commit: db.prepare("commit"),
-      rollback: db.prepare("rollback"),
-      insertTransaction: db.prepare("insert into ledger_transactions (id, kind, org_id, request_id, memo, created_at) values (?, ?, ?, ?, ?, ?) on conflict do nothing"),
-      insertEntry: db.prepare("insert into ledger_entries (transaction_id, account, amount) values (?, ?, ?)"),
-      insertTwoEntries: db.prepare("insert into ledger_entries (transaction_id, account, amount) values (?, ?, ?), (?, ?, ?)"),
-      credit: db.prepare("update balances set amount = amount + ? where account = ?"),
-      openBalance: db.prepare("insert into balances (account, org_id, amount, held) values (?, ?, ?, 0)"),
-      shift: db.prepare("update balances set amount = amount + ?, held = held + ? where account = ?"),
-      openShifted: db.prepare("insert into balances (account, org_id, amount, held) values (?, ?, ?, ?)"),
-      balanceOf: db.prepare<[string], { amount: number }>("select amount from balances where account = ?"),
-      transactionExists: db.prepare<[string], { one: number }>("select 1 as one from ledger_transactions where id = ?"),
-      available: db.prepare<[string], { available: number }>("select amount - held as available from balances where account = ?"),
-      takeHold: db.prepare("update balances set held = held + ? where account = ? and amount - held >= ?"),
-      /** A hold decided before (replayed from the journal): taken as it was. */
-      retakeHold: db.prepare("update balances set held = held + ? where account = ?"),
-      hold: db.prepare<[string], { request_id: string; org_id: string; key_id: string; model: string; amount: number; created_at: number }>(
-        "select request_id, org_id, key_id, model, amount, created_at from holds where request_id = ?",
-      ),
-      /** A request's hold, open or settled, in one statement. */
-      existing: db.prepare<[string, string], { amount: number }>("select amount from holds where request_id = ? union all select held from requests where request_id = ?"),
-      insertHold: db.prepare("insert into holds (request_id, org_id, key_id, model, amount, created_at, instance) values (@request_id, @org_id, @key_id, @model, @amount, @created_at, @instance)"),
-      deleteHold: db.prepare("delete from holds where request_id = ?"),
-      insertRequest: db.prepare(
-        "insert into requests (request_id, org_id, key_id, model, held, charged, prompt_tokens, completion_tokens, outcome, created_at, settled_at, day, prompt_simhash, logprobs, temperature) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-      ),
-      /** Releases a hold and takes its charge from the same row in one statement. */
-      releaseAndDebit: db.prepare("update balances set held = held - ?, amount = amount - ? where account = ?"),
-    };
+    this.tables = new LedgerTables(db);
+    this.statements = this.tables.statements;
+    this.holds = new LiveHolds(this.tables);
+    this.wal = new WalRestarter(db);
   }
+
+  /** The checkpointer has copied every frame of the WAL it saw (the next commit is a good moment to restart it). */
+  readonly checkpointCaughtUp = () => this.wal.caughtUp();
 
   /** False once the ledger cannot write (its tables failed and could not be rebuilt from its journal): every operation then fails. */
   get available(): boolean {
@@ -194,7 +101,7 @@ export class SqliteLedger {
 
   /** Holds credit for a request (idempotent by request id, unless `fresh`: see `ReserveOptions`); throws InsufficientCreditError at once. */
   reserve(request: ReserveRequest, options: ReserveOptions = {}): Pending<number> {
-    if (this.journal) return this.run(options.lazy === true, () => this.reserveLive(request, options.fresh === true), false);
+    if (this.journal) return this.run(options.lazy === true, () => this.holds.reserve(request, options.fresh === true), false);
     return this.run(options.lazy === true, () => {
       const existing = options.fresh ? undefined : this.statements.existing.get(request.requestId, request.requestId)?.amount;
       if (existing !== undefined) return { value: existing, record: undefined };
@@ -208,49 +115,18 @@ export class SqliteLedger {
     });
   }
 
-  /** Journal mode: a hold decided on the committed balance plus what this process's unwritten operations do to it; its row is written by the next commit. */
-  private reserveLive(request: ReserveRequest, fresh: boolean): { value: number; record: JournalRecord | undefined } {
-    const live = this.live.get(request.requestId);
-    if (live) return { value: live.row.amount, record: undefined };
-    // A read of the tables (a WAL read transaction) that a fresh id cannot need.
-    const existing = fresh ? undefined : this.statements.existing.get(request.requestId, request.requestId)?.amount;
-    if (existing !== undefined) return { value: existing, record: undefined };
-    const account = accounts.credit(request.orgId);
-    const pending = this.overlay.get(account);
-    const unwritten = pending ? pending.amount - pending.held : 0;
-    // A value read earlier may miss credit granted since (never the other way): it is used only when it covers the whole hold.
-    let committed = this.committed.get(account);
-    if (committed === undefined || committed + unwritten < request.amount) {
-      committed = this.statements.available.get(account)?.available ?? 0;
-      this.committed.set(account, committed);
-    }
-    const amount = holdAmount(request, committed + unwritten);
-    const row = holdRow(request, amount, Date.now());
-    this.live.set(request.requestId, { row, written: false, settlement: undefined });
-    this.unsettled++;
-    this.shift(account, request.orgId, 0, amount);
-    // Field by field, in the row's order (the same journal line as a spread, without the copy).
-    return { value: amount, record: { t: "hold", request_id: row.request_id, org_id: row.org_id, key_id: row.key_id, model: row.model, amount: row.amount, created_at: row.created_at, instance: row.instance } };
-  }
-
   /** Ends a hold: charges its cost (at most the hold), releases the rest, records the usage. False if already settled or unknown. */
   settle(requestId: string, usage: SettleUsage): Pending<boolean> {
     const record: JournalRecord = { t: "settle", requestId, usage, at: Date.now() };
-    const live = this.live.get(requestId);
+    const live = this.holds.get(requestId);
     if (live) {
       // A hold this process took: decided in memory, durable in the journal; its rows are written by the next commit.
       return this.run(
         false,
         () => {
-          if (live.settlement) return { value: false, record: undefined };
-          const charged = chargeOf(live.row.amount, usage);
-          live.settlement = { usage, charged, at: record.at };
-          this.unsettled--;
-          this.settledUnwritten++;
-          this.shift(accounts.credit(live.row.org_id), live.row.org_id, -charged, -live.row.amount);
-          if (charged > 0) this.shift(accounts.revenue, null, charged, 0);
+          if (!this.holds.settle(live, usage, record.at)) return { value: false, record: undefined };
           // Written and committed in slices, so a commit never has thousands to write at once.
-          if (this.settledUnwritten >= DRAIN_SETTLEMENTS && !this.sliceScheduled) {
+          if (this.holds.settledUnwritten >= DRAIN_SETTLEMENTS && !this.sliceScheduled) {
             this.sliceScheduled = true;
             setImmediate(this.writeSlice);
           }
@@ -268,93 +144,31 @@ export class SqliteLedger {
     return pending;
   }
 
-  /** Journal mode: what an unwritten operation does to a balance (written by `drain`, before the next commit). */
-  private shift(account: string, orgId: string | null, amount: number, held: number): void {
-    const delta = this.overlay.get(account);
-    if (delta) {
-      delta.amount += amount;
-      delta.held += held;
-    } else this.overlay.set(account, { orgId, amount, held });
-  }
-
   /**
    * Journal mode: writes the rows of the operations decided in memory so far
-   * (before anything reads the tables, and before the batch commits). A hold
-   * settled within the batch never gets a `holds` row, and each balance is
-   * updated once for all of them.
+   * (before anything reads the tables, and before the batch commits).
    */
   drain(): void {
-    if (this.overlay.size === 0) return;
+    if (!this.holds.pending) return;
     this.begin();
     try {
-      for (const [requestId, live] of this.live) {
-        const settlement = live.settlement;
-        if (!settlement) {
-          if (!live.written) {
-            this.statements.insertHold.run(live.row);
-            live.written = true;
-          }
-          continue;
-        }
-        if (live.written && this.statements.deleteHold.run(requestId).changes === 0) throw new Error(`the hold of ${requestId} was settled by another process`);
-        this.insertSettled(settledRow(live.row, settlement.charged, settlement.usage, settlement.at));
-        if (settlement.charged > 0) {
-          const movement = chargeMovement(live.row, settlement.charged, settlement.usage);
-          if (!this.record(movement, settlement.at)) throw new Error(`the charge of ${requestId} was already recorded`);
-        }
-        this.live.delete(requestId);
-      }
-      for (const [account, delta] of this.overlay) {
-        if (delta.amount === 0 && delta.held === 0) continue;
-        if (this.statements.shift.run(delta.amount, delta.held, account).changes === 0) this.statements.openShifted.run(account, delta.orgId, delta.amount, delta.held);
-      }
-      this.overlay.clear();
-      this.committed.clear();
-      this.settledUnwritten = 0;
+      this.holds.write();
     } catch (error) {
       this.abort(error);
     }
+  }
+
+  /** Applies one operation whose decisions are made (the live path after its checks, or a replay of the journal): false when it had already happened. */
+  apply(record: JournalRecord): boolean {
+    const applied = this.tables.apply(record);
+    if (record.t === "settle") this.inFlight.delete(record.requestId);
+    return applied;
   }
 
   private readonly writeSlice = () => {
     this.sliceScheduled = false;
     this.flush(false);
   };
-
-  /**
-   * Applies one operation whose decisions are made (the live path after its
-   * checks, or a replay of the journal): false when it had already happened.
-   */
-  apply(record: JournalRecord): boolean {
-    switch (record.t) {
-      case "grant":
-        return this.post(grantMovement(record.orgId, record.amount, record.key, record.memo), undefined, record.at);
-      case "hold": {
-        if (this.statements.existing.get(record.request_id, record.request_id)) return false;
-        const { t: _t, ...row } = record;
-        this.statements.retakeHold.run(row.amount, accounts.credit(row.org_id));
-        this.statements.insertHold.run(row);
-        return true;
-      }
-      case "settle": {
-        const hold = this.statements.hold.get(record.requestId);
-        if (!hold) return false;
-        const charged = chargeOf(hold.amount, record.usage);
-        this.statements.deleteHold.run(record.requestId);
-        this.inFlight.delete(record.requestId);
-        this.insertSettled(settledRow(hold, charged, record.usage, record.at));
-        // The hold's release and the charge's debit are one update of the org's row; `post` then applies the rest.
-        this.statements.releaseAndDebit.run(hold.amount, charged, accounts.credit(hold.org_id));
-        if (charged > 0) this.post(chargeMovement(hold, charged, record.usage), accounts.credit(hold.org_id), record.at);
-        return true;
-      }
-    }
-  }
-
-  /** A settled request's `requests` row (its primary key makes a second settlement fail). */
-  private insertSettled(r: ReturnType<typeof settledRow>): void {
-    this.statements.insertRequest.run(r.request_id, r.org_id, r.key_id, r.model, r.held, r.charged, r.prompt_tokens, r.completion_tokens, r.outcome, r.created_at, r.settled_at, r.day, r.prompt_simhash, r.logprobs, r.temperature);
-  }
 
   /** Applies a dead process's journal in one transaction (already applied operations are skipped); how many took effect. */
   replay(records: JournalRecord[]): number {
@@ -372,7 +186,7 @@ export class SqliteLedger {
    */
   flush(wait = true): void {
     this.writeLines();
-    if (!wait && !this.waiters && this.overlay.size > 0 && !this.tryBegin()) {
+    if (!wait && !this.waiters && this.holds.pending && !this.tryBegin()) {
       this.unschedule();
       this.scheduled = "timer";
       this.timer = setTimeout(this.flushSoon, BUSY_RETRY_MS);
@@ -398,9 +212,7 @@ export class SqliteLedger {
     } catch {
       // The journal keeps its committed lines (a replay skips them) and grows until a later reset succeeds.
     }
-    const caughtUp = this.caughtUp;
-    this.caughtUp = false;
-    if (++this.commits >= (caughtUp ? WAL_RESTART_COMMITS : 2 * WAL_RESTART_COMMITS)) this.restartWal();
+    this.wal.committed();
   }
 
   private readonly flushSoon = () => this.flush(false);
@@ -415,43 +227,11 @@ export class SqliteLedger {
   /** Opens the batch's write transaction without waiting: false if another process holds the write lock. */
   private tryBegin(): boolean {
     try {
-      this.withoutWaiting(() => this.begin());
+      withoutWaiting(this.db, () => this.begin());
       return true;
     } catch (error) {
       if ((error as { code?: string }).code === "SQLITE_BUSY") return false;
       throw error;
-    }
-  }
-
-  /** Runs statements that fail at once, rather than wait, when another connection holds a lock they need. */
-  private withoutWaiting<T>(statements: () => T): T {
-    const timeout = this.db.pragma("busy_timeout", { simple: true }) as number;
-    this.db.pragma("busy_timeout = 0");
-    try {
-      return statements();
-    } finally {
-      this.db.pragma(`busy_timeout = ${timeout}`);
-    }
-  }
-
-  /** The checkpointer has copied every frame of the WAL it saw (the next commit is a good moment to restart it). */
-  readonly checkpointCaughtUp = () => {
-    this.caughtUp = true;
-  };
-
-  /**
-   * Journal mode, between two batches: checkpoints what the checkpointer has
-   * not yet copied (a fraction of a second's worth) and restarts the WAL, so the
-   * next batch writes it from the start. It does not wait: if a reader or the
-   * checkpointer is busy, it tries again a few commits later.
-   */
-  private restartWal(): void {
-    try {
-      const [result] = this.withoutWaiting(() => this.db.pragma("wal_checkpoint(RESTART)") as { busy: number }[]);
-      // Busy (a reader, or the checkpointer itself): tried again some commits later.
-      this.commits = result?.busy === 0 ? 0 : this.commits - 10;
-    } catch {
-      this.commits -= 10;
     }
   }
 
@@ -467,7 +247,7 @@ export class SqliteLedger {
     // One decided in memory (journal mode) needs no transaction: it reads the committed balance, and its rows are written by the next commit.
     if (onTables) {
       this.drain();
-      this.committed.clear();
+      this.holds.forgetCommitted();
     }
     if (this.broken) throw this.broken;
     if (onTables || !this.journal) this.begin();
@@ -515,7 +295,7 @@ export class SqliteLedger {
     const durable = new Promise<void>((resolve, reject) => this.lineWaiters.push({ resolve, reject }));
     durable.catch(() => undefined);
     if (lazy) this.lazyTimer ??= setTimeout(this.writeLinesSoon, LAZY_COMMIT_MS);
-    else if (this.unsettled - (record?.t === "hold" ? 1 : 0) <= 0) this.writeLines();
+    else if (this.holds.unsettled - (record?.t === "hold" ? 1 : 0) <= 0) this.writeLines();
     else if (!this.turnScheduled) {
       this.turnScheduled = true;
       setImmediate(this.writeLinesSoon);
@@ -561,11 +341,7 @@ export class SqliteLedger {
     // The batch's holds are gone; which they were is not kept, so forget them all (the set only decides when to commit).
     this.inFlight.clear();
     // What was decided in memory is in the journal (the rebuild writes it to the tables) or was never durable; holds still open settle on the tables from now on.
-    this.live.clear();
-    this.overlay.clear();
-    this.committed.clear();
-    this.unsettled = 0;
-    this.settledUnwritten = 0;
+    this.holds.clear();
     // Operations not yet in the journal go with the batch.
     clearTimeout(this.lazyTimer);
     this.lazyTimer = undefined;
@@ -606,26 +382,5 @@ export class SqliteLedger {
   close(): void {
     this.flush();
     if (this.journal && !this.broken) this.journal.close();
-  }
-
-  /** Records a balanced movement and applies it to the balances, except to `applied` (an account the caller has already updated). */
-  private post(movement: LedgerMovement, applied: string | undefined, at: number): boolean {
-    if (!this.record(movement, at)) return false;
-    for (const entry of movement.entries) {
-      if (entry.account === applied) continue;
-      // First movement of an account: its balance row starts here (a missing row is a zero balance).
-      if (this.statements.credit.run(entry.amount, entry.account).changes === 0) this.statements.openBalance.run(entry.account, entry.account.startsWith("org:") ? movement.orgId : null, entry.amount);
-    }
-    return true;
-  }
-
-  /** Records a balanced movement's transaction and entries (not its balances); false if its id was already recorded. */
-  private record(movement: LedgerMovement, at: number): boolean {
-    assertBalanced(movement);
-    if (this.statements.insertTransaction.run(movement.id, movement.kind, movement.orgId, movement.requestId, movement.memo, at).changes === 0) return false;
-    const [first, second] = movement.entries;
-    if (movement.entries.length === 2) this.statements.insertTwoEntries.run(movement.id, first!.account, first!.amount, movement.id, second!.account, second!.amount);
-    else for (const entry of movement.entries) this.statements.insertEntry.run(movement.id, entry.account, entry.amount);
-    return true;
   }
 }
