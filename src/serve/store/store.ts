@@ -1,5 +1,3 @@
-import { createHash, randomBytes } from "node:crypto";
-import { newId } from "../../core/ids.ts";
 import { sql, type CompiledQuery, type Transaction } from "kysely";
 import { errorMessage, FileError, InputError } from "../../core/errors.ts";
 import { accounts, assertBalanced, chargeMovement, chargeOf, checkCeiling, grantMovement, holdAmount, InsufficientCreditError, MAX_ISSUED, CreditCeilingError, holdRow, refundMovement, settledRow, type Hold, type LedgerMovement, type ReserveOptions, type ReserveRequest, type SettleUsage } from "./ledger.ts";
@@ -7,26 +5,10 @@ import type { WalCheckpointer } from "./checkpointer.ts";
 import { deadJournals, LedgerJournal, otherServers, parseJournal, readDeadJournal, removeDeadJournal } from "./ledger-journal.ts";
 import { SqliteLedger } from "./sqlite-ledger.ts";
 import type { Logger } from "../../core/logger.ts";
+import { KeyStore, type ApiKeyRow, type KeyLimits, type NewKey } from "./key-store.ts";
 import { openDatabase, type Database, type Db, type StoreKind } from "./database.ts";
 
-export { accounts, CreditCeilingError, InsufficientCreditError, MAX_ISSUED, type Hold };
-
-export type ApiKeyRow = Database["api_keys"];
-
-export interface KeyLimits {
-  rpm?: number | null;
-  tpm?: number | null;
-  concurrency?: number | null;
-}
-
-export interface NewKey {
-  org: string;
-  name: string;
-  scopes?: string[] | null;
-  plan?: string;
-  limits?: KeyLimits;
-  expiresAt?: number | null;
-}
+export { accounts, CreditCeilingError, InsufficientCreditError, MAX_ISSUED, type ApiKeyRow, type Hold, type KeyLimits, type NewKey };
 
 export interface UsageRow {
   org_id: string;
@@ -39,22 +21,22 @@ export interface UsageRow {
   cost: number;
 }
 
-const hashKey = (key: string) => createHash("sha256").update(key).digest("hex");
-
 /**
  * Keys, the double-entry credit ledger, reservations and usage, on SQLite or
  * PostgreSQL. Every money movement is one transaction whose entries sum to
  * zero; reserve and settle are each one database transaction, and settle is
  * idempotent (a retry, or a recovery racing a live settle, never charges twice).
  */
-export class Store {
+export class Store extends KeyStore {
   private constructor(
-    readonly db: Db,
+    db: Db,
     readonly kind: StoreKind,
     /** On SQLite, the ledger's writes (grant, reserve, settle) as synchronous prepared statements. */
     private readonly sqliteLedger: SqliteLedger | undefined,
     private readonly checkpointer: WalCheckpointer | undefined,
-  ) {}
+  ) {
+    super(db);
+  }
 
   /**
    * Opens a store. On a SQLite file, the journals of processes that died
@@ -134,104 +116,8 @@ export class Store {
   }
 
   /** On SQLite, a write outside the ledger commits the ledger's open batch first, so it never joins (or rolls back with) that batch. */
-  private writeOutsideLedger(): void {
+  protected override writeOutsideLedger(): void {
     this.sqliteLedger?.flush();
-  }
-
-  // ---- orgs and keys -------------------------------------------------------
-
-  async ensureOrg(name: string): Promise<string> {
-    const existing = await this.db.selectFrom("orgs").select("id").where("name", "=", name).executeTakeFirst();
-    if (existing) return existing.id;
-    const id = newId("org");
-    this.writeOutsideLedger();
-    await this.db.insertInto("orgs").values({ id, name, created_at: Date.now() }).onConflict((c) => c.column("name").doNothing()).execute();
-    return (await this.db.selectFrom("orgs").select("id").where("name", "=", name).executeTakeFirstOrThrow()).id;
-  }
-
-  async orgByName(name: string): Promise<{ id: string; name: string } | undefined> {
-    return this.db.selectFrom("orgs").select(["id", "name"]).where("name", "=", name).executeTakeFirst();
-  }
-
-  /** Creates a key; the secret is returned once and only its hash is stored. */
-  async createKey(spec: NewKey, rotatedFrom: string | null = null): Promise<{ key: string; row: ApiKeyRow }> {
-    // A key that could never be used is a mistake, not a key (a rotation of an expired key included).
-    if (spec.expiresAt != null && spec.expiresAt <= Date.now()) throw new InputError(`expiresAt ${new Date(spec.expiresAt).toISOString()} is in the past`);
-    const orgId = await this.ensureOrg(spec.org);
-    const secret = randomBytes(24).toString("base64url");
-    const key = `avo_${secret}`;
-    const row: ApiKeyRow = {
-      id: newId("key"),
-      org_id: orgId,
-      name: spec.name,
-      prefix: key.slice(0, 12),
-      hash: hashKey(key),
-      scopes: spec.scopes ? JSON.stringify(spec.scopes) : null,
-      plan: spec.plan ?? "default",
-      rpm: spec.limits?.rpm ?? null,
-      tpm: spec.limits?.tpm ?? null,
-      concurrency: spec.limits?.concurrency ?? null,
-      expires_at: spec.expiresAt ?? null,
-      revoked_at: null,
-      created_at: Date.now(),
-      rotated_from: rotatedFrom,
-    };
-    this.writeOutsideLedger();
-    await this.db.insertInto("api_keys").values(row).execute();
-    return { key, row };
-  }
-
-  async keyBySecret(key: string): Promise<ApiKeyRow | undefined> {
-    return this.db.selectFrom("api_keys").selectAll().where("hash", "=", hashKey(key)).executeTakeFirst();
-  }
-
-  async keyById(id: string): Promise<ApiKeyRow | undefined> {
-    return this.db.selectFrom("api_keys").selectAll().where((w) => w.or([w("id", "=", id), w("prefix", "=", id)])).executeTakeFirst();
-  }
-
-  /**
-   * The first key of a key's rotations: the identity its limits are kept under,
-   * so that a key and its successor (both valid in a grace period) share them.
-   */
-  async rotationRoot(row: Pick<ApiKeyRow, "id" | "rotated_from">): Promise<string> {
-    let id = row.id;
-    let from = row.rotated_from;
-    // Bounded: a chain is made one rotation at a time, but a store edited by hand could hold a loop.
-    for (let hops = 0; from !== null && hops < 1_000; hops++) {
-      const previous = await this.db.selectFrom("api_keys").select(["id", "rotated_from"]).where("id", "=", from).executeTakeFirst();
-      if (!previous) break;
-      id = previous.id;
-      from = previous.rotated_from;
-    }
-    return id;
-  }
-
-  async listKeys(orgName?: string): Promise<(ApiKeyRow & { org: string })[]> {
-    let query = this.db.selectFrom("api_keys").innerJoin("orgs", "orgs.id", "api_keys.org_id").selectAll("api_keys").select("orgs.name as org");
-    if (orgName) query = query.where("orgs.name", "=", orgName);
-    return query.orderBy("api_keys.created_at").execute();
-  }
-
-  async revokeKey(id: string, at = Date.now()): Promise<ApiKeyRow> {
-    const row = await this.keyById(id);
-    if (!row) throw new InputError(`no key '${id}'`);
-    this.writeOutsideLedger();
-    if (row.revoked_at === null) await this.db.updateTable("api_keys").set({ revoked_at: at }).where("id", "=", row.id).execute();
-    return { ...row, revoked_at: row.revoked_at ?? at };
-  }
-
-  /** A new key with the same org, scopes and limits; the old one stops working after `graceMs`. */
-  async rotateKey(id: string, graceMs = 0): Promise<{ key: string; row: ApiKeyRow }> {
-    const old = await this.keyById(id);
-    if (!old) throw new InputError(`no key '${id}'`);
-    if (old.revoked_at !== null) throw new InputError(`key '${old.prefix}…' is revoked`);
-    const org = await this.db.selectFrom("orgs").select("name").where("id", "=", old.org_id).executeTakeFirstOrThrow();
-    const created = await this.createKey(
-      { org: org.name, name: old.name, scopes: old.scopes ? (JSON.parse(old.scopes) as string[]) : null, plan: old.plan, limits: old, expiresAt: old.expires_at },
-      old.id,
-    );
-    await this.revokeKey(old.id, Date.now() + graceMs);
-    return created;
   }
 
   // ---- the ledger ----------------------------------------------------------
