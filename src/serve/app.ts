@@ -1,24 +1,22 @@
-import { hash } from "node:crypto";
 import { newId } from "../core/ids.ts";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import type { z } from "zod";
-import type { Plan, ServeConfig } from "../core/config/serve-schema.ts";
+import type { ServeConfig } from "../core/config/serve-schema.ts";
 import { ContextLengthError, errorMessage, InputError } from "../core/errors.ts";
 import { SILENT_LOGGER, type Logger } from "../core/logger.ts";
 import { ApiError } from "./http/api-error.ts";
-import { clientError, contextLengthError, generationError } from "./http/error-mapping.ts";
+import { apiErrorOf, clientError, contextLengthError, generationError } from "./http/error-mapping.ts";
 import { completionBody } from "./http/render.ts";
-import { chatRequestSchema, completionRequestSchema, messageText, unsupportedParameter, type ChatRequest, type CompletionRequest } from "./http/request-schemas.ts";
-import { checkJsonSchema, maxTokensOf, promptBytes, singleCredential } from "./http/request-checks.ts";
-import { LimiterUnavailableError, type Lease, type Limiter, type LimitScope } from "./limits/limiter.ts";
+import { chatRequestSchema, completionRequestSchema, messageText, type ChatRequest, type CompletionRequest } from "./http/request-schemas.ts";
+import { checkJsonSchema, maxTokensOf, parseBody, promptBytes } from "./http/request-checks.ts";
+import { KeyAuthenticator, type Authenticated } from "./authentication.ts";
+import { type Lease, type Limiter, type LimitScope } from "./limits/limiter.ts";
 import { ExtractionMonitor, simhash } from "./extraction.ts";
 import { ApiMetrics } from "./metrics.ts";
 import { streamResponse } from "./stream-response.ts";
 import { Cancel } from "./models/cancel.ts";
 import { costOf, type GenerationRequest, type GenerationResult, type ServedModel } from "./models/served-model.ts";
-import { InsufficientCreditError, type ApiKeyRow, type Hold, type Store } from "./store/store.ts";
+import { InsufficientCreditError, type Hold, type Store } from "./store/store.ts";
 import type { SettleUsage } from "./store/ledger.ts";
-import { storeUnavailable } from "./store/database.ts";
 import { adminCheck, registerAdmin } from "./admin.ts";
 import { WITHHELD, type SettlementRetry } from "./settlement-retry.ts";
 
@@ -35,20 +33,11 @@ export interface ApiDependencies {
   logger?: Logger;
 }
 
-const KEY_CACHE_MS = 1_000;
 /**
  * Past this many bytes (~4 ms of tokenizing), a prompt's credit is checked before it is tokenized, and a body
  * from an org with no credit is refused before it is read.
  */
 const LARGE_PROMPT_BYTES = 16 * 1024;
-
-interface Authenticated {
-  key: ApiKeyRow;
-  plan: Plan;
-  scopes: string[] | null;
-  /** The key's and its org's limits (the extraction throttle is added per request). */
-  limits: LimitScope[];
-}
 
 /** The prompt's exact tokens, refused (400) past the model's context. */
 function countPromptTokens(model: ServedModel, generation: GenerationRequest): number {
@@ -74,23 +63,6 @@ function routeName(request: FastifyRequest): string {
   return url === "" ? "unknown" : url.replace(/^\//, "");
 }
 
-function sha256(text: string): string {
-  return hash("sha256", text, "hex");
-}
-
-function parse<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
-  if (body === undefined || body === null || typeof body !== "object") throw new ApiError(400, "the body must be a JSON object", { code: "invalid_body" });
-  const unsupported = unsupportedParameter(body as Record<string, unknown>);
-  if (unsupported) throw new ApiError(422, unsupported.message, { code: "unsupported_parameter", param: unsupported.param });
-  const result = schema.safeParse(body);
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    const param = issue.path.join(".") || null;
-    throw new ApiError(400, `${param ?? "body"}: ${issue.message}`, { code: "invalid_value", param });
-  }
-  return result.data;
-}
-
 /**
  * The official, metered API: OpenAI-compatible chat and text completions and
  * the model list, behind API keys, per-key and per-org limits, and a prepaid
@@ -114,7 +86,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     http: { requestTimeout: config.requestTimeoutMs, connectionsCheckingInterval: Math.min(1_000, Math.max(50, Math.floor(config.requestTimeoutMs / 4))) },
     clientErrorHandler: clientError,
   });
-  const keyCache = new Map<string, { row: ApiKeyRow | undefined; auth: Authenticated | undefined; until: number }>();
+  const keys = new KeyAuthenticator(store, config.plans);
   const retries = deps.retries;
   metrics.countPendingSettlements(() => retries.size);
   /** Requests past admission: counted by `metrics.finished`, not as refused, whatever error they end with. */
@@ -129,25 +101,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
   });
 
   app.setErrorHandler((error: unknown, request, reply) => {
-    let apiError: ApiError;
-    if (error instanceof ApiError) apiError = error;
-    else if (error instanceof InsufficientCreditError) apiError = new ApiError(402, error.message, { code: "insufficient_credit" });
-    else if (storeUnavailable(error)) {
-      logger.log("warn", "api.store_unavailable", { requestId: request.id, error: errorMessage(error) });
-      apiError = new ApiError(503, "the key and credit store is unavailable; nothing was charged", { code: "ledger_unavailable", retryAfterSeconds: 1 });
-    } else if (error instanceof LimiterUnavailableError) apiError = new ApiError(503, "the rate limits cannot be checked right now; nothing was charged", { code: "limits_unavailable", retryAfterSeconds: 1 });
-    else if (error instanceof InputError) apiError = new ApiError(400, error.message, { code: "invalid_request" });
-    else {
-      const status = (error as { statusCode?: number }).statusCode;
-      const code = (error as { code?: string }).code;
-      if (code === "FST_ERR_CTP_BODY_TOO_LARGE") apiError = new ApiError(413, `the body is larger than ${config.bodyLimitBytes} bytes`, { code: "body_too_large" });
-      else if (code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") apiError = new ApiError(415, "send the body as application/json", { code: "unsupported_media_type" });
-      else if (status !== undefined && status >= 400 && status < 500) apiError = new ApiError(status, status === 400 ? `the body is not valid JSON (${errorMessage(error)})` : errorMessage(error), { code: "invalid_request" });
-      else {
-        logger.log("error", "api.internal_error", { requestId: request.id, error: errorMessage(error) });
-        apiError = new ApiError(500, "internal error", { code: "internal_error" });
-      }
-    }
+    const apiError = apiErrorOf(error, config.bodyLimitBytes, (level, event, message) => logger.log(level, event, { requestId: request.id, error: message }));
     // Admitted requests are counted when they finish (with their model); this counts the others, by route and status.
     if (!admitted.has(request)) metrics.refused(routeName(request), apiError.status);
     if (apiError.options.retryAfterSeconds !== undefined) void reply.header("retry-after", String(apiError.options.retryAfterSeconds));
@@ -157,39 +111,6 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     metrics.refused("unknown", 404);
     void reply.status(404).send(new ApiError(404, `no route ${request.method} ${request.url.split("?")[0]}`, { code: "unknown_route" }).body());
   });
-
-  async function authenticate(request: FastifyRequest): Promise<Authenticated> {
-    const header = singleCredential(request.raw.rawHeaders) ? request.headers.authorization : undefined;
-    const match = typeof header === "string" ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-    if (!match) throw new ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", { code: "missing_api_key" });
-    const secret = match[1]!;
-    const hash = sha256(secret);
-    const now = Date.now();
-    let cached = keyCache.get(hash);
-    if (!cached || cached.until < now) {
-      const row = await store.keyBySecret(secret);
-      cached = { row, auth: row ? authenticated(row, row.rotated_from === null ? row.id : await store.rotationRoot(row)) : undefined, until: now + KEY_CACHE_MS };
-      if (keyCache.size > 10_000) keyCache.clear();
-      keyCache.set(hash, cached);
-    }
-    const row = cached.row;
-    if (!row) throw new ApiError(401, "invalid API key", { code: "invalid_api_key" });
-    if (row.revoked_at !== null && row.revoked_at <= now) throw new ApiError(401, `API key ${row.prefix}… has been revoked`, { code: "revoked_api_key" });
-    if (row.expires_at !== null && row.expires_at <= now) throw new ApiError(401, `API key ${row.prefix}… has expired`, { code: "expired_api_key" });
-    return cached.auth!;
-  }
-
-  /** What a key may do, worked out once per cache period rather than per request. */
-  function authenticated(row: ApiKeyRow, limitId: string): Authenticated {
-    // Its own keys only (a key's plan named `constructor` is no plan); a plan removed from the config since falls back to the default.
-    const plan = (Object.hasOwn(config.plans, row.plan) ? config.plans[row.plan] : undefined) ?? config.plans.default ?? { topLogprobs: 0 };
-    const limits: LimitScope[] = [
-      // Under the first key of its rotations: a rotated key and its successor share one budget.
-      { id: `key:${limitId}`, rpm: row.rpm ?? plan.rpm, tpm: row.tpm ?? plan.tpm, concurrency: row.concurrency ?? plan.concurrency },
-      { id: `org:${row.org_id}`, rpm: plan.orgRpm, tpm: plan.orgTpm, concurrency: plan.orgConcurrency },
-    ];
-    return { key: row, plan, scopes: row.scopes ? (JSON.parse(row.scopes) as string[]) : null, limits: limits.filter((s) => s.rpm || s.tpm || s.concurrency) };
-  }
 
   function modelFor(auth: Authenticated, name: string): ServedModel {
     const model = models.get(name);
@@ -205,13 +126,13 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
   }
 
   app.get("/v1/models", async (request) => {
-    const auth = await authenticate(request);
+    const auth = await keys.authenticate(request);
     const data = [...models.keys()].filter((name) => !auth.scopes || auth.scopes.includes(name)).map((id) => ({ id, object: "model", created: 0, owned_by: "avocado" }));
     return { object: "list", data };
   });
 
   app.get("/v1/models/:model", async (request) => {
-    const auth = await authenticate(request);
+    const auth = await keys.authenticate(request);
     const name = (request.params as { model: string }).model;
     modelFor(auth, name);
     return { id: name, object: "model", created: 0, owned_by: "avocado" };
@@ -237,8 +158,8 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
   /** Everything a chat or text completion shares: auth, limits, reservation, generation, settlement. */
   async function complete(route: "chat" | "completions", request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
     const started = performance.now();
-    const auth = await authenticate(request);
-    const body: ChatRequest | CompletionRequest = route === "chat" ? parse(chatRequestSchema, request.body) : parse(completionRequestSchema, request.body);
+    const auth = await keys.authenticate(request);
+    const body: ChatRequest | CompletionRequest = route === "chat" ? parseBody(chatRequestSchema, request.body) : parseBody(completionRequestSchema, request.body);
     const model = modelFor(auth, body.model);
     const chat = route === "chat" ? (body as ChatRequest) : undefined;
     const text = route === "completions" ? (body as CompletionRequest) : undefined;
@@ -430,7 +351,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     // A callback hook: the common case (a small body) makes no promise.
     if (!(Number(request.headers["content-length"]) > LARGE_PROMPT_BYTES)) return done();
     const screen = async () => {
-      const auth = await authenticate(request);
+      const auth = await keys.authenticate(request);
       if ((await store.balance(auth.key.org_id)).available > 0) return;
       metrics.limitHits.inc({ limit: "credit" });
       throw new ApiError(402, "this key's organisation has no credit left", { code: "insufficient_credit" });
@@ -447,7 +368,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
   app.post("/v1/chat/completions", { onRequest: screenLargeBody }, (request, reply) => complete("chat", request, reply));
   app.post("/v1/completions", { onRequest: screenLargeBody }, (request, reply) => complete("completions", request, reply));
 
-  registerAdmin(app, { store, adminToken: deps.adminToken, freeTierMicros: config.freeTierMicros, plans: config.plans, forgetKey: () => keyCache.clear() });
+  registerAdmin(app, { store, adminToken: deps.adminToken, freeTierMicros: config.freeTierMicros, plans: config.plans, forgetKey: () => keys.forget() });
   return app;
 }
 

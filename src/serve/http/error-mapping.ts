@@ -1,8 +1,11 @@
 import type { Duplex } from "node:stream";
 import { STATUS_CODES } from "node:http";
-import { ContextLengthError, InputError } from "../../core/errors.ts";
+import { ContextLengthError, errorMessage, InputError } from "../../core/errors.ts";
 import { newId } from "../../core/ids.ts";
 import { ModelError } from "../../core/model-error.ts";
+import { LimiterUnavailableError } from "../limits/limiter.ts";
+import { storeUnavailable } from "../store/database.ts";
+import { InsufficientCreditError } from "../store/ledger.ts";
 import { ApiError } from "./api-error.ts";
 
 /**
@@ -44,4 +47,28 @@ export function generationError(error: unknown): ApiError {
 
 export function contextLengthError(error: ContextLengthError): ApiError {
   return new ApiError(400, error.message, { code: "context_length_exceeded", param: "messages" });
+}
+
+/** What any error a route throws is to the client (the OpenAI error shape); what the client must not see is logged. */
+export function apiErrorOf(error: unknown, bodyLimitBytes: number, log: (level: "warn" | "error", event: string, message: string) => void): ApiError {
+  let apiError: ApiError;
+  if (error instanceof ApiError) apiError = error;
+  else if (error instanceof InsufficientCreditError) apiError = new ApiError(402, error.message, { code: "insufficient_credit" });
+  else if (storeUnavailable(error)) {
+    log("warn", "api.store_unavailable", errorMessage(error));
+    apiError = new ApiError(503, "the key and credit store is unavailable; nothing was charged", { code: "ledger_unavailable", retryAfterSeconds: 1 });
+  } else if (error instanceof LimiterUnavailableError) apiError = new ApiError(503, "the rate limits cannot be checked right now; nothing was charged", { code: "limits_unavailable", retryAfterSeconds: 1 });
+  else if (error instanceof InputError) apiError = new ApiError(400, error.message, { code: "invalid_request" });
+  else {
+    const status = (error as { statusCode?: number }).statusCode;
+    const code = (error as { code?: string }).code;
+    if (code === "FST_ERR_CTP_BODY_TOO_LARGE") apiError = new ApiError(413, `the body is larger than ${bodyLimitBytes} bytes`, { code: "body_too_large" });
+    else if (code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") apiError = new ApiError(415, "send the body as application/json", { code: "unsupported_media_type" });
+    else if (status !== undefined && status >= 400 && status < 500) apiError = new ApiError(status, status === 400 ? `the body is not valid JSON (${errorMessage(error)})` : errorMessage(error), { code: "invalid_request" });
+    else {
+      log("error", "api.internal_error", errorMessage(error));
+      apiError = new ApiError(500, "internal error", { code: "internal_error" });
+    }
+  }
+  return apiError;
 }

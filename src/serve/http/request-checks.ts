@@ -2,14 +2,29 @@ import { Ajv } from "ajv";
 import { InputError } from "../../core/errors.ts";
 import type { ServedModel } from "../models/served-model.ts";
 import { ApiError } from "./api-error.ts";
-import type { ChatRequest, CompletionRequest } from "./request-schemas.ts";
+import type { z } from "zod";
+import { unsupportedParameter, type ChatRequest, type CompletionRequest } from "./request-schemas.ts";
+
+/** A request body checked against its schema: parameters not implemented are 422, invalid values 400 naming the field. */
+export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
+  if (body === undefined || body === null || typeof body !== "object") throw new ApiError(400, "the body must be a JSON object", { code: "invalid_body" });
+  const unsupported = unsupportedParameter(body as Record<string, unknown>);
+  if (unsupported) throw new ApiError(422, unsupported.message, { code: "unsupported_parameter", param: unsupported.param });
+  const result = schema.safeParse(body);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const param = issue.path.join(".") || null;
+    throw new ApiError(400, `${param ?? "body"}: ${issue.message}`, { code: "invalid_value", param });
+  }
+  return result.data;
+}
 
 /**
- * Whether the request carries at most one Authorization header. Node keeps only
- * the first of several; a proxy in front may keep another, so two credentials
- * are refused (400) rather than one of them chosen.
+ * Refuses (400) a request with more than one Authorization header. Node keeps
+ * only the first of several; a proxy in front may keep another, so two
+ * credentials are refused rather than one of them chosen.
  */
-export function singleCredential(rawHeaders: readonly string[]): boolean {
+export function assertSingleCredential(rawHeaders: readonly string[]): void {
   let seen = 0;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
@@ -17,7 +32,6 @@ export function singleCredential(rawHeaders: readonly string[]): boolean {
       throw new ApiError(400, "the request has more than one Authorization header; send one", { code: "ambiguous_credentials" });
     }
   }
-  return true;
 }
 
 /**
