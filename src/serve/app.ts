@@ -45,12 +45,17 @@ function countPromptTokens(model: ServedModel, generation: GenerationRequest): n
   try {
     tokens = model.promptTokens(generation);
   } catch (error) {
-    if (error instanceof ContextLengthError) throw contextLengthError(error);
+    if (error instanceof ContextLengthError) throw contextLengthError(error, promptParam(generation));
     if (error instanceof InputError) throw new ApiError(400, error.message, { code: "invalid_prompt" });
     throw new ApiError(422, `the prompt cannot be tokenized (${errorMessage(error)})`, { code: "invalid_prompt" });
   }
-  if (model.contextTokens !== undefined && tokens >= model.contextTokens) throw contextLengthError(new ContextLengthError(tokens, model.contextTokens));
+  if (model.contextTokens !== undefined && tokens >= model.contextTokens) throw contextLengthError(new ContextLengthError(tokens, model.contextTokens), promptParam(generation));
   return tokens;
+}
+
+/** The field a prompt came in: a chat's messages, or a text completion's prompt. */
+function promptParam(generation: GenerationRequest): "messages" | "prompt" {
+  return generation.prompt === undefined ? "messages" : "prompt";
 }
 
 /** A request's route as a metrics label (a fixed set: never a client's path). */
@@ -205,7 +210,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     // and for a large prompt the credit, so a key without credit cannot keep the server tokenizing.
     const bytes = promptBytes(generation);
     const fewest = model.minimumPromptTokens(bytes);
-    if (model.contextTokens !== undefined && fewest >= model.contextTokens) throw contextLengthError(new ContextLengthError(fewest, model.contextTokens, true));
+    if (model.contextTokens !== undefined && fewest >= model.contextTokens) throw contextLengthError(new ContextLengthError(fewest, model.contextTokens, true), promptParam(generation));
     // A small prompt is tokenized at once (a few milliseconds at most): the limits then take its exact count.
     const early = bytes <= LARGE_PROMPT_BYTES ? countPromptTokens(model, generation) : undefined;
     // The extraction signals are needed only at settlement: worked out while the model generates.

@@ -45,8 +45,8 @@ export function generationError(error: unknown): ApiError {
 }
 
 
-export function contextLengthError(error: ContextLengthError): ApiError {
-  return new ApiError(400, error.message, { code: "context_length_exceeded", param: "messages" });
+export function contextLengthError(error: ContextLengthError, param: "messages" | "prompt" = "messages"): ApiError {
+  return new ApiError(400, error.message, { code: "context_length_exceeded", param });
 }
 
 /** What any error a route throws is to the client (the OpenAI error shape); what the client must not see is logged. */

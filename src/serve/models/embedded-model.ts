@@ -11,10 +11,7 @@ export class EmbeddedServedModel implements ServedModel {
   ) {}
 
   static async load(config: ServedModelConfig, path: string): Promise<EmbeddedServedModel> {
-    const engine = await EmbeddedEngine.load(path, { sequences: config.sequences });
-    // Worked out once, at load, rather than on the first request's path.
-    void engine.maxTokenBytes;
-    return new EmbeddedServedModel(config, engine);
+    return new EmbeddedServedModel(config, await EmbeddedEngine.load(path, { sequences: config.sequences }));
   }
 
   private messages(request: Pick<GenerationRequest, "messages">) {
@@ -26,6 +23,9 @@ export class EmbeddedServedModel implements ServedModel {
   }
 
   minimumPromptTokens(bytes: number): number {
+    // Below the context, bytes / longest token could refuse nothing: 0 is lower bound enough, and needs no pass over the
+    // vocabulary (made once, for the first prompt whose bound could refuse it).
+    if (bytes < this.engine.contextSize) return 0;
     return Math.ceil(bytes / this.engine.maxTokenBytes);
   }
 
