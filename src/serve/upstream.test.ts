@@ -10,6 +10,7 @@ import { serveSchema } from "../core/config/serve-schema.ts";
 import { EmbeddedEngine } from "../engine/embedded-engine.ts";
 import { startApi, type RunningApi } from "./server.ts";
 import { LedgerUnavailableError } from "./store/ledger.ts";
+import { SqliteLedger } from "./store/sqlite-ledger.ts";
 import { Store } from "./store/store.ts";
 
 const ADMIN = "admin-token-for-the-upstream-test";
@@ -97,12 +98,12 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       const down = await fetch(`${lonely.url}/health`);
       expect([down.status, await down.json()]).toEqual([503, { ok: false, ledger: "ok", limits: "ok", models: { gone: "unavailable" } }]);
       // A ledger that failed and could not be rebuilt from its journal: nothing can be charged here.
-      (lonely.store as unknown as { sqliteLedger: { broken: Error } }).sqliteLedger.broken = new LedgerUnavailableError(new Error("disk gone"));
+      (lonely.store["ledger"] as SqliteLedger).writer["broken"] = new LedgerUnavailableError(new Error("disk gone"));
       expect(await (await fetch(`${lonely.url}/health`)).json()).toMatchObject({ ok: false, ledger: "unavailable" });
       // A request meanwhile: 503 with a Retry-After (nothing can be held, nothing is charged), not a 500.
       const refused = await failureOf(new OpenAI({ apiKey: key, baseURL: `${lonely.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: "gone", messages: [{ role: "user", content: "hi" }] }));
       expect([refused?.status, refused?.code, refused?.headers?.get("retry-after")]).toEqual([503, "ledger_unavailable", "1"]);
-      (lonely.store as unknown as { sqliteLedger: { broken: Error | undefined } }).sqliteLedger.broken = undefined;
+      (lonely.store["ledger"] as SqliteLedger).writer["broken"] = undefined;
     } finally {
       await lonely.close();
       await fresh.drop();

@@ -20,6 +20,12 @@ export interface NewKey {
   expiresAt?: number | null;
 }
 
+/** How a store reaches its tables: `Ledger.reads` and `Ledger.writes`. */
+export interface TableAccess {
+  reads(): Db;
+  writes(): Db;
+}
+
 /** What a key is stored and looked up as (keys are 192-bit random: no slow hash needed). */
 export const hashKey = (key: string): string => hash("sha256", key, "hex");
 
@@ -28,17 +34,18 @@ export const hashKey = (key: string): string => hash("sha256", key, "hex");
  * sha256. A rotation links the new key to the one it replaces (`rotated_from`).
  */
 export class KeyStore {
-  constructor(readonly db: Db) {}
+  constructor(private readonly tables: TableAccess) {}
 
-  /** Called before every write of these tables (the SQLite ledger commits its open batch first). */
-  protected writeOutsideLedger(): void {}
+  /** The tables, read (for tests and tools too): every ledger operation decided so far is in them. */
+  get db(): Db {
+    return this.tables.reads();
+  }
 
   async ensureOrg(name: string): Promise<string> {
     const existing = await this.db.selectFrom("orgs").select("id").where("name", "=", name).executeTakeFirst();
     if (existing) return existing.id;
     const id = newId("org");
-    this.writeOutsideLedger();
-    await this.db.insertInto("orgs").values({ id, name, created_at: Date.now() }).onConflict((c) => c.column("name").doNothing()).execute();
+    await this.tables.writes().insertInto("orgs").values({ id, name, created_at: Date.now() }).onConflict((c) => c.column("name").doNothing()).execute();
     return (await this.db.selectFrom("orgs").select("id").where("name", "=", name).executeTakeFirstOrThrow()).id;
   }
 
@@ -69,8 +76,7 @@ export class KeyStore {
       created_at: Date.now(),
       rotated_from: rotatedFrom,
     };
-    this.writeOutsideLedger();
-    await this.db.insertInto("api_keys").values(row).execute();
+    await this.tables.writes().insertInto("api_keys").values(row).execute();
     return { key, row };
   }
 
@@ -108,8 +114,7 @@ export class KeyStore {
   async revokeKey(id: string, at = Date.now()): Promise<ApiKeyRow> {
     const row = await this.keyById(id);
     if (!row) throw new InputError(`no key '${id}'`);
-    this.writeOutsideLedger();
-    if (row.revoked_at === null) await this.db.updateTable("api_keys").set({ revoked_at: at }).where("id", "=", row.id).execute();
+    if (row.revoked_at === null) await this.tables.writes().updateTable("api_keys").set({ revoked_at: at }).where("id", "=", row.id).execute();
     return { ...row, revoked_at: row.revoked_at ?? at };
   }
 

@@ -1,4 +1,6 @@
 import { AvocadoError, InputError } from "../../core/errors.ts";
+import type { CompiledQuery } from "kysely";
+import type { Db } from "./database.ts";
 
 /** Not enough prepaid credit for a request's worst case (HTTP 402). */
 export class InsufficientCreditError extends AvocadoError {
@@ -206,4 +208,34 @@ export class LedgerUnavailableError extends AvocadoError {
   constructor(cause: unknown) {
     super("ledger_unavailable", `the credit ledger cannot write: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
   }
+}
+
+/** Rows of each compiled read query, by name. */
+export type SnapshotRows<Q extends Record<string, CompiledQuery>> = { [K in keyof Q]: Q[K] extends CompiledQuery<infer R> ? R[] : never };
+
+/**
+ * Where money moves: grants, holds, settlements and refunds. `SqliteLedger`
+ * (statements executed at once, with or without a journal) and
+ * `PostgresLedger` (Kysely transactions) implement it; `Store` holds one and
+ * never asks which. Every table access goes through `reads` or `writes`, so
+ * no caller has to remember the SQLite ledger's uncommitted batch.
+ */
+export interface Ledger {
+  /** Adds credit; false when the idempotency key was used before. */
+  grant(orgId: string, amount: number, idempotencyKey: string, memo: string): Promise<boolean>;
+  /** Holds credit for a request before it runs (see `Hold`). */
+  reserve(request: ReserveRequest, options?: ReserveOptions): Promise<Hold>;
+  /** Charges, releases and records a request once; false when it was settled before or is unknown. */
+  settle(requestId: string, usage: SettleUsage): Promise<boolean>;
+  /** Gives back a settled request's charge once (see `Store.voidCharge`); returns the amount. */
+  voidCharge(requestId: string, outcome: string): Promise<number>;
+  /** The tables for a read: every operation decided so far is in them. */
+  reads(): Db;
+  /** The tables for a write outside the ledger (orgs, keys): it never joins, or rolls back with, a ledger batch. */
+  writes(): Db;
+  /** Read queries on one consistent state of the tables (no commit lands between them). */
+  snapshot<Q extends Record<string, CompiledQuery>>(queries: Q): Promise<SnapshotRows<Q>>;
+  /** Whether it can write now (SQLite: not broken beyond rebuilding; PostgreSQL: answers within `timeoutMs`). */
+  available(timeoutMs: number): Promise<boolean>;
+  close(): Promise<void>;
 }

@@ -13,7 +13,7 @@ export interface LiveHold {
 /**
  * Journal mode: the holds and settlements of this process, decided in memory
  * (the committed balance plus what this process's unwritten operations do to
- * it) and journaled by `SqliteLedger`; their rows reach the tables in one step
+ * it) and journaled by `SqliteLedgerWriter`; their rows reach the tables in one step
  * (`write`) when a batch commits. A hold settled before that never gets a
  * `holds` row, and each balance is updated once for all of them.
  */

@@ -39,7 +39,7 @@ function prepareStatements(db: SQLite.Database) {
 /**
  * The ledger's rows on SQLite: how a balanced movement, or an operation of the
  * journal, becomes rows of the tables. No batching and no decisions in memory:
- * `SqliteLedger` runs these inside its batches.
+ * `SqliteLedgerWriter` runs these inside its batches.
  */
 export class LedgerTables {
   readonly statements: ReturnType<typeof prepareStatements>;

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { freshStore } from "../../../test/stores.ts";
 import { CreditCeilingError, InsufficientCreditError, MAX_ISSUED, Store } from "./store.ts";
+import { SqliteLedger } from "./sqlite-ledger.ts";
 
 /** The store conformance suite: the same checks on SQLite (with and without the ledger's journal) and on PostgreSQL. */
 for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
@@ -145,8 +146,8 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
       const { row: key } = await store.createKey({ org: "fresh", name: "k" });
       const base = { orgId: org, keyId: key.id, model: "m", instance: "i1", amount: 1_000 };
       // On SQLite the lookup is one prepared statement: a fresh id never runs it, any other reserve does.
-      const ledger = store["sqliteLedger"];
-      const lookups = ledger ? vi.spyOn(ledger["statements"].existing, "get") : undefined;
+      const ledger = store["ledger"];
+      const lookups = ledger instanceof SqliteLedger ? vi.spyOn(ledger.writer["statements"].existing, "get") : undefined;
       expect((await store.reserve({ ...base, requestId: "f1" }, { fresh: true })).amount).toBe(1_000);
       expect(lookups?.mock.calls.length ?? 0).toBe(0);
       expect(await store.settle("f1", { promptTokens: 1, completionTokens: 1, cost: 100, outcome: "ok" })).toBe(true);

@@ -6,114 +6,15 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { freshStore } from "../../../test/stores.ts";
 import { PROJECT_ROOT } from "../../core/paths.ts";
 import { readDeadJournal, removeDeadJournal } from "./ledger-journal.ts";
-import { openDatabase } from "./database.ts";
 import { Store } from "./store.ts";
 import { InsufficientCreditError } from "./ledger.ts";
 import { SqliteLedger } from "./sqlite-ledger.ts";
-import { WalCheckpointer } from "./checkpointer.ts";
+
+const ledgerOf = (store: Store) => store["ledger"] as SqliteLedger;
+const writerOf = (store: Store) => ledgerOf(store).writer;
 
 /** The group commit itself (the store suite covers the movements on both stores). */
-describe("SqliteLedger group commit", () => {
-  let close: (() => Promise<void>) | undefined;
-  afterEach(async () => {
-    await close?.();
-    close = undefined;
-  });
-
-  async function ledger(): Promise<{ ledger: SqliteLedger; sqlite: SQLite.Database }> {
-    const { db, sqlite } = await openDatabase("sqlite::memory:");
-    close = () => db.destroy();
-    return { ledger: new SqliteLedger(sqlite!), sqlite: sqlite! };
-  }
-
-  const request = (requestId: string, amount: number) => ({ requestId, orgId: "o", keyId: "k", model: "m", amount, instance: "i" });
-
-  it("decides at once, commits the turn's operations together, and refuses without touching the others", async () => {
-    const { ledger: l, sqlite } = await ledger();
-    await l.grant("o", 1_000, "g", "credit").durable;
-    const a = l.reserve(request("a", 600));
-    expect(a.value).toBe(600);
-    expect(() => l.reserve(request("b", 600))).toThrow(InsufficientCreditError);
-    const c = l.reserve(request("c", 400));
-    // Not committed yet: the write transaction of this turn is still open.
-    expect(sqlite.inTransaction).toBe(true);
-    await Promise.all([a.durable, c.durable]);
-    expect(sqlite.inTransaction).toBe(false);
-    expect(sqlite.prepare("select count(*) as n from holds").get()).toEqual({ n: 2 });
-    const settled = l.settle("a", { promptTokens: 1, completionTokens: 1, cost: 250, outcome: "ok" });
-    expect(settled.value).toBe(true);
-    expect(l.settle("a", { promptTokens: 1, completionTokens: 1, cost: 250, outcome: "ok" }).value).toBe(false);
-    await settled.durable;
-    expect(sqlite.prepare("select amount, held from balances where account = 'org:o:credit'").get()).toEqual({ amount: 750, held: 400 });
-  });
-
-  it("rejects every operation of a batch whose commit fails, and none of it happened", async () => {
-    const { ledger: l, sqlite } = await ledger();
-    await l.grant("o", 1_000, "g", "credit").durable;
-    // A deferred constraint fails only at COMMIT: the way to make a commit fail on demand.
-    sqlite.exec("create table parent (id integer primary key); create table poison (id integer references parent(id) deferrable initially deferred)");
-    sqlite.pragma("foreign_keys = ON");
-    const a = l.reserve(request("a", 300));
-    sqlite.exec("insert into poison values (1)");
-    const b = l.reserve(request("b", 300));
-    await expect(a.durable).rejects.toThrow(/FOREIGN KEY/);
-    await expect(b.durable).rejects.toThrow(/FOREIGN KEY/);
-    expect(sqlite.prepare("select count(*) as n from holds").get()).toEqual({ n: 0 });
-    expect(sqlite.prepare("select amount, held from balances where account = 'org:o:credit'").get()).toEqual({ amount: 1_000, held: 0 });
-    // The next turn works again.
-    sqlite.pragma("foreign_keys = OFF");
-    const c = l.reserve(request("c", 300));
-    await c.durable;
-    expect(sqlite.prepare("select held from balances where account = 'org:o:credit'").get()).toEqual({ held: 300 });
-  });
-
-  it("rolls back the whole batch when an operation fails after it has written (not a refusal)", async () => {
-    const { ledger: l, sqlite } = await ledger();
-    await l.grant("o", 1_000, "g", "credit").durable;
-    await l.reserve(request("x", 100)).durable;
-    await l.settle("x", { promptTokens: 1, completionTokens: 1, cost: 10, outcome: "ok" }).durable;
-    // A hold that reappears for a settled request (never made by the server): settling it again cannot write its usage row.
-    sqlite.exec("insert into holds values ('x', 'o', 'k', 'm', 100, 0, 'i'); update balances set held = held + 100 where account = 'org:o:credit'");
-    const y = l.reserve(request("y", 200));
-    expect(() => l.settle("x", { promptTokens: 1, completionTokens: 1, cost: 10, outcome: "ok" })).toThrow(/UNIQUE/);
-    await expect(y.durable).rejects.toThrow(/UNIQUE/);
-    expect(sqlite.prepare("select count(*) as n from holds where request_id = 'y'").get()).toEqual({ n: 0 });
-    expect(sqlite.prepare("select amount, held from balances where account = 'org:o:credit'").get()).toEqual({ amount: 990, held: 100 });
-  });
-
-  it("commits a lazy hold with the next settlement, or within a few milliseconds", async () => {
-    const { ledger: l, sqlite } = await ledger();
-    await l.grant("o", 1_000, "g", "credit").durable;
-    const lazy = l.reserve(request("a", 100), { lazy: true });
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(sqlite.inTransaction).toBe(true);
-    const settled = l.settle("a", { promptTokens: 1, completionTokens: 1, cost: 10, outcome: "ok" });
-    await Promise.all([lazy.durable, settled.durable]);
-    expect(sqlite.inTransaction).toBe(false);
-    const alone = l.reserve(request("b", 100), { lazy: true });
-    const started = performance.now();
-    await alone.durable;
-    expect(performance.now() - started).toBeLessThan(500);
-    expect(sqlite.prepare("select count(*) as n from holds where request_id = 'b'").get()).toEqual({ n: 1 });
-  });
-
-  it("commits the last settlement in flight at once, and batches one that others share", async () => {
-    const { ledger: l, sqlite } = await ledger();
-    await l.grant("o", 1_000, "g", "credit").durable;
-    await Promise.all([l.reserve(request("a", 100)).durable, l.reserve(request("b", 100)).durable]);
-    l.settle("a", { promptTokens: 1, completionTokens: 1, cost: 10, outcome: "ok" });
-    // b is still in flight: a waits for the end of the turn, where b's settlement might join it.
-    expect(sqlite.inTransaction).toBe(true);
-    await new Promise((resolve) => setImmediate(resolve));
-    const last = l.settle("b", { promptTokens: 1, completionTokens: 1, cost: 10, outcome: "ok" });
-    expect(sqlite.inTransaction).toBe(false);
-    await last.durable;
-    expect(sqlite.prepare("select amount, held from balances where account = 'org:o:credit'").get()).toEqual({ amount: 980, held: 0 });
-  });
-});
-
-/** Journal mode (a server on SQLite): durable on the journal's write, tables committed in batches, a dead process's journal replayed. */
-describe("SqliteLedger with a journal", () => {
+describe("SqliteLedgerWriter with a journal", () => {
   const drops: (() => Promise<void>)[] = [];
   afterEach(async () => {
     for (const drop of drops.splice(0)) await drop();
@@ -141,8 +42,8 @@ describe("SqliteLedger with a journal", () => {
 
   /** kill -9, as far as the store can tell: the connection goes without a commit, and the journal's owner is no longer running. */
   async function crash(store: Store, folder: string): Promise<string> {
-    await store["checkpointer"]?.close();
-    await store.db.destroy();
+    await ledgerOf(store)["checkpointer"]?.close();
+    await ledgerOf(store)["db"].destroy();
     const [name] = journals(folder);
     // <db>-ledger.<boot>.<pid>.<start>.<random>.journal: a pid that does not run.
     const parts = name!.split(".");
@@ -161,12 +62,12 @@ describe("SqliteLedger with a journal", () => {
     await store.grant("acme", 1_000, "g1");
     const hold = await store.reserve({ requestId: "r1", orgId: org, keyId: key.id, model: "m", amount: 600, instance: "i" });
     await hold.durable;
-    expect(store["sqliteLedger"]!["db"].inTransaction).toBe(true);
+    expect(writerOf(store)["db"].inTransaction).toBe(true);
     const lines = readFileSync(join(folder, journals(folder)[0]!), "utf8").trim().split("\n");
     expect(lines.map((line) => (JSON.parse(line) as { t: string }).t)).toEqual(["grant", "hold"]);
     // Within the batch interval the tables commit and the journal empties.
     await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(store["sqliteLedger"]!["db"].inTransaction).toBe(false);
+    expect(writerOf(store)["db"].inTransaction).toBe(false);
     expect(readFileSync(join(folder, journals(folder)[0]!), "utf8")).toBe("");
     await store.close();
     expect(journals(folder)).toEqual([]);
@@ -203,7 +104,7 @@ describe("SqliteLedger with a journal", () => {
     await (await store.reserve({ requestId: "r", orgId: org, keyId: key.id, model: "m", amount: 1_000, instance: "i" })).durable;
     await store.settle("r", usage(300));
     const lines = readFileSync(join(folder, journals(folder)[0]!), "utf8");
-    store["sqliteLedger"]!.flush();
+    writerOf(store).flush();
     const journal = await crash(store, folder);
     // Killed between the commit and the journal's reset, and a power cut in the middle of a last record.
     writeFileSync(journal, `${lines}{"t":"grant","orgId":"${org}","amount":99`);
@@ -217,7 +118,7 @@ describe("SqliteLedger with a journal", () => {
     const { store, url, folder } = await journaled();
     await store.grant("acme", 1_000, "g1");
     const org = (await store.orgByName("acme"))!.id;
-    store["sqliteLedger"]!.flush();
+    writerOf(store).flush();
     // A record the live owner has journaled and not yet committed (its batch would hold the write lock; here it is written by hand).
     const [name] = journals(folder);
     writeFileSync(join(folder, name!), `${JSON.stringify({ t: "grant", orgId: org, amount: 500, key: "g2", memo: "credit", at: 0 })}\n`);
@@ -232,8 +133,8 @@ describe("SqliteLedger with a journal", () => {
     const { store, folder, org, key, base } = await funded(1_000);
     await (await store.reserve({ ...base, requestId: "x", amount: 100 })).durable;
     await store.settle("x", usage(10));
-    store["sqliteLedger"]!.flush();
-    const sqlite = store["sqliteLedger"]!["db"];
+    writerOf(store).flush();
+    const sqlite = writerOf(store)["db"];
     // A hold that reappears for a settled request (never made by the server): settling it again cannot write its usage row.
     sqlite.exec("insert into holds values ('x', '" + org + "', '" + key.id + "', 'm', 100, 0, 'i'); update balances set held = held + 100 where account = 'org:" + org + ":credit'");
     const y = await store.reserve({ ...base, requestId: "y", amount: 200 });
@@ -249,7 +150,7 @@ describe("SqliteLedger with a journal", () => {
 
   it("decides holds and settlements in memory and writes their rows with the batch: no holds row for a hold settled within it, one update per balance", async () => {
     const { store, org, base } = await funded(1_000);
-    const ledger = store["sqliteLedger"]!;
+    const ledger = writerOf(store);
     const sqlite = ledger["db"];
     // What the batch writes, as SQLite sees it.
     sqlite.exec("create temp table seen (what text); create temp trigger hold_rows after insert on holds begin insert into seen values ('hold ' || new.request_id); end; create temp trigger balance_updates after update on balances begin insert into seen values ('update ' || new.account); end");
@@ -283,7 +184,7 @@ describe("SqliteLedger with a journal", () => {
     const org = await store.ensureOrg("acme");
     const { row: key } = await store.createKey({ org: "acme", name: "k" });
     await store.grant("acme", 100_000, "g1");
-    const ledger = store["sqliteLedger"]!;
+    const ledger = writerOf(store);
     const sqlite = ledger["db"];
     for (let i = 0; i < 260; i++) {
       ledger.reserve({ requestId: `r${i}`, orgId: org, keyId: key.id, model: "m", amount: 100, instance: "i" });
@@ -302,7 +203,7 @@ describe("SqliteLedger with a journal", () => {
   it("restarts the WAL between two batches every few hundred commits, so a server always under load does not grow it without bound", async () => {
     const { store } = await journaled();
     await store.grant("acme", 1, "g0");
-    const ledger = store["sqliteLedger"]!;
+    const ledger = writerOf(store);
     const sqlite = ledger["db"];
     const walFrames = () => (sqlite.pragma("wal_checkpoint(PASSIVE)") as { log: number }[])[0]!.log;
     ledger.flush();
@@ -336,9 +237,9 @@ describe("SqliteLedger with a journal", () => {
 
   it("hears from the checkpointer thread when it has caught up with the WAL", async () => {
     const { store } = await journaled();
-    const caughtUp = new Promise<void>((resolve) => store["checkpointer"]!.onCaughtUp(resolve));
+    const caughtUp = new Promise<void>((resolve) => ledgerOf(store)["checkpointer"]!.onCaughtUp(resolve));
     await store.grant("acme", 1, "g1");
-    store["sqliteLedger"]!.flush();
+    writerOf(store).flush();
     await caughtUp;
     await store.close();
   });
@@ -347,7 +248,7 @@ describe("SqliteLedger with a journal", () => {
     const { store, org, base } = await funded(1_000);
     const holds = await Promise.all(["a", "b", "c", "d"].map((id) => store.reserve({ ...base, requestId: id, amount: 100 })));
     await Promise.all(holds.map((h) => h.durable));
-    const ledger = store["sqliteLedger"]!;
+    const ledger = writerOf(store);
     const append = vi.spyOn(ledger["journal"]!, "append");
     const a = ledger.settle("a", usage(10));
     const b = ledger.settle("b", usage(20));
@@ -398,7 +299,7 @@ describe("SqliteLedger with a journal", () => {
     const org = await store.ensureOrg("acme");
     const { row: key } = await store.createKey({ org: "acme", name: "k" });
     await store.grant("acme", 1_000, "g1");
-    store["sqliteLedger"]!.flush();
+    writerOf(store).flush();
     const other = new SQLite(url.slice("sqlite:".length));
     other.exec("begin immediate");
     const started = performance.now();
@@ -457,12 +358,4 @@ describe("SqliteLedger with a journal", () => {
     expect(journals(folder)).toHaveLength(1);
     await store.close();
   }, 60_000);
-});
-
-describe("the WAL checkpointer", () => {
-  it("failing in its worker (here: a database it cannot open) neither ends the process nor hangs its close", async () => {
-    const checkpointer = new WalCheckpointer(join(PROJECT_ROOT, ".avocado", "no-such-folder", String(process.pid), "avocado.db"), 10);
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    await checkpointer.close();
-  });
 });
