@@ -32,7 +32,7 @@ const chatSchema = z.object({
   seed: z.number().int().optional(),
   stop: z.union([z.string(), z.array(z.string())]).optional(),
   stream: z.boolean().optional(),
-  stream_options: z.object({ include_usage: z.boolean().optional() }).optional(),
+  stream_options: z.object({ include_usage: z.boolean().optional(), continuous_usage_stats: z.boolean().optional() }).optional(),
   logprobs: z.boolean().optional(),
   top_logprobs: z.number().int().min(0).max(20).optional(),
   chat_template_kwargs: z.object({ enable_thinking: z.boolean().optional(), reasoning_effort: z.enum(["low", "medium", "high"]).optional() }).optional(),
@@ -57,7 +57,7 @@ const textCompletionSchema = z.object({
   seed: z.number().int().optional(),
   stop: z.union([z.string(), z.array(z.string())]).optional(),
   stream: z.boolean().optional(),
-  stream_options: z.object({ include_usage: z.boolean().optional() }).optional(),
+  stream_options: z.object({ include_usage: z.boolean().optional(), continuous_usage_stats: z.boolean().optional() }).optional(),
   logprobs: z.number().int().min(0).max(20).optional(),
 });
 
@@ -175,6 +175,11 @@ export class OpenAiCompatibleTestServer {
     }
     let sawContent = false;
     let inThought = false;
+    // vLLM's continuous_usage_stats: every event carries the usage so far.
+    const continuous = body.stream_options?.continuous_usage_stats === true;
+    const promptLength = continuous ? this.engine.promptTokens(this.messages(body.messages), { thinking: body.chat_template_kwargs?.enable_thinking }).length : 0;
+    let generated = 0;
+    const running = (tokens: number) => (continuous ? { prompt_tokens: promptLength, completion_tokens: (generated += tokens), total_tokens: promptLength + generated } : undefined);
     let result: ChatResult;
     try {
       result = await this.engine.chat({
@@ -206,7 +211,7 @@ export class OpenAiCompatibleTestServer {
                 delta = { content: text };
               } else delta = part.kind === "reasoning" ? { [field]: part.text } : { content: part.text };
               if (part.kind === "content") sawContent = true;
-              response.write(chunk([{ index: 0, delta, logprobs: null, finish_reason: null }]));
+              response.write(chunk([{ index: 0, delta, logprobs: null, finish_reason: null }], running(part.tokens)));
             }
           : undefined,
       });
@@ -253,6 +258,10 @@ export class OpenAiCompatibleTestServer {
     const created = Math.floor(Date.now() / 1000);
     const event = (choices: unknown[], usage?: unknown) => `data: ${JSON.stringify({ id, object: "text_completion", created, model: body.model, choices, ...(usage ? { usage } : {}) })}\n\n`;
     if (body.stream) response.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+    const promptLength = this.engine.tokenize(body.prompt, true).length;
+    let generated = 0;
+    const running = (tokens: number) =>
+      body.stream_options?.continuous_usage_stats ? { prompt_tokens: promptLength, completion_tokens: (generated += tokens), total_tokens: promptLength + generated } : undefined;
     const result = await this.engine.complete({
       prompt: body.prompt,
       maxTokens: body.max_tokens ?? 16,
@@ -262,7 +271,7 @@ export class OpenAiCompatibleTestServer {
       stop: typeof body.stop === "string" ? [body.stop] : body.stop,
       topLogprobs: body.logprobs,
       signal: abort.signal,
-      onText: body.stream ? (text) => response.write(event([{ index: 0, text, logprobs: null, finish_reason: null }])) : undefined,
+      onText: body.stream ? (text, tokens) => response.write(event([{ index: 0, text, logprobs: null, finish_reason: null }], running(tokens))) : undefined,
     });
     if (abort.signal.aborted) return;
     const usage = { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens, total_tokens: result.usage.promptTokens + result.usage.completionTokens };

@@ -117,6 +117,10 @@ export class EmbeddedEngine {
         throw new ContextLengthError(promptLength, sequence.contextSize);
       }
       let lastToken: Token | undefined;
+      // Tokens sampled so far: a chunk's last token is sampled but not yet in the context. Each text chunk carries the
+      // tokens since the previous one, markup the chat wrapper hides (harmony's channels, Qwen's <think>) included.
+      let sampled = 0;
+      let reported = 0;
       const response = await chat.generateResponse(toHistory(request.messages), {
         maxTokens: request.maxTokens ?? 256,
         temperature: request.temperature ?? 0,
@@ -129,18 +133,22 @@ export class EmbeddedEngine {
         signal: request.signal,
         stopOnAbortSignal: true,
         onResponseChunk: (chunk) => {
-          lastToken = chunk.tokens.at(-1) ?? lastToken;
+          if (chunk.tokens.length === 0) return;
+          lastToken = chunk.tokens.at(-1);
+          sampled = Math.max(sampled, sequence.nextTokenIndex - promptLength + 1);
           if (chunk.text === "" || !request.onChunk) return;
-          request.onChunk({ kind: chunk.type === "segment" && chunk.segmentType === "thought" ? "reasoning" : "content", text: chunk.text });
+          request.onChunk({ kind: chunk.type === "segment" && chunk.segmentType === "thought" ? "reasoning" : "content", text: chunk.text, tokens: sampled - reported });
+          reported = sampled;
         },
       });
       let reasoning = "";
       for (const part of response.fullResponse) if (typeof part !== "string" && part.segmentType === "thought") reasoning += part.text;
       const stop = response.metadata.stopReason;
       const contextTokens = sequence.contextTokens;
-      // The context holds every assistant token but the last sampled one, which is never evaluated.
+      // The context holds every assistant token but the last sampled one when generation stopped at the length limit
+      // or on an abort (it was streamed, so it counts).
       const generated = contextTokens.slice(promptLength);
-      if (stop === "maxTokens" && lastToken !== undefined) generated.push(lastToken);
+      if (sampled > generated.length && lastToken !== undefined) generated.push(lastToken);
       const completionTokens = generated.length + (stop === "eogToken" ? 1 : 0);
       const reasoningTokens = reasoning === "" ? 0 : Math.min(completionTokens, this.model.tokenize(reasoning).length);
       const result: ChatResult = {
@@ -174,6 +182,7 @@ export class EmbeddedEngine {
       if (prompt.length >= sequence.contextSize) throw new ContextLengthError(prompt.length, sequence.contextSize);
       await sequence.clearHistory();
       const generated: Token[] = [];
+      let unsent = 0;
       const response = await completion.generateCompletionWithMeta(prompt, {
         maxTokens: request.maxTokens ?? 256,
         temperature: request.temperature ?? 0,
@@ -186,7 +195,10 @@ export class EmbeddedEngine {
         onToken: (tokens) => {
           const visible = tokens.filter((token) => !this.model.isEogToken(token));
           append(generated, tokens);
-          if (visible.length > 0) request.onText?.(this.model.detokenize(visible, true));
+          unsent += tokens.length;
+          if (visible.length === 0) return;
+          request.onText?.(this.model.detokenize(visible, true), unsent);
+          unsent = 0;
         },
       });
       const stop = response.metadata.stopReason;

@@ -37,7 +37,8 @@ export interface ChatRequest {
   /** Return this many exact top log-probs for every generated token (teacher-forced re-score). */
   topLogprobs?: number;
   signal?: AbortSignal;
-  onChunk?: (chunk: { kind: "content" | "reasoning"; text: string }) => void;
+  /** Text as it is generated, with how many generated tokens it carries (those of text-less chunks before it included). */
+  onChunk?: (chunk: { kind: "content" | "reasoning"; text: string; tokens: number }) => void;
 }
 
 export interface ChatResult {
@@ -62,8 +63,8 @@ export interface CompletionRequest {
   stop?: readonly string[];
   topLogprobs?: number;
   signal?: AbortSignal;
-  /** Text as it is generated, special tokens (e.g. `<think>`) included. */
-  onText?: (text: string) => void;
+  /** Text as it is generated, special tokens (e.g. `<think>`) included, with how many tokens it carries. */
+  onText?: (text: string, tokens: number) => void;
 }
 
 export interface CompletionResult {

@@ -270,12 +270,11 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         throw new ApiError(503, "the credit ledger is unavailable; nothing was charged", { code: "ledger_unavailable", retryAfterSeconds: 1 });
       });
       const results: GenerationResult[] = [];
-      let streamed = 0;
       let outcome = "ok";
       let settled = false;
       try {
         if (stream) {
-          await streamResponse({ route, id: request.id, model, generation, n, promptTokens, includeUsage: body.stream_options?.include_usage === true, reply, lease, started, results, committed, onTokens: (tokens) => (streamed += tokens), config, logger, metrics });
+          await streamResponse({ route, id: request.id, model, generation, n, promptTokens, includeUsage: body.stream_options?.include_usage === true, reply, lease, started, results, committed, config, logger, metrics });
         } else {
           const generated = Promise.all(Array.from({ length: n }, () => model.generate(generation)));
           generated.catch(() => undefined);
@@ -284,7 +283,6 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
         }
       } catch (error) {
         outcome = abort.aborted ? "cancelled" : "error";
-        if (results.length === 0 && streamed > 0) results.push({ content: "", reasoning: "", finishReason: "stop", promptTokens, completionTokens: streamed });
         if (!durable) throw error;
         if (!stream) throw generationError(error);
         logger.log("warn", "api.stream_failed", { requestId: request.id, error: errorMessage(error) });

@@ -5,7 +5,7 @@ import { generationError } from "./http/error-mapping.ts";
 import { chatLogprobs, legacyLogprobs, usageOf } from "./http/render.ts";
 import type { Lease } from "./limits/limiter.ts";
 import type { ApiMetrics } from "./metrics.ts";
-import type { GenerationRequest, GenerationResult, ServedModel } from "./models/served-model.ts";
+import { partialOf, type GenerationRequest, type GenerationResult, type ServedModel } from "./models/served-model.ts";
 
 type Delta = Parameters<NonNullable<GenerationRequest["onDelta"]>>[0];
 
@@ -26,7 +26,6 @@ export interface StreamOptions {
   results: GenerationResult[];
   /** The hold's commit: nothing is sent before it. */
   committed: Promise<void>;
-  onTokens: (tokens: number) => void;
   config: Pick<ServeConfig, "streamBufferBytes">;
   logger: Logger;
   metrics: ApiMetrics;
@@ -39,7 +38,7 @@ export interface StreamOptions {
  * streamed is in `results` (to be charged).
  */
 export async function streamResponse(stream: StreamOptions): Promise<void> {
-  const { route, id, model, generation, n, promptTokens, reply, lease, started, results, committed, onTokens, config, logger, metrics } = stream;
+  const { route, id, model, generation, n, promptTokens, reply, lease, started, results, committed, config, logger, metrics } = stream;
   const raw = reply.raw;
   const created = Math.floor(Date.now() / 1000);
   const object = route === "chat" ? "chat.completion.chunk" : "text_completion";
@@ -77,7 +76,6 @@ export async function streamResponse(stream: StreamOptions): Promise<void> {
       first = false;
     }
     streamed[index]! += delta.tokens;
-    onTokens(delta.tokens);
     lease.addTokens(delta.tokens);
     if (route === "chat") send([{ index, delta: delta.kind === "reasoning" ? { reasoning_content: delta.text } : { content: delta.text }, logprobs: null, finish_reason: null }]);
     else send([{ index, text: delta.text, logprobs: null, finish_reason: null }]);
@@ -94,17 +92,25 @@ export async function streamResponse(stream: StreamOptions): Promise<void> {
   const stopAll = n > 1 ? generation.cancel.child() : undefined;
   const cancel = stopAll ?? generation.cancel;
   const finished = new Array<GenerationResult | undefined>(n);
+  // What a choice that failed had produced, as its model counted it (an upstream's usage or tokenizer).
+  const partials = new Array<GenerationResult | undefined>(n);
   const generations = Array.from({ length: n }, (_, index) => {
     // One choice generates from the request's own object; several each from a copy, with their own callback.
     const choice = n === 1 ? generation : { ...generation };
     choice.cancel = cancel;
     choice.onDelta = (delta) => (early ? early.push({ index, delta }) : emit(index, delta));
-    return model.generate(choice).then((result) => {
-      finished[index] = result;
-      if (early) early.push({ index, result });
-      else finish(index, result);
-      return result;
-    });
+    return model.generate(choice).then(
+      (result) => {
+        finished[index] = result;
+        if (early) early.push({ index, result });
+        else finish(index, result);
+        return result;
+      },
+      (error: unknown) => {
+        partials[index] = partialOf(error);
+        throw error;
+      },
+    );
   });
   const all = Promise.all(generations);
   all.catch(() => stopAll?.abort(new Error("another choice failed")));
@@ -124,11 +130,15 @@ export async function streamResponse(stream: StreamOptions): Promise<void> {
   } catch (error) {
     stopped = true;
     closing = true;
-    // What every choice streamed is charged: the finished ones as they reported, the others as far as they got (nothing if they sent nothing).
+    // What every choice streamed is charged: the finished ones as they reported, the others as far as they got (nothing
+    // if they sent nothing), by their model's count where it gave one, else by the tokens their deltas carried.
     for (let index = 0; index < n; index++) {
       const done = finished[index];
+      const partial = partials[index];
       if (done) results.push(done);
-      else if (streamed[index]! > 0) results.push({ content: "", reasoning: "", finishReason: "stop", promptTokens, completionTokens: streamed[index]! });
+      else if (streamed[index]! === 0) continue;
+      else if (partial) results.push({ ...partial, promptTokens: partial.promptTokens || promptTokens, completionTokens: Math.min(partial.completionTokens, generation.maxTokens) });
+      else results.push({ content: "", reasoning: "", finishReason: "stop", promptTokens, completionTokens: Math.min(streamed[index]!, generation.maxTokens) });
     }
     // Headers are sent: the stream ends with an error event in the OpenAI shape (then [DONE], after settlement).
     if (!raw.destroyed) raw.write(`data: ${JSON.stringify(generationError(error).body())}\n\n`);

@@ -24,6 +24,14 @@ export const servedModelSchema = z
     upstreams: z.array(z.url()).min(1).optional(),
     upstreamModel: z.string().optional().describe("the model name the upstreams serve (default: name)"),
     sequences: z.number().int().min(1).max(64).default(1),
+    streamUsage: z
+      .enum(["final", "continuous"])
+      .default("final")
+      .describe("upstreams: 'continuous' asks for usage on every stream event (vLLM's stream_options.continuous_usage_stats), so a cut stream is charged the upstream's own count"),
+    tokenizer: z
+      .enum(["qwen", "gemma", "gptoss"])
+      .optional()
+      .describe("upstreams: the model's tokenizer family; without per-event usage, a stream cut before its usage is charged this tokenizer's count of the text it streamed"),
     price: z.object({ inputPerMillion: micros, outputPerMillion: micros }).strict(),
     maxTokens: z.number().int().min(1).default(1024).describe("the most a request may generate"),
     timeoutMs: z

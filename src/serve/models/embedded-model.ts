@@ -49,7 +49,7 @@ export class EmbeddedServedModel implements ServedModel {
     const logprobs = (list: { text: string; logprob: number; top: { text: string; logprob: number }[] }[] | undefined) =>
       list?.map((t) => ({ token: t.text, logprob: t.logprob, top: t.top.map((o) => ({ token: o.text, logprob: o.logprob })) }));
     if (request.prompt !== undefined) {
-      const result = await this.engine.complete({ ...common, prompt: request.prompt, onText: request.onDelta ? (text) => request.onDelta!({ kind: "content", text, tokens: 1 }) : undefined });
+      const result = await this.engine.complete({ ...common, prompt: request.prompt, onText: request.onDelta ? (text, tokens) => request.onDelta!({ kind: "content", text, tokens }) : undefined });
       return { content: result.text, reasoning: "", finishReason: result.finishReason === "length" ? "length" : "stop", promptTokens: result.usage.promptTokens, completionTokens: result.usage.completionTokens, logprobs: logprobs(result.logprobs) };
     }
     const result = await this.engine.chat({
@@ -57,7 +57,7 @@ export class EmbeddedServedModel implements ServedModel {
       json: request.json,
       jsonSchema: request.jsonSchema?.schema,
       messages: this.messages(request),
-      onChunk: request.onDelta ? (chunk) => request.onDelta!({ kind: chunk.kind, text: chunk.text, tokens: 1 }) : undefined,
+      onChunk: request.onDelta,
     });
     return {
       content: result.content,

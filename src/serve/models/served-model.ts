@@ -63,3 +63,16 @@ export interface ServedModel {
 export function costOf(price: ServedModelConfig["price"], promptTokens: number, completionTokens: number): number {
   return Math.ceil((promptTokens * price.inputPerMillion + completionTokens * price.outputPerMillion) / 1_000_000);
 }
+
+const PARTIAL = Symbol("partial generation");
+
+/** Marks a generation's failure with what it had produced (to be charged): the model's own count, not one per event. */
+export function withPartial<E>(error: E, partial: GenerationResult): E {
+  if (typeof error === "object" && error !== null) Object.defineProperty(error, PARTIAL, { value: partial });
+  return error;
+}
+
+/** What a failed generation had produced, where its model said. */
+export function partialOf(error: unknown): GenerationResult | undefined {
+  return typeof error === "object" && error !== null ? ((error as Record<symbol, GenerationResult | undefined>)[PARTIAL] ?? undefined) : undefined;
+}

@@ -1,8 +1,10 @@
 import type { z } from "zod";
 import type { ServedModelConfig } from "../../core/config/serve-schema.ts";
-import { chatChunkSchema, chatCompletionSchema, completionSchema, modelsSchema, reasoningOf } from "../../openai/protocol.ts";
+import { chatChunkSchema, chatCompletionSchema, completionSchema, modelsSchema, reasoningOf, type WireUsage } from "../../openai/protocol.ts";
 import { ModelError, type ModelErrorKind } from "../../core/model-error.ts";
-import type { GenerationRequest, GenerationResult, ServedModel } from "./served-model.ts";
+import { referenceTokenizer } from "../../tokenizers/index.ts";
+import type { ReferenceTokenizer } from "../../tokenizers/reference-tokenizer.ts";
+import { withPartial, type GenerationRequest, type GenerationResult, type ServedModel } from "./served-model.ts";
 import { UpstreamClient } from "./upstream-client.ts";
 
 interface Upstream {
@@ -42,8 +44,11 @@ const FAILOVER_KINDS = new Set<ModelErrorKind>(["unreachable", "overloaded", "ra
 export class UpstreamServedModel implements ServedModel {
   private readonly upstreams: Upstream[];
   private readonly timer: NodeJS.Timeout;
+  /** Counts the text of a stream cut before its usage (see `streamTokens`). */
+  private readonly tokenizer: ReferenceTokenizer | undefined;
 
   constructor(readonly config: ServedModelConfig) {
+    this.tokenizer = config.tokenizer ? referenceTokenizer(config.tokenizer) : undefined;
     this.upstreams = (config.upstreams ?? []).map((url) => ({
       url,
       client: new UpstreamClient(url, `upstream ${config.name}`, config.timeoutMs),
@@ -121,7 +126,7 @@ export class UpstreamServedModel implements ServedModel {
     else if (request.json) body.response_format = { type: "json_object" };
     if (stream) {
       body.stream = true;
-      body.stream_options = { include_usage: true };
+      body.stream_options = this.config.streamUsage === "continuous" ? { include_usage: true, continuous_usage_stats: true } : { include_usage: true };
     }
     const chat = request.prompt === undefined;
     if (chat) body.messages = request.messages;
@@ -132,7 +137,7 @@ export class UpstreamServedModel implements ServedModel {
     }
     const path = chat ? "/chat/completions" : "/completions";
     const result: GenerationResult = { content: "", reasoning: "", finishReason: "stop", promptTokens: 0, completionTokens: 0 };
-    let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
+    let usage: WireUsage | undefined;
     if (!stream) {
       if (chat) {
         const parsed = await upstream.client.json("POST", path, body, request.cancel, chatCompletionSchema);
@@ -150,42 +155,67 @@ export class UpstreamServedModel implements ServedModel {
         usage = parsed.usage ?? undefined;
       }
     } else {
-      // Each event as it comes (no stream or async iteration between the socket and here).
-      await upstream.client.stream(path, body, request.cancel, (data) => {
-        onOutput();
-        const json = parseEvent(data, this.config.name);
-        if (chat) {
-          const chunk = checked(chatChunkSchema, json, this.config.name);
-          usage = chunk.usage ?? usage;
-          for (const choice of chunk.choices) {
-            const reasoning = reasoningOf(choice.delta);
-            if (reasoning) {
-              result.reasoning += reasoning;
-              request.onDelta!({ kind: "reasoning", text: reasoning, tokens: 1 });
+      // A stream's tokens as they come: the upstream's running usage where it sends one, else the model's tokenizer over
+      // each event's text, else one per event (a lower bound).
+      let counted = 0;
+      const tokensOf = (text: string, eventUsage: WireUsage | null | undefined): number => {
+        const total = eventUsage ? eventUsage.completion_tokens : counted + (this.tokenizer ? this.tokenizer.encodeText(text).length : 1);
+        const tokens = Math.max(0, total - counted);
+        counted += tokens;
+        return tokens;
+      };
+      try {
+        // Each event as it comes (no stream or async iteration between the socket and here).
+        await upstream.client.stream(path, body, request.cancel, (data) => {
+          onOutput();
+          const json = parseEvent(data, this.config.name);
+          if (chat) {
+            const chunk = checked(chatChunkSchema, json, this.config.name);
+            usage = chunk.usage ?? usage;
+            for (const choice of chunk.choices) {
+              const reasoning = reasoningOf(choice.delta);
+              if (reasoning) {
+                result.reasoning += reasoning;
+                request.onDelta!({ kind: "reasoning", text: reasoning, tokens: tokensOf(reasoning, chunk.usage) });
+              }
+              if (choice.delta?.content) {
+                result.content += choice.delta.content;
+                request.onDelta!({ kind: "content", text: choice.delta.content, tokens: tokensOf(choice.delta.content, chunk.usage) });
+              }
+              if (choice.finish_reason) result.finishReason = choice.finish_reason === "length" ? "length" : "stop";
             }
-            if (choice.delta?.content) {
-              result.content += choice.delta.content;
-              request.onDelta!({ kind: "content", text: choice.delta.content, tokens: 1 });
+          } else {
+            const chunk = checked(completionSchema, json, this.config.name);
+            usage = chunk.usage ?? usage;
+            for (const choice of chunk.choices) {
+              if (choice.text) {
+                result.content += choice.text;
+                request.onDelta!({ kind: "content", text: choice.text, tokens: tokensOf(choice.text, chunk.usage) });
+              }
+              if (choice.finish_reason) result.finishReason = choice.finish_reason === "length" ? "length" : "stop";
             }
-            if (choice.finish_reason) result.finishReason = choice.finish_reason === "length" ? "length" : "stop";
           }
-        } else {
-          const chunk = checked(completionSchema, json, this.config.name);
-          usage = chunk.usage ?? usage;
-          for (const choice of chunk.choices) {
-            if (choice.text) {
-              result.content += choice.text;
-              request.onDelta!({ kind: "content", text: choice.text, tokens: 1 });
-            }
-            if (choice.finish_reason) result.finishReason = choice.finish_reason === "length" ? "length" : "stop";
-          }
-        }
-      });
+        });
+      } catch (error) {
+        // Cut (the upstream failed, went silent, or the client left): charged what the stream carried, counted whole.
+        if (result.content === "" && result.reasoning === "") throw error;
+        throw withPartial(error, { ...result, promptTokens: usage?.prompt_tokens ?? 0, completionTokens: this.streamTokens(result, usage, counted) });
+      }
     }
     if (!usage) throw new ModelError(`upstream ${this.config.name}`, "bad-response", `${upstream.client.origin} reported no usage; metering needs it`);
     result.promptTokens = usage.prompt_tokens;
     result.completionTokens = usage.completion_tokens;
     return result;
+  }
+
+  /**
+   * The completion tokens of a stream cut before its final usage: the upstream's last running count; else the
+   * tokenizer's count of its whole text (exact, where per-event counts can split a token); else one per event.
+   */
+  private streamTokens(result: GenerationResult, usage: WireUsage | undefined, counted: number): number {
+    if (usage) return usage.completion_tokens;
+    if (!this.tokenizer) return counted;
+    return this.tokenizer.encodeText(result.reasoning).length + this.tokenizer.encodeText(result.content).length;
   }
 
   available(): boolean {
