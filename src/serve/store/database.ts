@@ -1,5 +1,5 @@
 import SQLite from "better-sqlite3";
-import { Kysely, PostgresDialect, SqliteDialect, sql, type CreateTableBuilder } from "kysely";
+import { Kysely, PostgresDialect, SqliteDialect, sql } from "kysely";
 import pg from "pg";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
@@ -7,6 +7,7 @@ import { FileError, InputError, errorMessage } from "../../core/errors.ts";
 import { SILENT_LOGGER, type Logger } from "../../core/logger.ts";
 import { withoutPassword } from "../../core/urls.ts";
 import { WalCheckpointer } from "./checkpointer.ts";
+import { migrate } from "./migrations.ts";
 
 /**
  * The tables of the paid API. Money is integer micro-units (bigint), time is
@@ -81,7 +82,6 @@ export interface Database {
     logprobs: number;
     temperature: number | null;
   };
-  meta: { name: string; value: string };
 }
 
 export type Db = Kysely<Database>;
@@ -163,7 +163,7 @@ function closeOnUnansweredQuery(client: pg.PoolClient): void {
 }
 
 /**
- * Opens `sqlite:<path>` (or `sqlite::memory:`) or `postgres://…`, and creates the schema if needed.
+ * Opens `sqlite:<path>` (or `sqlite::memory:`) or `postgres://…`, and migrates its schema to this release's.
  * `statementTimeoutMs` (PostgreSQL; the server's): see `postgresDb`.
  */
 export async function openDatabase(url: string, logger: Logger = SILENT_LOGGER, options: { statementTimeoutMs?: number } = {}): Promise<{ db: Db; kind: StoreKind; sqlite?: SQLite.Database; checkpointer?: WalCheckpointer }> {
@@ -218,107 +218,4 @@ export async function openDatabase(url: string, logger: Logger = SILENT_LOGGER, 
   }
   if (kind === "sqlite") await migrate(db, kind);
   return { db, kind, sqlite, checkpointer };
-}
-
-/** 2: holds as authorizations (`holds`, `balances.held`), a `requests` row per settled request, clustered tables. */
-const SCHEMA_VERSION = 2;
-
-async function migrate(db: Db, kind: StoreKind): Promise<void> {
-  await db.schema.createTable("meta").ifNotExists().addColumn("name", "text", (c) => c.primaryKey()).addColumn("value", "text", (c) => c.notNull()).execute();
-  const version = await db.selectFrom("meta").select("value").where("name", "=", "schema_version").executeTakeFirst();
-  // A version-1 store had no meta table, and a `reservations` table (looked up on the search path, not in every schema).
-  const v1 =
-    kind === "sqlite"
-      ? (await sql<{ n: number }>`select count(*) as n from sqlite_master where name = 'reservations'`.execute(db)).rows[0]!.n > 0
-      : (await sql<{ t: string | null }>`select to_regclass('reservations')::text as t`.execute(db)).rows[0]!.t !== null;
-  if (version ? Number(version.value) !== SCHEMA_VERSION : v1) {
-    throw new InputError(
-      `this store was made by ${version ? `schema version ${version.value}` : "an earlier Avocado (schema version 1)"}; this Avocado uses version ${SCHEMA_VERSION}. Export its usage (avocado billing usage) and start a new store`,
-    );
-  }
-  await db.schema.createTable("orgs").ifNotExists().addColumn("id", "text", (c) => c.primaryKey()).addColumn("name", "text", (c) => c.notNull().unique()).addColumn("created_at", "bigint", (c) => c.notNull()).execute();
-  await db.schema
-    .createTable("api_keys")
-    .ifNotExists()
-    .addColumn("id", "text", (c) => c.primaryKey())
-    .addColumn("org_id", "text", (c) => c.notNull().references("orgs.id"))
-    .addColumn("name", "text", (c) => c.notNull())
-    .addColumn("prefix", "text", (c) => c.notNull())
-    .addColumn("hash", "text", (c) => c.notNull().unique())
-    .addColumn("scopes", "text")
-    .addColumn("plan", "text", (c) => c.notNull())
-    .addColumn("rpm", "integer")
-    .addColumn("tpm", "integer")
-    .addColumn("concurrency", "integer")
-    .addColumn("expires_at", "bigint")
-    .addColumn("revoked_at", "bigint")
-    .addColumn("created_at", "bigint", (c) => c.notNull())
-    .addColumn("rotated_from", "text")
-    .execute();
-  // SQLite: clustered on the key (no rowid), so a time-ordered id appends to one hot page.
-  const clustered = (builder: CreateTableBuilder<string>) => (kind === "sqlite" ? builder.modifyEnd(sql`without rowid`) : builder);
-  await clustered(
-    db.schema
-      .createTable("balances")
-      .ifNotExists()
-      .addColumn("account", "text", (c) => c.primaryKey())
-      .addColumn("org_id", "text")
-      .addColumn("amount", "bigint", (c) => c.notNull())
-      .addColumn("held", "bigint", (c) => c.notNull().defaultTo(0)),
-  ).execute();
-  await clustered(
-    db.schema
-      .createTable("ledger_transactions")
-      .ifNotExists()
-      .addColumn("id", "text", (c) => c.primaryKey())
-      .addColumn("kind", "text", (c) => c.notNull())
-      .addColumn("org_id", "text")
-      .addColumn("request_id", "text")
-      .addColumn("memo", "text", (c) => c.notNull())
-      .addColumn("created_at", "bigint", (c) => c.notNull()),
-  ).execute();
-  await clustered(
-    db.schema
-      .createTable("ledger_entries")
-      .ifNotExists()
-      .addColumn("transaction_id", "text", (c) => c.notNull().references("ledger_transactions.id"))
-      .addColumn("account", "text", (c) => c.notNull())
-      .addColumn("amount", "bigint", (c) => c.notNull())
-      .addPrimaryKeyConstraint("ledger_entries_pk", ["transaction_id", "account"]),
-  ).execute();
-  await clustered(
-    db.schema
-      .createTable("holds")
-      .ifNotExists()
-      .addColumn("request_id", "text", (c) => c.primaryKey())
-      .addColumn("org_id", "text", (c) => c.notNull())
-      .addColumn("key_id", "text", (c) => c.notNull())
-      .addColumn("model", "text", (c) => c.notNull())
-      .addColumn("amount", "bigint", (c) => c.notNull())
-      .addColumn("created_at", "bigint", (c) => c.notNull())
-      .addColumn("instance", "text", (c) => c.notNull()),
-  ).execute();
-  await clustered(
-    db.schema
-      .createTable("requests")
-      .ifNotExists()
-      .addColumn("request_id", "text", (c) => c.primaryKey())
-      .addColumn("org_id", "text", (c) => c.notNull())
-      .addColumn("key_id", "text", (c) => c.notNull())
-      .addColumn("model", "text", (c) => c.notNull())
-      .addColumn("held", "bigint", (c) => c.notNull())
-      .addColumn("charged", "bigint", (c) => c.notNull())
-      .addColumn("prompt_tokens", "integer", (c) => c.notNull())
-      .addColumn("completion_tokens", "integer", (c) => c.notNull())
-      .addColumn("outcome", "text", (c) => c.notNull())
-      .addColumn("created_at", "bigint", (c) => c.notNull())
-      .addColumn("settled_at", "bigint", (c) => c.notNull())
-      .addColumn("day", "text", (c) => c.notNull())
-      .addColumn("prompt_simhash", "text")
-      .addColumn("logprobs", "integer", (c) => c.notNull().defaultTo(-1))
-      .addColumn("temperature", kind === "postgres" ? "double precision" : "real"),
-  ).execute();
-  // Per key in time: extraction signals, and (through the org's keys) usage and invoices.
-  await db.schema.createIndex("requests_key_time").ifNotExists().on("requests").columns(["key_id", "created_at"]).execute();
-  await db.insertInto("meta").values({ name: "schema_version", value: String(SCHEMA_VERSION) }).onConflict((c) => c.column("name").doNothing()).execute();
 }

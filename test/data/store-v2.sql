@@ -1,0 +1,40 @@
+-- A store made by the release before the migrator (schema version 2, its meta table), kept for the upgrade test.
+-- Made through that release's Store: 2 orgs, 2 keys (one revoked; the other's secret is avo_XhFxM2k-cmdc9q_JL0Vl6W6GDmhhIgiK),
+-- 2 grants, 3 settled requests and 1 still in flight.
+CREATE TABLE "meta" ("name" text primary key, "value" text not null);
+CREATE TABLE "orgs" ("id" text primary key, "name" text not null unique, "created_at" bigint not null);
+CREATE TABLE "api_keys" ("id" text primary key, "org_id" text not null references "orgs" ("id"), "name" text not null, "prefix" text not null, "hash" text not null unique, "scopes" text, "plan" text not null, "rpm" integer, "tpm" integer, "concurrency" integer, "expires_at" bigint, "revoked_at" bigint, "created_at" bigint not null, "rotated_from" text);
+CREATE TABLE "balances" ("account" text primary key, "org_id" text, "amount" bigint not null, "held" bigint default 0 not null) without rowid;
+CREATE TABLE "ledger_transactions" ("id" text primary key, "kind" text not null, "org_id" text, "request_id" text, "memo" text not null, "created_at" bigint not null) without rowid;
+CREATE TABLE "ledger_entries" ("transaction_id" text not null references "ledger_transactions" ("id"), "account" text not null, "amount" bigint not null, constraint "ledger_entries_pk" primary key ("transaction_id", "account")) without rowid;
+CREATE TABLE "holds" ("request_id" text primary key, "org_id" text not null, "key_id" text not null, "model" text not null, "amount" bigint not null, "created_at" bigint not null, "instance" text not null) without rowid;
+CREATE TABLE "requests" ("request_id" text primary key, "org_id" text not null, "key_id" text not null, "model" text not null, "held" bigint not null, "charged" bigint not null, "prompt_tokens" integer not null, "completion_tokens" integer not null, "outcome" text not null, "created_at" bigint not null, "settled_at" bigint not null, "day" text not null, "prompt_simhash" text, "logprobs" integer default -1 not null, "temperature" real) without rowid;
+CREATE INDEX "requests_key_time" on "requests" ("key_id", "created_at");
+insert into "meta" ("name", "value") values ('schema_version', '2');
+insert into "orgs" ("id", "name", "created_at") values ('org_01a242b43c059921b7dc06d8df6bb67', 'acme', 1796415437829);
+insert into "orgs" ("id", "name", "created_at") values ('org_01a242b43c09ce7a109111207c9b23b', 'beta', 1796415437833);
+insert into "api_keys" ("id", "org_id", "name", "prefix", "hash", "scopes", "plan", "rpm", "tpm", "concurrency", "expires_at", "revoked_at", "created_at", "rotated_from") values ('key_01a242b43c06f32786f7301eb8cbfe3', 'org_01a242b43c059921b7dc06d8df6bb67', 'prod', 'avo_XhFxM2k-', 'b03990652a1ae39e915d5cc23650c925cee3ed62a3fca922e86ad17f1767e079', null, 'default', 60, null, null, null, null, 1796415437830, null);
+insert into "api_keys" ("id", "org_id", "name", "prefix", "hash", "scopes", "plan", "rpm", "tpm", "concurrency", "expires_at", "revoked_at", "created_at", "rotated_from") values ('key_01a242b43c075bb73adece289169ad1', 'org_01a242b43c059921b7dc06d8df6bb67', 'old', 'avo_rYVNqP5s', 'a019e70bbed863d94b5aee01f4c48ae466919b797bc6e14550039532541a4b09', null, 'default', null, null, null, null, 1700000000000, 1796415437831, null);
+insert into "balances" ("account", "org_id", "amount", "held") values ('org:org_01a242b43c059921b7dc06d8df6bb67:credit', 'org_01a242b43c059921b7dc06d8df6bb67', 4999907, 50000);
+insert into "balances" ("account", "org_id", "amount", "held") values ('org:org_01a242b43c09ce7a109111207c9b23b:credit', 'org_01a242b43c09ce7a109111207c9b23b', 1000000, 0);
+insert into "balances" ("account", "org_id", "amount", "held") values ('system:issued', null, -6000000, 0);
+insert into "balances" ("account", "org_id", "amount", "held") values ('system:revenue', null, 93, 0);
+insert into "ledger_transactions" ("id", "kind", "org_id", "request_id", "memo", "created_at") values ('charge:req-0', 'charge', 'org_01a242b43c059921b7dc06d8df6bb67', 'req-0', 'avocado-tiny: 10 prompt + 20 completion tokens (ok)', 1796415437834);
+insert into "ledger_transactions" ("id", "kind", "org_id", "request_id", "memo", "created_at") values ('charge:req-1', 'charge', 'org_01a242b43c059921b7dc06d8df6bb67', 'req-1', 'avocado-tiny: 11 prompt + 21 completion tokens (ok)', 1796415437835);
+insert into "ledger_transactions" ("id", "kind", "org_id", "request_id", "memo", "created_at") values ('charge:req-2', 'charge', 'org_01a242b43c059921b7dc06d8df6bb67', 'req-2', 'avocado-tiny: 12 prompt + 22 completion tokens (ok)', 1796415437836);
+insert into "ledger_transactions" ("id", "kind", "org_id", "request_id", "memo", "created_at") values ('grant:topup-1', 'grant', 'org_01a242b43c059921b7dc06d8df6bb67', null, 'first top-up', 1796415437832);
+insert into "ledger_transactions" ("id", "kind", "org_id", "request_id", "memo", "created_at") values ('grant:topup-2', 'grant', 'org_01a242b43c09ce7a109111207c9b23b', null, 'credit', 1796415437833);
+insert into "ledger_entries" ("transaction_id", "account", "amount") values ('charge:req-0', 'org:org_01a242b43c059921b7dc06d8df6bb67:credit', -30);
+insert into "ledger_entries" ("transaction_id", "account", "amount") values ('charge:req-0', 'system:revenue', 30);
+insert into "ledger_entries" ("transaction_id", "account", "amount") values ('charge:req-1', 'org:org_01a242b43c059921b7dc06d8df6bb67:credit', -31);
+insert into "ledger_entries" ("transaction_id", "account", "amount") values ('charge:req-1', 'system:revenue', 31);
+insert into "ledger_entries" ("transaction_id", "account", "amount") values ('charge:req-2', 'org:org_01a242b43c059921b7dc06d8df6bb67:credit', -32);
+insert into "ledger_entries" ("transaction_id", "account", "amount") values ('charge:req-2', 'system:revenue', 32);
+insert into "ledger_entries" ("transaction_id", "account", "amount") values ('grant:topup-1', 'org:org_01a242b43c059921b7dc06d8df6bb67:credit', 5000000);
+insert into "ledger_entries" ("transaction_id", "account", "amount") values ('grant:topup-1', 'system:issued', -5000000);
+insert into "ledger_entries" ("transaction_id", "account", "amount") values ('grant:topup-2', 'org:org_01a242b43c09ce7a109111207c9b23b:credit', 1000000);
+insert into "ledger_entries" ("transaction_id", "account", "amount") values ('grant:topup-2', 'system:issued', -1000000);
+insert into "holds" ("request_id", "org_id", "key_id", "model", "amount", "created_at", "instance") values ('req-open', 'org_01a242b43c059921b7dc06d8df6bb67', 'key_01a242b43c06f32786f7301eb8cbfe3', 'avocado-tiny', 50000, 1796415437836, 'i-old');
+insert into "requests" ("request_id", "org_id", "key_id", "model", "held", "charged", "prompt_tokens", "completion_tokens", "outcome", "created_at", "settled_at", "day", "prompt_simhash", "logprobs", "temperature") values ('req-0', 'org_01a242b43c059921b7dc06d8df6bb67', 'key_01a242b43c06f32786f7301eb8cbfe3', 'avocado-tiny', 100000, 30, 10, 20, 'ok', 1796415437834, 1796415437834, '2026-12-04', '00ff00ff00ff00ff', -1, 0.7);
+insert into "requests" ("request_id", "org_id", "key_id", "model", "held", "charged", "prompt_tokens", "completion_tokens", "outcome", "created_at", "settled_at", "day", "prompt_simhash", "logprobs", "temperature") values ('req-1', 'org_01a242b43c059921b7dc06d8df6bb67', 'key_01a242b43c06f32786f7301eb8cbfe3', 'avocado-tiny', 100000, 31, 11, 21, 'ok', 1796415437835, 1796415437835, '2026-12-04', '00ff00ff00ff00ff', -1, 0.7);
+insert into "requests" ("request_id", "org_id", "key_id", "model", "held", "charged", "prompt_tokens", "completion_tokens", "outcome", "created_at", "settled_at", "day", "prompt_simhash", "logprobs", "temperature") values ('req-2', 'org_01a242b43c059921b7dc06d8df6bb67', 'key_01a242b43c06f32786f7301eb8cbfe3', 'avocado-tiny', 100000, 32, 12, 22, 'ok', 1796415437836, 1796415437836, '2026-12-04', '00ff00ff00ff00ff', -1, 0.7);
