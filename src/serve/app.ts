@@ -13,7 +13,7 @@ import { type Lease, type Limiter, type LimitScope } from "./limits/limiter.ts";
 import { ExtractionMonitor, simhash } from "./extraction.ts";
 import { ApiMetrics } from "./metrics.ts";
 import { streamResponse } from "./stream-response.ts";
-import { Cancel } from "./models/cancel.ts";
+import { Cancel } from "../core/cancel.ts";
 import { costOf, type GenerationRequest, type GenerationResult, type ServedModel } from "./models/served-model.ts";
 import { InsufficientCreditError, type Hold, type Store } from "./store/store.ts";
 import type { SettleUsage } from "./store/ledger.ts";

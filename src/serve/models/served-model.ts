@@ -1,5 +1,5 @@
 import type { ServedModelConfig } from "../../core/config/serve-schema.ts";
-import type { Cancel } from "./cancel.ts";
+import type { Cancel } from "../../core/cancel.ts";
 
 export interface ServedMessage {
   role: "system" | "developer" | "user" | "assistant";

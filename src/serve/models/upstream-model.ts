@@ -5,11 +5,11 @@ import { ModelError, type ModelErrorKind } from "../../core/model-error.ts";
 import { referenceTokenizer } from "../../tokenizers/index.ts";
 import type { ReferenceTokenizer } from "../../tokenizers/reference-tokenizer.ts";
 import { withPartial, type GenerationRequest, type GenerationResult, type ServedModel } from "./served-model.ts";
-import { UpstreamClient } from "./upstream-client.ts";
+import { OpenAiClient } from "../../openai/client.ts";
 
 interface Upstream {
   url: string;
-  client: UpstreamClient;
+  client: OpenAiClient;
   outstanding: number;
   healthy: boolean;
 }
@@ -51,7 +51,7 @@ export class UpstreamServedModel implements ServedModel {
     this.tokenizer = config.tokenizer ? referenceTokenizer(config.tokenizer) : undefined;
     this.upstreams = (config.upstreams ?? []).map((url) => ({
       url,
-      client: new UpstreamClient(url, `upstream ${config.name}`, config.timeoutMs),
+      client: new OpenAiClient({ label: `upstream ${config.name}`, baseUrl: url, timeoutMs: config.timeoutMs }),
       outstanding: 0,
       healthy: true,
     }));

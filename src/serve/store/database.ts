@@ -5,6 +5,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { FileError, InputError, errorMessage } from "../../core/errors.ts";
 import { SILENT_LOGGER, type Logger } from "../../core/logger.ts";
+import { NETWORK_ERRNO } from "../../core/network-errors.ts";
 import { withoutPassword } from "../../core/urls.ts";
 import { WalCheckpointer } from "./checkpointer.ts";
 import { migrate } from "./migrations.ts";
@@ -99,7 +100,6 @@ const PG_CONNECT_TIMEOUT_MS = 5_000;
  * operator intervention, and a statement or lock wait cancelled by the statement timeout (57014, 55P03).
  */
 const UNAVAILABLE_SQLSTATE = /^(08|53|57P|57014|55P03)/;
-const UNAVAILABLE_ERRNO = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN", "EPIPE"]);
 
 /**
  * Whether an error means the store cannot be reached or used right now (so the
@@ -110,7 +110,7 @@ export function storeUnavailable(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   // The SQLite ledger's own: its tables failed and could not be rebuilt from its journal (LedgerUnavailableError).
   if (code === "ledger_unavailable") return true;
-  if (typeof code === "string" && (UNAVAILABLE_ERRNO.has(code) || (code.length === 5 && UNAVAILABLE_SQLSTATE.test(code)))) return true;
+  if (typeof code === "string" && (NETWORK_ERRNO.has(code) || (code.length === 5 && UNAVAILABLE_SQLSTATE.test(code)))) return true;
   // node-postgres's own words for a connection that broke or never came.
   return error instanceof Error && /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout)/.test(error.message);
 }

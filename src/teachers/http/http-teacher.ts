@@ -18,7 +18,7 @@ import {
   tokenizeSchema,
   type WireUsage,
 } from "../../openai/protocol.ts";
-import { Transport } from "./transport.ts";
+import { OpenAiClient } from "../../openai/client.ts";
 
 export interface HttpTeacherOptions {
   name: string;
@@ -60,20 +60,14 @@ export class HttpTeacher implements Teacher {
   readonly family: TeacherFamily;
   readonly capabilities: TeacherCapabilities;
   private readonly dialect: Dialect;
-  private readonly transport: Transport;
+  private readonly client: OpenAiClient;
 
   constructor(private readonly options: HttpTeacherOptions) {
     this.name = options.name;
     this.family = options.family;
     this.dialect = DIALECTS[options.engine];
     if (options.family === "generic" && !options.template) throw new ModelError(options.name, "bad-request", "the generic family needs a chat template (chatTemplate: a tokenizer_config.json)");
-    this.transport = new Transport({
-      teacher: options.name,
-      baseUrl: options.baseUrl,
-      apiKey: options.apiKey,
-      headers: options.headers ?? {},
-      maxResponseBytes: options.maxResponseBytes ?? 16 * 1024 * 1024,
-    });
+    this.client = new OpenAiClient({ label: options.name, baseUrl: options.baseUrl, apiKey: options.apiKey, headers: options.headers, maxResponseBytes: options.maxResponseBytes });
     this.capabilities = {
       streaming: true,
       logprobs: true,
@@ -86,32 +80,33 @@ export class HttpTeacher implements Teacher {
 
   /** Removes this teacher's secrets from a text (for callers that log responses or errors). */
   redact(text: string): string {
-    return this.transport.redact(text);
+    return this.client.redact(text);
   }
 
   async generate(request: TeacherRequest): Promise<TeacherResponse> {
     const started = performance.now();
     const generic = this.family === "generic";
-    const response = await this.transport.send("POST", generic ? "/completions" : "/chat/completions", this.body(request, false), request.signal);
+    const path = generic ? "/completions" : "/chat/completions";
+    const body = this.body(request, false);
     const acc = this.empty();
     if (generic) {
-      const body = await this.transport.json(response, completionSchema, request.signal, "completion");
-      const choice = body.choices[0];
+      const answer = await this.client.json("POST", path, body, request.signal, completionSchema, "the completion");
+      const choice = answer.choices[0];
       if (!choice) throw new ModelError(this.name, "bad-response", "the completion has no choices");
       acc.raw = choice.text ?? "";
       acc.finishReason = choice.finish_reason ?? undefined;
       acc.logprobs = legacyLogprobsToTokens(choice.logprobs, request.topLogprobs ?? 0);
-      acc.usage = body.usage ?? undefined;
-      acc.model = body.model;
+      acc.usage = answer.usage ?? undefined;
+      acc.model = answer.model;
     } else {
-      const body = await this.transport.json(response, chatCompletionSchema, request.signal, "chat completion");
-      const choice = body.choices[0]!;
+      const answer = await this.client.json("POST", path, body, request.signal, chatCompletionSchema, "the chat completion");
+      const choice = answer.choices[0]!;
       acc.content = choice.message.content ?? "";
       acc.reasoning = reasoningOf(choice.message);
       acc.finishReason = choice.finish_reason ?? undefined;
       acc.logprobs = chatLogprobsToTokens(choice.logprobs?.content, request.topLogprobs ?? 0);
-      acc.usage = body.usage ?? undefined;
-      acc.model = body.model;
+      acc.usage = answer.usage ?? undefined;
+      acc.model = answer.model;
     }
     return this.finish(acc, request, performance.now() - started);
   }
@@ -119,12 +114,12 @@ export class HttpTeacher implements Teacher {
   async *stream(request: TeacherRequest): AsyncGenerator<TeacherEvent> {
     const started = performance.now();
     const generic = this.family === "generic";
-    const response = await this.transport.send("POST", generic ? "/completions" : "/chat/completions", this.body(request, true), request.signal);
+    const body = this.body(request, true);
     const acc = this.empty();
     // Servers without a reasoning parser leave <think> / harmony channels in the content: split it here.
     const splitter = new StreamingReasoningSplitter(this.family);
     try {
-      for await (const data of this.transport.events(response, request.signal)) {
+      for await (const data of this.client.events(generic ? "/completions" : "/chat/completions", body, request.signal)) {
         let json: unknown;
         try {
           json = JSON.parse(data);
@@ -132,7 +127,7 @@ export class HttpTeacher implements Teacher {
           throw new ModelError(this.name, "bad-response", `a stream event is not JSON (${JSON.stringify(data.slice(0, 80))})`);
         }
         if (json && typeof json === "object" && "error" in json) {
-          throw new ModelError(this.name, "server", this.transport.redact(`the server reported an error mid-stream: ${JSON.stringify((json as { error: unknown }).error).slice(0, 300)}`));
+          throw new ModelError(this.name, "server", this.client.redact(`the server reported an error mid-stream: ${JSON.stringify((json as { error: unknown }).error).slice(0, 300)}`));
         }
         acc.chunks++;
         if (generic) {
@@ -183,13 +178,14 @@ export class HttpTeacher implements Teacher {
     const continuation = await this.tokenize({ model: this.options.model, prompt: request.continuation, add_special_tokens: false }, request.signal);
     if (continuation.length === 0) throw new ModelError(this.name, "bad-request", "the continuation to score is empty");
     const topK = Math.min(request.topLogprobs ?? 0, this.dialect.maxTopLogprobs);
-    const response = await this.transport.send(
+    const body = await this.client.json(
       "POST",
       "/completions",
       { model: this.options.model, prompt: [...prefix, ...continuation], max_tokens: 1, temperature: 0, prompt_logprobs: topK },
       request.signal,
+      completionSchema,
+      "the prompt log-probs",
     );
-    const body = await this.transport.json(response, completionSchema, request.signal, "prompt log-probs");
     const entries = body.choices[0]?.prompt_logprobs;
     if (!entries || entries.length !== prefix.length + continuation.length) {
       throw new ModelError(this.name, "bad-response", `expected ${prefix.length + continuation.length} prompt log-probs, got ${entries?.length ?? "none"}`);
@@ -205,17 +201,18 @@ export class HttpTeacher implements Teacher {
   async health(signal?: AbortSignal): Promise<TeacherHealth> {
     const started = performance.now();
     try {
-      const response = await this.transport.send("GET", "/models", undefined, signal ?? AbortSignal.timeout(10_000));
-      const models = await this.transport.json(response, modelsSchema, signal, "model list");
+      const models = await this.client.json("GET", "/models", undefined, signal ?? AbortSignal.timeout(10_000), modelsSchema, "the model list");
       const served = models.data.map((m) => m.id);
       const ok = served.includes(this.options.model);
       return { ok, latencyMs: performance.now() - started, detail: ok ? `serves ${this.options.model}` : `does not serve ${this.options.model} (it serves ${served.join(", ") || "nothing"})` };
     } catch (error) {
-      return { ok: false, latencyMs: performance.now() - started, detail: error instanceof ModelError ? error.message : this.transport.redact(String(error)) };
+      return { ok: false, latencyMs: performance.now() - started, detail: error instanceof ModelError ? error.message : this.client.redact(String(error)) };
     }
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.client.close();
+  }
 
   private body(request: TeacherRequest, stream: boolean): Record<string, unknown> {
     const maxTokens = Math.min(request.maxTokens ?? this.options.maxTokens ?? 1024, this.options.maxTokens ?? Number.MAX_SAFE_INTEGER);
@@ -245,8 +242,7 @@ export class HttpTeacher implements Teacher {
   }
 
   private async tokenize(body: Record<string, unknown>, signal: AbortSignal | undefined): Promise<number[]> {
-    const response = await this.transport.send("POST", "//tokenize", body, signal);
-    return (await this.transport.json(response, tokenizeSchema, signal, "tokenize")).tokens;
+    return (await this.client.json("POST", "//tokenize", body, signal, tokenizeSchema, "the tokenization")).tokens;
   }
 
   private empty(): Accumulated {

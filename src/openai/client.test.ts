@@ -1,9 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { modelsSchema } from "../../openai/protocol.ts";
-import { ModelError } from "../../core/model-error.ts";
-import { UpstreamClient } from "./upstream-client.ts";
+import { modelsSchema } from "./protocol.ts";
+import { ModelError } from "../core/model-error.ts";
+import { OpenAiClient } from "./client.ts";
 
 /**
  * The non-stream path to an upstream (undici's dispatch API): every way an
@@ -11,9 +11,9 @@ import { UpstreamClient } from "./upstream-client.ts";
  * Small node:http servers play the upstream: these are edges (a body cut off,
  * a body too large, a hang) that no real engine here produces on demand.
  */
-describe("UpstreamClient.json", () => {
+describe("OpenAiClient.json", () => {
   const servers: Server[] = [];
-  const clients: UpstreamClient[] = [];
+  const clients: OpenAiClient[] = [];
   afterEach(async () => {
     for (const client of clients.splice(0)) await client.close();
     for (const server of servers.splice(0)) {
@@ -22,7 +22,7 @@ describe("UpstreamClient.json", () => {
     }
   });
 
-  async function upstream(handler: (request: IncomingMessage, response: ServerResponse, body: string) => void): Promise<UpstreamClient> {
+  async function upstream(handler: (request: IncomingMessage, response: ServerResponse, body: string) => void): Promise<OpenAiClient> {
     const server = createServer((request, response) => {
       let body = "";
       request.setEncoding("utf8");
@@ -31,7 +31,7 @@ describe("UpstreamClient.json", () => {
     });
     servers.push(server);
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const client = new UpstreamClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, "upstream test");
+    const client = new OpenAiClient({ label: "upstream test", baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1` });
     clients.push(client);
     return client;
   }
@@ -96,7 +96,7 @@ describe("UpstreamClient.json", () => {
 
   it("refuses a body that is not JSON, or not the documented format", async () => {
     const html = await upstream((_request, response) => response.end("<html>oops</html>"));
-    expect((await failure(html.json("GET", "/models", undefined, undefined, modelsSchema))).message).toMatch(/the body is not JSON/);
+    expect((await failure(html.json("GET", "/models", undefined, undefined, modelsSchema))).message).toMatch(/the answer is not JSON/);
     const wrong = await upstream((_request, response) => response.end('{"data":"none"}'));
     const error = await failure(wrong.json("GET", "/models", undefined, undefined, modelsSchema));
     expect([error.kind, /not the documented format/.test(error.message)]).toEqual(["bad-response", true]);
@@ -119,7 +119,7 @@ describe("UpstreamClient.json", () => {
       setTimeout(() => response.socket?.destroy(), 10);
     });
     expect((await failure(cut.json("GET", "/models", undefined, undefined, modelsSchema))).kind).toBe("truncated-stream");
-    const closed = new UpstreamClient("http://127.0.0.1:1/v1", "upstream test");
+    const closed = new OpenAiClient({ label: "upstream test", baseUrl: "http://127.0.0.1:1/v1" });
     clients.push(closed);
     const error = await failure(closed.json("GET", "/models", undefined, undefined, modelsSchema));
     expect([error.kind, /ECONNREFUSED/.test(error.message)]).toEqual(["unreachable", true]);
