@@ -1,6 +1,7 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { teacherGguf } from "../../test/fixtures.ts";
+import { isJsonPrefix } from "../../test/json-prefix.ts";
 import { freshStore } from "../../test/stores.ts";
 import { serveSchema } from "../core/config/serve-schema.ts";
 import { JsonLogger } from "../core/logger.ts";
@@ -109,7 +110,20 @@ for (const kind of ["sqlite", "postgres"] as const) {
       const answer = await client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "What is 25*12?" }], max_tokens: 64, temperature: 0, response_format: { type: "json_object" } });
       const content = answer.choices[0]!.message.content!;
       expect(content.trimStart()).toMatch(/^[{[]/);
+      // Cut at max_tokens or not, what was written is JSON so far; whole when it stopped.
+      expect(isJsonPrefix(content)).toBe(true);
       if (answer.choices[0]!.finish_reason === "stop") expect(() => JSON.parse(content) as unknown).not.toThrow();
+      // A schema whose every answer is short makes it stop: then the JSON is whole, always.
+      const schema = { type: "object", properties: { unit: { enum: ["g", "kg"] } }, required: ["unit"], additionalProperties: false };
+      const bounded = await client.chat.completions.create({
+        model: "avocado-tiny",
+        messages: [{ role: "user", content: "What is 25*12?" }],
+        max_tokens: 64,
+        temperature: 0,
+        response_format: { type: "json_schema", json_schema: { name: "unit", schema, strict: true } },
+      });
+      expect(bounded.choices[0]!.finish_reason).toBe("stop");
+      expect(["g", "kg"]).toContain((JSON.parse(bounded.choices[0]!.message.content!) as { unit: string }).unit);
     });
 
     it("follows a JSON schema with response_format json_schema (structured outputs), and refuses one its grammar cannot enforce", async () => {
