@@ -9,8 +9,8 @@ export type HttpEngine = (typeof HTTP_ENGINES)[number];
  * Everything else is the shared OpenAI chat-completions protocol.
  */
 export interface Dialect {
-  /** The most `top_logprobs` the server accepts per token (vLLM's default --max-logprobs is 20, TGI caps at 5). */
-  maxTopLogprobs: number;
+  /** The most `top_logprobs` the server accepts per token (vLLM's default --max-logprobs is 20, TGI caps at 5); undefined: it serves none. */
+  maxTopLogprobs: number | undefined;
   /** How a given continuation is scored: vLLM's `prompt_logprobs` on /v1/completions (ids from its /tokenize), or not at all. */
   score: "prompt-logprobs" | "none";
   /** Extra request fields for thinking on/off and reasoning effort. */
@@ -43,9 +43,9 @@ export const DIALECTS: Record<HttpEngine, Dialect> = {
   },
   // llama.cpp server: `n_probs` is its native name for top-k probabilities (older builds ignore `top_logprobs`).
   llamacpp: { maxTopLogprobs: 20, score: "none", reasoningFields: templateKwargs, logprobFields: (k) => ({ n_probs: k }) },
-  // Ollama /v1: `reasoning_effort` switches thinking models, "none" turns thinking off.
+  // Ollama /v1: `reasoning_effort` switches thinking models, "none" turns thinking off; its request has no log-prob fields.
   ollama: {
-    maxTopLogprobs: 20,
+    maxTopLogprobs: undefined,
     score: "none",
     reasoningFields: (request) =>
       request.reasoningEffort !== undefined ? { reasoning_effort: request.reasoningEffort } : request.thinking === false ? { reasoning_effort: "none" } : {},

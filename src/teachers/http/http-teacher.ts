@@ -70,8 +70,8 @@ export class HttpTeacher implements Teacher {
     this.client = new OpenAiClient({ label: options.name, baseUrl: options.baseUrl, apiKey: options.apiKey, headers: options.headers, maxResponseBytes: options.maxResponseBytes });
     this.capabilities = {
       streaming: true,
-      logprobs: true,
-      maxTopLogprobs: this.dialect.maxTopLogprobs,
+      logprobs: this.dialect.maxTopLogprobs !== undefined,
+      maxTopLogprobs: this.dialect.maxTopLogprobs ?? 0,
       score: this.dialect.score !== "none",
       reasoning: options.family !== "gemma",
       tokenIds: "engine",
@@ -177,7 +177,7 @@ export class HttpTeacher implements Teacher {
     const prefix = await this.tokenize(prefixBody, request.signal);
     const continuation = await this.tokenize({ model: this.options.model, prompt: request.continuation, add_special_tokens: false }, request.signal);
     if (continuation.length === 0) throw new ModelError(this.name, "bad-request", "the continuation to score is empty");
-    const topK = Math.min(request.topLogprobs ?? 0, this.dialect.maxTopLogprobs);
+    const topK = Math.min(request.topLogprobs ?? 0, this.dialect.maxTopLogprobs ?? 0);
     const body = await this.client.json(
       "POST",
       "/completions",
@@ -217,7 +217,10 @@ export class HttpTeacher implements Teacher {
   private body(request: TeacherRequest, stream: boolean): Record<string, unknown> {
     const maxTokens = Math.min(request.maxTokens ?? this.options.maxTokens ?? 1024, this.options.maxTokens ?? Number.MAX_SAFE_INTEGER);
     const topLogprobs = request.topLogprobs;
-    if (topLogprobs !== undefined && topLogprobs > this.dialect.maxTopLogprobs) {
+    if (topLogprobs !== undefined && this.dialect.maxTopLogprobs === undefined) {
+      throw new ModelError(this.name, "unsupported", `${this.options.engine} serves no log-probs`);
+    }
+    if (topLogprobs !== undefined && topLogprobs > this.dialect.maxTopLogprobs!) {
       throw new ModelError(this.name, "bad-request", `top_logprobs ${topLogprobs} is more than ${this.options.engine} allows (${this.dialect.maxTopLogprobs})`);
     }
     const messages = prepareMessages(this.family, request.messages);
@@ -273,7 +276,11 @@ export class HttpTeacher implements Teacher {
       costMicros: callCost(this.options.price, usage, latencyMs, this.options.concurrency ?? 1),
       latencyMs,
     };
-    if (request.topLogprobs !== undefined) response.logprobs = acc.logprobs;
+    if (request.topLogprobs !== undefined) {
+      // Asked for and not given (a server that ignores the fields): an error, not an answer silently without them.
+      if (acc.logprobs.length === 0 && content + reasoning !== "") throw new ModelError(this.name, "bad-response", "log-probs were asked for and the server returned none");
+      response.logprobs = acc.logprobs;
+    }
     return response;
   }
 
