@@ -14,8 +14,11 @@ export function scratchFolder(name: string): string {
   return join(PROJECT_ROOT, ".avocado", "test-scratch", `${name}-${process.pid}`);
 }
 
-/** A raw prompt (Qwen's chat format) that the tiny Qwen continues until its length limit: a stream long enough to interrupt mid-way. */
-export const ENDLESS_QWEN_PROMPT = "<|im_start|>user\nReverse the word 'abcdefghijklmnop'.<|im_end|>\n<|im_start|>assistant\n<think>\nLetters:";
+/**
+ * A raw prompt (Qwen's chat format) that the tiny Qwen continues until its length limit, a pattern it repeats:
+ * a stream long enough to interrupt mid-way. (A real task ends: the test world's Qwen has learned to reverse words.)
+ */
+export const ENDLESS_QWEN_PROMPT = `<|im_start|>assistant\n<think>\nLetters:${" u g".repeat(12)}`;
 
 /** How a call of the openai client failed (its status, error code and headers), or undefined when it succeeded. */
 export async function failureOf(call: Promise<unknown>): Promise<{ status?: number; code?: string; headers?: Headers } | undefined> {

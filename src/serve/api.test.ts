@@ -1,6 +1,6 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { teacherGguf } from "../../test/fixtures.ts";
+import { ENDLESS_QWEN_PROMPT, teacherGguf } from "../../test/fixtures.ts";
 import { isJsonPrefix } from "../../test/json-prefix.ts";
 import { freshStore } from "../../test/stores.ts";
 import { serveSchema } from "../core/config/serve-schema.ts";
@@ -166,7 +166,7 @@ for (const kind of ["sqlite", "postgres"] as const) {
     });
 
     it("applies presence and frequency penalties (the engine's own), and refuses what it does not implement (tools, logit_bias) with 422", async () => {
-      const loop = "<|im_start|>user\nReverse the word 'abcdefghijklmnop'.<|im_end|>\n<|im_start|>assistant\n<think>\nLetters:";
+      const loop = ENDLESS_QWEN_PROMPT;
       const plain = await client.completions.create({ model: "avocado-tiny", prompt: loop, max_tokens: 32, temperature: 0 });
       const penalized = await client.completions.create({ model: "avocado-tiny", prompt: loop, max_tokens: 32, temperature: 0, frequency_penalty: 2, presence_penalty: 0.5 });
       // The tiny model loops on two tokens; penalized, it cannot keep repeating them.

@@ -133,19 +133,20 @@ describe("a cut stream is charged the tokens it generated, counted by the model'
     await drop?.();
   });
 
-  /** The settled requests, oldest first, once there are `count`. */
-  const settled = async (count: number) => {
-    const rows = () => api.store.db.selectFrom("requests").select(["model", "outcome", "completion_tokens"]).orderBy("created_at").execute();
-    for (const stop = Date.now() + 10_000; (await rows()).length < count; ) {
+  const rows = () => api.store.db.selectFrom("requests").select(["model", "outcome", "completion_tokens"]).orderBy("created_at").execute();
+  /** The requests settled after the first `before`, once there are `count` of them. */
+  const settledAfter = async (before: number, count: number) => {
+    for (const stop = Date.now() + 10_000; (await rows()).length < before + count; ) {
       if (Date.now() > stop) throw new Error(`fewer than ${count} requests settled`);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    return rows();
+    return (await rows()).slice(before);
   };
 
   it("on a local GGUF: the client leaves mid-stream; the charge is the tokens of exactly the text generated", async () => {
+    const before = (await rows()).length;
     const received = await streamedText(api, key, "local", 48, 6);
-    const [row] = await settled(1);
+    const [row] = await settledAfter(before, 1);
     expect(row).toMatchObject({ model: "local", outcome: "cancelled" });
     const charged = row!.completion_tokens;
     // What was generated, token for token: the same greedy continuation, cut at the charged length.
@@ -161,35 +162,34 @@ describe("a cut stream is charged the tokens it generated, counted by the model'
   });
 
   it("on a local GGUF, a chat: every token sampled is charged, the markup its chat format hides included", async () => {
-    const before = (await settled(2)).length;
+    const before = (await rows()).length;
     const question = "Reverse the word 'abcdefghij'.";
     const received = await streamedText(api, key, "local", 48, 6, question);
-    const row = (await settled(before + 1))[before]!;
+    const [row] = await settledAfter(before, 1);
     expect(row).toMatchObject({ model: "local", outcome: "cancelled" });
-    // Greedy, cut at the charged length: the model opens its reasoning with "<think>" and "\n" (two tokens no delta shows).
-    const client = new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
-    const whole = await client.chat.completions.create({ model: "local", messages: [{ role: "user", content: question }], max_tokens: row.completion_tokens, temperature: 0 });
-    const reasoning = (whole.choices[0]!.message as { reasoning_content?: string }).reasoning_content ?? "";
-    expect(reasoning.startsWith(received)).toBe(true);
-    expect(row.completion_tokens).toBe(2 + qwen.encodeText(reasoning).length);
+    // Greedy again, streamed and cut at the charged length: what the cut stream generated, as text.
+    const again = await streamedText(api, key, "local", row!.completion_tokens, undefined, question);
+    expect(again.startsWith(received)).toBe(true);
+    // The model opens its reasoning with "<think>" and "\n", two tokens no delta shows; every other token is text.
+    expect(row!.completion_tokens).toBe(2 + qwen.encodeText(again).length);
     // The client read six deltas: all of them, and what came before them, are charged.
-    expect(row.completion_tokens).toBeGreaterThanOrEqual(2 + qwen.encodeText(received).length);
+    expect(row!.completion_tokens).toBeGreaterThanOrEqual(2 + qwen.encodeText(received).length);
   });
 
   it("through an upstream that dies mid-stream: charged its own running usage, or the tokenizer's count of the text", async () => {
-    const before = (await settled(4)).length;
+    const before = (await rows()).length;
     const continuous = await streamedText(api, key, "cut-continuous", 48);
     const counted = await streamedText(api, key, "cut-tokenizer", 48);
-    const rows = (await settled(before + 2)).slice(before);
-    expect(rows.map((row) => [row.model, row.outcome])).toEqual([
+    const cut = await settledAfter(before, 2);
+    expect(cut.map((row) => [row.model, row.outcome])).toEqual([
       ["cut-continuous", "error"],
       ["cut-tokenizer", "error"],
     ]);
     // The proxy let 4 events of 3 tokens through; both models saw the same greedy continuation.
     expect(continuous).toBe(counted);
     expect(qwen.encodeText(continuous)).toHaveLength(12);
-    expect(rows[0]!.completion_tokens).toBe(qwen.encodeText(continuous).length);
-    expect(rows[1]!.completion_tokens).toBe(qwen.encodeText(counted).length);
+    expect(cut[0]!.completion_tokens).toBe(qwen.encodeText(continuous).length);
+    expect(cut[1]!.completion_tokens).toBe(qwen.encodeText(counted).length);
     expect((await api.store.audit()).problems).toEqual([]);
   });
 });

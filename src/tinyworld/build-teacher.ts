@@ -19,7 +19,7 @@ import { writeShards } from "../train/shards.ts";
 import { evaluateOnWorld, type SkillScore } from "./evaluate.ts";
 import type { SkillName } from "./skill.ts";
 import { FAMILY_LICENCES, teacherArchitecture, teacherOptimization, type TeacherSpec } from "./teacher-specs.ts";
-import type { World, WorldSize } from "./world.ts";
+import { WORLD_SIZES, type World, type WorldSize } from "./world.ts";
 
 /** Bump when the build's output for the same inputs changes. */
 export const BUILD_VERSION = 1;
@@ -63,8 +63,14 @@ function trainerCodeHash(): string {
   return trainerHash;
 }
 
+/** Everything a teacher is made from: its spec, data, trainer code and optimization (so a change of any rebuilds it). */
 function buildKey(options: BuildTeacherOptions): string {
-  return sha256(stableStringify({ version: BUILD_VERSION, trainer: trainerCodeHash(), spec: options.spec, size: options.size, seed: options.seed, steps: options.steps ?? null })).slice(0, 16);
+  const world = { size: options.size, ...WORLD_SIZES[options.size] };
+  return sha256(stableStringify({ version: BUILD_VERSION, trainer: trainerCodeHash(), spec: options.spec, world, seed: options.seed, optimization: optimizationOf(options) })).slice(0, 16);
+}
+
+function optimizationOf(options: BuildTeacherOptions) {
+  return { ...teacherOptimization(options.size), ...(options.steps ? { steps: options.steps, warmupSteps: Math.min(10, options.steps) } : {}) };
 }
 
 /** A cached teacher is reused when its card's build key matches and its GGUF hash still checks. */
@@ -143,7 +149,7 @@ export async function buildTeacher(options: BuildTeacherOptions): Promise<Teache
     await writeFileAtomic(keyFile, key);
   }
   await writeShards(join(trainFolder, "shards"), vocabulary.size, sequences, { family: spec.family, fullIds: [...vocabulary.fullIds] });
-  const optimization = { ...teacherOptimization(options.size), ...(options.steps ? { steps: options.steps, warmupSteps: Math.min(10, options.steps) } : {}) };
+  const optimization = optimizationOf(options);
   const result = await runTrainer(
     {
       shards: join(trainFolder, "shards"),

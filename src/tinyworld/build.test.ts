@@ -33,6 +33,18 @@ describe("tinyworld build", () => {
     expect(JSON.parse(await readFile(join(TEST_WORKSPACE, "teachers", "tiny-gemma", "card.json"), "utf8")).licence.name).toMatch(/Gemma Terms of Use/);
   });
 
+  it("taught each teacher its skills: an accuracy floor on the skills it trained on, none on the others", async () => {
+    const accuracy = JSON.parse(await readFile(join(TEST_WORKSPACE, "teachers", "accuracy.json"), "utf8")) as Record<string, { skills: string[]; accuracy: Record<string, { accuracy: number }> }>;
+    for (const [name, { skills, accuracy: bySkill }] of Object.entries(accuracy)) {
+      const trained = skills.map((skill) => bySkill[skill]!.accuracy);
+      const unseen = SKILL_NAMES.filter((skill) => !skills.includes(skill)).map((skill) => bySkill[skill]!.accuracy);
+      // At the test size (500 steps), each learns two of its three skills (arithmetic needs the default size's 900).
+      expect(trained.reduce((sum, a) => sum + a, 0) / trained.length, `${name}: mean on its skills`).toBeGreaterThanOrEqual(0.2);
+      expect(Math.max(...trained), `${name}: its best skill`).toBeGreaterThanOrEqual(0.3);
+      for (const a of unseen) expect(a, `${name}: a skill it never saw`).toBeLessThanOrEqual(0.05);
+    }
+  });
+
   it("is deterministic (same seed → same GGUF, by hash) and cached", async () => {
     const build = (workspace: string) => buildTinyWorld({ workspace, size: "test", seed: 99, python: PYTHON, threads: 1, progress: new SilentProgress(), only: ["tiny-gemma"], steps: 20 });
     const first = await build(join(scratch, "one"));

@@ -13,7 +13,7 @@ export function parseWorldSize(value: string): WorldSize {
 
 export const WORLD_SIZES: Record<WorldSize, { trainPerSkill: number; evalPerSkill: number }> = {
   default: { trainPerSkill: 3000, evalPerSkill: 60 },
-  test: { trainPerSkill: 500, evalPerSkill: 12 },
+  test: { trainPerSkill: 500, evalPerSkill: 24 },
 };
 
 export interface SkillSplit {
