@@ -1,4 +1,5 @@
 import js from "@eslint/js";
+import stylistic from "@stylistic/eslint-plugin";
 import tseslint from "typescript-eslint";
 
 /**
@@ -6,7 +7,21 @@ import tseslint from "typescript-eslint";
  * it that it must not import (tests included). What two stages share lives below
  * both: the OpenAI protocol in src/openai/, errors in src/core/.
  */
-const STAGES = ["core", "tokenizers", "chat", "openai", "engine", "export", "teachers", "tinyworld", "distill", "train", "evals", "serve", "cli"];
+const STAGES = [
+  "core",
+  "tokenizers",
+  "chat",
+  "openai",
+  "engine",
+  "export",
+  "teachers",
+  "tinyworld",
+  "distill",
+  "train",
+  "evals",
+  "serve",
+  "cli",
+];
 const FORBIDDEN = {
   core: STAGES.filter((stage) => stage !== "core"),
   openai: STAGES.filter((stage) => stage !== "core" && stage !== "openai"),
@@ -24,7 +39,14 @@ const stageRules = Object.entries(FORBIDDEN).map(([stage, above]) => ({
   rules: {
     "no-restricted-imports": [
       "error",
-      { patterns: [{ regex: `(^|/)(${above.join("|")})/`, message: `src/${stage}/ imports only stages below it (see docs/ARCHITECTURE.md)` }] },
+      {
+        patterns: [
+          {
+            regex: `(^|/)(${above.join("|")})/`,
+            message: `src/${stage}/ imports only stages below it (see docs/ARCHITECTURE.md)`,
+          },
+        ],
+      },
     ],
   },
 }));
@@ -34,10 +56,36 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    languageOptions: { globals: { process: "readonly", Buffer: "readonly", console: "readonly", setTimeout: "readonly", clearTimeout: "readonly", URL: "readonly", TextEncoder: "readonly", TextDecoder: "readonly", AbortController: "readonly", AbortSignal: "readonly" } },
+    languageOptions: {
+      globals: {
+        process: "readonly",
+        Buffer: "readonly",
+        console: "readonly",
+        setTimeout: "readonly",
+        clearTimeout: "readonly",
+        URL: "readonly",
+        TextEncoder: "readonly",
+        TextDecoder: "readonly",
+        AbortController: "readonly",
+        AbortSignal: "readonly",
+      },
+    },
+    plugins: { "@stylistic": stylistic },
     rules: {
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
       "@typescript-eslint/no-empty-function": "off",
+      // Prettier wraps code at 120 but never a comment or a string: comments are held to the same width here.
+      "@stylistic/max-len": [
+        "error",
+        {
+          code: 120,
+          comments: 120,
+          ignoreStrings: true,
+          ignoreTemplateLiterals: true,
+          ignoreRegExpLiterals: true,
+          ignoreUrls: true,
+        },
+      ],
     },
   },
   ...stageRules,

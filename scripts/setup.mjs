@@ -44,8 +44,13 @@ function torch() {
   const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
   const prefix = isRoot ? [] : ["sudo", "-n"];
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-  const apt = (args) => (isRoot ? run("apt-get", args, { env }) : run(prefix[0], [...prefix.slice(1), "apt-get", ...args], { env }));
-  if (apt(["update", "-qq"]) !== 0 || apt(["install", "-y", "-qq", "python3-torch", "libopenblas0-pthread"]) !== 0 || !canImportTorch(python)) {
+  const apt = (args) =>
+    isRoot ? run("apt-get", args, { env }) : run(prefix[0], [...prefix.slice(1), "apt-get", ...args], { env });
+  if (
+    apt(["update", "-qq"]) !== 0 ||
+    apt(["install", "-y", "-qq", "python3-torch", "libopenblas0-pthread"]) !== 0 ||
+    !canImportTorch(python)
+  ) {
     log(`could not install torch for ${python}; as root run: apt-get install python3-torch libopenblas0-pthread`);
     process.exit(1);
   }

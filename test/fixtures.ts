@@ -21,7 +21,9 @@ export function scratchFolder(name: string): string {
 export const ENDLESS_QWEN_PROMPT = `<|im_start|>assistant\n<think>\nLetters:${" u g".repeat(12)}`;
 
 /** How a call of the openai client failed (its status, error code and headers), or undefined when it succeeded. */
-export async function failureOf(call: Promise<unknown>): Promise<{ status?: number; code?: string; headers?: Headers } | undefined> {
+export async function failureOf(
+  call: Promise<unknown>,
+): Promise<{ status?: number; code?: string; headers?: Headers } | undefined> {
   return call.then(
     () => undefined,
     (error: unknown) => error as { status?: number; code?: string; headers?: Headers },

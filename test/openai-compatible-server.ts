@@ -32,14 +32,23 @@ const chatSchema = z.object({
   seed: z.number().int().optional(),
   stop: z.union([z.string(), z.array(z.string())]).optional(),
   stream: z.boolean().optional(),
-  stream_options: z.object({ include_usage: z.boolean().optional(), continuous_usage_stats: z.boolean().optional() }).optional(),
+  stream_options: z
+    .object({ include_usage: z.boolean().optional(), continuous_usage_stats: z.boolean().optional() })
+    .optional(),
   logprobs: z.boolean().optional(),
   top_logprobs: z.number().int().min(0).max(20).optional(),
-  chat_template_kwargs: z.object({ enable_thinking: z.boolean().optional(), reasoning_effort: z.enum(["low", "medium", "high"]).optional() }).optional(),
+  chat_template_kwargs: z
+    .object({ enable_thinking: z.boolean().optional(), reasoning_effort: z.enum(["low", "medium", "high"]).optional() })
+    .optional(),
   reasoning_effort: z.enum(["low", "medium", "high"]).optional(),
 });
 const tokenizeSchema = z.union([
-  z.object({ model: z.string(), messages: z.array(messageSchema), add_generation_prompt: z.boolean().optional(), chat_template_kwargs: chatSchema.shape.chat_template_kwargs }),
+  z.object({
+    model: z.string(),
+    messages: z.array(messageSchema),
+    add_generation_prompt: z.boolean().optional(),
+    chat_template_kwargs: chatSchema.shape.chat_template_kwargs,
+  }),
   z.object({ model: z.string(), prompt: z.string(), add_special_tokens: z.boolean().optional() }),
 ]);
 const completionSchema = z.object({
@@ -57,7 +66,9 @@ const textCompletionSchema = z.object({
   seed: z.number().int().optional(),
   stop: z.union([z.string(), z.array(z.string())]).optional(),
   stream: z.boolean().optional(),
-  stream_options: z.object({ include_usage: z.boolean().optional(), continuous_usage_stats: z.boolean().optional() }).optional(),
+  stream_options: z
+    .object({ include_usage: z.boolean().optional(), continuous_usage_stats: z.boolean().optional() })
+    .optional(),
   logprobs: z.number().int().min(0).max(20).optional(),
 });
 
@@ -82,7 +93,8 @@ async function readJson(request: IncomingMessage): Promise<unknown> {
 
 function parse<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
   const result = schema.safeParse(value);
-  if (!result.success) throw new HttpFailure(400, result.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
+  if (!result.success)
+    throw new HttpFailure(400, result.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
   return result.data;
 }
 
@@ -94,7 +106,14 @@ const bytes = (text: string) => [...Buffer.from(text, "utf8")];
 
 function chatLogprobs(logprobs: TokenLogprob[] | undefined) {
   return logprobs
-    ? { content: logprobs.map((t) => ({ token: t.text, logprob: t.logprob, bytes: bytes(t.text), top_logprobs: t.top.map((o) => ({ token: o.text, logprob: o.logprob, bytes: bytes(o.text) })) })) }
+    ? {
+        content: logprobs.map((t) => ({
+          token: t.text,
+          logprob: t.logprob,
+          bytes: bytes(t.text),
+          top_logprobs: t.top.map((o) => ({ token: o.text, logprob: o.logprob, bytes: bytes(o.text) })),
+        })),
+      }
     : null;
 }
 
@@ -118,7 +137,12 @@ export class OpenAiCompatibleTestServer {
       this.handle(request, response).catch((error: unknown) => {
         if (response.headersSent) return response.destroy();
         const status = error instanceof HttpFailure ? error.status : 500;
-        send(response, status, { object: "error", message: error instanceof Error ? error.message : String(error), type: status === 400 ? "BadRequestError" : "InternalServerError", code: status });
+        send(response, status, {
+          object: "error",
+          message: error instanceof Error ? error.message : String(error),
+          type: status === 400 ? "BadRequestError" : "InternalServerError",
+          code: status,
+        });
       });
     });
     await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
@@ -132,15 +156,21 @@ export class OpenAiCompatibleTestServer {
 
   private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const path = new URL(request.url ?? "/", "http://localhost").pathname;
-    if (this.options.apiKey && request.headers.authorization !== `Bearer ${this.options.apiKey}`) throw new HttpFailure(401, "invalid API key");
-    if (request.method === "GET" && path === "/v1/models") return send(response, 200, { object: "list", data: [{ id: this.options.model, object: "model", owned_by: "avocado-test" }] });
+    if (this.options.apiKey && request.headers.authorization !== `Bearer ${this.options.apiKey}`)
+      throw new HttpFailure(401, "invalid API key");
+    if (request.method === "GET" && path === "/v1/models")
+      return send(response, 200, {
+        object: "list",
+        data: [{ id: this.options.model, object: "model", owned_by: "avocado-test" }],
+      });
     if (request.method !== "POST") throw new HttpFailure(404, `no route ${request.method} ${path}`);
     const body = await readJson(request);
     this.received.push({ path, body });
     if (path === "/v1/chat/completions") return this.chat(parse(chatSchema, body), request, response);
     if (path === "/tokenize") return this.tokenize(parse(tokenizeSchema, body), response);
     if (path === "/v1/completions") {
-      if (body && typeof body === "object" && typeof (body as { prompt?: unknown }).prompt === "string") return this.textCompletion(parse(textCompletionSchema, body), response);
+      if (body && typeof body === "object" && typeof (body as { prompt?: unknown }).prompt === "string")
+        return this.textCompletion(parse(textCompletionSchema, body), response);
       return this.promptLogprobs(parse(completionSchema, body), response);
     }
     throw new HttpFailure(404, `no route POST ${path}`);
@@ -157,29 +187,47 @@ export class OpenAiCompatibleTestServer {
   /** Without a reasoning parser the client sees the model's raw text, markers included. */
   private rawText(reasoning: string, content: string): string {
     if (reasoning === "" && this.engine.family !== "gptoss") return content;
-    if (this.engine.family === "gptoss") return `<|channel|>analysis<|message|>${reasoning}<|end|><|start|>assistant<|channel|>final<|message|>${content}`;
+    if (this.engine.family === "gptoss")
+      return `<|channel|>analysis<|message|>${reasoning}<|end|><|start|>assistant<|channel|>final<|message|>${content}`;
     return `<think>\n${reasoning}\n</think>\n\n${content}`;
   }
 
-  private async chat(body: z.infer<typeof chatSchema>, request: IncomingMessage, response: ServerResponse): Promise<void> {
+  private async chat(
+    body: z.infer<typeof chatSchema>,
+    request: IncomingMessage,
+    response: ServerResponse,
+  ): Promise<void> {
     this.checkModel(body.model);
     const abort = new AbortController();
     response.on("close", () => abort.abort(new Error("client disconnected")));
     const field = this.options.reasoningField ?? "reasoning_content";
     const id = `chatcmpl-${++this.nextId}`;
     const created = Math.floor(Date.now() / 1000);
-    const chunk = (choices: unknown[], usage?: unknown) => `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices, ...(usage ? { usage } : {}) })}\n\n`;
+    const chunk = (choices: unknown[], usage?: unknown) =>
+      `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: body.model, choices, ...(usage ? { usage } : {}) })}\n\n`;
     if (body.stream) {
       response.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
-      response.write(chunk([{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]));
+      response.write(
+        chunk([{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]),
+      );
     }
     let sawContent = false;
     let inThought = false;
     // vLLM's continuous_usage_stats: every event carries the usage so far.
     const continuous = body.stream_options?.continuous_usage_stats === true;
-    const promptLength = continuous ? this.engine.promptTokens(this.messages(body.messages), { thinking: body.chat_template_kwargs?.enable_thinking }).length : 0;
+    const promptLength = continuous
+      ? this.engine.promptTokens(this.messages(body.messages), { thinking: body.chat_template_kwargs?.enable_thinking })
+          .length
+      : 0;
     let generated = 0;
-    const running = (tokens: number) => (continuous ? { prompt_tokens: promptLength, completion_tokens: (generated += tokens), total_tokens: promptLength + generated } : undefined);
+    const running = (tokens: number) =>
+      continuous
+        ? {
+            prompt_tokens: promptLength,
+            completion_tokens: (generated += tokens),
+            total_tokens: promptLength + generated,
+          }
+        : undefined;
     let result: ChatResult;
     try {
       result = await this.engine.chat({
@@ -204,7 +252,8 @@ export class OpenAiCompatibleTestServer {
                   text = (harmony ? "<|channel|>analysis<|message|>" : "<think>\n") + text;
                   inThought = true;
                 } else if (part.kind === "content" && !sawContent) {
-                  if (inThought) text = (harmony ? "<|end|><|start|>assistant<|channel|>final<|message|>" : "\n</think>\n\n") + text;
+                  if (inThought)
+                    text = (harmony ? "<|end|><|start|>assistant<|channel|>final<|message|>" : "\n</think>\n\n") + text;
                   else if (harmony) text = "<|channel|>final<|message|>" + text;
                   inThought = false;
                 }
@@ -220,7 +269,11 @@ export class OpenAiCompatibleTestServer {
       throw error;
     }
     if (abort.signal.aborted) return;
-    const usage = { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens, total_tokens: result.usage.promptTokens + result.usage.completionTokens };
+    const usage = {
+      prompt_tokens: result.usage.promptTokens,
+      completion_tokens: result.usage.completionTokens,
+      total_tokens: result.usage.promptTokens + result.usage.completionTokens,
+    };
     const finish = result.finishReason === "length" ? "length" : "stop";
     if (body.stream) {
       response.write(chunk([{ index: 0, delta: {}, logprobs: chatLogprobs(result.logprobs), finish_reason: finish }]));
@@ -228,7 +281,10 @@ export class OpenAiCompatibleTestServer {
       response.end("data: [DONE]\n\n");
       return;
     }
-    const message: Record<string, unknown> = { role: "assistant", content: field === "none" ? this.rawText(result.reasoning, result.content) : result.content };
+    const message: Record<string, unknown> = {
+      role: "assistant",
+      content: field === "none" ? this.rawText(result.reasoning, result.content) : result.content,
+    };
     if (field !== "none") message[field] = result.reasoning === "" ? null : result.reasoning;
     send(response, 200, {
       id,
@@ -244,7 +300,10 @@ export class OpenAiCompatibleTestServer {
     this.checkModel(body.model);
     const tokens =
       "messages" in body
-        ? this.engine.promptTokens(this.messages(body.messages), { thinking: body.chat_template_kwargs?.enable_thinking, reasoningEffort: body.chat_template_kwargs?.reasoning_effort })
+        ? this.engine.promptTokens(this.messages(body.messages), {
+            thinking: body.chat_template_kwargs?.enable_thinking,
+            reasoningEffort: body.chat_template_kwargs?.reasoning_effort,
+          })
         : this.engine.tokenize(body.prompt, true);
     send(response, 200, { count: tokens.length, max_model_len: 128, tokens });
   }
@@ -256,12 +315,19 @@ export class OpenAiCompatibleTestServer {
     response.on("close", () => abort.abort(new Error("client disconnected")));
     const id = `cmpl-${++this.nextId}`;
     const created = Math.floor(Date.now() / 1000);
-    const event = (choices: unknown[], usage?: unknown) => `data: ${JSON.stringify({ id, object: "text_completion", created, model: body.model, choices, ...(usage ? { usage } : {}) })}\n\n`;
+    const event = (choices: unknown[], usage?: unknown) =>
+      `data: ${JSON.stringify({ id, object: "text_completion", created, model: body.model, choices, ...(usage ? { usage } : {}) })}\n\n`;
     if (body.stream) response.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
     const promptLength = this.engine.tokenize(body.prompt, true).length;
     let generated = 0;
     const running = (tokens: number) =>
-      body.stream_options?.continuous_usage_stats ? { prompt_tokens: promptLength, completion_tokens: (generated += tokens), total_tokens: promptLength + generated } : undefined;
+      body.stream_options?.continuous_usage_stats
+        ? {
+            prompt_tokens: promptLength,
+            completion_tokens: (generated += tokens),
+            total_tokens: promptLength + generated,
+          }
+        : undefined;
     const result = await this.engine.complete({
       prompt: body.prompt,
       maxTokens: body.max_tokens ?? 16,
@@ -271,10 +337,17 @@ export class OpenAiCompatibleTestServer {
       stop: typeof body.stop === "string" ? [body.stop] : body.stop,
       topLogprobs: body.logprobs,
       signal: abort.signal,
-      onText: body.stream ? (text, tokens) => response.write(event([{ index: 0, text, logprobs: null, finish_reason: null }], running(tokens))) : undefined,
+      onText: body.stream
+        ? (text, tokens) =>
+            response.write(event([{ index: 0, text, logprobs: null, finish_reason: null }], running(tokens)))
+        : undefined,
     });
     if (abort.signal.aborted) return;
-    const usage = { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens, total_tokens: result.usage.promptTokens + result.usage.completionTokens };
+    const usage = {
+      prompt_tokens: result.usage.promptTokens,
+      completion_tokens: result.usage.completionTokens,
+      total_tokens: result.usage.promptTokens + result.usage.completionTokens,
+    };
     const logprobs = result.logprobs
       ? {
           tokens: result.logprobs.map((t) => t.text),
@@ -290,19 +363,35 @@ export class OpenAiCompatibleTestServer {
       response.end("data: [DONE]\n\n");
       return;
     }
-    send(response, 200, { id, object: "text_completion", created, model: body.model, choices: [{ index: 0, text: result.text, logprobs, finish_reason: finish }], usage });
+    send(response, 200, {
+      id,
+      object: "text_completion",
+      created,
+      model: body.model,
+      choices: [{ index: 0, text: result.text, logprobs, finish_reason: finish }],
+      usage,
+    });
   }
 
-  /** vLLM's prompt_logprobs: for each prompt position after the first, the actual token's entry plus the top-k, keyed by token id. */
+  /**
+   * vLLM's prompt_logprobs: for each prompt position after the first, the actual token's entry plus the top-k, keyed by
+   * token id.
+   */
   private async promptLogprobs(body: z.infer<typeof completionSchema>, response: ServerResponse): Promise<void> {
     this.checkModel(body.model);
     const [first, ...rest] = body.prompt as Token[];
     const scored = await this.engine.score([first!], rest, Math.max(body.prompt_logprobs, 1));
     const entries = scored.map((t) => {
       const entry: Record<string, { logprob: number; rank: number; decoded_token: string }> = {};
-      t.top.slice(0, body.prompt_logprobs).forEach((o, i) => (entry[String(o.token)] = { logprob: o.logprob, rank: i + 1, decoded_token: o.text }));
+      t.top
+        .slice(0, body.prompt_logprobs)
+        .forEach((o, i) => (entry[String(o.token)] = { logprob: o.logprob, rank: i + 1, decoded_token: o.text }));
       const rank = t.top.findIndex((o) => o.token === t.token);
-      entry[String(t.token)] = { logprob: t.logprob, rank: rank >= 0 ? rank + 1 : body.prompt_logprobs + 1, decoded_token: t.text };
+      entry[String(t.token)] = {
+        logprob: t.logprob,
+        rank: rank >= 0 ? rank + 1 : body.prompt_logprobs + 1,
+        decoded_token: t.text,
+      };
       return entry;
     });
     send(response, 200, {

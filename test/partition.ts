@@ -11,7 +11,10 @@ export class Partition {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
   port = 0;
-  /** While above 0, what clients send reaches the service this much later: a slow service, without stalling anyone else's connection to it. */
+  /**
+   * While above 0, what clients send reaches the service this much later: a slow service, without stalling anyone
+   * else's connection to it.
+   */
   delayMs = 0;
 
   constructor(private readonly target: { host: string; port: number }) {}
@@ -29,7 +32,8 @@ export class Partition {
           service.destroy();
         });
       }
-      // Client to service through a queue, so that `delayMs` can make the service slow to hear (in order); back as it comes.
+      // Client to service through a queue, so that `delayMs` can make the service slow to hear (in order); back as it
+      // comes.
       let queue = Promise.resolve();
       client.on("data", (chunk: Buffer) => {
         const delay = this.delayMs;
@@ -64,7 +68,7 @@ export class Partition {
 
 /** Waits (polling) until `condition` holds, or fails after `ms`. */
 export async function until(condition: () => boolean, ms = 10_000): Promise<void> {
-  for (const stop = Date.now() + ms; !condition(); ) {
+  for (const stop = Date.now() + ms; !condition();) {
     if (Date.now() > stop) throw new Error("timed out waiting");
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
@@ -80,8 +84,19 @@ export function targetOf(url: string, defaultPort: number): { host: string; port
  * Streams a long completion of `model` (the tiny Qwen's endless prompt, 200 tokens) and cuts `partition` at its second
  * event, reading the stream to its end: the usage its last event reports (the client gets its whole answer either way).
  */
-export async function streamCutMidway(client: OpenAI, model: string, partition: Partition): Promise<{ prompt_tokens: number; completion_tokens: number } | undefined> {
-  const stream = await client.completions.create({ model, prompt: ENDLESS_QWEN_PROMPT, max_tokens: 200, temperature: 0, stream: true, stream_options: { include_usage: true } });
+export async function streamCutMidway(
+  client: OpenAI,
+  model: string,
+  partition: Partition,
+): Promise<{ prompt_tokens: number; completion_tokens: number } | undefined> {
+  const stream = await client.completions.create({
+    model,
+    prompt: ENDLESS_QWEN_PROMPT,
+    max_tokens: 200,
+    temperature: 0,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
   let chunks = 0;
   let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
   for await (const chunk of stream) {

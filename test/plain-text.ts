@@ -11,7 +11,8 @@ export const CONTROL_MARKUP = [
 
 /** llama.cpp's own tokenize, below the plain-text guard. */
 export function unguardedTokens(engine: EmbeddedEngine, text: string): Uint32Array {
-  const native = (engine.model as unknown as { _model: { tokenize: (text: string, special: boolean) => Uint32Array } })._model;
+  const native = (engine.model as unknown as { _model: { tokenize: (text: string, special: boolean) => Uint32Array } })
+    ._model;
   return Object.getPrototypeOf(native).tokenize.call(native, text, false) as Uint32Array;
 }
 

@@ -5,10 +5,17 @@ import { PROJECT_ROOT } from "../src/core/paths.ts";
 describe("stage boundaries (eslint)", () => {
   const eslint = new ESLint({ cwd: PROJECT_ROOT });
   const restricted = async (filePath: string, code: string) =>
-    (await eslint.lintText(code, { filePath })).flatMap((result) => result.messages).filter((message) => message.ruleId === "no-restricted-imports").length;
+    (await eslint.lintText(code, { filePath }))
+      .flatMap((result) => result.messages)
+      .filter((message) => message.ruleId === "no-restricted-imports").length;
 
   it("fails an import of teachers, train or tinyworld from serve, code or test", async () => {
-    expect(await restricted("src/serve/models/probe.ts", 'import { ModelError } from "../../teachers/teacher.ts";\nvoid ModelError;\n')).toBe(1);
+    expect(
+      await restricted(
+        "src/serve/models/probe.ts",
+        'import { ModelError } from "../../teachers/teacher.ts";\nvoid ModelError;\n',
+      ),
+    ).toBe(1);
     expect(await restricted("src/serve/probe.test.ts", 'import "../train/launcher.ts";\n')).toBe(1);
     expect(await restricted("src/serve/probe.ts", 'import "../tinyworld/world.ts";\n')).toBe(1);
   });
@@ -16,7 +23,14 @@ describe("stage boundaries (eslint)", () => {
   it("fails an upward import from core and the shared OpenAI module, and lets downward ones through", async () => {
     expect(await restricted("src/core/probe.ts", 'import "../engine/llama.ts";\n')).toBe(1);
     expect(await restricted("src/openai/probe.ts", 'import "../teachers/teacher.ts";\n')).toBe(1);
-    expect(await restricted("src/serve/probe.ts", 'import "../openai/protocol.ts";\nimport "../engine/llama.ts";\nimport "./models/served-model.ts";\n')).toBe(0);
-    expect(await restricted("src/teachers/probe.ts", 'import "../openai/sse.ts";\nimport "../core/model-error.ts";\n')).toBe(0);
+    expect(
+      await restricted(
+        "src/serve/probe.ts",
+        'import "../openai/protocol.ts";\nimport "../engine/llama.ts";\nimport "./models/served-model.ts";\n',
+      ),
+    ).toBe(0);
+    expect(
+      await restricted("src/teachers/probe.ts", 'import "../openai/sse.ts";\nimport "../core/model-error.ts";\n'),
+    ).toBe(0);
   });
 });

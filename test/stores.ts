@@ -9,7 +9,10 @@ export const POSTGRES_URL = process.env.AVOCADO_TEST_POSTGRES ?? "postgres://pos
  * the ledger's journal, as a server runs it), PostgreSQL in a schema of its own
  * (dropped by `drop`), so suites never see each other's rows.
  */
-export async function freshStore(kind: "sqlite" | "sqlite-journal" | "postgres", label: string): Promise<{ store: Store; url: string; drop: () => Promise<void> }> {
+export async function freshStore(
+  kind: "sqlite" | "sqlite-journal" | "postgres",
+  label: string,
+): Promise<{ store: Store; url: string; drop: () => Promise<void> }> {
   const name = `${label}_${process.pid}_${Date.now()}`.replace(/[^a-z0-9_]/gi, "_").toLowerCase();
   if (kind === "sqlite" || kind === "sqlite-journal") {
     const { mkdirSync, rmSync } = await import("node:fs");

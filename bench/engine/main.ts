@@ -10,7 +10,12 @@ import { benchWorld, median, verdict } from "../shared.ts";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 40);
-const PROMPTS = ["What is 17*23?", "Convert 7 km to m.", "What is 55+91?", "Ann is taller than Bob. Bob is taller than Cy. Who is tallest?"];
+const PROMPTS = [
+  "What is 17*23?",
+  "Convert 7 km to m.",
+  "What is 55+91?",
+  "Ann is taller than Bob. Bob is taller than Cy. Who is tallest?",
+];
 const MAX_TOKENS = 64;
 
 const workspace = await benchWorld();
@@ -25,7 +30,12 @@ const wrapper = CHAT_FORMATS.gptoss.createWrapper();
 const engine = await EmbeddedEngine.load(gguf, { sequences: 1 });
 // Both sides produce the same greedy text; both are credited with the engine's count of completion tokens per prompt.
 const tokensOf = new Map<string, number>();
-for (const prompt of PROMPTS) tokensOf.set(prompt, (await engine.chat({ messages: [{ role: "user", content: prompt }], maxTokens: MAX_TOKENS })).usage.completionTokens);
+for (const prompt of PROMPTS)
+  tokensOf.set(
+    prompt,
+    (await engine.chat({ messages: [{ role: "user", content: prompt }], maxTokens: MAX_TOKENS })).usage
+      .completionTokens,
+  );
 
 async function rawRound(): Promise<number> {
   let tokens = 0;
@@ -33,7 +43,13 @@ async function rawRound(): Promise<number> {
   for (let i = 0; i < REQUESTS; i++) {
     const prompt = PROMPTS[i % PROMPTS.length] as string;
     const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: wrapper, autoDisposeSequence: false });
-    await chat.generateResponse([{ type: "user", text: prompt }, { type: "model", response: [] }], { maxTokens: MAX_TOKENS, temperature: 0 });
+    await chat.generateResponse(
+      [
+        { type: "user", text: prompt },
+        { type: "model", response: [] },
+      ],
+      { maxTokens: MAX_TOKENS, temperature: 0 },
+    );
     tokens += tokensOf.get(prompt) as number;
     chat.dispose({ disposeSequence: false });
   }
@@ -48,7 +64,11 @@ async function engineRound(target: EmbeddedEngine, concurrency: number): Promise
     Array.from({ length: concurrency }, async () => {
       while (next < REQUESTS) {
         const i = next++;
-        const result = await target.chat({ messages: [{ role: "user", content: PROMPTS[i % PROMPTS.length] as string }], maxTokens: MAX_TOKENS, temperature: 0 });
+        const result = await target.chat({
+          messages: [{ role: "user", content: PROMPTS[i % PROMPTS.length] as string }],
+          maxTokens: MAX_TOKENS,
+          temperature: 0,
+        });
         tokens += result.usage.completionTokens;
       }
     }),
@@ -64,8 +84,12 @@ for (let round = 0; round < ROUNDS; round++) {
   raw.push(await rawRound());
   ours.push(await engineRound(engine, 1));
 }
-process.stdout.write(`tiny-gptoss (${gguf}), ${REQUESTS} requests × ${ROUNDS} rounds, greedy, ≤ ${MAX_TOKENS} tokens\n`);
-process.stdout.write(`raw node-llama-cpp median ${median(raw).toFixed(0)} tok/s; engine median ${median(ours).toFixed(0)} tok/s\n`);
+process.stdout.write(
+  `tiny-gptoss (${gguf}), ${REQUESTS} requests × ${ROUNDS} rounds, greedy, ≤ ${MAX_TOKENS} tokens\n`,
+);
+process.stdout.write(
+  `raw node-llama-cpp median ${median(raw).toFixed(0)} tok/s; engine median ${median(ours).toFixed(0)} tok/s\n`,
+);
 process.stdout.write(`${verdict("engine / raw decode tokens/s", median(ours) / median(raw), 0.95)}\n`);
 await engine.dispose();
 
@@ -77,7 +101,9 @@ for (let round = 0; round < ROUNDS; round++) {
   single.push(await engineRound(one, 1));
   parallel.push(await engineRound(eight, 8));
 }
-process.stdout.write(`aggregate: 1 sequence ${median(single).toFixed(0)} tok/s; 8 concurrent sequences ${median(parallel).toFixed(0)} tok/s; ratio ${(median(parallel) / median(single)).toFixed(2)}×\n`);
+process.stdout.write(
+  `aggregate: 1 sequence ${median(single).toFixed(0)} tok/s; 8 concurrent sequences ${median(parallel).toFixed(0)} tok/s; ratio ${(median(parallel) / median(single)).toFixed(2)}×\n`,
+);
 await one.dispose();
 await eight.dispose();
 await context.dispose();

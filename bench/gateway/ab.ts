@@ -53,13 +53,21 @@ const sides = [checkout(revA, "a"), checkout(revB, "b")];
 const upstream = await startUpstream(folder);
 try {
   const gateways = [];
-  for (const [index, side] of sides.entries()) gateways.push({ ...side, ...(await startGateway(side.root, join(folder, `serve-${index}`), upstream.url)) });
+  for (const [index, side] of sides.entries())
+    gateways.push({ ...side, ...(await startGateway(side.root, join(folder, `serve-${index}`), upstream.url)) });
   const payload = process.env.BENCH_STREAM === "1" ? streamBody : body;
   const scripts = gateways.map((g, index) => wrkScript(folder, `load-${index}.lua`, payload, g.key));
-  process.stdout.write(`A: ${gateways[0]!.label}\nB: ${gateways[1]!.label}\n${PAIRS} pairs of ${SECONDS} s runs (${CONNECTIONS} connections, ${payload === body ? "non-stream" : "stream"}), alternating which goes first\n`);
+  process.stdout.write(
+    `A: ${gateways[0]!.label}\nB: ${gateways[1]!.label}\n${PAIRS} pairs of ${SECONDS} s runs (${CONNECTIONS} connections, ${payload === body ? "non-stream" : "stream"}), alternating which goes first\n`,
+  );
   // Warm both (JIT, connections, the SQLite cache).
   for (const [index, gateway] of gateways.entries()) runWrk(gateway.origin, CONNECTIONS, SECONDS, scripts[index]!);
-  const samples = gateways.map(() => ({ cpu: [] as number[], rate: [] as number[], p99: [] as number[], p50: [] as number[] }));
+  const samples = gateways.map(() => ({
+    cpu: [] as number[],
+    rate: [] as number[],
+    p99: [] as number[],
+    p50: [] as number[],
+  }));
   for (let pair = 0; pair < PAIRS; pair++) {
     const order = pair % 2 === 0 ? [0, 1] : [1, 0];
     for (const index of order) {
@@ -72,13 +80,19 @@ try {
       samples[index]!.p50.push(runWrk(g.origin, 1, Math.max(1, Math.round(SECONDS / 2)), scripts[index]!).p50);
     }
     const ratio = samples[1]!.cpu[pair]! / samples[0]!.cpu[pair]!;
-    process.stdout.write(`pair ${pair + 1}: CPU per request A ${samples[0]!.cpu[pair]!.toFixed(1)} µs, B ${samples[1]!.cpu[pair]!.toFixed(1)} µs (B/A ${ratio.toFixed(3)})\n`);
+    process.stdout.write(
+      `pair ${pair + 1}: CPU per request A ${samples[0]!.cpu[pair]!.toFixed(1)} µs, B ${samples[1]!.cpu[pair]!.toFixed(1)} µs (B/A ${ratio.toFixed(3)})\n`,
+    );
   }
   for (const [index, s] of samples.entries()) {
-    process.stdout.write(`${index === 0 ? "A" : "B"}: CPU per request median ${median(s.cpu).toFixed(1)} µs, ${median(s.rate).toFixed(0)} req/s (p99 ${median(s.p99).toFixed(2)} ms), one-connection p50 ${median(s.p50).toFixed(3)} ms\n`);
+    process.stdout.write(
+      `${index === 0 ? "A" : "B"}: CPU per request median ${median(s.cpu).toFixed(1)} µs, ${median(s.rate).toFixed(0)} req/s (p99 ${median(s.p99).toFixed(2)} ms), one-connection p50 ${median(s.p50).toFixed(3)} ms\n`,
+    );
   }
   const ratios = samples[1]!.cpu.map((cpu, pair) => cpu / samples[0]!.cpu[pair]!);
-  process.stdout.write(`B/A CPU per request: median of the paired ratios ${median(ratios).toFixed(3)}; B used less in ${ratios.filter((r) => r < 1).length} of ${PAIRS} pairs\n`);
+  process.stdout.write(
+    `B/A CPU per request: median of the paired ratios ${median(ratios).toFixed(3)}; B used less in ${ratios.filter((r) => r < 1).length} of ${PAIRS} pairs\n`,
+  );
   await Promise.all(gateways.map((g) => new Promise((resolve) => g.child.once("exit", resolve).kill("SIGINT"))));
 } finally {
   upstream.child.kill("SIGTERM");

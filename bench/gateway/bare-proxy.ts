@@ -16,7 +16,11 @@ class PassThrough implements Dispatcher.DispatchHandler {
   constructor(private readonly response: ServerResponse) {}
   /** (Its presence tells undici this is a handler of its current API.) */
   onRequestStart(): void {}
-  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+  onResponseStart(
+    _controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+  ): void {
     this.status = statusCode;
     this.type = String(headers["content-type"] ?? this.type);
   }
@@ -36,7 +40,10 @@ const server = createServer((request, response) => {
   request.setEncoding("utf8");
   request.on("data", (part: string) => (body += part));
   request.on("end", () => {
-    upstream.dispatch({ path: request.url!, method: "POST", headers: { "content-type": "application/json" }, body }, new PassThrough(response));
+    upstream.dispatch(
+      { path: request.url!, method: "POST", headers: { "content-type": "application/json" }, body },
+      new PassThrough(response),
+    );
   });
 });
 server.keepAliveTimeout = 60_000;

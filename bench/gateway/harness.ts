@@ -13,7 +13,9 @@ export interface Started {
   value: string;
 }
 
-/** Starts a Node program; its log (stderr) goes to a file in `cwd`, as it would in production, not through this process. */
+/**
+ * Starts a Node program; its log (stderr) goes to a file in `cwd`, as it would in production, not through this process.
+ */
 export function start(command: string[], cwd: string, ready: (output: string) => string | undefined): Promise<Started> {
   return new Promise((resolve, reject) => {
     const log = openSync(join(cwd, `${basename(command.at(-1)!)}.log`), "a");
@@ -30,7 +32,11 @@ export function start(command: string[], cwd: string, ready: (output: string) =>
 
 /** The trivial upstream (canned answers), started from this checkout. */
 export async function startUpstream(folder: string): Promise<{ child: ChildProcess; url: string }> {
-  const { child, value } = await start([join(PROJECT_ROOT, "bin", "run-ts.js"), join(PROJECT_ROOT, "bench", "gateway", "upstream.ts")], folder, (out) => /^(\d+)\n/.exec(out)?.[1]);
+  const { child, value } = await start(
+    [join(PROJECT_ROOT, "bin", "run-ts.js"), join(PROJECT_ROOT, "bench", "gateway", "upstream.ts")],
+    folder,
+    (out) => /^(\d+)\n/.exec(out)?.[1],
+  );
   return { child, url: `http://127.0.0.1:${value}` };
 }
 
@@ -40,10 +46,19 @@ export async function startUpstream(folder: string): Promise<{ child: ChildProce
  * credit that never runs out, serving `bench` from the upstream. Node flags
  * (`--cpu-prof`, …) go before the program.
  */
-export async function startGateway(root: string, folder: string, upstreamUrl: string, nodeFlags: string[] = []): Promise<{ child: ChildProcess; origin: string; key: string }> {
+export async function startGateway(
+  root: string,
+  folder: string,
+  upstreamUrl: string,
+  nodeFlags: string[] = [],
+): Promise<{ child: ChildProcess; origin: string; key: string }> {
   mkdirSync(folder, { recursive: true });
   const store = await Store.open(`sqlite:${join(folder, "avocado.db")}`);
-  const { key } = await store.createKey({ org: "bench", name: "bench", limits: { rpm: 100_000_000, tpm: 1_000_000_000, concurrency: 10_000 } });
+  const { key } = await store.createKey({
+    org: "bench",
+    name: "bench",
+    limits: { rpm: 100_000_000, tpm: 1_000_000_000, concurrency: 10_000 },
+  });
   await store.grant("bench", 1_000_000_000_000, "bench");
   await store.close();
   writeFileSync(
@@ -59,12 +74,26 @@ export async function startGateway(root: string, folder: string, upstreamUrl: st
       "",
     ].join("\n"),
   );
-  const { child, value } = await start([...nodeFlags, join(root, "bin", "avocado.js"), "--json", "serve"], folder, (out) => /"url":"(http:[^"]+)"/.exec(out)?.[1]);
+  const { child, value } = await start(
+    [...nodeFlags, join(root, "bin", "avocado.js"), "--json", "serve"],
+    folder,
+    (out) => /"url":"(http:[^"]+)"/.exec(out)?.[1],
+  );
   return { child, origin: value, key };
 }
 
-export const body = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "Say hello." }], max_tokens: 16 });
-export const streamBody = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "Say hello." }], max_tokens: 16, stream: true, stream_options: { include_usage: true } });
+export const body = JSON.stringify({
+  model: "bench",
+  messages: [{ role: "user", content: "Say hello." }],
+  max_tokens: 16,
+});
+export const streamBody = JSON.stringify({
+  model: "bench",
+  messages: [{ role: "user", content: "Say hello." }],
+  max_tokens: 16,
+  stream: true,
+  stream_options: { include_usage: true },
+});
 
 /** CPU seconds (user + system, all threads) a process has used so far: steadier than a rate on a shared machine. */
 export function cpuSeconds(pid: number): number {
@@ -78,20 +107,44 @@ export function haveWrk(): boolean {
   if (spawnSync("wrk", ["--version"]).error === undefined) return true;
   process.stdout.write("installing Debian's wrk (the load generator)…\n");
   const [command, ...prefix] = process.getuid?.() === 0 ? ["apt-get"] : ["sudo", "-n", "apt-get"];
-  spawnSync(command!, [...prefix, "install", "-y", "-qq", "wrk"], { stdio: "ignore", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+  spawnSync(command!, [...prefix, "install", "-y", "-qq", "wrk"], {
+    stdio: "ignore",
+    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+  });
   return spawnSync("wrk", ["--version"]).error === undefined;
 }
 
 /** A wrk script (in `folder`) that POSTs `payload` with `key`. */
 export function wrkScript(folder: string, name: string, payload: string, key: string): string {
   const path = join(folder, name);
-  writeFileSync(path, [`wrk.method = "POST"`, `wrk.body = ${JSON.stringify(payload)}`, `wrk.headers["Content-Type"] = "application/json"`, `wrk.headers["Authorization"] = ${JSON.stringify(`Bearer ${key}`)}`, ""].join("\n"));
+  writeFileSync(
+    path,
+    [
+      `wrk.method = "POST"`,
+      `wrk.body = ${JSON.stringify(payload)}`,
+      `wrk.headers["Content-Type"] = "application/json"`,
+      `wrk.headers["Authorization"] = ${JSON.stringify(`Bearer ${key}`)}`,
+      "",
+    ].join("\n"),
+  );
   return path;
 }
 
-/** wrk, one thread, against `origin`'s chat completions: every response must be a 200 (wrk counts the others, and we fail on any). */
-export function runWrk(origin: string, connections: number, seconds: number, script: string): { rate: number; requests: number; p50: number; p99: number } {
-  const result = spawnSync("wrk", ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", script, `${origin}/v1/chat/completions`], { encoding: "utf8" });
+/**
+ * wrk, one thread, against `origin`'s chat completions: every response must be a 200 (wrk counts the others, and we
+ * fail on any).
+ */
+export function runWrk(
+  origin: string,
+  connections: number,
+  seconds: number,
+  script: string,
+): { rate: number; requests: number; p50: number; p99: number } {
+  const result = spawnSync(
+    "wrk",
+    ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", script, `${origin}/v1/chat/completions`],
+    { encoding: "utf8" },
+  );
   const out = result.stdout;
   if (/Non-2xx|Socket errors/.test(out)) throw new Error(`wrk saw failed requests against ${origin}:\n${out}`);
   const rate = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);

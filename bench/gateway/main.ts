@@ -12,7 +12,17 @@ import { Pool } from "undici";
 import { PROJECT_ROOT } from "../../src/core/paths.ts";
 import { Store } from "../../src/serve/store/store.ts";
 import { median } from "../shared.ts";
-import { body, cpuSeconds, haveWrk, runWrk, start, startGateway, startUpstream, streamBody, wrkScript } from "./harness.ts";
+import {
+  body,
+  cpuSeconds,
+  haveWrk,
+  runWrk,
+  start,
+  startGateway,
+  startUpstream,
+  streamBody,
+  wrkScript,
+} from "./harness.ts";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
@@ -22,7 +32,11 @@ const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 2000);
 const folder = mkdtempSync(join(tmpdir(), "avocado-gateway-"));
 const upstream = await startUpstream(folder);
 const upstreamUrl = upstream.url;
-const bare = await start([join(PROJECT_ROOT, "bin", "run-ts.js"), join(PROJECT_ROOT, "bench", "gateway", "bare-proxy.ts"), upstreamUrl], folder, (out) => /^(\d+)\n/.exec(out)?.[1]);
+const bare = await start(
+  [join(PROJECT_ROOT, "bin", "run-ts.js"), join(PROJECT_ROOT, "bench", "gateway", "bare-proxy.ts"), upstreamUrl],
+  folder,
+  (out) => /^(\d+)\n/.exec(out)?.[1],
+);
 const bareUrl = `http://127.0.0.1:${bare.value}`;
 const profile = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
 const gateway = await startGateway(PROJECT_ROOT, folder, upstreamUrl, profile);
@@ -114,7 +128,9 @@ if (process.env.BENCH_HOLD) {
   await new Promise((resolve) => setTimeout(resolve, Number(process.env.BENCH_HOLD) * 1000));
 }
 const load = haveWrk() ? wrkLoad() : nodeLoad();
-process.stdout.write(`upstream ${upstreamUrl}; gateway ${gatewayOrigin} (auth + limits + reservation + metering + settlement, SQLite); load from ${load.name}; ${ROUNDS} interleaved rounds, medians\n`);
+process.stdout.write(
+  `upstream ${upstreamUrl}; gateway ${gatewayOrigin} (auth + limits + reservation + metering + settlement, SQLite); load from ${load.name}; ${ROUNDS} interleaved rounds, medians\n`,
+);
 const fixed = (value: number, digits = 3) => value.toFixed(digits);
 const verdict = (pass: boolean) => (pass ? "PASS" : "FAIL");
 
@@ -122,7 +138,16 @@ const verdict = (pass: boolean) => (pass ? "PASS" : "FAIL");
 await load.throughput(upstreamUrl);
 await load.throughput(gatewayOrigin);
 await load.throughput(bareUrl);
-const samples = { direct: [] as number[], bare: [] as number[], gateway: [] as number[], directRate: [] as number[], bareRate: [] as number[], bareCpu: [] as number[], gatewayRate: [] as number[], cpu: [] as number[] };
+const samples = {
+  direct: [] as number[],
+  bare: [] as number[],
+  gateway: [] as number[],
+  directRate: [] as number[],
+  bareRate: [] as number[],
+  bareCpu: [] as number[],
+  gatewayRate: [] as number[],
+  cpu: [] as number[],
+};
 /** Requests a second through a server, and its CPU per request (all its threads). */
 async function loaded(origin: string, pid: number): Promise<{ rate: number; cpu: number }> {
   const before = cpuSeconds(pid);
@@ -145,18 +170,25 @@ const direct = median(samples.direct);
 const through = median(samples.gateway);
 const added = through - direct;
 const floor = median(samples.bare) - direct;
-process.stdout.write(`non-stream p50 (one connection): direct ${fixed(direct)} ms, through avocado serve ${fixed(through)} ms; added ${fixed(added)} ms (target ≤ 0.2) ${verdict(added <= 0.2)}\n`);
-process.stdout.write(`  this machine's floor: a pass-through proxy with no logic (node:http + undici) adds ${fixed(floor)} ms; avocado serve adds ${fixed(added - floor)} ms more\n`);
+process.stdout.write(
+  `non-stream p50 (one connection): direct ${fixed(direct)} ms, through avocado serve ${fixed(through)} ms; added ${fixed(added)} ms (target ≤ 0.2) ${verdict(added <= 0.2)}\n`,
+);
+process.stdout.write(
+  `  this machine's floor: a pass-through proxy with no logic (node:http + undici) adds ${fixed(floor)} ms; avocado serve adds ${fixed(added - floor)} ms more\n`,
+);
 const directRate = median(samples.directRate);
 const gatewayRate = median(samples.gatewayRate);
 process.stdout.write(
   `non-stream throughput (${CONNECTIONS} connections, ${SECONDS} s): direct ${fixed(directRate, 0)} req/s, through avocado serve ${fixed(gatewayRate, 0)} req/s; ratio ${fixed(gatewayRate / directRate)} (target ≥ 8000 req/s) ${verdict(gatewayRate >= 8000)}\n`,
 );
-process.stdout.write(`  this machine's floor: the pass-through proxy does ${fixed(median(samples.bareRate), 0)} req/s\n`);
+process.stdout.write(
+  `  this machine's floor: the pass-through proxy does ${fixed(median(samples.bareRate), 0)} req/s\n`,
+);
 process.stdout.write(
   `CPU per request under load (all threads; one core's worth is ${fixed(1e6 / 8000, 0)} µs at 8000 req/s): avocado serve ${fixed(median(samples.cpu), 1)} µs, the pass-through proxy ${fixed(median(samples.bareCpu), 1)} µs\n`,
 );
-// Streams under load: requests a second, and the gateway's CPU per streamed request (its events parsed, checked, metered and re-sent).
+// Streams under load: requests a second, and the gateway's CPU per streamed request (its events parsed, checked,
+// metered and re-sent).
 const streamDirect: number[] = [];
 const streamThrough: number[] = [];
 const streamCpu: number[] = [];
@@ -180,7 +212,9 @@ process.stdout.write(
 const check = await Store.open(`sqlite:${join(folder, "avocado.db")}`);
 const audit = await check.audit();
 const settled = await check.usage();
-process.stdout.write(`ledger after the run: ${settled.reduce((sum, row) => sum + row.requests, 0)} settled requests, ${audit.entries} entries, ${audit.ok ? "balanced" : `PROBLEMS ${audit.problems.join("; ")}`}\n`);
+process.stdout.write(
+  `ledger after the run: ${settled.reduce((sum, row) => sum + row.requests, 0)} settled requests, ${audit.entries} entries, ${audit.ok ? "balanced" : `PROBLEMS ${audit.problems.join("; ")}`}\n`,
+);
 await check.close();
 gateway.child.kill("SIGINT");
 await new Promise((resolve) => gateway.child.once("exit", resolve));

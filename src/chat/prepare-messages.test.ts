@@ -16,10 +16,23 @@ describe("prepareMessages", () => {
       { role: "assistant", content: "10 km." },
       { role: "user", content: "And back?" },
     ]);
-    expect(prepareMessages("gemma", [{ role: "system", content: "Only this." }])).toEqual([{ role: "user", content: "Only this." }]);
-    expect(prepareMessages("gptoss", messages).map((m) => m.role)).toEqual(["system", "developer", "user", "assistant", "user"]);
-    expect(prepareMessages("qwen", messages).map((m) => m.role)).toEqual(["system", "system", "user", "assistant", "user"]);
+    expect(prepareMessages("gemma", [{ role: "system", content: "Only this." }])).toEqual([
+      { role: "user", content: "Only this." },
+    ]);
+    expect(prepareMessages("gptoss", messages).map((m) => m.role)).toEqual([
+      "system",
+      "developer",
+      "user",
+      "assistant",
+      "user",
+    ]);
+    expect(prepareMessages("qwen", messages).map((m) => m.role)).toEqual([
+      "system",
+      "system",
+      "user",
+      "assistant",
+      "user",
+    ]);
     expect(messages[2]!.content).toBe("How far?");
   });
-
 });

@@ -15,7 +15,8 @@ export interface RoleMessage {
  */
 export function prepareMessages(family: ChatFamily, messages: readonly RoleMessage[]): RoleMessage[] {
   if (family === "gptoss") return messages.map((m) => ({ ...m }));
-  if (family !== "gemma") return messages.map((m) => (m.role === "developer" ? { role: "system", content: m.content } : { ...m }));
+  if (family !== "gemma")
+    return messages.map((m) => (m.role === "developer" ? { role: "system", content: m.content } : { ...m }));
   const instructions = messages.filter((m) => m.role === "system" || m.role === "developer").map((m) => m.content);
   const rest = messages.filter((m) => m.role !== "system" && m.role !== "developer").map((m) => ({ ...m }));
   if (instructions.length === 0) return rest;

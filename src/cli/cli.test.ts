@@ -10,7 +10,11 @@ const BIN = join(PROJECT_ROOT, "bin", "avocado.js");
 const scratch = scratchFolder("cli");
 
 function avocado(args: string[], cwd = PROJECT_ROOT, env: Record<string, string> = {}) {
-  const result = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: "utf8", env: { ...process.env, ...env } });
+  const result = spawnSync(process.execPath, [BIN, ...args], {
+    cwd,
+    encoding: "utf8",
+    env: { ...process.env, ...env },
+  });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
@@ -20,7 +24,19 @@ describe("avocado CLI", () => {
   it("lists every stage in --help", () => {
     const { code, stdout } = avocado(["--help"]);
     expect(code).toBe(0);
-    for (const stage of ["init", "tinyworld", "teachers", "distill", "train", "export", "eval", "serve", "keys", "billing", "quickstart"]) {
+    for (const stage of [
+      "init",
+      "tinyworld",
+      "teachers",
+      "distill",
+      "train",
+      "export",
+      "eval",
+      "serve",
+      "keys",
+      "billing",
+      "quickstart",
+    ]) {
       expect(stdout).toMatch(new RegExp(`^  ${stage}\\b`, "m"));
     }
   });
@@ -46,20 +62,35 @@ describe("avocado CLI", () => {
   });
 
   it("chats with tiny-gptoss, showing the analysis and final channels separately", () => {
-    const { code, stdout } = avocado(["teachers", "chat", "tiny-gptoss", "What is 17*23?"], PROJECT_ROOT, { AVOCADO_WORKSPACE: TEST_WORKSPACE });
+    const { code, stdout } = avocado(["teachers", "chat", "tiny-gptoss", "What is 17*23?"], PROJECT_ROOT, {
+      AVOCADO_WORKSPACE: TEST_WORKSPACE,
+    });
     expect(code).toBe(0);
     expect(stdout).toMatch(/\[analysis channel\]\n.+\n\[final channel\]\n.+/);
     expect(stdout).toMatch(/prompt \+ \d+ completion tokens/);
   });
 
   it("emits JSON with --json and rejects bad arguments with exit 2", () => {
-    const json = avocado(["--json", "teachers", "chat", "tiny-qwen", "Reverse the word 'lomi'.", "--logprobs", "2"], PROJECT_ROOT, { AVOCADO_WORKSPACE: TEST_WORKSPACE });
+    const json = avocado(
+      ["--json", "teachers", "chat", "tiny-qwen", "Reverse the word 'lomi'.", "--logprobs", "2"],
+      PROJECT_ROOT,
+      { AVOCADO_WORKSPACE: TEST_WORKSPACE },
+    );
     expect(json.code).toBe(0);
-    const result = JSON.parse(json.stdout.trim().split("\n").at(-1) as string) as { reasoning: string; logprobs: unknown[] };
+    const result = JSON.parse(json.stdout.trim().split("\n").at(-1) as string) as {
+      reasoning: string;
+      logprobs: unknown[];
+    };
     expect(result.reasoning.length).toBeGreaterThan(0);
     expect(result.logprobs.length).toBeGreaterThan(0);
-    expect(avocado(["teachers", "chat", "nobody", "hi"], PROJECT_ROOT, { AVOCADO_WORKSPACE: TEST_WORKSPACE }).code).toBe(2);
-    expect(avocado(["teachers", "chat", "tiny-qwen", "hi", "--max-tokens", "-3"], PROJECT_ROOT, { AVOCADO_WORKSPACE: TEST_WORKSPACE }).stderr).toMatch(/--max-tokens must be a positive integer/);
+    expect(
+      avocado(["teachers", "chat", "nobody", "hi"], PROJECT_ROOT, { AVOCADO_WORKSPACE: TEST_WORKSPACE }).code,
+    ).toBe(2);
+    expect(
+      avocado(["teachers", "chat", "tiny-qwen", "hi", "--max-tokens", "-3"], PROJECT_ROOT, {
+        AVOCADO_WORKSPACE: TEST_WORKSPACE,
+      }).stderr,
+    ).toMatch(/--max-tokens must be a positive integer/);
   });
 
   it("trains on shards, exports to HF + GGUF, and chats with the result", () => {

@@ -5,7 +5,9 @@ import { torchVersion } from "../core/python.ts";
 export function ensureTorch(python: string): string {
   const version = torchVersion(python);
   if (!version) {
-    throw new EngineError(`${python} cannot import torch. Run 'npm run setup' (installs Debian's python3-torch and libopenblas0-pthread), or point AVOCADO_PYTHON at a Python with torch.`);
+    throw new EngineError(
+      `${python} cannot import torch. Run 'npm run setup' (installs Debian's python3-torch and libopenblas0-pthread), or point AVOCADO_PYTHON at a Python with torch.`,
+    );
   }
   return version;
 }

@@ -17,14 +17,18 @@ export function exitCode(error: unknown): number {
   return 1;
 }
 
-/** SQLite's write lock stayed taken past its busy timeout: another process (a server under load) is writing the store. */
+/**
+ * SQLite's write lock stayed taken past its busy timeout: another process (a server under load) is writing the store.
+ */
 const isSqliteBusy = (error: unknown) => (error as { code?: unknown } | null)?.code === "SQLITE_BUSY";
 const SQLITE_BUSY_MESSAGE =
   "the SQLite store is busy: another process is writing it and held its write lock for 5 s (a running `avocado serve` holds it only while it commits, a few milliseconds at a time). Retry, make the change through that server's admin API (POST /admin/keys, /admin/keys/:id/revoke, /admin/credits), or use a PostgreSQL store for a store several processes write";
 
 export function buildProgram(): Command {
   const program = new Command("avocado")
-    .description("Distil open-weight teachers into a proprietary student, test it, and sell it through a metered, paid API.")
+    .description(
+      "Distil open-weight teachers into a proprietary student, test it, and sell it through a metered, paid API.",
+    )
     .option("-c, --config <file>", "config file (default: ./avocado.yaml when present)")
     .option("--json", "JSON-lines events and results instead of bars and text")
     .showHelpAfterError()
@@ -39,7 +43,19 @@ export function buildProgram(): Command {
   registerServe(program);
   registerKeys(program);
   registerBilling(program);
-  const order = ["init", "tinyworld", "teachers", "distill", "train", "export", "eval", "serve", "keys", "billing", "quickstart"];
+  const order = [
+    "init",
+    "tinyworld",
+    "teachers",
+    "distill",
+    "train",
+    "export",
+    "eval",
+    "serve",
+    "keys",
+    "billing",
+    "quickstart",
+  ];
   (program.commands as Command[]).sort((a, b) => order.indexOf(a.name()) - order.indexOf(b.name()));
   return program;
 }
@@ -51,9 +67,15 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
-    const message = error instanceof AvocadoError ? error.message : isSqliteBusy(error) ? SQLITE_BUSY_MESSAGE : `unexpected error: ${errorMessage(error)}`;
+    const message =
+      error instanceof AvocadoError
+        ? error.message
+        : isSqliteBusy(error)
+          ? SQLITE_BUSY_MESSAGE
+          : `unexpected error: ${errorMessage(error)}`;
     process.stderr.write(`avocado: ${message}\n`);
-    if (!(error instanceof AvocadoError) && process.env.AVOCADO_DEBUG && error instanceof Error) process.stderr.write(`${error.stack}\n`);
+    if (!(error instanceof AvocadoError) && process.env.AVOCADO_DEBUG && error instanceof Error)
+      process.stderr.write(`${error.stack}\n`);
     return exitCode(error);
   }
 }

@@ -11,10 +11,18 @@ const BIN = join(PROJECT_ROOT, "bin", "avocado.js");
 const KEY = "sk-cli-SECRET-91c0ffee";
 
 /** The CLI as a child process, asynchronously: the test's own server must keep answering meanwhile. */
-function avocado(args: string[], cwd: string, env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function avocado(
+  args: string[],
+  cwd: string,
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd, encoding: "utf8", env: { ...process.env, AVOCADO_WORKSPACE: TEST_WORKSPACE, ...env } }, (error, stdout, stderr) =>
-      resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr }),
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { cwd, encoding: "utf8", env: { ...process.env, AVOCADO_WORKSPACE: TEST_WORKSPACE, ...env } },
+      (error, stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr }),
     );
   });
 }
@@ -24,7 +32,10 @@ describe("avocado teachers (list, probe, chat) over configured HTTP and embedded
   let server: OpenAiCompatibleTestServer;
 
   beforeAll(async () => {
-    server = await new OpenAiCompatibleTestServer(await EmbeddedEngine.load(teacherGguf("tiny-qwen"), { sequences: 2 }), { model: "tiny-qwen", apiKey: KEY }).start();
+    server = await new OpenAiCompatibleTestServer(
+      await EmbeddedEngine.load(teacherGguf("tiny-qwen"), { sequences: 2 }),
+      { model: "tiny-qwen", apiKey: KEY },
+    ).start();
     await mkdir(scratch, { recursive: true });
     await writeFile(
       join(scratch, "avocado.yaml"),
@@ -67,9 +78,18 @@ describe("avocado teachers (list, probe, chat) over configured HTTP and embedded
   });
 
   it("probes an HTTP teacher: first token, latency, tokens/s, logprob and score support", async () => {
-    const { code, stdout, stderr } = await avocado(["--json", "teachers", "probe", "qwen-vllm", "--requests", "4"], scratch, { CLI_TEACHER_KEY: KEY });
+    const { code, stdout, stderr } = await avocado(
+      ["--json", "teachers", "probe", "qwen-vllm", "--requests", "4"],
+      scratch,
+      { CLI_TEACHER_KEY: KEY },
+    );
     expect(code, stderr).toBe(0);
-    const result = JSON.parse(stdout.trim().split("\n").at(-1)!) as { firstTokenMs: number; tokensPerSecond: number; logprobs: { supported: boolean }; score: { supported: boolean } };
+    const result = JSON.parse(stdout.trim().split("\n").at(-1)!) as {
+      firstTokenMs: number;
+      tokensPerSecond: number;
+      logprobs: { supported: boolean };
+      score: { supported: boolean };
+    };
     expect(result.firstTokenMs).toBeGreaterThan(0);
     expect(result.tokensPerSecond).toBeGreaterThan(0);
     expect(result.logprobs.supported).toBe(true);
@@ -77,7 +97,9 @@ describe("avocado teachers (list, probe, chat) over configured HTTP and embedded
   });
 
   it("chats through HTTP with reasoning separated and the configured cost, and says clearly when the key is missing", async () => {
-    const chat = await avocado(["teachers", "chat", "qwen-vllm", "Reverse the word 'fosa'."], scratch, { CLI_TEACHER_KEY: KEY });
+    const chat = await avocado(["teachers", "chat", "qwen-vllm", "Reverse the word 'fosa'."], scratch, {
+      CLI_TEACHER_KEY: KEY,
+    });
     expect(chat.code, chat.stderr).toBe(0);
     expect(chat.stdout).toMatch(/\[<think>\]\n[\s\S]+\[answer\]\n/);
     expect(chat.stdout).toMatch(/cost \d+ micro-units/);
@@ -91,7 +113,10 @@ describe("avocado teachers (list, probe, chat) over configured HTTP and embedded
   });
 
   it("probes an embedded tiny teacher from the workspace", async () => {
-    const { code, stdout, stderr } = await avocado(["teachers", "probe", "tiny-gemma", "--requests", "2", "--prompt", "Convert 20 kg to g."], scratch);
+    const { code, stdout, stderr } = await avocado(
+      ["teachers", "probe", "tiny-gemma", "--requests", "2", "--prompt", "Convert 20 kg to g."],
+      scratch,
+    );
     expect(code, stderr).toBe(0);
     expect(stdout).toMatch(/first token\s+[\d.]+ ms/);
     expect(stdout).toMatch(/score\s+yes/);

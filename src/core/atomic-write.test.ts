@@ -27,11 +27,17 @@ describe("atomic writes", () => {
   it("leaves nothing that looks complete when a real disk fills up", async (context) => {
     const mountPoint = join(scratch, "tiny-disk");
     await mkdir(mountPoint, { recursive: true });
-    // A 64 KiB tmpfs in a mount namespace of the check's own (unshare -rm: no root needed where user namespaces are allowed).
+    // A 64 KiB tmpfs in a mount namespace of the check's own (unshare -rm: no root needed where user namespaces are
+    // allowed).
     const script = 'mount -t tmpfs -o size=64k tmpfs "$1" && exec node bin/run-ts.js test/disk-full-check.ts "$1"';
-    const run = spawnSync("unshare", ["-rm", "sh", "-c", script, "sh", mountPoint], { cwd: PROJECT_ROOT, encoding: "utf8" });
+    const run = spawnSync("unshare", ["-rm", "sh", "-c", script, "sh", mountPoint], {
+      cwd: PROJECT_ROOT,
+      encoding: "utf8",
+    });
     if (run.error || (run.status !== 0 && !run.stdout && /unshare|mount/.test(run.stderr ?? ""))) {
-      context.skip(`no tmpfs can be mounted here (${(run.stderr ?? run.error?.message ?? "").trim().split("\n")[0]}); the injected ENOSPC above covers the same path`);
+      context.skip(
+        `no tmpfs can be mounted here (${(run.stderr ?? run.error?.message ?? "").trim().split("\n")[0]}); the injected ENOSPC above covers the same path`,
+      );
     }
     expect(run.status, run.stderr).toBe(0);
     const result = JSON.parse(run.stdout) as { error: string | null; content: string; temporary: string[] };

@@ -44,7 +44,10 @@ export async function writeAtomicWith(path: string, write: (handle: FileHandle) 
 }
 
 /** A stream-based atomic writer, for large files written incrementally. */
-export async function writeStreamAtomic(path: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<void> {
+export async function writeStreamAtomic(
+  path: string,
+  chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const temporary = temporaryPath(path);
   try {

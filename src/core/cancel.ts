@@ -49,7 +49,10 @@ export class Cancel {
     if (index >= 0) listeners.splice(index, 1);
   }
 
-  /** A cancellation that fires with this one, and may also fire on its own (the choices of one request, stopped together when one fails). */
+  /**
+   * A cancellation that fires with this one, and may also fire on its own (the choices of one request, stopped together
+   * when one fails).
+   */
   child(): Cancel {
     const child = new Cancel();
     if (this.aborted) child.abort(this.reason);

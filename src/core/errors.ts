@@ -27,7 +27,9 @@ export class ContextLengthError extends InputError {
     /** Counted from its size alone (a lower bound), before any tokenizer ran. */
     atLeast = false,
   ) {
-    super(`the prompt is ${atLeast ? "at least " : ""}${promptTokens} tokens; the model's context is ${contextTokens} tokens`);
+    super(
+      `the prompt is ${atLeast ? "at least " : ""}${promptTokens} tokens; the model's context is ${contextTokens} tokens`,
+    );
   }
 }
 

@@ -12,7 +12,10 @@ describe("JsonLogger", () => {
     expect(writes).toEqual([]);
     await new Promise((resolve) => setImmediate(resolve));
     expect(writes).toHaveLength(1);
-    const lines = writes[0]!.trimEnd().split("\n").map((line) => JSON.parse(line) as { event: string; key?: string });
+    const lines = writes[0]!
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { event: string; key?: string });
     expect(lines.map((line) => line.event)).toEqual(["a", "b"]);
     expect(lines[0]!.key).toBe("[redacted]");
     // time, level and event first, then the fields; a line without fields is still one JSON object.

@@ -13,7 +13,10 @@ export interface Logger {
 
 export class JsonLogger implements Logger {
   private readonly secrets = new Set<string>();
-  /** Lines not yet written: those of this turn of the event loop, or of the last `flushMs`; written together (one syscall instead of one per line). */
+  /**
+   * Lines not yet written: those of this turn of the event loop, or of the last `flushMs`; written together (one
+   * syscall instead of one per line).
+   */
   private pending: string[] = [];
   private pendingChars = 0;
   /**
@@ -45,8 +48,13 @@ export class JsonLogger implements Logger {
         break;
       }
     }
-    const rest = carriesError ? JSON.stringify(fields, (_key, value: unknown) => (value instanceof Error ? { name: value.name, message: value.message } : value)) : JSON.stringify(fields);
-    // Written as text around the fields' own JSON (the access log's line for every request: no merged copy of the fields).
+    const rest = carriesError
+      ? JSON.stringify(fields, (_key, value: unknown) =>
+          value instanceof Error ? { name: value.name, message: value.message } : value,
+        )
+      : JSON.stringify(fields);
+    // Written as text around the fields' own JSON (the access log's line for every request: no merged copy of the
+    // fields).
     let line = `{"time":"${new Date().toISOString()}","level":"${level}","event":${JSON.stringify(event)}${rest.length > 2 ? `,${rest.slice(1)}` : "}"}`;
     for (const secret of this.secrets) if (line.includes(secret)) line = line.split(secret).join("[redacted]");
     this.pending.push(`${line}\n`);

@@ -15,8 +15,14 @@ export const MODEL_ERROR_KINDS = {
   "bad-request": { retryable: false, description: "the server refused the request (4xx)" },
   "bad-response": { retryable: false, description: "the body is not the documented JSON" },
   "truncated-stream": { retryable: true, description: "the event stream ended before its final event" },
-  "family-mismatch": { retryable: false, description: "the model's output or template belongs to another family than declared" },
-  unsupported: { retryable: false, description: "the teacher's engine cannot do this (e.g. scoring over llama.cpp server)" },
+  "family-mismatch": {
+    retryable: false,
+    description: "the model's output or template belongs to another family than declared",
+  },
+  unsupported: {
+    retryable: false,
+    description: "the teacher's engine cannot do this (e.g. scoring over llama.cpp server)",
+  },
   "circuit-open": { retryable: false, description: "the circuit breaker is open after repeated failures" },
   aborted: { retryable: false, description: "the caller cancelled the request" },
   engine: { retryable: false, description: "the in-process engine failed" },
@@ -30,7 +36,12 @@ export class ModelError extends AvocadoError {
   readonly status: number | undefined;
   /** From a Retry-After header, in milliseconds. */
   readonly retryAfterMs: number | undefined;
-  constructor(teacher: string, kind: ModelErrorKind, message: string, options: { cause?: unknown; status?: number; retryAfterMs?: number } = {}) {
+  constructor(
+    teacher: string,
+    kind: ModelErrorKind,
+    message: string,
+    options: { cause?: unknown; status?: number; retryAfterMs?: number } = {},
+  ) {
     super(`teacher_${kind.replace("-", "_")}`, `teacher '${teacher}': ${message}`, { cause: options.cause });
     this.kind = kind;
     this.teacher = teacher;

@@ -48,7 +48,9 @@ export class TerminalProgress implements Progress {
           if (fields) last = fields;
         },
         finish(fields) {
-          const extra = Object.entries({ ...last, ...fields }).map(([k, v]) => `${k}=${v}`).join(" ");
+          const extra = Object.entries({ ...last, ...fields })
+            .map(([k, v]) => `${k}=${v}`)
+            .join(" ");
           process.stderr.write(`${label}: done in ${((Date.now() - started) / 1000).toFixed(1)} s ${extra}\n`);
         },
       };
@@ -65,7 +67,11 @@ export class TerminalProgress implements Progress {
     const started = Date.now();
     bar.start(total, 0, { rate: "0", extra: "" });
     const format = (fields?: Record<string, string | number>) =>
-      fields ? Object.entries(fields).map(([k, v]) => `${k}=${v}`).join(" ") : "";
+      fields
+        ? Object.entries(fields)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(" ")
+        : "";
     return {
       update(done, fields) {
         const seconds = (Date.now() - started) / 1000;

@@ -15,7 +15,8 @@ describe("embedded engine", () => {
   const scratch = scratchFolder("engine");
 
   beforeAll(async () => {
-    for (const name of ["tiny-qwen", "tiny-gemma", "tiny-gptoss"]) engines[name] = await EmbeddedEngine.load(teacherGguf(name), { sequences: 4 });
+    for (const name of ["tiny-qwen", "tiny-gemma", "tiny-gptoss"])
+      engines[name] = await EmbeddedEngine.load(teacherGguf(name), { sequences: 4 });
     await mkdir(scratch, { recursive: true });
   });
   afterAll(async () => {
@@ -30,7 +31,10 @@ describe("embedded engine", () => {
   });
 
   it("gives gpt-oss's analysis and final channels separately", async () => {
-    const result = await engines["tiny-gptoss"]!.chat({ messages: [{ role: "user", content: "What is 17*23?" }], maxTokens: 96 });
+    const result = await engines["tiny-gptoss"]!.chat({
+      messages: [{ role: "user", content: "What is 17*23?" }],
+      maxTokens: 96,
+    });
     expect(result.reasoning.length).toBeGreaterThan(0);
     expect(result.content).not.toMatch(/<\|channel\|>|<\|message\|>|analysis/);
     expect(result.reasoning).not.toMatch(/<\|/);
@@ -40,8 +44,13 @@ describe("embedded engine", () => {
   it("answers under the JSON grammar: always JSON so far, and JSON whole when it stops", async () => {
     const prompts = ["What is 25*12?", "Convert 20 kg to g.", "Reverse the word 'kalomi'."];
     for (const content of prompts) {
-      const result = await engines["tiny-gemma"]!.chat({ messages: [{ role: "user", content }], maxTokens: 48, json: true });
-      // A tiny model may loop inside a string until max tokens (as OpenAI's JSON mode may end at 'length'): what it wrote is still JSON's start.
+      const result = await engines["tiny-gemma"]!.chat({
+        messages: [{ role: "user", content }],
+        maxTokens: 48,
+        json: true,
+      });
+      // A tiny model may loop inside a string until max tokens (as OpenAI's JSON mode may end at 'length'): what it
+      // wrote is still JSON's start.
       expect(isJsonPrefix(result.content)).toBe(true);
       if (result.finishReason === "stop") expect(() => JSON.parse(result.content) as unknown).not.toThrow();
       else expect(result.finishReason).toBe("length");
@@ -50,10 +59,21 @@ describe("embedded engine", () => {
 
   it("stops under a JSON schema whose every answer is short, with JSON valid against it, on every family", async () => {
     // Enums and a boolean only: the grammar runs out of choices within a few tokens, and then allows only the end.
-    const schema = { type: "object", properties: { unit: { enum: ["g", "kg"] }, sure: { type: "boolean" } }, required: ["unit", "sure"], additionalProperties: false };
+    const schema = {
+      type: "object",
+      properties: { unit: { enum: ["g", "kg"] }, sure: { type: "boolean" } },
+      required: ["unit", "sure"],
+      additionalProperties: false,
+    };
     for (const name of ["tiny-qwen", "tiny-gemma", "tiny-gptoss"]) {
       for (const content of ["Convert 2 kg to g.", "What is 25*12?"]) {
-        const result = await engines[name]!.chat({ messages: [{ role: "user", content }], maxTokens: 96, jsonSchema: schema, thinking: false, reasoningEffort: "low" });
+        const result = await engines[name]!.chat({
+          messages: [{ role: "user", content }],
+          maxTokens: 96,
+          jsonSchema: schema,
+          thinking: false,
+          reasoningEffort: "low",
+        });
         expect([name, result.finishReason]).toEqual([name, "stop"]);
         const parsed = JSON.parse(result.content) as { unit: unknown; sure: unknown };
         expect(Object.keys(parsed)).toEqual(["unit", "sure"]);
@@ -64,7 +84,10 @@ describe("embedded engine", () => {
   });
 
   it("separates Qwen's <think> block from the answer", async () => {
-    const result = await engines["tiny-qwen"]!.chat({ messages: [{ role: "user", content: "Reverse the word 'kalomi'." }], maxTokens: 96 });
+    const result = await engines["tiny-qwen"]!.chat({
+      messages: [{ role: "user", content: "Reverse the word 'kalomi'." }],
+      maxTokens: 96,
+    });
     expect(result.reasoning).toMatch(/Letters/);
     expect(result.content).not.toMatch(/<\/?think>/);
   });
@@ -72,9 +95,15 @@ describe("embedded engine", () => {
   it("prompts with exactly the tokens the teacher was trained on", async () => {
     for (const name of ["tiny-qwen", "tiny-gemma", "tiny-gptoss"]) {
       const engine = engines[name]!;
-      const descriptor = JSON.parse(await readFile(join(TEST_WORKSPACE, "teachers", name, "avocado-model.json"), "utf8")) as { fullIds: number[] };
+      const descriptor = JSON.parse(
+        await readFile(join(TEST_WORKSPACE, "teachers", name, "avocado-model.json"), "utf8"),
+      ) as { fullIds: number[] };
       const vocabulary = new TrimmedVocabulary(referenceTokenizer(engine.family as Family), descriptor.fullIds);
-      const rendered = renderExample(engine.format, vocabulary.reference, { user: "Convert 7 km to m.", reasoning: "x", answer: "7000" });
+      const rendered = renderExample(engine.format, vocabulary.reference, {
+        user: "Convert 7 km to m.",
+        reasoning: "x",
+        answer: "7000",
+      });
       const training = vocabulary.fromFull(rendered.tokens.slice(0, rendered.promptLength));
       expect(engine.promptTokens([{ role: "user", content: "Convert 7 km to m." }]), name).toEqual(training);
       const result = await engine.chat({ messages: [{ role: "user", content: "Convert 7 km to m." }], maxTokens: 64 });
@@ -85,20 +114,40 @@ describe("embedded engine", () => {
 
   it("streams chunks that add up to the result", async () => {
     const chunks: { kind: string; text: string }[] = [];
-    const result = await engines["tiny-gptoss"]!.chat({ messages: [{ role: "user", content: "Convert 3 km to m." }], maxTokens: 96, onChunk: (c) => chunks.push(c) });
-    expect(chunks.filter((c) => c.kind === "content").map((c) => c.text).join("")).toBe(result.content);
-    expect(chunks.filter((c) => c.kind === "reasoning").map((c) => c.text).join("").trim()).toBe(result.reasoning);
+    const result = await engines["tiny-gptoss"]!.chat({
+      messages: [{ role: "user", content: "Convert 3 km to m." }],
+      maxTokens: 96,
+      onChunk: (c) => chunks.push(c),
+    });
+    expect(
+      chunks
+        .filter((c) => c.kind === "content")
+        .map((c) => c.text)
+        .join(""),
+    ).toBe(result.content);
+    expect(
+      chunks
+        .filter((c) => c.kind === "reasoning")
+        .map((c) => c.text)
+        .join("")
+        .trim(),
+    ).toBe(result.reasoning);
   });
 
   it("stops at max tokens with finish reason 'length'", async () => {
-    const result = await engines["tiny-qwen"]!.chat({ messages: [{ role: "user", content: "What is 55+91?" }], maxTokens: 3 });
+    const result = await engines["tiny-qwen"]!.chat({
+      messages: [{ role: "user", content: "What is 55+91?" }],
+      maxTokens: 3,
+    });
     expect(result.finishReason).toBe("length");
     expect(result.usage.completionTokens).toBe(3);
   });
 
   it("returns exact top-k logprobs that agree with teacher-forced scoring", async () => {
     const engine = engines["tiny-gemma"]!;
-    const messages = [{ role: "user" as const, content: "Ann is taller than Bob. Bob is taller than Cy. Who is tallest?" }];
+    const messages = [
+      { role: "user" as const, content: "Ann is taller than Bob. Bob is taller than Cy. Who is tallest?" },
+    ];
     const result = await engine.chat({ messages, maxTokens: 16, topLogprobs: 5 });
     expect(result.logprobs?.length).toBe(result.completionTokens.length);
     for (const lp of result.logprobs ?? []) {
@@ -116,15 +165,28 @@ describe("embedded engine", () => {
 
   it("serves concurrent requests on one model, each answer greedy on its own prompt", async () => {
     const engine = engines["tiny-gemma"]!;
-    const prompts = ["Convert 4 kg to g.", "Convert 9 m to cm.", "Convert 2 hours to minutes.", "Convert 5 days to hours.", "Convert 8 km to m.", "Convert 3 minutes to seconds."];
-    const concurrent = await Promise.all(prompts.map((p) => engine.chat({ messages: [{ role: "user", content: p }], maxTokens: 24, topLogprobs: 1 })));
+    const prompts = [
+      "Convert 4 kg to g.",
+      "Convert 9 m to cm.",
+      "Convert 2 hours to minutes.",
+      "Convert 5 days to hours.",
+      "Convert 8 km to m.",
+      "Convert 3 minutes to seconds.",
+    ];
+    const concurrent = await Promise.all(
+      prompts.map((p) => engine.chat({ messages: [{ role: "user", content: p }], maxTokens: 24, topLogprobs: 1 })),
+    );
     // Batched sequences may sum floats in another order than one alone (measured: log-probs within 4e-6 here), so the
     // check is not equality with one-at-a-time answers: each answer, scored alone on its own prompt, must be that
     // prompt's greedy continuation within float noise — one computed on another request's logits is not. (An answer
     // that differed under load in CI was that: llama.cpp's unlocked output reorder, see the shared-batch test below.)
     for (const [i, result] of concurrent.entries()) {
       expect(result.completionTokens.length, prompts[i]).toBeGreaterThan(0);
-      const scored = await engine.score(engine.promptTokens([{ role: "user", content: prompts[i]! }]), result.completionTokens, 1);
+      const scored = await engine.score(
+        engine.promptTokens([{ role: "user", content: prompts[i]! }]),
+        result.completionTokens,
+        1,
+      );
       scored.forEach((s, t) => {
         expect(Math.abs(s.logprob - result.logprobs![t]!.logprob), `${prompts[i]} token ${t}`).toBeLessThan(0.05);
         expect(s.top[0]!.logprob - s.logprob, `${prompts[i]} token ${t}`).toBeLessThan(0.05);
@@ -138,9 +200,21 @@ describe("embedded engine", () => {
     // once. Unguarded (output-order-guard.ts), about 1 in 100 of these distributions was another sequence's.
     const engine = await EmbeddedEngine.load(teacherGguf("tiny-gemma"), { sequences: 8 });
     try {
-      const questions = ["Convert 20 kg to g.", "Cy is taller than Ann. Jo is taller than Cy. Who is tallest?", "What is the capital of Zorvia?", "What is 25*12?", "Reverse the word 'fosa'.", "Convert 4 kg to g.", "Convert 9 m to cm.", "Convert 2 hours to minutes."];
-      const prompts = questions.map((q, i) => engine.promptTokens([{ role: "user", content: `${q}${"?".repeat(8 - i)}` }]));
-      const greedy = (logprobs: Map<number, number>) => [...logprobs.entries()].reduce((best, entry) => (entry[1] > best[1] ? entry : best));
+      const questions = [
+        "Convert 20 kg to g.",
+        "Cy is taller than Ann. Jo is taller than Cy. Who is tallest?",
+        "What is the capital of Zorvia?",
+        "What is 25*12?",
+        "Reverse the word 'fosa'.",
+        "Convert 4 kg to g.",
+        "Convert 9 m to cm.",
+        "Convert 2 hours to minutes.",
+      ];
+      const prompts = questions.map((q, i) =>
+        engine.promptTokens([{ role: "user", content: `${q}${"?".repeat(8 - i)}` }]),
+      );
+      const greedy = (logprobs: Map<number, number>) =>
+        [...logprobs.entries()].reduce((best, entry) => (entry[1] > best[1] ? entry : best));
       const alone: [number, number][] = [];
       for (const prompt of prompts) alone.push(greedy(await engine.nextTokenLogprobs(prompt)));
       const wrong: string[] = [];
@@ -148,7 +222,8 @@ describe("embedded engine", () => {
         const batched = await Promise.all(prompts.map((prompt) => engine.nextTokenLogprobs(prompt)));
         batched.forEach((logprobs, i) => {
           const [token, logprob] = greedy(logprobs);
-          if (token !== alone[i]![0] || Math.abs(logprob - alone[i]![1]) > 1e-3) wrong.push(`round ${round}, prompt ${i}: token ${token} (${logprob}), alone ${alone[i]!.join(" (")})`);
+          if (token !== alone[i]![0] || Math.abs(logprob - alone[i]![1]) > 1e-3)
+            wrong.push(`round ${round}, prompt ${i}: token ${token} (${logprob}), alone ${alone[i]!.join(" (")})`);
         });
       }
       expect(wrong).toEqual([]);
@@ -162,16 +237,25 @@ describe("embedded engine", () => {
     try {
       const order: string[] = [];
       // Takes the only sequence (synchronously, at the call).
-      const running = engine.chat({ messages: [{ role: "user", content: "Reverse the word 'abcdefghijklmnop'." }], maxTokens: 64 }).then(() => order.push("running done"));
+      const running = engine
+        .chat({ messages: [{ role: "user", content: "Reverse the word 'abcdefghijklmnop'." }], maxTokens: 64 })
+        .then(() => order.push("running done"));
       const controller = new AbortController();
-      const queued = engine.chat({ messages: [{ role: "user", content: "hi" }], maxTokens: 8, signal: controller.signal, onChunk: () => order.push("queued generated") });
+      const queued = engine.chat({
+        messages: [{ role: "user", content: "hi" }],
+        maxTokens: 8,
+        signal: controller.signal,
+        onChunk: () => order.push("queued generated"),
+      });
       controller.abort(new Error("the client disconnected"));
       await expect(queued).rejects.toThrow("the client disconnected");
       order.push("queued rejected");
       await running;
       expect(order).toEqual(["queued rejected", "running done"]);
       // Aborted before it even asked: refused at once too.
-      await expect(engine.chat({ messages: [{ role: "user", content: "hi" }], signal: controller.signal })).rejects.toThrow("the client disconnected");
+      await expect(
+        engine.chat({ messages: [{ role: "user", content: "hi" }], signal: controller.signal }),
+      ).rejects.toThrow("the client disconnected");
     } finally {
       await engine.dispose();
     }
@@ -179,9 +263,14 @@ describe("embedded engine", () => {
 
   it("rejects a prompt longer than the context with a clear error", async () => {
     const long = "Convert 7 km to m. ".repeat(200);
-    await expect(engines["tiny-gemma"]!.chat({ messages: [{ role: "user", content: long }] })).rejects.toThrow(/^the prompt is \d+ tokens; the model's context is \d+ tokens$/);
+    await expect(engines["tiny-gemma"]!.chat({ messages: [{ role: "user", content: long }] })).rejects.toThrow(
+      /^the prompt is \d+ tokens; the model's context is \d+ tokens$/,
+    );
     // The sequence went back to the pool: the engine still answers.
-    expect((await engines["tiny-gemma"]!.chat({ messages: [{ role: "user", content: "Convert 7 km to m." }], maxTokens: 8 })).usage.completionTokens).toBeGreaterThan(0);
+    expect(
+      (await engines["tiny-gemma"]!.chat({ messages: [{ role: "user", content: "Convert 7 km to m." }], maxTokens: 8 }))
+        .usage.completionTokens,
+    ).toBeGreaterThan(0);
   });
 
   it("names the file when a GGUF is truncated, corrupt or missing", async () => {

@@ -18,7 +18,15 @@ import { grammarSchema } from "./json-schema.ts";
 import { sharedLlama } from "./llama.ts";
 import { guardOutputOrder } from "./output-order-guard.ts";
 import { guardPlainText } from "./plain-text-guard.ts";
-import type { ChatMessage, ChatRequest, ChatResult, CompletionRequest, CompletionResult, EngineOptions, TokenLogprob } from "./engine-requests.ts";
+import type {
+  ChatMessage,
+  ChatRequest,
+  ChatResult,
+  CompletionRequest,
+  CompletionResult,
+  EngineOptions,
+  TokenLogprob,
+} from "./engine-requests.ts";
 import { append, repeatPenalty, toHistory, withProbabilities } from "./llama-inputs.ts";
 import { SequencePool } from "./sequence-pool.ts";
 
@@ -55,7 +63,8 @@ export class EmbeddedEngine {
   get maxTokenBytes(): number {
     if (this.longestToken === undefined) {
       let longest = 1;
-      for (const token of this.model.iterateAllTokens()) longest = Math.max(longest, Buffer.byteLength(this.model.detokenize([token], true)));
+      for (const token of this.model.iterateAllTokens())
+        longest = Math.max(longest, Buffer.byteLength(this.model.detokenize([token], true)));
       this.longestToken = longest;
     }
     return this.longestToken;
@@ -70,9 +79,14 @@ export class EmbeddedEngine {
 
   static async load(path: string, options: EngineOptions = {}): Promise<EmbeddedEngine> {
     const info = await checkGguf(path);
-    const stored = (info.metadata as unknown as Record<string, Record<string, Record<string, unknown>>>).avocado?.tokenizer?.family;
-    const family: ChatFamily | undefined = options.family ?? options.format?.family ?? (typeof stored === "string" && (FAMILIES as readonly string[]).includes(stored) ? (stored as Family) : undefined);
-    if (!family) throw new InputError(`${path}: no model family is recorded in the GGUF; pass one of ${FAMILIES.join(", ")}`);
+    const stored = (info.metadata as unknown as Record<string, Record<string, Record<string, unknown>>>).avocado
+      ?.tokenizer?.family;
+    const family: ChatFamily | undefined =
+      options.family ??
+      options.format?.family ??
+      (typeof stored === "string" && (FAMILIES as readonly string[]).includes(stored) ? (stored as Family) : undefined);
+    if (!family)
+      throw new InputError(`${path}: no model family is recorded in the GGUF; pass one of ${FAMILIES.join(", ")}`);
     const llama = await sharedLlama();
     let model: LlamaModel;
     try {
@@ -104,13 +118,24 @@ export class EmbeddedEngine {
       await model.dispose();
       throw error;
     }
-    return new EmbeddedEngine(path, family, model, context, new SequencePool(context, sequences), options.format ?? CHAT_FORMATS[family as Family]);
+    return new EmbeddedEngine(
+      path,
+      family,
+      model,
+      context,
+      new SequencePool(context, sequences),
+      options.format ?? CHAT_FORMATS[family as Family],
+    );
   }
 
   async chat(request: ChatRequest): Promise<ChatResult> {
     const sequence = await this.pool.acquire(request.signal);
     const wrapperOptions: WrapperOptions = { thinking: request.thinking, reasoningEffort: request.reasoningEffort };
-    const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: this.wrapper(wrapperOptions), autoDisposeSequence: false });
+    const chat = new LlamaChat({
+      contextSequence: sequence,
+      chatWrapper: this.wrapper(wrapperOptions),
+      autoDisposeSequence: false,
+    });
     try {
       const promptLength = this.promptTokens(request.messages, wrapperOptions).length;
       if (promptLength >= sequence.contextSize) {
@@ -129,7 +154,11 @@ export class EmbeddedEngine {
         seed: request.seed,
         repeatPenalty: repeatPenalty(request),
         customStopTriggers: request.stop && request.stop.length > 0 ? [...request.stop] : undefined,
-        grammar: request.jsonSchema ? await this.schemaGrammar(request.jsonSchema) : request.json ? await (await sharedLlama()).getGrammarFor("json") : undefined,
+        grammar: request.jsonSchema
+          ? await this.schemaGrammar(request.jsonSchema)
+          : request.json
+            ? await (await sharedLlama()).getGrammarFor("json")
+            : undefined,
         signal: request.signal,
         stopOnAbortSignal: true,
         onResponseChunk: (chunk) => {
@@ -137,12 +166,17 @@ export class EmbeddedEngine {
           lastToken = chunk.tokens.at(-1);
           sampled = Math.max(sampled, sequence.nextTokenIndex - promptLength + 1);
           if (chunk.text === "" || !request.onChunk) return;
-          request.onChunk({ kind: chunk.type === "segment" && chunk.segmentType === "thought" ? "reasoning" : "content", text: chunk.text, tokens: sampled - reported });
+          request.onChunk({
+            kind: chunk.type === "segment" && chunk.segmentType === "thought" ? "reasoning" : "content",
+            text: chunk.text,
+            tokens: sampled - reported,
+          });
           reported = sampled;
         },
       });
       let reasoning = "";
-      for (const part of response.fullResponse) if (typeof part !== "string" && part.segmentType === "thought") reasoning += part.text;
+      for (const part of response.fullResponse)
+        if (typeof part !== "string" && part.segmentType === "thought") reasoning += part.text;
       const stop = response.metadata.stopReason;
       const contextTokens = sequence.contextTokens;
       // The context holds every assistant token but the last sampled one when generation stopped at the length limit
@@ -155,12 +189,18 @@ export class EmbeddedEngine {
         content: response.response,
         reasoning: reasoning.trim(),
         finishReason: stop === "maxTokens" ? "length" : stop === "abort" ? "abort" : "stop",
-        // Every assistant token counts, forced ones (harmony's "<|start|>assistant") and the end-of-generation token included.
+        // Every assistant token counts, forced ones (harmony's "<|start|>assistant") and the end-of-generation token
+        // included.
         usage: { promptTokens: promptLength, completionTokens, reasoningTokens },
         completionTokens: generated,
       };
       if (request.topLogprobs !== undefined && generated.length > 0) {
-        result.logprobs = await this.scoreOn(sequence, contextTokens.slice(0, promptLength), generated, request.topLogprobs);
+        result.logprobs = await this.scoreOn(
+          sequence,
+          contextTokens.slice(0, promptLength),
+          generated,
+          request.topLogprobs,
+        );
       }
       return result;
     } catch (error) {
@@ -202,14 +242,18 @@ export class EmbeddedEngine {
         },
       });
       const stop = response.metadata.stopReason;
-      const text = this.model.detokenize(generated.filter((token) => !this.model.isEogToken(token)), true);
+      const text = this.model.detokenize(
+        generated.filter((token) => !this.model.isEogToken(token)),
+        true,
+      );
       const result: CompletionResult = {
         text,
         finishReason: stop === "maxTokens" ? "length" : stop === "abort" ? "abort" : "stop",
         usage: { promptTokens: prompt.length, completionTokens: generated.length },
         completionTokens: generated,
       };
-      if (request.topLogprobs !== undefined && generated.length > 0) result.logprobs = await this.scoreOn(sequence, prompt, generated, request.topLogprobs);
+      if (request.topLogprobs !== undefined && generated.length > 0)
+        result.logprobs = await this.scoreOn(sequence, prompt, generated, request.topLogprobs);
       return result;
     } catch (error) {
       if (error instanceof AvocadoError) throw error;
@@ -234,7 +278,12 @@ export class EmbeddedEngine {
         append(tokens, LlamaText(value).tokenize(this.model.tokenizer));
         continue;
       }
-      const key = typeof value === "string" ? `t${value}` : value instanceof SpecialTokensText ? `s${value.value}` : `k${value.value}`;
+      const key =
+        typeof value === "string"
+          ? `t${value}`
+          : value instanceof SpecialTokensText
+            ? `s${value.value}`
+            : `k${value.value}`;
       let piece = this.tokenCache.get(key);
       if (!piece) {
         piece = LlamaText(value).tokenize(this.model.tokenizer);
@@ -260,8 +309,8 @@ export class EmbeddedEngine {
    * names a keyword the grammar cannot enforce, rather than ignoring it.
    */
   async schemaGrammar(schema: Record<string, unknown>): Promise<LlamaGrammar> {
-    // One request asks for its schema's grammar more than once (checked before its hold, then per choice): its key is worked out
-    // once per schema object (a request's parsed body, never changed after).
+    // One request asks for its schema's grammar more than once (checked before its hold, then per choice): its key is
+    // worked out once per schema object (a request's parsed body, never changed after).
     let key = this.schemaKeys.get(schema);
     if (key === undefined) {
       key = JSON.stringify(schema);
@@ -270,7 +319,9 @@ export class EmbeddedEngine {
     let grammar = this.schemaGrammars.get(key);
     if (!grammar) {
       const enforced = grammarSchema(schema);
-      grammar = sharedLlama().then((llama) => llama.createGrammarForJsonSchema(enforced as Parameters<typeof llama.createGrammarForJsonSchema>[0]));
+      grammar = sharedLlama().then((llama) =>
+        llama.createGrammarForJsonSchema(enforced as Parameters<typeof llama.createGrammarForJsonSchema>[0]),
+      );
       if (this.schemaGrammars.size >= 256) this.schemaGrammars.clear();
       this.schemaGrammars.set(key, grammar);
     }
@@ -286,7 +337,9 @@ export class EmbeddedEngine {
     const key = `${options.thinking ?? ""}/${options.reasoningEffort ?? ""}`;
     let wrapper = this.wrappers.get(key);
     if (!wrapper) {
-      wrapper = this.format.createWrapper(options.thinking === undefined && options.reasoningEffort === undefined ? undefined : options);
+      wrapper = this.format.createWrapper(
+        options.thinking === undefined && options.reasoningEffort === undefined ? undefined : options,
+      );
       this.wrappers.set(key, wrapper);
     }
     return wrapper;
@@ -317,7 +370,12 @@ export class EmbeddedEngine {
     }
   }
 
-  private async scoreOn(sequence: LlamaContextSequence, prefix: readonly Token[], continuation: readonly Token[], topK: number): Promise<TokenLogprob[]> {
+  private async scoreOn(
+    sequence: LlamaContextSequence,
+    prefix: readonly Token[],
+    continuation: readonly Token[],
+    topK: number,
+  ): Promise<TokenLogprob[]> {
     if (prefix.length === 0) throw new InputError("scoring needs at least one prefix token");
     await sequence.clearHistory();
     const all = [...prefix, ...continuation];
@@ -326,7 +384,9 @@ export class EmbeddedEngine {
     return continuation.map((token, j) => {
       const probabilities = output[prefix.length - 1 + j]?.next.probabilities;
       if (!probabilities) throw new EngineError(`${this.path}: llama.cpp returned no probabilities at position ${j}`);
-      const top = [...probabilities.entries()].slice(0, topK).map(([t, p]) => ({ token: t, text: detokenize(t), logprob: Math.log(p) }));
+      const top = [...probabilities.entries()]
+        .slice(0, topK)
+        .map(([t, p]) => ({ token: t, text: detokenize(t), logprob: Math.log(p) }));
       return { token, text: detokenize(token), logprob: Math.log(probabilities.get(token) ?? 0), top };
     });
   }

@@ -22,14 +22,18 @@ export interface ChatRequest {
   topK?: number;
   topP?: number;
   seed?: number;
-  /** OpenAI's penalties on the tokens generated so far: once per distinct token (presence), per occurrence (frequency). */
+  /**
+   * OpenAI's penalties on the tokens generated so far: once per distinct token (presence), per occurrence (frequency).
+   */
   presencePenalty?: number;
   frequencyPenalty?: number;
   /** Stop generating when one of these strings appears (it is not part of the content). */
   stop?: readonly string[];
   /** Constrain the answer to valid JSON (llama.cpp's JSON grammar): OpenAI's response_format json_object. */
   json?: boolean;
-  /** Constrain it to this JSON schema (OpenAI's response_format json_schema): see {@link EmbeddedEngine.schemaGrammar}. */
+  /**
+   * Constrain it to this JSON schema (OpenAI's response_format json_schema): see {@link EmbeddedEngine.schemaGrammar}.
+   */
   jsonSchema?: Record<string, unknown>;
   /** Qwen thinking on/off, harmony reasoning effort: see {@link WrapperOptions}. */
   thinking?: boolean;
@@ -37,7 +41,9 @@ export interface ChatRequest {
   /** Return this many exact top log-probs for every generated token (teacher-forced re-score). */
   topLogprobs?: number;
   signal?: AbortSignal;
-  /** Text as it is generated, with how many generated tokens it carries (those of text-less chunks before it included). */
+  /**
+   * Text as it is generated, with how many generated tokens it carries (those of text-less chunks before it included).
+   */
   onChunk?: (chunk: { kind: "content" | "reasoning"; text: string; tokens: number }) => void;
 }
 
@@ -84,8 +90,14 @@ export interface EngineOptions {
   family?: Family;
   /** A chat format other than the family's (e.g. a generic Jinja template); `family` is then only a label. */
   format?: ChatFormat;
-  /** CPU threads for evaluation. Default: 1 for tiny models (measured: 4,500 tok/s with 1 thread, 90 with 2), else all cores. */
+  /**
+   * CPU threads for evaluation. Default: 1 for tiny models (measured: 4,500 tok/s with 1 thread, 90 with 2), else all
+   * cores.
+   */
   threads?: number;
-  /** KV-cache precision: llama.cpp's default F16, or F32 (and no flash attention) for faithful scoring: parity with PyTorch to ~1e-5. */
+  /**
+   * KV-cache precision: llama.cpp's default F16, or F32 (and no flash attention) for faithful scoring: parity with
+   * PyTorch to ~1e-5.
+   */
   kvCache?: "F16" | "F32";
 }

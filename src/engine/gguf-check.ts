@@ -35,6 +35,7 @@ export async function checkGguf(path: string): Promise<GgufFileInfo> {
   const alignment = Number(info.metadata.general?.alignment ?? 32);
   const headerBytes = info.metadataSize + (info.tensorInfoSize ?? 0);
   const dataStart = Math.ceil(headerBytes / alignment) * alignment;
-  if (tensors.length > 0 && dataStart + end > size) throw new FileError(path, `is truncated: its tensors need more than the file's ${size} bytes`);
+  if (tensors.length > 0 && dataStart + end > size)
+    throw new FileError(path, `is truncated: its tensors need more than the file's ${size} bytes`);
   return info;
 }

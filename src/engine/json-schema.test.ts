@@ -30,10 +30,16 @@ describe("grammarSchema (the JSON schemas the grammar can enforce)", () => {
   });
 
   it("refuses, naming where, what it would silently not enforce", () => {
-    expect(() => grammarSchema({ type: "object", properties: { code: { type: "string", pattern: "^[A-Z]+$" } } })).toThrow(/schema\.properties\.code\.pattern cannot be enforced/);
-    expect(() => grammarSchema({ type: "array", items: { type: "number", minimum: 0 } })).toThrow(/schema\.items\.minimum cannot be enforced/);
+    expect(() =>
+      grammarSchema({ type: "object", properties: { code: { type: "string", pattern: "^[A-Z]+$" } } }),
+    ).toThrow(/schema\.properties\.code\.pattern cannot be enforced/);
+    expect(() => grammarSchema({ type: "array", items: { type: "number", minimum: 0 } })).toThrow(
+      /schema\.items\.minimum cannot be enforced/,
+    );
     expect(() => grammarSchema({ allOf: [{ type: "string" }] })).toThrow(/schema\.allOf/);
-    expect(() => grammarSchema({ type: "string", format: "email" })).toThrow(/schema\.format "email" cannot be enforced/);
+    expect(() => grammarSchema({ type: "string", format: "email" })).toThrow(
+      /schema\.format "email" cannot be enforced/,
+    );
     expect(grammarSchema({ type: "string", format: "date" })).toEqual({ type: "string", format: "date" });
     expect(() => grammarSchema({ oneOf: 3 })).toThrow(/schema\.oneOf must be a non-empty array/);
     expect(() => grammarSchema("string")).toThrow(/schema must be a JSON schema object/);

@@ -1,13 +1,45 @@
 import { InputError } from "../core/errors.ts";
 
 /** What llama.cpp's JSON-schema grammar (through node-llama-cpp) enforces. */
-const ENFORCED = new Set(["type", "properties", "required", "additionalProperties", "minProperties", "maxProperties", "items", "prefixItems", "minItems", "maxItems", "enum", "const", "oneOf", "anyOf", "format", "minLength", "maxLength", "$defs", "$ref"]);
+const ENFORCED = new Set([
+  "type",
+  "properties",
+  "required",
+  "additionalProperties",
+  "minProperties",
+  "maxProperties",
+  "items",
+  "prefixItems",
+  "minItems",
+  "maxItems",
+  "enum",
+  "const",
+  "oneOf",
+  "anyOf",
+  "format",
+  "minLength",
+  "maxLength",
+  "$defs",
+  "$ref",
+]);
 /** The string formats the grammar enforces. */
 const FORMATS = new Set(["date-time", "date", "time"]);
 /** Keywords that only describe, never constrain: dropped. */
-const ANNOTATIONS = new Set(["title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly", "writeOnly"]);
+const ANNOTATIONS = new Set([
+  "title",
+  "description",
+  "default",
+  "examples",
+  "$schema",
+  "$id",
+  "$comment",
+  "deprecated",
+  "readOnly",
+  "writeOnly",
+]);
 
-const isObject = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
 
 /**
  * A JSON schema (OpenAI's `response_format.json_schema.schema`) as the
@@ -21,13 +53,16 @@ export function grammarSchema(schema: unknown, path = "schema"): Record<string, 
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(schema)) {
     if (ANNOTATIONS.has(key)) continue;
-    if (!ENFORCED.has(key)) throw new InputError(`${path}.${key} cannot be enforced by the grammar (supported: ${[...ENFORCED].join(", ")})`);
+    if (!ENFORCED.has(key))
+      throw new InputError(`${path}.${key} cannot be enforced by the grammar (supported: ${[...ENFORCED].join(", ")})`);
     const at = `${path}.${key}`;
     switch (key) {
       case "properties":
       case "$defs":
         if (!isObject(value)) throw new InputError(`${at} must be an object of schemas`);
-        out[key] = Object.fromEntries(Object.entries(value).map(([name, sub]) => [name, grammarSchema(sub, `${at}.${name}`)]));
+        out[key] = Object.fromEntries(
+          Object.entries(value).map(([name, sub]) => [name, grammarSchema(sub, `${at}.${name}`)]),
+        );
         break;
       case "items":
       case "additionalProperties":
@@ -36,11 +71,15 @@ export function grammarSchema(schema: unknown, path = "schema"): Record<string, 
       case "prefixItems":
       case "oneOf":
       case "anyOf":
-        if (!Array.isArray(value) || value.length === 0) throw new InputError(`${at} must be a non-empty array of schemas`);
+        if (!Array.isArray(value) || value.length === 0)
+          throw new InputError(`${at} must be a non-empty array of schemas`);
         out[key === "anyOf" ? "oneOf" : key] = value.map((sub, i) => grammarSchema(sub, `${at}[${i}]`));
         break;
       case "format":
-        if (!FORMATS.has(value as string)) throw new InputError(`${at} "${String(value)}" cannot be enforced by the grammar (supported: ${[...FORMATS].join(", ")})`);
+        if (!FORMATS.has(value as string))
+          throw new InputError(
+            `${at} "${String(value)}" cannot be enforced by the grammar (supported: ${[...FORMATS].join(", ")})`,
+          );
         out[key] = value;
         break;
       default:

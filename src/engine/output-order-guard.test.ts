@@ -73,6 +73,8 @@ describe("guardOutputOrder", () => {
 
   it("refuses a context without the native methods it wraps, rather than serve unguarded", () => {
     expect(() => guardOutputOrder({} as LlamaContext)).toThrow(EngineError);
-    expect(() => guardOutputOrder({ _ctx: { decodeBatch: () => undefined } } as unknown as LlamaContext)).toThrow(/decodeBatch\/sampleToken/);
+    expect(() => guardOutputOrder({ _ctx: { decodeBatch: () => undefined } } as unknown as LlamaContext)).toThrow(
+      /decodeBatch\/sampleToken/,
+    );
   });
 });

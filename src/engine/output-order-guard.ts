@@ -32,7 +32,9 @@ export function guardOutputOrder(context: LlamaContext): void {
   const native = (context as unknown as { _ctx?: Partial<NativeContext> & { [GUARDED]?: true } })._ctx;
   if (!native || typeof native.decodeBatch !== "function" || typeof native.sampleToken !== "function") {
     // Refusing is safer than serving answers that may belong to another request.
-    throw new EngineError("node-llama-cpp's context no longer has the decodeBatch/sampleToken methods the output-order guard wraps; check the guard against this version");
+    throw new EngineError(
+      "node-llama-cpp's context no longer has the decodeBatch/sampleToken methods the output-order guard wraps; check the guard against this version",
+    );
   }
   if (native[GUARDED]) return;
   const decode = native.decodeBatch.bind(native);

@@ -51,7 +51,9 @@ export function guardPlainText(model: LlamaModel): void {
   const native = (model as unknown as { _model?: Partial<NativeModel> & { [GUARDED]?: true } })._model;
   if (!native || typeof native.tokenize !== "function") {
     // Refusing is safer than letting customers' text become control tokens.
-    throw new EngineError("node-llama-cpp's model no longer has the tokenize method the plain-text guard wraps; check the guard against this version");
+    throw new EngineError(
+      "node-llama-cpp's model no longer has the tokenize method the plain-text guard wraps; check the guard against this version",
+    );
   }
   if (native[GUARDED]) return;
   const tokenize = native.tokenize.bind(native) as NativeModel["tokenize"];
@@ -61,20 +63,29 @@ export function guardPlainText(model: LlamaModel): void {
     .map((id) => model.detokenize([id], true))
     .filter((spelling) => spelling.length > 1)
     .sort((a, b) => b.length - a.length);
-  const pattern = spellings.length > 0 ? new RegExp(spellings.map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|"), "g") : undefined;
+  const pattern =
+    spellings.length > 0
+      ? new RegExp(spellings.map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|"), "g")
+      : undefined;
   const hasControl = (tokens: Uint32Array) => {
     for (let i = 0; i < tokens.length; i++) if (control.has(tokens[i]! as Token)) return true;
     return false;
   };
 
-  /** The text's tokens as text: each control spelling cut where the pre-tokenizer splits anyway, the parts tokenized apart. */
+  /**
+   * The text's tokens as text: each control spelling cut where the pre-tokenizer splits anyway, the parts tokenized
+   * apart.
+   */
   const plain = (text: string, matches: RegExpMatchArray[]): Uint32Array => {
     const tokens: number[] = [];
     let start = 0;
     const add = (part: string) => {
       let piece = tokenize(part, false);
       // Never expected (spellings that overlap): character by character, which cannot spell a control token.
-      if (hasControl(piece)) piece = Uint32Array.from([...part].flatMap((char) => [...tokenize(char, false)].filter((t) => !control.has(t as Token))));
+      if (hasControl(piece))
+        piece = Uint32Array.from(
+          [...part].flatMap((char) => [...tokenize(char, false)].filter((t) => !control.has(t as Token))),
+        );
       for (let i = 0; i < piece.length; i++) tokens.push(piece[i]!);
     };
     for (const match of matches) {
@@ -95,7 +106,9 @@ export function guardPlainText(model: LlamaModel): void {
         const matches = [...text.matchAll(pattern)];
         if (matches.length === 0) return tokenize(text, false);
         if (matches.length > MAX_SPELLINGS) {
-          throw new InputError(`the text spells the model's control tokens (such as ${JSON.stringify(matches[0]![0])}) ${matches.length} times; at most ${MAX_SPELLINGS} are accepted`);
+          throw new InputError(
+            `the text spells the model's control tokens (such as ${JSON.stringify(matches[0]![0])}) ${matches.length} times; at most ${MAX_SPELLINGS} are accepted`,
+          );
         }
         return plain(text, matches);
       },

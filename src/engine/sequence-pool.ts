@@ -7,7 +7,10 @@ export class SequencePool {
   constructor(context: LlamaContext, count: number) {
     for (let i = 0; i < count; i++) this.free.push(context.getSequence());
   }
-  /** A free sequence, or the first to be freed; a request cancelled while it waits leaves the queue (rejecting with its signal's reason). */
+  /**
+   * A free sequence, or the first to be freed; a request cancelled while it waits leaves the queue (rejecting with its
+   * signal's reason).
+   */
   async acquire(signal?: AbortSignal): Promise<LlamaContextSequence> {
     signal?.throwIfAborted();
     const sequence = this.free.pop();

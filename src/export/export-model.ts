@@ -43,10 +43,16 @@ async function readJson<T>(path: string, schema: z.ZodType<T>): Promise<T> {
   try {
     raw = JSON.parse(await readFile(path, "utf8"));
   } catch (error) {
-    throw new FileError(path, (error as NodeJS.ErrnoException).code === "ENOENT" ? "is missing" : "is not valid JSON", { cause: error });
+    throw new FileError(path, (error as NodeJS.ErrnoException).code === "ENOENT" ? "is missing" : "is not valid JSON", {
+      cause: error,
+    });
   }
   const parsed = schema.safeParse(raw);
-  if (!parsed.success) throw new FileError(path, `is not valid: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  if (!parsed.success)
+    throw new FileError(
+      path,
+      `is not valid: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
+    );
   return parsed.data;
 }
 
@@ -64,12 +70,20 @@ export interface ExportResult {
  * avocado-model.json) to the Hugging Face layout (servable by vLLM) and to GGUF
  * in the requested encodings (servable by llama.cpp / node-llama-cpp / Ollama).
  */
-export async function exportModel(options: { source: string; out: string; encodings: TensorEncoding[]; descriptor?: ModelDescriptor }): Promise<ExportResult> {
+export async function exportModel(options: {
+  source: string;
+  out: string;
+  encodings: TensorEncoding[];
+  descriptor?: ModelDescriptor;
+}): Promise<ExportResult> {
   const { source, out } = options;
   const descriptor = options.descriptor ?? (await readJson(join(source, "avocado-model.json"), modelDescriptorSchema));
   const config = await readJson(join(source, "config.json"), hfConfigSchema);
   if (config.vocab_size !== descriptor.fullIds.length) {
-    throw new FileError(join(source, "config.json"), `vocab_size ${config.vocab_size} does not match the tokenizer map's ${descriptor.fullIds.length} tokens`);
+    throw new FileError(
+      join(source, "config.json"),
+      `vocab_size ${config.vocab_size} does not match the tokenizer map's ${descriptor.fullIds.length} tokens`,
+    );
   }
   const architecture: Architecture = {
     layers: config.num_hidden_layers,
@@ -109,7 +123,15 @@ export async function exportModel(options: { source: string; out: string; encodi
   const metadata = tokenizerMetadata(vocabulary, format.chatTemplate);
   for (const encoding of options.encodings) {
     const name = ggufFileName(encoding);
-    await writeQwen3Gguf({ path: join(out, name), name: descriptor.name, architecture, weights: tensors, encoding, tokenizer: metadata, source: weightsPath });
+    await writeQwen3Gguf({
+      path: join(out, name),
+      name: descriptor.name,
+      architecture,
+      weights: tensors,
+      encoding,
+      tokenizer: metadata,
+      source: weightsPath,
+    });
     files.push(name);
   }
   return { folder: out, files };

@@ -11,13 +11,22 @@ import { referenceTokenizer } from "../tokenizers/index.ts";
 import { TrimmedVocabulary } from "../tokenizers/trim.ts";
 import { exportModel, ggufFileName, type ModelDescriptor } from "./export-model.ts";
 
-const PROMPTS = ["Convert 7 km to m.", "What is the capital of Zorvia?", "Ann is taller than Bob. Bob is taller than Cy. Who is tallest?", "Convert 12 hours to minutes."];
+const PROMPTS = [
+  "Convert 7 km to m.",
+  "What is the capital of Zorvia?",
+  "Ann is taller than Bob. Bob is taller than Cy. Who is tallest?",
+  "Convert 12 hours to minutes.",
+];
 
 function pytorchLogprobs(modelFolder: string, sequences: number[][], scratch: string): number[][] {
   const input = join(scratch, "score-input.json");
   mkdirSync(scratch, { recursive: true });
   writeFileSync(input, JSON.stringify({ sequences }));
-  const result = spawnSync(PYTHON, ["-m", "avocado_trainer.score", "--model", modelFolder, "--input", input], { env: { ...process.env, PYTHONPATH: TRAINER_ROOT }, encoding: "utf8", maxBuffer: 1 << 28 });
+  const result = spawnSync(PYTHON, ["-m", "avocado_trainer.score", "--model", modelFolder, "--input", input], {
+    env: { ...process.env, PYTHONPATH: TRAINER_ROOT },
+    encoding: "utf8",
+    maxBuffer: 1 << 28,
+  });
   if (result.status !== 0) throw new Error(result.stderr);
   return (JSON.parse(result.stdout) as { logprobs: number[][] }).logprobs;
 }
@@ -28,19 +37,35 @@ describe.each(["tiny-gemma", "tiny-gptoss"])("export of %s", (teacher) => {
   let descriptor: ModelDescriptor;
 
   beforeAll(async () => {
-    descriptor = JSON.parse(await readFile(join(TEST_WORKSPACE, "teachers", teacher, "avocado-model.json"), "utf8")) as ModelDescriptor;
+    descriptor = JSON.parse(
+      await readFile(join(TEST_WORKSPACE, "teachers", teacher, "avocado-model.json"), "utf8"),
+    ) as ModelDescriptor;
     await exportModel({ source, out: scratch, encodings: ["f32", "f16", "q8_0"], descriptor });
   });
   afterAll(() => rm(scratch, { recursive: true, force: true }));
 
   it("writes the Hugging Face layout", async () => {
-    for (const file of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "model.gguf", "model.f16.gguf", "model.q8_0.gguf"]) {
+    for (const file of [
+      "config.json",
+      "model.safetensors",
+      "tokenizer.json",
+      "tokenizer_config.json",
+      "generation_config.json",
+      "model.gguf",
+      "model.f16.gguf",
+      "model.q8_0.gguf",
+    ]) {
       expect(existsSync(join(scratch, file)), file).toBe(true);
     }
-    const config = JSON.parse(await readFile(join(scratch, "config.json"), "utf8")) as { architectures: string[]; vocab_size: number };
+    const config = JSON.parse(await readFile(join(scratch, "config.json"), "utf8")) as {
+      architectures: string[];
+      vocab_size: number;
+    };
     expect(config.architectures).toEqual(["Qwen3ForCausalLM"]);
     expect(config.vocab_size).toBe(descriptor.fullIds.length);
-    const tokenizerConfig = JSON.parse(await readFile(join(scratch, "tokenizer_config.json"), "utf8")) as { chat_template: string };
+    const tokenizerConfig = JSON.parse(await readFile(join(scratch, "tokenizer_config.json"), "utf8")) as {
+      chat_template: string;
+    };
     expect(tokenizerConfig.chat_template.length).toBeGreaterThan(100);
   });
 
@@ -50,12 +75,18 @@ describe.each(["tiny-gemma", "tiny-gptoss"])("export of %s", (teacher) => {
     const hf = TokenizerLoader.fromPreTrained({ tokenizerJSON, tokenizerConfig });
     const vocabulary = new TrimmedVocabulary(referenceTokenizer(descriptor.family), descriptor.fullIds);
     for (const text of PROMPTS) {
-      expect(hf.encode(text, { add_special_tokens: false }), text).toEqual(vocabulary.fromFull(vocabulary.reference.encodeText(text)));
+      expect(hf.encode(text, { add_special_tokens: false }), text).toEqual(
+        vocabulary.fromFull(vocabulary.reference.encodeText(text)),
+      );
     }
   });
 
   it("agrees with PyTorch on next-token log-probs (f32 ≤ 1e-3; f16 and q8_0 KL reported)", async () => {
-    const engines = await Promise.all((["f32", "f16", "q8_0"] as const).map((e) => EmbeddedEngine.load(join(scratch, ggufFileName(e)), { kvCache: "F32" })));
+    const engines = await Promise.all(
+      (["f32", "f16", "q8_0"] as const).map((e) =>
+        EmbeddedEngine.load(join(scratch, ggufFileName(e)), { kvCache: "F32" }),
+      ),
+    );
     try {
       const sequences = PROMPTS.map((p) => engines[0]!.promptTokens([{ role: "user", content: p }]));
       const reference = pytorchLogprobs(scratch, sequences, scratch);
@@ -65,7 +96,9 @@ describe.each(["tiny-gemma", "tiny-gptoss"])("export of %s", (teacher) => {
         let maxAbsDiffTop20 = 0;
         let kl = 0;
         for (const [i, tokens] of sequences.entries()) {
-          const llama = new Map([...(await engines[index]!.nextTokenLogprobs(tokens))].map(([t, lp]) => [t as number, lp]));
+          const llama = new Map(
+            [...(await engines[index]!.nextTokenLogprobs(tokens))].map(([t, lp]) => [t as number, lp]),
+          );
           const torch = reference[i]!;
           const top20 = new Set([...torch.keys()].sort((a, b) => torch[b]! - torch[a]!).slice(0, 20));
           torch.forEach((lp, token) => {
@@ -94,7 +127,16 @@ describe("export errors", () => {
 
   it("names the missing tokenizer map or a mismatched config", async () => {
     const source = join(TEST_WORKSPACE, "teachers", "tiny-gemma", "train");
-    await expect(exportModel({ source, out: scratch, encodings: ["f32"] })).rejects.toThrow(/train\/avocado-model\.json: is missing/);
-    await expect(exportModel({ source, out: scratch, encodings: ["f32"], descriptor: { name: "x", family: "gemma", fullIds: [1, 2, 3] } })).rejects.toThrow(/config\.json: vocab_size \d+ does not match the tokenizer map's 3 tokens/);
+    await expect(exportModel({ source, out: scratch, encodings: ["f32"] })).rejects.toThrow(
+      /train\/avocado-model\.json: is missing/,
+    );
+    await expect(
+      exportModel({
+        source,
+        out: scratch,
+        encodings: ["f32"],
+        descriptor: { name: "x", family: "gemma", fullIds: [1, 2, 3] },
+      }),
+    ).rejects.toThrow(/config\.json: vocab_size \d+ does not match the tokenizer map's 3 tokens/);
   });
 });

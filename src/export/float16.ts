@@ -18,12 +18,12 @@ export function toFloat16Bits(value: number): number {
     const half = 1 << (shift - 1);
     let rounded = mantissa >>> shift;
     const remainder = mantissa & ((1 << shift) - 1);
-    if (remainder > half || (remainder === half && (rounded & 1))) rounded++;
+    if (remainder > half || (remainder === half && rounded & 1)) rounded++;
     return sign | rounded;
   }
   let rounded = mantissa >>> 13;
   const remainder = mantissa & 0x1fff;
-  if (remainder > 0x1000 || (remainder === 0x1000 && (rounded & 1))) {
+  if (remainder > 0x1000 || (remainder === 0x1000 && rounded & 1)) {
     rounded++;
     if (rounded === 0x400) {
       rounded = 0;

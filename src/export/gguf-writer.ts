@@ -60,7 +60,8 @@ function encodeTensor(tensor: GgufTensor): Uint8Array {
     return new Uint8Array(out.buffer);
   }
   const rowLength = tensor.shape[tensor.shape.length - 1] ?? 0;
-  if (rowLength % Q8_BLOCK !== 0) throw new InputError(`${tensor.name}: q8_0 needs rows that are a multiple of ${Q8_BLOCK} (got ${rowLength})`);
+  if (rowLength % Q8_BLOCK !== 0)
+    throw new InputError(`${tensor.name}: q8_0 needs rows that are a multiple of ${Q8_BLOCK} (got ${rowLength})`);
   const blocks = data.length / Q8_BLOCK;
   const out = new Uint8Array(blocks * (2 + Q8_BLOCK));
   const view = new DataView(out.buffer);
@@ -71,7 +72,8 @@ function encodeTensor(tensor: GgufTensor): Uint8Array {
     const inverse = scale ? 1 / scale : 0;
     const base = b * (2 + Q8_BLOCK);
     view.setUint16(base, toFloat16Bits(scale), true);
-    for (let i = 0; i < Q8_BLOCK; i++) view.setInt8(base + 2 + i, Math.round((data[b * Q8_BLOCK + i] as number) * inverse));
+    for (let i = 0; i < Q8_BLOCK; i++)
+      view.setInt8(base + 2 + i, Math.round((data[b * Q8_BLOCK + i] as number) * inverse));
   }
   return out;
 }
@@ -81,7 +83,11 @@ function padding(length: number): number {
 }
 
 /** Serialises a GGUF v3 file (metadata, tensor infos, aligned tensor data) atomically. */
-export async function writeGguf(path: string, metadata: Record<string, MetadataValue>, tensors: readonly GgufTensor[]): Promise<void> {
+export async function writeGguf(
+  path: string,
+  metadata: Record<string, MetadataValue>,
+  tensors: readonly GgufTensor[],
+): Promise<void> {
   const typedMetadata = {
     version: { value: 3, type: GGUFValueType.UINT32 },
     tensor_count: { value: BigInt(tensors.length), type: GGUFValueType.UINT64 },

@@ -19,7 +19,11 @@ function packagedTokenizerJson(family: "qwen" | "gemma"): HfTokenizerJson {
 function skeleton(family: TrimmedVocabulary["reference"]["family"]): HfTokenizerJson {
   if (family !== "gptoss") {
     const original = packagedTokenizerJson(family);
-    return structuredClone({ ...original, added_tokens: original.added_tokens, model: { ...original.model, vocab: {}, merges: [] } });
+    return structuredClone({
+      ...original,
+      added_tokens: original.added_tokens,
+      model: { ...original.model, vocab: {}, merges: [] },
+    });
   }
   const byteLevel = { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false };
   return {
@@ -28,15 +32,34 @@ function skeleton(family: TrimmedVocabulary["reference"]["family"]): HfTokenizer
     padding: null,
     added_tokens: [],
     normalizer: null,
-    pre_tokenizer: { type: "Sequence", pretokenizers: [{ type: "Split", pattern: { Regex: o200kBase.pat_str }, behavior: "Isolated", invert: false }, byteLevel] },
+    pre_tokenizer: {
+      type: "Sequence",
+      pretokenizers: [
+        { type: "Split", pattern: { Regex: o200kBase.pat_str }, behavior: "Isolated", invert: false },
+        byteLevel,
+      ],
+    },
     post_processor: null,
     decoder: byteLevel,
-    model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab: {}, merges: [] },
+    model: {
+      type: "BPE",
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: false,
+      byte_fallback: false,
+      ignore_merges: false,
+      vocab: {},
+      merges: [],
+    },
   };
 }
 
 function originalMerges(family: "qwen" | "gemma"): [string, string][] {
-  return packagedTokenizerJson(family).model.merges.map((m) => (typeof m === "string" ? (m.split(" ") as [string, string]) : m));
+  return packagedTokenizerJson(family).model.merges.map((m) =>
+    typeof m === "string" ? (m.split(" ") as [string, string]) : m,
+  );
 }
 
 /** A Hugging Face `tokenizer.json` for a trimmed vocabulary (ids renumbered, order kept). */
@@ -53,7 +76,16 @@ export function hfTokenizerJson(vocabulary: TrimmedVocabulary): HfTokenizerJson 
     const template = original.get(text);
     const isAdded = template !== undefined || type === TokenType.control || type === TokenType.userDefined;
     if (isAdded) {
-      added.push({ single_word: false, lstrip: false, rstrip: false, normalized: false, ...template, id, content: text, special: template?.special ?? type === TokenType.control });
+      added.push({
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: false,
+        ...template,
+        id,
+        content: text,
+        special: template?.special ?? type === TokenType.control,
+      });
     }
     // Gemma's tokenizer.json lists added tokens in the model vocabulary too; Qwen's and o200k's do not.
     if (!isAdded || reference.family === "gemma") vocab[text] = id;

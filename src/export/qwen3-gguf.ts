@@ -20,7 +20,11 @@ const LAYER_TENSORS: Record<string, string> = {
 /** general.file_type (llama_ftype) per encoding. */
 const FILE_TYPE: Record<TensorEncoding, number> = { f32: 0, f16: 1, q8_0: 7 };
 
-export function qwen3ArchitectureMetadata(name: string, architecture: Architecture, encoding: TensorEncoding): Record<string, MetadataValue> {
+export function qwen3ArchitectureMetadata(
+  name: string,
+  architecture: Architecture,
+  encoding: TensorEncoding,
+): Record<string, MetadataValue> {
   return {
     "general.architecture": { type: "string", value: "qwen3" },
     "general.name": { type: "string", value: name },
@@ -42,7 +46,12 @@ export function qwen3ArchitectureMetadata(name: string, architecture: Architectu
  * Maps Hugging Face Qwen3 weights onto GGUF tensors. A Qwen3 GGUF needs no q/k
  * permutation (NEOX RoPE). Norms stay f32; 2-D weights take the requested encoding.
  */
-export function qwen3Tensors(weights: Map<string, LoadedTensor>, architecture: Architecture, encoding: TensorEncoding, source: string): GgufTensor[] {
+export function qwen3Tensors(
+  weights: Map<string, LoadedTensor>,
+  architecture: Architecture,
+  encoding: TensorEncoding,
+  source: string,
+): GgufTensor[] {
   const take = (name: string): LoadedTensor => {
     const tensor = weights.get(name);
     if (!tensor) throw new FileError(source, `is missing tensor ${name}`);
@@ -56,7 +65,8 @@ export function qwen3Tensors(weights: Map<string, LoadedTensor>, architecture: A
   });
   const out: GgufTensor[] = [tensor("token_embd.weight", take("model.embed_tokens.weight"))];
   for (let layer = 0; layer < architecture.layers; layer++) {
-    for (const [hf, gguf] of Object.entries(LAYER_TENSORS)) out.push(tensor(`blk.${layer}.${gguf}`, take(`model.layers.${layer}.${hf}`)));
+    for (const [hf, gguf] of Object.entries(LAYER_TENSORS))
+      out.push(tensor(`blk.${layer}.${gguf}`, take(`model.layers.${layer}.${hf}`)));
   }
   out.push(tensor("output_norm.weight", take("model.norm.weight")));
   if (!architecture.tieEmbeddings) out.push(tensor("output.weight", take("lm_head.weight")));
@@ -73,6 +83,14 @@ export async function writeQwen3Gguf(options: {
   extra?: Record<string, MetadataValue>;
   source: string;
 }): Promise<void> {
-  const metadata = { ...qwen3ArchitectureMetadata(options.name, options.architecture, options.encoding), ...options.tokenizer, ...options.extra };
-  await writeGguf(options.path, metadata, qwen3Tensors(options.weights, options.architecture, options.encoding, options.source));
+  const metadata = {
+    ...qwen3ArchitectureMetadata(options.name, options.architecture, options.encoding),
+    ...options.tokenizer,
+    ...options.extra,
+  };
+  await writeGguf(
+    options.path,
+    metadata,
+    qwen3Tensors(options.weights, options.architecture, options.encoding, options.source),
+  );
 }

@@ -16,13 +16,16 @@ export interface LoadedTensor {
 }
 
 /** Reads a safetensors file into float32 tensors, validating the header against the file size. */
-export async function readSafetensors(path: string): Promise<{ tensors: Map<string, LoadedTensor>; metadata: Record<string, string> }> {
+export async function readSafetensors(
+  path: string,
+): Promise<{ tensors: Map<string, LoadedTensor>; metadata: Record<string, string> }> {
   const buffer = await readFile(path).catch((error: unknown) => {
     throw new FileError(path, "cannot be read", { cause: error });
   });
   if (buffer.length < 8) throw new FileError(path, "is truncated (no safetensors header)");
   const headerLength = Number(buffer.readBigUInt64LE(0));
-  if (headerLength > buffer.length - 8 || headerLength > 100_000_000) throw new FileError(path, "is truncated or corrupt (header length out of range)");
+  if (headerLength > buffer.length - 8 || headerLength > 100_000_000)
+    throw new FileError(path, "is truncated or corrupt (header length out of range)");
   let header: Record<string, unknown>;
   try {
     header = JSON.parse(buffer.subarray(8, 8 + headerLength).toString("utf8")) as Record<string, unknown>;
@@ -38,15 +41,21 @@ export async function readSafetensors(path: string): Promise<{ tensors: Map<stri
       continue;
     }
     const parsed = entrySchema.safeParse(value);
-    if (!parsed.success) throw new FileError(path, `tensor ${name} has an unsupported header: ${parsed.error.issues[0]?.message}`);
-    const { dtype, shape, data_offsets: [begin, end] } = parsed.data;
+    if (!parsed.success)
+      throw new FileError(path, `tensor ${name} has an unsupported header: ${parsed.error.issues[0]?.message}`);
+    const {
+      dtype,
+      shape,
+      data_offsets: [begin, end],
+    } = parsed.data;
     const count = shape.reduce((a, b) => a * b, 1);
     if (end - begin !== count * BYTES[dtype] || dataStart + end > buffer.length) {
       throw new FileError(path, `tensor ${name} is truncated or its offsets are wrong`);
     }
     const bytes = buffer.subarray(dataStart + begin, dataStart + end);
     const data = new Float32Array(count);
-    if (dtype === "F32") data.set(new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)));
+    if (dtype === "F32")
+      data.set(new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)));
     else if (dtype === "F16") for (let i = 0; i < count; i++) data[i] = fromFloat16Bits(bytes.readUInt16LE(i * 2));
     else {
       const view = new DataView(new ArrayBuffer(4));

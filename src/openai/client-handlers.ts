@@ -50,25 +50,31 @@ export abstract class ClientHandler implements Dispatcher.DispatchHandler {
     const header = (name: string) => (typeof headers[name] === "string" ? (headers[name] as string) : null);
     this.retryAfter = header("retry-after");
     this.location = header("location");
-    if (statusCode < 300 && Number(headers["content-length"] ?? 0) > this.client.maxResponseBytes) controller.abort(this.client.tooLarge(this.path));
+    if (statusCode < 300 && Number(headers["content-length"] ?? 0) > this.client.maxResponseBytes)
+      controller.abort(this.client.tooLarge(this.path));
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.status < 300) return this.data(controller, chunk);
     // An error answer (or a redirect, which is not followed) is read only for its message.
-    if (this.errorBody.length > MAX_ERROR_BODY_BYTES) return controller.abort(new Error("the error body is read no further"));
+    if (this.errorBody.length > MAX_ERROR_BODY_BYTES)
+      return controller.abort(new Error("the error body is read no further"));
     this.errorBody += chunk.toString("utf8");
   }
 
   onResponseEnd(): void {
     this.cancel?.unlisten(this);
-    if (this.status >= 300) return this.reject(this.client.statusError(this.path, this.status, this.errorBody, this.retryAfter, this.location));
+    if (this.status >= 300)
+      return this.reject(
+        this.client.statusError(this.path, this.status, this.errorBody, this.retryAfter, this.location),
+      );
     this.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     // An error answer whose body was cut short (by us or the server): its status says enough.
-    if (this.started && this.status >= 300 && !(error instanceof ModelError) && !this.cancel?.aborted) return this.onResponseEnd();
+    if (this.started && this.status >= 300 && !(error instanceof ModelError) && !this.cancel?.aborted)
+      return this.onResponseEnd();
     this.fail(error);
   }
 
@@ -83,7 +89,13 @@ export class TextResponseHandler extends ClientHandler {
   private size = 0;
   private readonly chunks: Buffer[] = [];
 
-  constructor(client: OpenAiClient, path: string, cancel: Cancel | undefined, private readonly resolve: (text: string) => void, reject: (error: ModelError) => void) {
+  constructor(
+    client: OpenAiClient,
+    path: string,
+    cancel: Cancel | undefined,
+    private readonly resolve: (text: string) => void,
+    reject: (error: ModelError) => void,
+  ) {
     super(client, path, cancel, reject);
   }
 
@@ -94,7 +106,9 @@ export class TextResponseHandler extends ClientHandler {
   }
 
   protected end(): void {
-    this.resolve(this.chunks.length === 1 ? this.chunks[0]!.toString("utf8") : Buffer.concat(this.chunks).toString("utf8"));
+    this.resolve(
+      this.chunks.length === 1 ? this.chunks[0]!.toString("utf8") : Buffer.concat(this.chunks).toString("utf8"),
+    );
   }
 }
 
@@ -105,7 +119,14 @@ export class StreamHandler extends ClientHandler {
   private finished = false;
   private ended = false;
 
-  constructor(client: OpenAiClient, path: string, cancel: Cancel | undefined, onData: (data: string) => void, private readonly resolve: () => void, reject: (error: ModelError) => void) {
+  constructor(
+    client: OpenAiClient,
+    path: string,
+    cancel: Cancel | undefined,
+    onData: (data: string) => void,
+    private readonly resolve: () => void,
+    reject: (error: ModelError) => void,
+  ) {
     super(client, path, cancel, reject);
     this.feed = new SseFeed(client.maxResponseBytes, onData);
   }
@@ -118,7 +139,8 @@ export class StreamHandler extends ClientHandler {
       return controller.abort(error instanceof SseError ? this.client.sseFailure(this.path, error) : (error as Error));
     }
     if (!this.feed.done || this.finished) return;
-    // Done at [DONE]. A server that then keeps its response open loses the connection (at the end of this turn: a normal one has ended by then).
+    // Done at [DONE]. A server that then keeps its response open loses the connection (at the end of this turn: a
+    // normal one has ended by then).
     this.finished = true;
     this.resolve();
     setImmediate(() => {

@@ -22,7 +22,9 @@ describe("OpenAiClient.json", () => {
     }
   });
 
-  async function upstream(handler: (request: IncomingMessage, response: ServerResponse, body: string) => void): Promise<OpenAiClient> {
+  async function upstream(
+    handler: (request: IncomingMessage, response: ServerResponse, body: string) => void,
+  ): Promise<OpenAiClient> {
     const server = createServer((request, response) => {
       let body = "";
       request.setEncoding("utf8");
@@ -31,7 +33,10 @@ describe("OpenAiClient.json", () => {
     });
     servers.push(server);
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const client = new OpenAiClient({ label: "upstream test", baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1` });
+    const client = new OpenAiClient({
+      label: "upstream test",
+      baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,
+    });
     clients.push(client);
     return client;
   }
@@ -59,13 +64,18 @@ describe("OpenAiClient.json", () => {
   it("reads a JSON answer, in one chunk or many, and sends the request's body", async () => {
     const client = await upstream((request, response, body) => {
       expect(request.url).toBe("/v1/models");
-      if (request.method === "POST") return void response.end(JSON.stringify({ data: [{ id: `${request.headers["content-type"]} ${body}` }] }));
+      if (request.method === "POST")
+        return void response.end(JSON.stringify({ data: [{ id: `${request.headers["content-type"]} ${body}` }] }));
       response.writeHead(200, { "content-type": "application/json" });
       response.write('{"data":[{"id":"a"},');
       setTimeout(() => response.end('{"id":"é"}]}'), 5);
     });
-    expect(await client.json("GET", "/models", undefined, undefined, modelsSchema)).toEqual({ data: [{ id: "a" }, { id: "é" }] });
-    expect(await client.json("POST", "/models", { hello: "world" }, undefined, modelsSchema)).toEqual({ data: [{ id: 'application/json {"hello":"world"}' }] });
+    expect(await client.json("GET", "/models", undefined, undefined, modelsSchema)).toEqual({
+      data: [{ id: "a" }, { id: "é" }],
+    });
+    expect(await client.json("POST", "/models", { hello: "world" }, undefined, modelsSchema)).toEqual({
+      data: [{ id: 'application/json {"hello":"world"}' }],
+    });
   });
 
   it("turns error statuses into their kinds, with the server's message and Retry-After", async () => {
@@ -96,7 +106,9 @@ describe("OpenAiClient.json", () => {
 
   it("refuses a body that is not JSON, or not the documented format", async () => {
     const html = await upstream((_request, response) => response.end("<html>oops</html>"));
-    expect((await failure(html.json("GET", "/models", undefined, undefined, modelsSchema))).message).toMatch(/the answer is not JSON/);
+    expect((await failure(html.json("GET", "/models", undefined, undefined, modelsSchema))).message).toMatch(
+      /the answer is not JSON/,
+    );
     const wrong = await upstream((_request, response) => response.end('{"data":"none"}'));
     const error = await failure(wrong.json("GET", "/models", undefined, undefined, modelsSchema));
     expect([error.kind, /not the documented format/.test(error.message)]).toEqual(["bad-response", true]);
@@ -107,9 +119,13 @@ describe("OpenAiClient.json", () => {
       response.writeHead(200, { "content-length": String(64 << 20) });
       response.write("{");
     });
-    expect((await failure(declared.json("GET", "/models", undefined, undefined, modelsSchema))).message).toMatch(/larger than 16777216 bytes/);
+    expect((await failure(declared.json("GET", "/models", undefined, undefined, modelsSchema))).message).toMatch(
+      /larger than 16777216 bytes/,
+    );
     const streamed = await upstream((_request, response) => sendMany(response, "x".repeat(1 << 20), 40));
-    expect((await failure(streamed.json("GET", "/models", undefined, undefined, modelsSchema))).message).toMatch(/larger than 16777216 bytes/);
+    expect((await failure(streamed.json("GET", "/models", undefined, undefined, modelsSchema))).message).toMatch(
+      /larger than 16777216 bytes/,
+    );
   });
 
   it("says an answer broke off, and an upstream that cannot be reached is unreachable", async () => {
@@ -118,7 +134,9 @@ describe("OpenAiClient.json", () => {
       response.write('{"data":[');
       setTimeout(() => response.socket?.destroy(), 10);
     });
-    expect((await failure(cut.json("GET", "/models", undefined, undefined, modelsSchema))).kind).toBe("truncated-stream");
+    expect((await failure(cut.json("GET", "/models", undefined, undefined, modelsSchema))).kind).toBe(
+      "truncated-stream",
+    );
     const closed = new OpenAiClient({ label: "upstream test", baseUrl: "http://127.0.0.1:1/v1" });
     clients.push(closed);
     const error = await failure(closed.json("GET", "/models", undefined, undefined, modelsSchema));
@@ -130,12 +148,18 @@ describe("OpenAiClient.json", () => {
     const hang = await upstream(() => {
       started++;
     });
-    expect((await failure(hang.json("GET", "/models", undefined, AbortSignal.timeout(50), modelsSchema))).kind).toBe("timeout");
+    expect((await failure(hang.json("GET", "/models", undefined, AbortSignal.timeout(50), modelsSchema))).kind).toBe(
+      "timeout",
+    );
     const controller = new AbortController();
     setTimeout(() => controller.abort(new Error("the client disconnected")), 50);
-    expect((await failure(hang.json("GET", "/models", undefined, controller.signal, modelsSchema))).kind).toBe("aborted");
+    expect((await failure(hang.json("GET", "/models", undefined, controller.signal, modelsSchema))).kind).toBe(
+      "aborted",
+    );
     expect(started).toBe(2);
-    expect((await failure(hang.json("GET", "/models", undefined, controller.signal, modelsSchema))).kind).toBe("aborted");
+    expect((await failure(hang.json("GET", "/models", undefined, controller.signal, modelsSchema))).kind).toBe(
+      "aborted",
+    );
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(started).toBe(2);
   });
@@ -177,13 +201,21 @@ describe("OpenAiClient.json", () => {
         response.end('{"error":{"message":"slow down"}}');
       });
       const refused = await failure(limited.stream("/chat/completions", {}, undefined, () => undefined));
-      expect([refused.kind, refused.retryAfterMs, /slow down/.test(refused.message)]).toEqual(["rate-limited", 3_000, true]);
+      expect([refused.kind, refused.retryAfterMs, /slow down/.test(refused.message)]).toEqual([
+        "rate-limited",
+        3_000,
+        true,
+      ]);
 
       const cut = await upstream((_request, response) => response.end(events('{"n":1}')));
-      expect((await failure(cut.stream("/chat/completions", {}, undefined, () => undefined))).kind).toBe("truncated-stream");
+      expect((await failure(cut.stream("/chat/completions", {}, undefined, () => undefined))).kind).toBe(
+        "truncated-stream",
+      );
 
       const huge = await upstream((_request, response) => sendMany(response, events(`"${"x".repeat(1 << 20)}"`), 20));
-      expect((await failure(huge.stream("/chat/completions", {}, undefined, () => undefined))).message).toMatch(/larger than 16777216 bytes/);
+      expect((await failure(huge.stream("/chat/completions", {}, undefined, () => undefined))).message).toMatch(
+        /larger than 16777216 bytes/,
+      );
 
       const garbage = await upstream((_request, response) => {
         response.write(events("<html>oops</html>"));
@@ -203,7 +235,11 @@ describe("OpenAiClient.json", () => {
 
       const endless = await upstream((_request, response) => response.write(events('{"n":1}')));
       const controller = new AbortController();
-      const stopped = await failure(endless.stream("/chat/completions", {}, controller.signal, () => controller.abort(new Error("the client disconnected"))));
+      const stopped = await failure(
+        endless.stream("/chat/completions", {}, controller.signal, () =>
+          controller.abort(new Error("the client disconnected")),
+        ),
+      );
       expect(stopped.kind).toBe("aborted");
     });
   });

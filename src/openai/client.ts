@@ -32,14 +32,18 @@ function causes(error: unknown): { code?: string; message: string }[] {
   let current: unknown = error;
   for (let depth = 0; current && depth < 5; depth++) {
     const e = current as { code?: unknown; message?: unknown; cause?: unknown };
-    chain.push({ code: typeof e.code === "string" ? e.code : undefined, message: typeof e.message === "string" ? e.message : String(current) });
+    chain.push({
+      code: typeof e.code === "string" ? e.code : undefined,
+      message: typeof e.message === "string" ? e.message : String(current),
+    });
     current = e.cause;
   }
   return chain;
 }
 
 /** A caller's AbortSignal (a teacher's attempt, a health check's timeout) as a Cancel; the gateway passes its own. */
-const cancelOf = (cancel: Cancel | AbortSignal | undefined): Cancel | undefined => (cancel === undefined || cancel instanceof Cancel ? cancel : Cancel.from(cancel));
+const cancelOf = (cancel: Cancel | AbortSignal | undefined): Cancel | undefined =>
+  cancel === undefined || cancel instanceof Cancel ? cancel : Cancel.from(cancel);
 
 /**
  * The one client for OpenAI-compatible servers: the HTTP teachers' and the
@@ -66,13 +70,31 @@ export class OpenAiClient {
     this.base = url.pathname.replace(/\/+$/, "");
     this.maxResponseBytes = options.maxResponseBytes ?? 16 * 1024 * 1024;
     this.timeoutMs = options.timeoutMs ?? 300_000;
-    this.headers = Object.fromEntries(Object.entries(options.headers ?? {}).map(([name, value]) => [name.toLowerCase(), value]));
+    this.headers = Object.fromEntries(
+      Object.entries(options.headers ?? {}).map(([name, value]) => [name.toLowerCase(), value]),
+    );
     if (options.apiKey) this.headers.authorization = `Bearer ${options.apiKey}`;
-    if (url.username || url.password) this.headers.authorization = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString("base64")}`;
-    const secrets = [options.apiKey, url.password, url.username, ...Object.entries(options.headers ?? {}).filter(([name]) => /auth|key|token|secret|cookie/i.test(name)).map(([, value]) => value)];
-    this.secrets = secrets.filter((s): s is string => typeof s === "string" && s.length >= 4).sort((a, b) => b.length - a.length);
+    if (url.username || url.password)
+      this.headers.authorization = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString("base64")}`;
+    const secrets = [
+      options.apiKey,
+      url.password,
+      url.username,
+      ...Object.entries(options.headers ?? {})
+        .filter(([name]) => /auth|key|token|secret|cookie/i.test(name))
+        .map(([, value]) => value),
+    ];
+    this.secrets = secrets
+      .filter((s): s is string => typeof s === "string" && s.length >= 4)
+      .sort((a, b) => b.length - a.length);
     this.displayUrl = `${this.origin}${this.base}`;
-    this.pool = new Pool(this.origin, { connections: 128, pipelining: 1, keepAliveTimeout: 30_000, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs });
+    this.pool = new Pool(this.origin, {
+      connections: 128,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+    });
   }
 
   /** Removes every secret (key, secret headers, URL credentials) from a text. */
@@ -82,11 +104,17 @@ export class OpenAiClient {
     return out;
   }
 
-  error(kind: ModelErrorKind, message: string, options: { cause?: unknown; status?: number; retryAfterMs?: number } = {}): ModelError {
+  error(
+    kind: ModelErrorKind,
+    message: string,
+    options: { cause?: unknown; status?: number; retryAfterMs?: number } = {},
+  ): ModelError {
     return new ModelError(this.options.label, kind, this.redact(message), options);
   }
 
-  /** `path` under the base URL (`/chat/completions`), or under the server root when it starts with `//` (`//tokenize`). */
+  /**
+   * `path` under the base URL (`/chat/completions`), or under the server root when it starts with `//` (`//tokenize`).
+   */
   private pathOf(path: string): string {
     return path.startsWith("//") ? path.slice(1) : `${this.base}${path}`;
   }
@@ -97,65 +125,132 @@ export class OpenAiClient {
   }
 
   tooLarge(path: string): ModelError {
-    return this.error("bad-response", `${this.where(path)}: the response is larger than ${this.maxResponseBytes} bytes (maxResponseBytes)`);
+    return this.error(
+      "bad-response",
+      `${this.where(path)}: the response is larger than ${this.maxResponseBytes} bytes (maxResponseBytes)`,
+    );
   }
 
   /** An error answer: its kind by status, with the server's own message and Retry-After. A redirect is not followed. */
-  statusError(path: string, status: number, text: string, retryAfter: string | null, location: string | null): ModelError {
-    if (status < 400) return this.error("bad-request", `${this.where(path)} answered ${status}, a redirect${location ? ` to ${location}` : ""}: give the final URL as the base URL`, { status });
+  statusError(
+    path: string,
+    status: number,
+    text: string,
+    retryAfter: string | null,
+    location: string | null,
+  ): ModelError {
+    if (status < 400)
+      return this.error(
+        "bad-request",
+        `${this.where(path)} answered ${status}, a redirect${location ? ` to ${location}` : ""}: give the final URL as the base URL`,
+        { status },
+      );
     let detail = text.slice(0, 2048).trim();
     try {
       detail = errorBodyMessage(JSON.parse(detail)) ?? detail;
     } catch {
       // not JSON: keep the text
     }
-    return this.error(kindForStatus(status), `${this.where(path)} answered ${status}${detail ? `: ${detail.slice(0, 300)}` : ""}`, { status, retryAfterMs: parseRetryAfter(retryAfter) });
+    return this.error(
+      kindForStatus(status),
+      `${this.where(path)} answered ${status}${detail ? `: ${detail.slice(0, 300)}` : ""}`,
+      { status, retryAfterMs: parseRetryAfter(retryAfter) },
+    );
   }
 
-  /** What a failed request becomes: cancelled or timed out, too large, cut off after its answer started, TLS, or not reached. */
+  /**
+   * What a failed request becomes: cancelled or timed out, too large, cut off after its answer started, TLS, or not
+   * reached.
+   */
   failure(error: unknown, path: string, cancel: Cancel | undefined, started: boolean): ModelError {
     if (error instanceof ModelError) return error;
     if (cancel?.aborted) {
       const reason = cancel.reason;
       if (reason instanceof ModelError) return reason;
       const timedOut = reason instanceof DOMException && reason.name === "TimeoutError";
-      return this.error(timedOut ? "timeout" : "aborted", `${this.where(path)}: ${timedOut ? "timed out" : `cancelled (${errorMessage(reason)})`}`, { cause: error });
+      return this.error(
+        timedOut ? "timeout" : "aborted",
+        `${this.where(path)}: ${timedOut ? "timed out" : `cancelled (${errorMessage(reason)})`}`,
+        { cause: error },
+      );
     }
     const chain = causes(error);
     const codes = chain.map((c) => c.code ?? "");
     if (codes.includes("UND_ERR_RES_EXCEEDED_MAX_SIZE")) return this.tooLarge(path);
-    // A hung server (no answer, or a stream that stopped): not unreachable, so no failover (it may have been generating).
+    // A hung server (no answer, or a stream that stopped): not unreachable, so no failover (it may have been
+    // generating).
     if (codes.includes("UND_ERR_HEADERS_TIMEOUT") || codes.includes("UND_ERR_BODY_TIMEOUT")) {
-      return this.error("timeout", `${this.where(path)}: ${codes.includes("UND_ERR_HEADERS_TIMEOUT") ? "no answer" : "nothing more"} within ${this.timeoutMs} ms`, { cause: error });
+      return this.error(
+        "timeout",
+        `${this.where(path)}: ${codes.includes("UND_ERR_HEADERS_TIMEOUT") ? "no answer" : "nothing more"} within ${this.timeoutMs} ms`,
+        { cause: error },
+      );
     }
     const detail = chain.at(-1)?.message ?? errorMessage(error);
-    if (codes.some((code) => code.startsWith("ERR_SSL") || code.includes("CERT") || code.startsWith("ERR_TLS") || code === "EPROTO") || chain.some((c) => /\bSSL\b|\bTLS\b|certificate/i.test(c.message))) {
+    if (
+      codes.some(
+        (code) =>
+          code.startsWith("ERR_SSL") || code.includes("CERT") || code.startsWith("ERR_TLS") || code === "EPROTO",
+      ) ||
+      chain.some((c) => /\bSSL\b|\bTLS\b|certificate/i.test(c.message))
+    ) {
       return this.error("tls", `${this.where(path)}: TLS failed (${detail})`, { cause: error });
     }
-    if (started) return this.error("truncated-stream", `${this.where(path)}: the response broke off (${detail})`, { cause: error });
+    if (started)
+      return this.error("truncated-stream", `${this.where(path)}: the response broke off (${detail})`, {
+        cause: error,
+      });
     const known = codes.filter((code) => NETWORK_ERRNO.has(code) || UNDICI_UNREACHABLE.has(code));
-    return this.error("unreachable", `${this.where(path)}: cannot reach the server (${known.join(" ← ") || detail})`, { cause: error });
+    return this.error("unreachable", `${this.where(path)}: cannot reach the server (${known.join(" ← ") || detail})`, {
+      cause: error,
+    });
   }
 
   /** An event stream that is not one, or too large, or ended before [DONE]. */
   sseFailure(path: string, error: SseError): ModelError {
-    return this.error(error.reason === "no-done" ? "truncated-stream" : "bad-response", `${this.where(path)}: ${error.message}${error.reason === "too-large" ? " (maxResponseBytes)" : ""}`);
+    return this.error(
+      error.reason === "no-done" ? "truncated-stream" : "bad-response",
+      `${this.where(path)}: ${error.message}${error.reason === "too-large" ? " (maxResponseBytes)" : ""}`,
+    );
   }
 
   /** A whole JSON answer, checked against its documented schema (`what` names it in messages). */
-  async json<T extends z.ZodType>(method: "GET" | "POST", path: string, body: unknown, cancel: Cancel | AbortSignal | undefined, schema: T, what = "the answer"): Promise<z.infer<T>> {
+  async json<T extends z.ZodType>(
+    method: "GET" | "POST",
+    path: string,
+    body: unknown,
+    cancel: Cancel | AbortSignal | undefined,
+    schema: T,
+    what = "the answer",
+  ): Promise<z.infer<T>> {
     const cancellation = cancelOf(cancel);
-    const text = await new Promise<string>((resolve, reject) => this.dispatch(method, path, body, cancellation, new TextResponseHandler(this, path, cancellation, resolve, reject)));
+    const text = await new Promise<string>((resolve, reject) =>
+      this.dispatch(
+        method,
+        path,
+        body,
+        cancellation,
+        new TextResponseHandler(this, path, cancellation, resolve, reject),
+      ),
+    );
     let value: unknown;
     try {
       value = JSON.parse(text);
     } catch {
-      throw this.error("bad-response", `${this.where(path)}: ${what} is not JSON (${JSON.stringify(text.slice(0, 120))}${text.length > 120 ? "…" : ""})`);
+      throw this.error(
+        "bad-response",
+        `${this.where(path)}: ${what} is not JSON (${JSON.stringify(text.slice(0, 120))}${text.length > 120 ? "…" : ""})`,
+      );
     }
     const parsed = schema.safeParse(value);
     if (!parsed.success) {
-      const issues = parsed.error.issues.slice(0, 3).map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`);
-      throw this.error("bad-response", `${this.where(path)}: ${what} is not the documented format (${issues.join("; ")})`);
+      const issues = parsed.error.issues
+        .slice(0, 3)
+        .map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`);
+      throw this.error(
+        "bad-response",
+        `${this.where(path)}: ${what} is not the documented format (${issues.join("; ")})`,
+      );
     }
     return parsed.data;
   }
@@ -166,9 +261,22 @@ export class OpenAiClient {
    * stops the request and rejects with it; a stream that ends before [DONE]
    * is truncated.
    */
-  stream(path: string, body: unknown, cancel: Cancel | AbortSignal | undefined, onData: (data: string) => void): Promise<void> {
+  stream(
+    path: string,
+    body: unknown,
+    cancel: Cancel | AbortSignal | undefined,
+    onData: (data: string) => void,
+  ): Promise<void> {
     const cancellation = cancelOf(cancel);
-    return new Promise((resolve, reject) => this.dispatch("POST", path, body, cancellation, new StreamHandler(this, path, cancellation, onData, resolve, reject)));
+    return new Promise((resolve, reject) =>
+      this.dispatch(
+        "POST",
+        path,
+        body,
+        cancellation,
+        new StreamHandler(this, path, cancellation, onData, resolve, reject),
+      ),
+    );
   }
 
   /** The same stream, pulled: each event's `data`, for a consumer that iterates (a teacher's stream). */
@@ -188,11 +296,20 @@ export class OpenAiClient {
   }
 
   /** Sends a request to the pool, its answer to `handler` (which also listens to the cancellation). */
-  private dispatch(method: "GET" | "POST", path: string, body: unknown, cancel: Cancel | undefined, handler: ClientHandler): void {
+  private dispatch(
+    method: "GET" | "POST",
+    path: string,
+    body: unknown,
+    cancel: Cancel | undefined,
+    handler: ClientHandler,
+  ): void {
     if (cancel?.aborted) return handler.fail(cancel.reason);
     cancel?.listen(handler);
     const headers = body === undefined ? this.headers : { ...this.headers, "content-type": "application/json" };
-    this.pool.dispatch({ path: this.pathOf(path), method, headers, body: body === undefined ? undefined : JSON.stringify(body) }, handler);
+    this.pool.dispatch(
+      { path: this.pathOf(path), method, headers, body: body === undefined ? undefined : JSON.stringify(body) },
+      handler,
+    );
   }
 
   async close(): Promise<void> {

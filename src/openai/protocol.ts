@@ -8,7 +8,11 @@ import type { TokenLogprob } from "./token-logprob.ts";
  * `reasoning` (vLLM ≥ 0.11, Ollama).
  */
 const topLogprob = z.looseObject({ token: z.string(), logprob: z.number().nullable() });
-const tokenLogprob = z.looseObject({ token: z.string(), logprob: z.number().nullable(), top_logprobs: z.array(topLogprob).nullish() });
+const tokenLogprob = z.looseObject({
+  token: z.string(),
+  logprob: z.number().nullable(),
+  top_logprobs: z.array(topLogprob).nullish(),
+});
 const chatLogprobs = z.looseObject({ content: z.array(tokenLogprob).nullish() }).nullish();
 
 export const usageSchema = z.looseObject({
@@ -56,7 +60,10 @@ const legacyLogprobs = z
     top_logprobs: z.array(z.record(z.string(), z.number()).nullable()).nullish(),
   })
   .nullish();
-const promptLogprob = z.record(z.string(), z.looseObject({ logprob: z.number(), rank: z.number().nullish(), decoded_token: z.string().nullish() }));
+const promptLogprob = z.record(
+  z.string(),
+  z.looseObject({ logprob: z.number(), rank: z.number().nullish(), decoded_token: z.string().nullish() }),
+);
 
 export const completionSchema = z.looseObject({
   model: z.string().optional(),
@@ -77,24 +84,33 @@ export type PromptLogprob = z.infer<typeof promptLogprob>;
 export const tokenizeSchema = z.looseObject({ tokens: z.array(z.number().int().nonnegative()) });
 export const modelsSchema = z.looseObject({ data: z.array(z.looseObject({ id: z.string() })) });
 
-/** The message of an error body: `{"error": {"message"}}` (OpenAI, vLLM), `{"error": "…"}` (TGI, llama.cpp), `{"message": …}`. */
+/**
+ * The message of an error body: `{"error": {"message"}}` (OpenAI, vLLM), `{"error": "…"}` (TGI, llama.cpp),
+ * `{"message": …}`.
+ */
 export function errorBodyMessage(body: unknown): string | undefined {
   if (!body || typeof body !== "object") return undefined;
   const record = body as Record<string, unknown>;
   const error = record.error;
   if (typeof error === "string") return error;
-  if (error && typeof error === "object" && typeof (error as Record<string, unknown>).message === "string") return (error as Record<string, string>).message;
+  if (error && typeof error === "object" && typeof (error as Record<string, unknown>).message === "string")
+    return (error as Record<string, string>).message;
   return typeof record.message === "string" ? record.message : undefined;
 }
 
-export function reasoningOf(part: { reasoning_content?: string | null; reasoning?: string | null } | null | undefined): string {
+export function reasoningOf(
+  part: { reasoning_content?: string | null; reasoning?: string | null } | null | undefined,
+): string {
   return part?.reasoning_content ?? part?.reasoning ?? "";
 }
 
 /** A null logprob (vLLM's -inf) is a probability of zero. */
 const logprobValue = (value: number | null) => value ?? Number.NEGATIVE_INFINITY;
 
-export function chatLogprobsToTokens(content: z.infer<typeof tokenLogprob>[] | null | undefined, topK: number): TokenLogprob[] {
+export function chatLogprobsToTokens(
+  content: z.infer<typeof tokenLogprob>[] | null | undefined,
+  topK: number,
+): TokenLogprob[] {
   return (content ?? []).map((t) => ({
     text: t.token,
     logprob: logprobValue(t.logprob),
@@ -115,12 +131,21 @@ export function legacyLogprobsToTokens(logprobs: z.infer<typeof legacyLogprobs>,
 }
 
 /** One position of vLLM's prompt_logprobs: the actual token's entry and the top-k by rank. */
-export function promptLogprobToToken(entry: PromptLogprob | null | undefined, token: number, topK: number): TokenLogprob | undefined {
+export function promptLogprobToToken(
+  entry: PromptLogprob | null | undefined,
+  token: number,
+  topK: number,
+): TokenLogprob | undefined {
   if (!entry) return undefined;
   const own = entry[String(token)];
   if (!own) return undefined;
   const top = Object.entries(entry)
-    .map(([id, value]) => ({ token: Number(id), text: value.decoded_token ?? "", logprob: value.logprob, rank: value.rank ?? Number.MAX_SAFE_INTEGER }))
+    .map(([id, value]) => ({
+      token: Number(id),
+      text: value.decoded_token ?? "",
+      logprob: value.logprob,
+      rank: value.rank ?? Number.MAX_SAFE_INTEGER,
+    }))
     .sort((a, b) => a.rank - b.rank || b.logprob - a.logprob)
     .slice(0, topK)
     .map(({ token: id, text: t, logprob }) => ({ token: id, text: t, logprob }));

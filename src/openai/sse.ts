@@ -28,13 +28,17 @@ export class SseFeed {
     private readonly maxBytes: number,
     private readonly onData: (data: string) => void,
   ) {
-    this.parser = createParser({ onEvent: (event) => this.event(event), onError: (error) => (this.parseError ??= error.message) });
+    this.parser = createParser({
+      onEvent: (event) => this.event(event),
+      onError: (error) => (this.parseError ??= error.message),
+    });
   }
 
   push(chunk: Uint8Array): void {
     if (this.done) return;
     this.received += chunk.byteLength;
-    if (this.received > this.maxBytes) throw new SseError("too-large", `the stream is larger than ${this.maxBytes} bytes`);
+    if (this.received > this.maxBytes)
+      throw new SseError("too-large", `the stream is larger than ${this.maxBytes} bytes`);
     this.parser.feed(this.decoder.decode(chunk, { stream: true }));
     if (this.parseError) throw new SseError("malformed", `the event stream is malformed (${this.parseError})`);
   }

@@ -17,7 +17,14 @@ const newKeySchema = z
     expiresAt: z.number().int().nullish(),
   })
   .strict();
-const creditSchema = z.object({ org: z.string().min(1), amount: z.number().int().min(1), idempotencyKey: z.string().min(1).max(200), memo: z.string().default("credit") }).strict();
+const creditSchema = z
+  .object({
+    org: z.string().min(1),
+    amount: z.number().int().min(1),
+    idempotencyKey: z.string().min(1).max(200),
+    memo: z.string().default("credit"),
+  })
+  .strict();
 
 /** Constant-time comparison of bearer tokens (of their hashes, so lengths do not leak either). */
 export function sameToken(presented: string, expected: string): boolean {
@@ -45,7 +52,10 @@ export function publicKey(row: ApiKeyRow & { org?: string }) {
 
 function body<T extends z.ZodType>(schema: T, value: unknown, what = "body"): z.infer<T> {
   const result = schema.safeParse(value ?? {});
-  if (!result.success) throw new ApiError(400, result.error.issues.map((i) => `${i.path.join(".") || what}: ${i.message}`).join("; "), { code: "invalid_value" });
+  if (!result.success)
+    throw new ApiError(400, result.error.issues.map((i) => `${i.path.join(".") || what}: ${i.message}`).join("; "), {
+      code: "invalid_value",
+    });
   return result.data;
 }
 
@@ -57,9 +67,13 @@ const usageQuery = z.object({ org: z.string().min(1).optional(), from: day.optio
 /** What the admin API (and `/metrics`, unless public) checks: its own bearer token, never an API key. */
 export function adminCheck(adminToken: string | undefined): (request: FastifyRequest) => Promise<void> {
   return async (request) => {
-    if (!adminToken) throw new ApiError(403, "the admin API is disabled (set the admin token's environment variable)", { code: "admin_disabled" });
+    if (!adminToken)
+      throw new ApiError(403, "the admin API is disabled (set the admin token's environment variable)", {
+        code: "admin_disabled",
+      });
     const match = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? "");
-    if (!match || !sameToken(match[1]!, adminToken)) throw new ApiError(401, "invalid admin token", { code: "invalid_admin_token" });
+    if (!match || !sameToken(match[1]!, adminToken))
+      throw new ApiError(401, "invalid admin token", { code: "invalid_admin_token" });
   };
 }
 
@@ -72,13 +86,26 @@ export function checkPlan(plans: Record<string, unknown>, plan: string): void {
  * A new key: the org's free tier first (idempotent per org), so that a credit
  * the ledger refuses leaves no key behind; then the key.
  */
-export async function createKeyWithFreeTier(store: Store, freeTierMicros: number, spec: Parameters<Store["createKey"]>[0]): ReturnType<Store["createKey"]> {
+export async function createKeyWithFreeTier(
+  store: Store,
+  freeTierMicros: number,
+  spec: Parameters<Store["createKey"]>[0],
+): ReturnType<Store["createKey"]> {
   if (freeTierMicros > 0) await store.grant(spec.org, freeTierMicros, `free-tier:${spec.org}`, "free tier");
   return store.createKey(spec);
 }
 
 /** The admin API, behind its own bearer token (never an API key). */
-export function registerAdmin(app: FastifyInstance, options: { store: Store; adminToken: string | undefined; freeTierMicros: number; plans: Record<string, unknown>; forgetKey: () => void }): void {
+export function registerAdmin(
+  app: FastifyInstance,
+  options: {
+    store: Store;
+    adminToken: string | undefined;
+    freeTierMicros: number;
+    plans: Record<string, unknown>;
+    forgetKey: () => void;
+  },
+): void {
   const { store } = options;
   const requireAdmin = adminCheck(options.adminToken);
 
@@ -86,7 +113,14 @@ export function registerAdmin(app: FastifyInstance, options: { store: Store; adm
     await requireAdmin(request);
     const spec = body(newKeySchema, request.body);
     checkPlan(options.plans, spec.plan);
-    const created = await createKeyWithFreeTier(store, options.freeTierMicros, { org: spec.org, name: spec.name, scopes: spec.scopes ?? null, plan: spec.plan, limits: spec, expiresAt: spec.expiresAt ?? null });
+    const created = await createKeyWithFreeTier(store, options.freeTierMicros, {
+      org: spec.org,
+      name: spec.name,
+      scopes: spec.scopes ?? null,
+      plan: spec.plan,
+      limits: spec,
+      expiresAt: spec.expiresAt ?? null,
+    });
     return { key: created.key, ...publicKey(created.row), note: "the key is shown only once" };
   });
   app.get("/admin/keys", async (request) => {
@@ -108,7 +142,19 @@ export function registerAdmin(app: FastifyInstance, options: { store: Store; adm
   });
   app.post("/admin/keys/:id/rotate", async (request) => {
     await requireAdmin(request);
-    const { graceSeconds } = body(z.object({ graceSeconds: z.number().int().min(0).max(7 * 86_400).default(0) }).strict(), request.body);
+    const { graceSeconds } = body(
+      z
+        .object({
+          graceSeconds: z
+            .number()
+            .int()
+            .min(0)
+            .max(7 * 86_400)
+            .default(0),
+        })
+        .strict(),
+      request.body,
+    );
     const created = await store.rotateKey((await existingKey(request)).id, graceSeconds * 1000);
     options.forgetKey();
     return { key: created.key, ...publicKey(created.row), note: "the key is shown only once" };

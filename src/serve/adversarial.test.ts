@@ -55,15 +55,27 @@ async function serve(overrides: Partial<ServeConfig> = {}, label = "adversarial"
   const config = serveSchema.parse({
     port: 0,
     store: fresh.url,
-    plans: { default: { rpm: 1000, tpm: 10_000_000, concurrency: 16, topLogprobs: 0 }, tight: { rpm: 3, concurrency: 1 } },
-    models: FAMILIES.map((family) => ({ name: `tiny-${family}`, gguf: teacherGguf(`tiny-${family}`), price: PRICE, maxTokens: 64, sequences: 2 })),
+    plans: {
+      default: { rpm: 1000, tpm: 10_000_000, concurrency: 16, topLogprobs: 0 },
+      tight: { rpm: 3, concurrency: 1 },
+    },
+    models: FAMILIES.map((family) => ({
+      name: `tiny-${family}`,
+      gguf: teacherGguf(`tiny-${family}`),
+      price: PRICE,
+      maxTokens: 64,
+      sequences: 2,
+    })),
     ...overrides,
   });
   const models = new Map<string, ServedModel>();
   for (const model of config.models) models.set(model.name, await EmbeddedServedModel.load(model, model.gguf!));
   models.set("slow-qwen", slowed(models.get("tiny-qwen")!));
   const events: Served["events"] = [];
-  const logger: Logger = { log: (_level, event, fields = {}) => void events.push({ event, fields }), addSecret: () => undefined };
+  const logger: Logger = {
+    log: (_level, event, fields = {}) => void events.push({ event, fields }),
+    addSecret: () => undefined,
+  };
   const api = await startApi({ config, workspace: "/nonexistent", adminToken: ADMIN, models, logger });
   return {
     api,
@@ -79,8 +91,17 @@ function client(api: RunningApi, key: string): OpenAI {
   return new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
 }
 
-async function post(api: RunningApi, path: string, body: unknown, headers: Record<string, string>): Promise<{ status: number; body: { error?: { message: string; code: string | null; param: string | null } } }> {
-  const response = await fetch(`${api.url}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+async function post(
+  api: RunningApi,
+  path: string,
+  body: unknown,
+  headers: Record<string, string>,
+): Promise<{ status: number; body: { error?: { message: string; code: string | null; param: string | null } } }> {
+  const response = await fetch(`${api.url}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
   return { status: response.status, body: (await response.json()) as never };
 }
 
@@ -117,7 +138,11 @@ describe("the paid API under attack", () => {
   afterAll(async () => served?.close());
 
   it("reads control markup in every message field as text, on every family: the prompt costs what its characters cost as text", async () => {
-    const engines = new Map(await Promise.all(FAMILIES.map(async (family) => [family, await EmbeddedEngine.load(teacherGguf(`tiny-${family}`))] as const)));
+    const engines = new Map(
+      await Promise.all(
+        FAMILIES.map(async (family) => [family, await EmbeddedEngine.load(teacherGguf(`tiny-${family}`))] as const),
+      ),
+    );
     try {
       for (const family of FAMILIES) {
         const engine = engines.get(family)!;
@@ -128,10 +153,31 @@ describe("the paid API under attack", () => {
         const roles = ["user", "system", "assistant", ...(family === "gptoss" ? ["developer"] : [])] as const;
         for (const role of roles) {
           const conversation = (content: string) =>
-            role === "user" ? [{ role, content }] : role === "assistant" ? [{ role: "user" as const, content: "[hi]" }, { role, content }, { role: "user" as const, content: "[go on]" }] : [{ role, content }, { role: "user" as const, content: "[hi]" }];
+            role === "user"
+              ? [{ role, content }]
+              : role === "assistant"
+                ? [
+                    { role: "user" as const, content: "[hi]" },
+                    { role, content },
+                    { role: "user" as const, content: "[go on]" },
+                  ]
+                : [
+                    { role, content },
+                    { role: "user" as const, content: "[hi]" },
+                  ];
           const usage = async (content: string) =>
-            (await client(served.api, rich).chat.completions.create({ model: `tiny-${family}`, messages: conversation(content) as OpenAI.ChatCompletionMessageParam[], max_tokens: 1 })).usage!.prompt_tokens;
-          expect({ family, role, tokens: (await usage(hostile)) - (await usage(benign)) }).toEqual({ family, role, tokens: asText });
+            (
+              await client(served.api, rich).chat.completions.create({
+                model: `tiny-${family}`,
+                messages: conversation(content) as OpenAI.ChatCompletionMessageParam[],
+                max_tokens: 1,
+              })
+            ).usage!.prompt_tokens;
+          expect({ family, role, tokens: (await usage(hostile)) - (await usage(benign)) }).toEqual({
+            family,
+            role,
+            tokens: asText,
+          });
         }
       }
     } finally {
@@ -152,7 +198,9 @@ describe("the paid API under attack", () => {
     const idle: { healthMs: number; answerMs: number }[] = [];
     for (let i = 0; i < 5; i++) idle.push(await probe());
     // The attackers are another process: in this one, writing their megabytes would slow the probes by itself.
-    const attackers = spawn(process.execPath, ["--input-type=module", "-e", ATTACKERS, served.api.url, broke], { stdio: ["ignore", "pipe", "inherit"] });
+    const attackers = spawn(process.execPath, ["--input-type=module", "-e", ATTACKERS, served.api.url, broke], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     let output = "";
     attackers.stdout.on("data", (data: Buffer) => (output += data.toString()));
     while (!output.includes("started")) await new Promise((resolve) => setTimeout(resolve, 20));
@@ -161,10 +209,15 @@ describe("the paid API under attack", () => {
     for (let i = 0; i < 5; i++) loaded.push(await probe());
     attackers.kill("SIGTERM");
     await once(attackers, "exit");
-    const refusals = output.split("\n").filter((line) => /^\d+$/.test(line)).map(Number);
+    const refusals = output
+      .split("\n")
+      .filter((line) => /^\d+$/.test(line))
+      .map(Number);
     expect(refusals.length).toBeGreaterThan(4);
     expect(new Set(refusals)).toEqual(new Set([402]));
-    console.log(`idle /health ${median(idle.map((p) => p.healthMs)).toFixed(1)} ms, one-token ${median(idle.map((p) => p.answerMs)).toFixed(1)} ms; under attack ${median(loaded.map((p) => p.healthMs)).toFixed(1)} ms, ${median(loaded.map((p) => p.answerMs)).toFixed(1)} ms (${refusals.length} refusals)`);
+    console.log(
+      `idle /health ${median(idle.map((p) => p.healthMs)).toFixed(1)} ms, one-token ${median(idle.map((p) => p.answerMs)).toFixed(1)} ms; under attack ${median(loaded.map((p) => p.healthMs)).toFixed(1)} ms, ${median(loaded.map((p) => p.answerMs)).toFixed(1)} ms (${refusals.length} refusals)`,
+    );
     expect(median(loaded.map((p) => p.healthMs))).toBeLessThan(median(idle.map((p) => p.healthMs)) + 50);
     expect(median(loaded.map((p) => p.answerMs))).toBeLessThan(median(idle.map((p) => p.answerMs)) + 50);
   });
@@ -172,17 +225,36 @@ describe("the paid API under attack", () => {
   it("refuses a 1 MB message for length with 400 and a clear message, never a stack overflow; validates before it checks credit", async () => {
     const content = "Reverse the word 'kalomi'. ".repeat(38_000);
     for (const key of [rich, poor]) {
-      const { status, body } = await post(served.api, "/v1/chat/completions", { model: "tiny-qwen", messages: [{ role: "user", content }] }, { authorization: `Bearer ${key}` });
+      const { status, body } = await post(
+        served.api,
+        "/v1/chat/completions",
+        { model: "tiny-qwen", messages: [{ role: "user", content }] },
+        { authorization: `Bearer ${key}` },
+      );
       expect(status).toBe(400);
       expect(body.error?.code).toBe("context_length_exceeded");
       expect(body.error?.message).toMatch(/^the prompt is at least \d+ tokens; the model's context is \d+ tokens$/);
     }
     // A key whose org has no credit at all is refused on its headers, before its megabyte is read.
-    expect((await post(served.api, "/v1/chat/completions", { model: "tiny-qwen", messages: [{ role: "user", content }] }, { authorization: `Bearer ${broke}` })).status).toBe(402);
+    expect(
+      (
+        await post(
+          served.api,
+          "/v1/chat/completions",
+          { model: "tiny-qwen", messages: [{ role: "user", content }] },
+          { authorization: `Bearer ${broke}` },
+        )
+      ).status,
+    ).toBe(402);
     // Just over the context, found by the tokenizer: 400 too, also for keys whose credit would not cover it.
     const over = "Reverse the word 'kalomi'. ".repeat(60);
     for (const key of [rich, poor, broke]) {
-      const { status, body } = await post(served.api, "/v1/chat/completions", { model: "tiny-qwen", messages: [{ role: "user", content: over }] }, { authorization: `Bearer ${key}` });
+      const { status, body } = await post(
+        served.api,
+        "/v1/chat/completions",
+        { model: "tiny-qwen", messages: [{ role: "user", content: over }] },
+        { authorization: `Bearer ${key}` },
+      );
       expect({ status, code: body.error?.code }).toEqual({ status: 400, code: "context_length_exceeded" });
       expect(body.error?.message).toMatch(/^the prompt is \d+ tokens; the model's context is 128 tokens$/);
     }
@@ -205,8 +277,15 @@ describe("the paid API under attack", () => {
       slowToken = undefined;
       controller.abort();
       await call.catch(() => undefined);
-      const cancelled = () => store.db.selectFrom("requests").selectAll().where("org_id", "=", org).where("outcome", "=", "cancelled").execute();
-      for (let i = 0; i < 150 && (await cancelled()).length < (stream ? 2 : 1); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      const cancelled = () =>
+        store.db
+          .selectFrom("requests")
+          .selectAll()
+          .where("org_id", "=", org)
+          .where("outcome", "=", "cancelled")
+          .execute();
+      for (let i = 0; i < 150 && (await cancelled()).length < (stream ? 2 : 1); i++)
+        await new Promise((resolve) => setTimeout(resolve, 20));
       const rows = await cancelled();
       const row = rows.at(-1)!;
       expect(rows).toHaveLength(stream ? 2 : 1);
@@ -219,9 +298,22 @@ describe("the paid API under attack", () => {
   });
 
   it("logs a stream its client aborted after the first chunk as cancelled", async () => {
-    const stream = await client(served.api, rich).completions.create({ model: "tiny-qwen", prompt: ENDLESS_QWEN_PROMPT, max_tokens: 64, stream: true });
+    const stream = await client(served.api, rich).completions.create({
+      model: "tiny-qwen",
+      prompt: ENDLESS_QWEN_PROMPT,
+      max_tokens: 64,
+      stream: true,
+    });
     for await (const _chunk of stream) break;
-    for (let i = 0; i < 100 && !served.events.some((e) => e.event === "api.request" && e.fields.stream === true && e.fields.outcome === "cancelled"); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    for (
+      let i = 0;
+      i < 100 &&
+      !served.events.some(
+        (e) => e.event === "api.request" && e.fields.stream === true && e.fields.outcome === "cancelled",
+      );
+      i++
+    )
+      await new Promise((resolve) => setTimeout(resolve, 20));
     const logged = served.events.filter((e) => e.event === "api.request" && e.fields.stream === true).at(-1)!;
     expect(logged.fields.outcome).toBe("cancelled");
     expect(logged.fields.completionTokens).toBeGreaterThan(0);
@@ -233,7 +325,13 @@ describe("the paid API under attack", () => {
       [broke, rich],
     ]) {
       const status = await new Promise<number>((resolve, reject) => {
-        const request = httpRequest(`${served.api.url}/v1/models`, { method: "GET", headers: [["authorization", `Bearer ${order[0]}`], ["Authorization", `Bearer ${order[1]}`]].flat() as unknown as Record<string, string> });
+        const request = httpRequest(`${served.api.url}/v1/models`, {
+          method: "GET",
+          headers: [
+            ["authorization", `Bearer ${order[0]}`],
+            ["Authorization", `Bearer ${order[1]}`],
+          ].flat() as unknown as Record<string, string>,
+        });
         request.on("response", (response) => {
           response.resume();
           resolve(response.statusCode!);
@@ -246,23 +344,58 @@ describe("the paid API under attack", () => {
   });
 
   it("refuses a key that is already expired when it is created", async () => {
-    const { status, body } = await post(served.api, "/admin/keys", { org: "rich", name: "late", expiresAt: Date.now() - 1_000 }, { authorization: `Bearer ${ADMIN}` });
+    const { status, body } = await post(
+      served.api,
+      "/admin/keys",
+      { org: "rich", name: "late", expiresAt: Date.now() - 1_000 },
+      { authorization: `Bearer ${ADMIN}` },
+    );
     expect(status).toBe(400);
     expect(body.error?.message).toMatch(/in the past/);
   });
 
   it("names the field it refuses: max_completion_tokens against max_tokens, or too large", async () => {
-    const conflicting = await post(served.api, "/v1/chat/completions", { model: "tiny-qwen", messages: [{ role: "user", content: "hi" }], max_completion_tokens: 300, max_tokens: 1 }, { authorization: `Bearer ${rich}` });
-    expect({ status: conflicting.status, code: conflicting.body.error?.code }).toEqual({ status: 400, code: "conflicting_parameters" });
-    const large = await post(served.api, "/v1/chat/completions", { model: "tiny-qwen", messages: [{ role: "user", content: "hi" }], max_completion_tokens: 300 }, { authorization: `Bearer ${rich}` });
-    expect({ status: large.status, param: large.body.error?.param }).toEqual({ status: 400, param: "max_completion_tokens" });
+    const conflicting = await post(
+      served.api,
+      "/v1/chat/completions",
+      { model: "tiny-qwen", messages: [{ role: "user", content: "hi" }], max_completion_tokens: 300, max_tokens: 1 },
+      { authorization: `Bearer ${rich}` },
+    );
+    expect({ status: conflicting.status, code: conflicting.body.error?.code }).toEqual({
+      status: 400,
+      code: "conflicting_parameters",
+    });
+    const large = await post(
+      served.api,
+      "/v1/chat/completions",
+      { model: "tiny-qwen", messages: [{ role: "user", content: "hi" }], max_completion_tokens: 300 },
+      { authorization: `Bearer ${rich}` },
+    );
+    expect({ status: large.status, param: large.body.error?.param }).toEqual({
+      status: 400,
+      param: "max_completion_tokens",
+    });
     expect(large.body.error?.message).toMatch(/^max_completion_tokens is 300/);
   });
 
   it("refuses a response_format whose JSON schema is not a JSON Schema (422)", async () => {
-    for (const schema of [{ type: "banana" }, { type: "object", properties: { a: { type: 7 } } }, { type: "object", required: "a" }]) {
-      const failure = await failureOf(client(served.api, rich).chat.completions.create({ model: "tiny-qwen", messages: [{ role: "user", content: "hi" }], max_tokens: 4, response_format: { type: "json_schema", json_schema: { name: "x", schema } } }));
-      expect({ status: failure?.status, code: failure?.code }).toEqual({ status: 422, code: "invalid_response_format" });
+    for (const schema of [
+      { type: "banana" },
+      { type: "object", properties: { a: { type: 7 } } },
+      { type: "object", required: "a" },
+    ]) {
+      const failure = await failureOf(
+        client(served.api, rich).chat.completions.create({
+          model: "tiny-qwen",
+          messages: [{ role: "user", content: "hi" }],
+          max_tokens: 4,
+          response_format: { type: "json_schema", json_schema: { name: "x", schema } },
+        }),
+      );
+      expect({ status: failure?.status, code: failure?.code }).toEqual({
+        status: 422,
+        code: "invalid_response_format",
+      });
     }
   });
 });
@@ -271,7 +404,10 @@ for (const limits of ["in-process", "redis"] as const) {
   describe(`a rotated key and its successor share one budget (${limits})`, () => {
     let served: Served;
     beforeAll(async () => {
-      served = await serve(limits === "redis" ? { redis: REDIS_URL, redisPrefix: `avocado:adversarial:${process.pid}:${Date.now()}` } : {}, `rotation_${limits}`);
+      served = await serve(
+        limits === "redis" ? { redis: REDIS_URL, redisPrefix: `avocado:adversarial:${process.pid}:${Date.now()}` } : {},
+        `rotation_${limits}`,
+      );
       await served.api.store.grant("acme", 100_000_000, "start");
     });
     afterAll(async () => served?.close());
@@ -282,7 +418,13 @@ for (const limits of ["in-process", "redis"] as const) {
       const statuses: number[] = [];
       for (let i = 0; i < 6; i++) {
         const key = i % 2 === 0 ? first.key : second.key;
-        statuses.push((await failureOf(client(served.api, key).completions.create({ model: "tiny-qwen", prompt: "hi", max_tokens: 1 })))?.status ?? 200);
+        statuses.push(
+          (
+            await failureOf(
+              client(served.api, key).completions.create({ model: "tiny-qwen", prompt: "hi", max_tokens: 1 }),
+            )
+          )?.status ?? 200,
+        );
       }
       expect(statuses.filter((status) => status === 200)).toHaveLength(3);
       expect(statuses.filter((status) => status === 429)).toHaveLength(3);
@@ -291,15 +433,23 @@ for (const limits of ["in-process", "redis"] as const) {
     it("concurrency: one request in flight across both keys", async () => {
       const first = await served.api.store.createKey({ org: "acme", name: "concurrent", plan: "tight" });
       const second = await served.api.store.rotateKey(first.row.id, 60_000);
-      const running = client(served.api, first.key).completions.create({ model: "tiny-qwen", prompt: ENDLESS_QWEN_PROMPT, max_tokens: 64, stream: true });
+      const running = client(served.api, first.key).completions.create({
+        model: "tiny-qwen",
+        prompt: ENDLESS_QWEN_PROMPT,
+        max_tokens: 64,
+        stream: true,
+      });
       const stream = await running;
       const iterator = stream[Symbol.asyncIterator]();
       await iterator.next();
-      const failure = await failureOf(client(served.api, second.key).completions.create({ model: "tiny-qwen", prompt: "hi", max_tokens: 1 }));
+      const failure = await failureOf(
+        client(served.api, second.key).completions.create({ model: "tiny-qwen", prompt: "hi", max_tokens: 1 }),
+      );
       expect({ status: failure?.status, code: failure?.code }).toEqual({ status: 429, code: "rate_limit_concurrency" });
       stream.controller.abort();
       // Settled before the suite closes the server (a generation still running would outlive its model).
-      for (let i = 0; i < 150 && (await served.api.store.openReservations()).length > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      for (let i = 0; i < 150 && (await served.api.store.openReservations()).length > 0; i++)
+        await new Promise((resolve) => setTimeout(resolve, 20));
       expect(await served.api.store.openReservations()).toEqual([]);
     });
   });

@@ -18,7 +18,14 @@ export interface ExtractionReport {
   days: number;
   score: number;
   parts: { volume: number; logprobs: number; coverage: number; templating: number };
-  facts: { completionTokensPerDay: number; logprobShare: number; meanTopLogprobs: number; distinctShare: number; templatedShare: number; greedyShare: number };
+  facts: {
+    completionTokensPerDay: number;
+    logprobShare: number;
+    meanTopLogprobs: number;
+    distinctShare: number;
+    templatedShare: number;
+    greedyShare: number;
+  };
 }
 
 const FNV_OFFSET = 0x811c9dc5;
@@ -78,7 +85,11 @@ export function simhash(prompt: string): string {
       }
     }
   } else {
-    for (const word of prompt.slice(0, 4000).toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []) count(counts, fnv1a(word, 0), fnv1a(word, 0x9e3779b9));
+    for (const word of prompt
+      .slice(0, 4000)
+      .toLowerCase()
+      .match(/[\p{L}\p{N}]+/gu) ?? [])
+      count(counts, fnv1a(word, 0), fnv1a(word, 0x9e3779b9));
   }
   let low = 0;
   let high = 0;
@@ -97,7 +108,10 @@ function popcount32(value: number): number {
 }
 
 function distance(a: string, b: string): number {
-  return popcount32(parseInt(a.slice(0, 8), 16) ^ parseInt(b.slice(0, 8), 16)) + popcount32(parseInt(a.slice(8), 16) ^ parseInt(b.slice(8), 16));
+  return (
+    popcount32(parseInt(a.slice(0, 8), 16) ^ parseInt(b.slice(0, 8), 16)) +
+    popcount32(parseInt(a.slice(8), 16) ^ parseInt(b.slice(8), 16))
+  );
 }
 
 /**
@@ -108,21 +122,23 @@ function templatedShare(hashes: string[]): number {
   const distinct = [...new Set(hashes)];
   if (distinct.length < 2) return 0;
   const buckets = new Map<string, string[]>();
-  for (const hash of distinct) for (let band = 0; band < 4; band++) {
-    const key = `${band}:${hash.slice(band * 4, band * 4 + 4)}`;
-    const bucket = buckets.get(key);
-    if (bucket) bucket.push(hash);
-    else buckets.set(key, [hash]);
-  }
+  for (const hash of distinct)
+    for (let band = 0; band < 4; band++) {
+      const key = `${band}:${hash.slice(band * 4, band * 4 + 4)}`;
+      const bucket = buckets.get(key);
+      if (bucket) bucket.push(hash);
+      else buckets.set(key, [hash]);
+    }
   const near = new Set<string>();
   for (const bucket of buckets.values()) {
     if (bucket.length < 2 || bucket.length > 500) continue;
-    for (let i = 0; i < bucket.length; i++) for (let j = i + 1; j < bucket.length; j++) {
-      if (distance(bucket[i]!, bucket[j]!) <= 3) {
-        near.add(bucket[i]!);
-        near.add(bucket[j]!);
+    for (let i = 0; i < bucket.length; i++)
+      for (let j = i + 1; j < bucket.length; j++) {
+        if (distance(bucket[i]!, bucket[j]!) <= 3) {
+          near.add(bucket[i]!);
+          near.add(bucket[j]!);
+        }
       }
-    }
   }
   const counts = new Map<string, number>();
   for (const hash of hashes) counts.set(hash, (counts.get(hash) ?? 0) + 1);
@@ -131,13 +147,24 @@ function templatedShare(hashes: string[]): number {
   return templated / hashes.length;
 }
 
-export function extractionReport(rows: readonly { created_at: number; completion_tokens: number; prompt_simhash: string | null; logprobs: number; temperature: number | null }[], days: number): ExtractionReport {
+export function extractionReport(
+  rows: readonly {
+    created_at: number;
+    completion_tokens: number;
+    prompt_simhash: string | null;
+    logprobs: number;
+    temperature: number | null;
+  }[],
+  days: number,
+): ExtractionReport {
   const requests = rows.length;
   const hashes = rows.map((r) => r.prompt_simhash).filter((h): h is string => h !== null);
   const completionTokensPerDay = rows.reduce((sum, r) => sum + r.completion_tokens, 0) / Math.max(days, 1 / 24);
   const withLogprobs = rows.filter((r) => r.logprobs >= 0);
   const logprobShare = requests ? withLogprobs.length / requests : 0;
-  const meanTopLogprobs = withLogprobs.length ? withLogprobs.reduce((sum, r) => sum + r.logprobs, 0) / withLogprobs.length : 0;
+  const meanTopLogprobs = withLogprobs.length
+    ? withLogprobs.reduce((sum, r) => sum + r.logprobs, 0) / withLogprobs.length
+    : 0;
   const distinctShare = hashes.length ? new Set(hashes).size / hashes.length : 0;
   const templated = templatedShare(hashes);
   const greedyShare = requests ? rows.filter((r) => r.temperature === 0).length / requests : 0;
@@ -148,7 +175,20 @@ export function extractionReport(rows: readonly { created_at: number; completion
     templating: 25 * templated,
   };
   const score = Math.round(parts.volume + parts.logprobs + parts.coverage + parts.templating);
-  return { requests, days, score, parts, facts: { completionTokensPerDay, logprobShare, meanTopLogprobs, distinctShare, templatedShare: templated, greedyShare } };
+  return {
+    requests,
+    days,
+    score,
+    parts,
+    facts: {
+      completionTokensPerDay,
+      logprobShare,
+      meanTopLogprobs,
+      distinctShare,
+      templatedShare: templated,
+      greedyShare,
+    },
+  };
 }
 
 /** A key's extraction score, recomputed in the background at most once a minute (requests never wait for it). */

@@ -10,9 +10,13 @@ import { EmbeddedEngine } from "../engine/embedded-engine.ts";
 import { referenceTokenizer } from "../tokenizers/index.ts";
 import { startApi, type RunningApi } from "./server.ts";
 
-/** Three completion events as one, as a server under load sends several tokens per event; the usage is the last one's. */
+/**
+ * Three completion events as one, as a server under load sends several tokens per event; the usage is the last one's.
+ */
 function merged(events: string[]): string {
-  const parsed = events.map((event) => JSON.parse(event.slice("data: ".length)) as { choices: { text: string }[]; usage?: unknown });
+  const parsed = events.map(
+    (event) => JSON.parse(event.slice("data: ".length)) as { choices: { text: string }[]; usage?: unknown },
+  );
   const last = parsed.at(-1)!;
   last.choices[0]!.text = parsed.map((event) => event.choices[0]?.text ?? "").join("");
   return `data: ${JSON.stringify(last)}\n\n`;
@@ -26,28 +30,32 @@ function merged(events: string[]): string {
  */
 async function cuttingProxy(target: string, events: number): Promise<Server> {
   const server = createServer((request, response) => {
-    const upstream = httpRequest(new URL(request.url!, target), { method: request.method, headers: request.headers }, (answer) => {
-      response.writeHead(answer.statusCode!, answer.headers);
-      if (!String(answer.headers["content-type"]).includes("event-stream")) return void answer.pipe(response);
-      let seen = 0;
-      let buffer = "";
-      let held: string[] = [];
-      answer.on("data", (data: Buffer) => {
-        buffer += data.toString();
-        for (let end = buffer.indexOf("\n\n"); end >= 0 && seen < events; end = buffer.indexOf("\n\n")) {
-          held.push(buffer.slice(0, end));
-          buffer = buffer.slice(end + 2);
-          if (held.length < 3) continue;
-          response.write(merged(held));
-          held = [];
-          if (++seen === events) {
-            answer.destroy();
-            response.socket?.destroySoon();
+    const upstream = httpRequest(
+      new URL(request.url!, target),
+      { method: request.method, headers: request.headers },
+      (answer) => {
+        response.writeHead(answer.statusCode!, answer.headers);
+        if (!String(answer.headers["content-type"]).includes("event-stream")) return void answer.pipe(response);
+        let seen = 0;
+        let buffer = "";
+        let held: string[] = [];
+        answer.on("data", (data: Buffer) => {
+          buffer += data.toString();
+          for (let end = buffer.indexOf("\n\n"); end >= 0 && seen < events; end = buffer.indexOf("\n\n")) {
+            held.push(buffer.slice(0, end));
+            buffer = buffer.slice(end + 2);
+            if (held.length < 3) continue;
+            response.write(merged(held));
+            held = [];
+            if (++seen === events) {
+              answer.destroy();
+              response.socket?.destroySoon();
+            }
           }
-        }
-      });
-      answer.on("end", () => response.end());
-    });
+        });
+        answer.on("end", () => response.end());
+      },
+    );
     request.pipe(upstream);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -60,7 +68,14 @@ type Delta = { text?: string; delta?: { content?: string; reasoning_content?: st
  * The text of a stream as the client received it (a completion's, or a chat's reasoning and content), up to its
  * end or its error event; with `stopAfter`, the client leaves after that many events.
  */
-async function streamedText(api: RunningApi, key: string, model: string, maxTokens: number, stopAfter?: number, chat?: string): Promise<string> {
+async function streamedText(
+  api: RunningApi,
+  key: string,
+  model: string,
+  maxTokens: number,
+  stopAfter?: number,
+  chat?: string,
+): Promise<string> {
   const abort = new AbortController();
   const request = chat ? { messages: [{ role: "user", content: chat }] } : { prompt: ENDLESS_QWEN_PROMPT };
   const response = await fetch(`${api.url}/v1/${chat ? "chat/completions" : "completions"}`, {
@@ -105,7 +120,10 @@ describe("a cut stream is charged the tokens it generated, counted by the model'
   let drop: () => Promise<void>;
 
   beforeAll(async () => {
-    upstream = await new OpenAiCompatibleTestServer(await EmbeddedEngine.load(teacherGguf("tiny-qwen"), { sequences: 1 }), { model: "tiny-qwen" }).start();
+    upstream = await new OpenAiCompatibleTestServer(
+      await EmbeddedEngine.load(teacherGguf("tiny-qwen"), { sequences: 1 }),
+      { model: "tiny-qwen" },
+    ).start();
     proxy = await cuttingProxy(upstream.baseUrl.replace(/\/v1$/, ""), 4);
     const cut = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}/v1`;
     const fresh = await freshStore("sqlite", "metering");
@@ -117,8 +135,22 @@ describe("a cut stream is charged the tokens it generated, counted by the model'
       store: fresh.url,
       models: [
         { name: "local", gguf: teacherGguf("tiny-qwen"), price, maxTokens: 64 },
-        { name: "cut-continuous", upstreams: [cut], upstreamModel: "tiny-qwen", streamUsage: "continuous", price, maxTokens: 64 },
-        { name: "cut-tokenizer", upstreams: [cut], upstreamModel: "tiny-qwen", tokenizer: "qwen", price, maxTokens: 64 },
+        {
+          name: "cut-continuous",
+          upstreams: [cut],
+          upstreamModel: "tiny-qwen",
+          streamUsage: "continuous",
+          price,
+          maxTokens: 64,
+        },
+        {
+          name: "cut-tokenizer",
+          upstreams: [cut],
+          upstreamModel: "tiny-qwen",
+          tokenizer: "qwen",
+          price,
+          maxTokens: 64,
+        },
       ],
     });
     api = await startApi({ config, workspace: "/nonexistent" });
@@ -133,10 +165,15 @@ describe("a cut stream is charged the tokens it generated, counted by the model'
     await drop?.();
   });
 
-  const rows = () => api.store.db.selectFrom("requests").select(["model", "outcome", "completion_tokens"]).orderBy("created_at").execute();
+  const rows = () =>
+    api.store.db
+      .selectFrom("requests")
+      .select(["model", "outcome", "completion_tokens"])
+      .orderBy("created_at")
+      .execute();
   /** The requests settled after the first `before`, once there are `count` of them. */
   const settledAfter = async (before: number, count: number) => {
-    for (const stop = Date.now() + 10_000; (await rows()).length < before + count; ) {
+    for (const stop = Date.now() + 10_000; (await rows()).length < before + count;) {
       if (Date.now() > stop) throw new Error(`fewer than ${count} requests settled`);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
@@ -151,7 +188,12 @@ describe("a cut stream is charged the tokens it generated, counted by the model'
     const charged = row!.completion_tokens;
     // What was generated, token for token: the same greedy continuation, cut at the charged length.
     const client = new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
-    const generated = await client.completions.create({ model: "local", prompt: ENDLESS_QWEN_PROMPT, max_tokens: charged, temperature: 0 });
+    const generated = await client.completions.create({
+      model: "local",
+      prompt: ENDLESS_QWEN_PROMPT,
+      max_tokens: charged,
+      temperature: 0,
+    });
     expect(generated.usage?.completion_tokens).toBe(charged);
     expect(generated.choices[0]!.text.startsWith(received)).toBe(true);
     expect(qwen.encodeText(generated.choices[0]!.text)).toHaveLength(charged);

@@ -25,7 +25,9 @@ describe("Redis unreachable", () => {
     const partition = new Partition(targetOf(REDIS_URL, 6379));
     await partition.up();
     await partition.cut();
-    await expect(RedisLimiter.connect(`redis://:secret@127.0.0.1:${partition.port}`, prefix())).rejects.toThrow(new RegExp(`cannot reach Redis at redis://:\\*\\*\\*@127\\.0\\.0\\.1:${partition.port}`));
+    await expect(RedisLimiter.connect(`redis://:secret@127.0.0.1:${partition.port}`, prefix())).rejects.toThrow(
+      new RegExp(`cannot reach Redis at redis://:\\*\\*\\*@127\\.0\\.0\\.1:${partition.port}`),
+    );
   });
 
   it("mid-service: admit fails fast, a slot freed meanwhile is freed once Redis is back, and the outage is logged once", async () => {
@@ -97,21 +99,42 @@ describe("Redis unreachable", () => {
       redis: partition.relayed(REDIS_URL),
       redisPrefix: prefix(),
       plans: { default: { rpm: 100, topLogprobs: 0 } },
-      models: [{ name: "avocado-tiny", gguf: teacherGguf("tiny-qwen"), price: { inputPerMillion: 1, outputPerMillion: 1 }, maxTokens: 4 }],
+      models: [
+        {
+          name: "avocado-tiny",
+          gguf: teacherGguf("tiny-qwen"),
+          price: { inputPerMillion: 1, outputPerMillion: 1 },
+          maxTokens: 4,
+        },
+      ],
     });
-    const models = new Map<string, ServedModel>([["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))]]);
+    const models = new Map<string, ServedModel>([
+      ["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))],
+    ]);
     const api = await startApi({ config, workspace: scratchFolder("outage"), models });
     try {
       const { key } = await api.store.createKey({ org: "partitioned", name: "k" });
       await api.store.grant("partitioned", 1_000_000, "p");
       const client = new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
-      const ask = () => client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 1 });
+      const ask = () =>
+        client.chat.completions.create({
+          model: "avocado-tiny",
+          messages: [{ role: "user", content: "hi" }],
+          max_tokens: 1,
+        });
       await ask();
       await partition.cut();
       const refused = await failureOf(ask());
-      expect([refused?.status, refused?.code, refused?.headers?.get("retry-after")]).toEqual([503, "limits_unavailable", "1"]);
+      expect([refused?.status, refused?.code, refused?.headers?.get("retry-after")]).toEqual([
+        503,
+        "limits_unavailable",
+        "1",
+      ]);
       const health = await fetch(`${api.url}/health`);
-      expect([health.status, await health.json()]).toEqual([503, { ok: false, ledger: "ok", limits: "unavailable", models: { "avocado-tiny": "ok" } }]);
+      expect([health.status, await health.json()]).toEqual([
+        503,
+        { ok: false, ledger: "ok", limits: "unavailable", models: { "avocado-tiny": "ok" } },
+      ]);
       const [usage] = await api.store.usage();
       expect(usage?.requests).toBe(1);
       expect((await api.store.audit()).ok).toBe(true);
@@ -123,13 +146,14 @@ describe("Redis unreachable", () => {
   });
 });
 
-
 describe("PostgreSQL unreachable", () => {
   it("refuses to start with a clear error, naming the URL without its password", async () => {
     const partition = new Partition(targetOf(POSTGRES_URL, 5432));
     await partition.up();
     await partition.cut();
-    await expect(Store.open(partition.relayed("postgres://postgres:secret@127.0.0.1:5432/test"))).rejects.toThrow(/cannot reach PostgreSQL at postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/test/);
+    await expect(Store.open(partition.relayed("postgres://postgres:secret@127.0.0.1:5432/test"))).rejects.toThrow(
+      /cannot reach PostgreSQL at postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/test/,
+    );
   });
 
   it("survives the database closing its connections, answers 503 during a partition, and settles a stream cut off from it once it is back", async () => {
@@ -144,22 +168,38 @@ describe("PostgreSQL unreachable", () => {
       port: 0,
       store: `${partition.relayed(fresh.url)}&application_name=${application}`,
       plans: { default: { rpm: 1_000, topLogprobs: 0 } },
-      models: [{ name: "avocado-tiny", gguf: teacherGguf("tiny-qwen"), price: { inputPerMillion: 1_000_000, outputPerMillion: 4_000_000 }, maxTokens: 256 }],
+      models: [
+        {
+          name: "avocado-tiny",
+          gguf: teacherGguf("tiny-qwen"),
+          price: { inputPerMillion: 1_000_000, outputPerMillion: 4_000_000 },
+          maxTokens: 256,
+        },
+      ],
     });
-    const models = new Map<string, ServedModel>([["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))]]);
+    const models = new Map<string, ServedModel>([
+      ["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))],
+    ]);
     const api = await startApi({ config, workspace: scratchFolder("outage"), models, logger });
     try {
       const { key } = await api.store.createKey({ org: "outage", name: "k" });
       await api.store.grant("outage", 10_000_000, "o");
       const org = (await api.store.orgByName("outage"))!.id;
       const client = new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
-      const ask = () => client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
+      const ask = () =>
+        client.chat.completions.create({
+          model: "avocado-tiny",
+          messages: [{ role: "user", content: "hi" }],
+          max_tokens: 2,
+        });
       await ask();
 
       // The database closes every connection (a restart, a failover): the server lives on and opens new ones.
       const admin = new pg.Client({ connectionString: POSTGRES_URL });
       await admin.connect();
-      await admin.query("select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1", [application]);
+      await admin.query("select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1", [
+        application,
+      ]);
       await admin.end();
       await until(() => events.includes("store.connection_lost"));
       await ask();
@@ -167,7 +207,11 @@ describe("PostgreSQL unreachable", () => {
       // Cut off: 503 with a Retry-After, not a 500 or a hang; /health says so.
       await partition.cut();
       const refused = await failureOf(ask());
-      expect([refused?.status, refused?.code, refused?.headers?.get("retry-after")]).toEqual([503, "ledger_unavailable", "1"]);
+      expect([refused?.status, refused?.code, refused?.headers?.get("retry-after")]).toEqual([
+        503,
+        "ledger_unavailable",
+        "1",
+      ]);
       const health = await fetch(`${api.url}/health`);
       expect([health.status, ((await health.json()) as { ledger: string }).ledger]).toEqual([503, "unavailable"]);
 
@@ -193,7 +237,10 @@ describe("PostgreSQL unreachable", () => {
     }
   });
 
-  /** A server on a fresh PostgreSQL store reached through a relay (`partition`), a key of an org with credit, a request to make, and what closes it all. */
+  /**
+   * A server on a fresh PostgreSQL store reached through a relay (`partition`), a key of an org with credit, a request
+   * to make, and what closes it all.
+   */
   async function partitionedApi(name: string, storeTimeoutMs: number, logger?: Logger) {
     const partition = new Partition(targetOf(POSTGRES_URL, 5432));
     await partition.up();
@@ -203,14 +250,28 @@ describe("PostgreSQL unreachable", () => {
       port: 0,
       store: partition.relayed(fresh.url),
       storeTimeoutMs,
-      models: [{ name: "avocado-tiny", gguf: teacherGguf("tiny-qwen"), price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 }, maxTokens: 4 }],
+      models: [
+        {
+          name: "avocado-tiny",
+          gguf: teacherGguf("tiny-qwen"),
+          price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 },
+          maxTokens: 4,
+        },
+      ],
     });
-    const models = new Map<string, ServedModel>([["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))]]);
+    const models = new Map<string, ServedModel>([
+      ["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))],
+    ]);
     const api = await startApi({ config, workspace: scratchFolder("outage"), models, logger });
     const { key } = await api.store.createKey({ org: name, name: "k" });
     await api.store.grant(name, 1_000_000, "g");
     const client = new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
-    const ask = () => client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
+    const ask = () =>
+      client.chat.completions.create({
+        model: "avocado-tiny",
+        messages: [{ role: "user", content: "hi" }],
+        max_tokens: 2,
+      });
     const close = async () => {
       await api.close();
       await partition.cut();
@@ -247,7 +308,8 @@ describe("PostgreSQL unreachable", () => {
     const { api, ask, partition, close } = await partitionedApi("blackhole", 300);
     try {
       await ask();
-      // Nothing sent reaches the database for a minute, and nothing closes: the server's own timeout never hears of the query.
+      // Nothing sent reaches the database for a minute, and nothing closes: the server's own timeout never hears of the
+      // query.
       partition.delayMs = 60_000;
       const started = Date.now();
       const refused = await failureOf(ask());
@@ -272,16 +334,30 @@ describe("PostgreSQL unreachable", () => {
       port: 0,
       store: fresh.url,
       storeTimeoutMs: 500,
-      models: [{ name: "avocado-tiny", gguf: teacherGguf("tiny-qwen"), price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 }, maxTokens: 4 }],
+      models: [
+        {
+          name: "avocado-tiny",
+          gguf: teacherGguf("tiny-qwen"),
+          price: { inputPerMillion: 1_000_000, outputPerMillion: 1_000_000 },
+          maxTokens: 4,
+        },
+      ],
     });
-    const models = new Map<string, ServedModel>([["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))]]);
+    const models = new Map<string, ServedModel>([
+      ["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))],
+    ]);
     const api = await startApi({ config, workspace: scratchFolder("outage"), models });
     const admin = new pg.Client({ connectionString: POSTGRES_URL });
     try {
       const { key } = await api.store.createKey({ org: "locked", name: "k" });
       await api.store.grant("locked", 1_000_000, "l");
       const client = new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
-      const ask = () => client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
+      const ask = () =>
+        client.chat.completions.create({
+          model: "avocado-tiny",
+          messages: [{ role: "user", content: "hi" }],
+          max_tokens: 2,
+        });
       await ask();
       await admin.connect();
       await admin.query("begin");

@@ -25,7 +25,9 @@ async function freePort(): Promise<number> {
 
 function avocado(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd, encoding: "utf8" }, (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr }));
+    execFile(process.execPath, [BIN, ...args], { cwd, encoding: "utf8" }, (error, stdout, stderr) =>
+      resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr }),
+    );
   });
 }
 
@@ -84,14 +86,39 @@ describe("avocado serve as a process: keys and billing CLI, kill -9 mid-stream, 
     const created = await avocado(["--json", "keys", "create", "--org", "acme", "--name", "ci"], folder);
     expect(created.code, created.stderr).toBe(0);
     const key = (JSON.parse(created.stdout.trim().split("\n").at(-1)!) as { key: string }).key;
-    expect((await avocado(["billing", "credit", "--org", "acme", "--amount", "5000000", "--idempotency-key", "pay-1"], folder)).stdout).toMatch(/^credited/);
-    expect((await avocado(["billing", "credit", "--org", "acme", "--amount", "5000000", "--idempotency-key", "pay-1"], folder)).stdout).toMatch(/already credited/);
+    expect(
+      (
+        await avocado(
+          ["billing", "credit", "--org", "acme", "--amount", "5000000", "--idempotency-key", "pay-1"],
+          folder,
+        )
+      ).stdout,
+    ).toMatch(/^credited/);
+    expect(
+      (
+        await avocado(
+          ["billing", "credit", "--org", "acme", "--amount", "5000000", "--idempotency-key", "pay-1"],
+          folder,
+        )
+      ).stdout,
+    ).toMatch(/already credited/);
 
     server = await serve(folder);
     const client = new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
-    const done = await client.completions.create({ model: "avocado-tiny", prompt: ENDLESS, max_tokens: 20, temperature: 0 });
+    const done = await client.completions.create({
+      model: "avocado-tiny",
+      prompt: ENDLESS,
+      max_tokens: 20,
+      temperature: 0,
+    });
     const paid = 20 * 4 + done.usage!.prompt_tokens * 1;
-    const stream = await client.completions.create({ model: "avocado-tiny", prompt: ENDLESS, max_tokens: 200, temperature: 0, stream: true });
+    const stream = await client.completions.create({
+      model: "avocado-tiny",
+      prompt: ENDLESS,
+      max_tokens: 200,
+      temperature: 0,
+      stream: true,
+    });
     const reading = (async () => {
       let chunks = 0;
       for await (const chunk of stream) {
@@ -129,7 +156,9 @@ describe("avocado serve as a process: keys and billing CLI, kill -9 mid-stream, 
     const first = await avocado(["--json", "billing", "invoice", "--org", "acme", "--month", month], folder);
     const second = await avocado(["--json", "billing", "invoice", "--org", "acme", "--month", month], folder);
     expect(first.stdout).toBe(second.stdout);
-    expect(JSON.parse(first.stdout.trim()) as unknown).toMatchObject({ invoice: { totals: { requests: 2, amount: paid } } });
+    expect(JSON.parse(first.stdout.trim()) as unknown).toMatchObject({
+      invoice: { totals: { requests: 2, amount: paid } },
+    });
 
     // A revoked key is refused by the running server within its one-second cache.
     const keys = await avocado(["--json", "keys", "list"], folder);
@@ -153,7 +182,19 @@ describe("avocado serve killed (kill -9) under load", () => {
       try {
         const model = `    - { name: avocado-tiny, gguf: ${teacherGguf("tiny-qwen")}, price: { inputPerMillion: 1000000, outputPerMillion: 4000000 }, maxTokens: 8 }`;
         const store = postgres ? JSON.stringify(postgres.url) : "sqlite:avocado.db";
-        await writeFile(join(folder, "avocado.yaml"), ["workspace: ws", "serve:", `  port: ${port}`, `  store: ${store}`, "  plans: { default: { rpm: 100000, concurrency: 100, topLogprobs: 0 } }", "  models:", model, ""].join("\n"));
+        await writeFile(
+          join(folder, "avocado.yaml"),
+          [
+            "workspace: ws",
+            "serve:",
+            `  port: ${port}`,
+            `  store: ${store}`,
+            "  plans: { default: { rpm: 100000, concurrency: 100, topLogprobs: 0 } }",
+            "  models:",
+            model,
+            "",
+          ].join("\n"),
+        );
         const setup = await Store.open(url);
         const { key } = await setup.createKey({ org: "load", name: "k" });
         await setup.grant("load", 100_000_000, "g");
@@ -161,7 +202,8 @@ describe("avocado serve killed (kill -9) under load", () => {
         await setup.close();
         child = (await serve(folder)).child;
         const client = new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
-        // Sixteen clients ask one after another; the server is killed once some thirty answers have come (others are on their way).
+        // Sixteen clients ask one after another; the server is killed once some thirty answers have come (others are on
+        // their way).
         const received: { id: string; cost: number }[] = [];
         let killed = false;
         const killedAt = new Promise<void>((resolve) => {
@@ -177,8 +219,18 @@ describe("avocado serve killed (kill -9) under load", () => {
           Array.from({ length: 16 }, async (_, worker) => {
             for (let i = 0; !killed; i++) {
               try {
-                const { data, request_id } = await client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: `Add ${worker} and ${i}.` }], max_tokens: 3, temperature: 0 }).withResponse();
-                received.push({ id: request_id!, cost: data.usage!.prompt_tokens * 1 + data.usage!.completion_tokens * 4 });
+                const { data, request_id } = await client.chat.completions
+                  .create({
+                    model: "avocado-tiny",
+                    messages: [{ role: "user", content: `Add ${worker} and ${i}.` }],
+                    max_tokens: 3,
+                    temperature: 0,
+                  })
+                  .withResponse();
+                received.push({
+                  id: request_id!,
+                  cost: data.usage!.prompt_tokens * 1 + data.usage!.completion_tokens * 4,
+                });
               } catch (error) {
                 // Cut off by the kill: this client got no answer (before it, every request must be answered).
                 if (!killed) throw error;
@@ -196,7 +248,12 @@ describe("avocado serve killed (kill -9) under load", () => {
         child = undefined;
         const check = await Store.open(url);
         try {
-          const rows = new Map((await check.db.selectFrom("requests").select(["request_id", "charged"]).execute()).map((row) => [row.request_id, row]));
+          const rows = new Map(
+            (await check.db.selectFrom("requests").select(["request_id", "charged"]).execute()).map((row) => [
+              row.request_id,
+              row,
+            ]),
+          );
           for (const answer of received) expect(rows.get(answer.id)?.charged, answer.id).toBe(answer.cost);
           expect(await check.openReservations()).toEqual([]);
           expect((await check.audit()).problems).toEqual([]);
@@ -229,7 +286,18 @@ describe("avocado serve killed while its PostgreSQL is away", () => {
       await fresh.store.grant("pending", 10_000_000, "p");
       const org = (await fresh.store.orgByName("pending"))!.id;
       const model = `    - { name: avocado-tiny, gguf: ${teacherGguf("tiny-qwen")}, price: { inputPerMillion: 1000000, outputPerMillion: 4000000 }, maxTokens: 200 }`;
-      await writeFile(join(folder, "avocado.yaml"), ["workspace: ws", "serve:", `  port: ${port}`, `  store: ${JSON.stringify(partition.relayed(fresh.url))}`, "  models:", model, ""].join("\n"));
+      await writeFile(
+        join(folder, "avocado.yaml"),
+        [
+          "workspace: ws",
+          "serve:",
+          `  port: ${port}`,
+          `  store: ${JSON.stringify(partition.relayed(fresh.url))}`,
+          "  models:",
+          model,
+          "",
+        ].join("\n"),
+      );
       child = (await serve(folder)).child;
       const client = new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
       // The database goes away mid-stream: the client reads its whole answer, which the server cannot charge yet.
@@ -269,10 +337,16 @@ describe("avocado serve that cannot start", () => {
     const port = (taken.address() as { port: number }).port;
     try {
       const model = `    - { name: avocado-tiny, gguf: ${teacherGguf("tiny-qwen")}, price: { inputPerMillion: 1, outputPerMillion: 1 } }`;
-      await writeFile(join(folder, "avocado.yaml"), ["workspace: ws", "serve:", `  port: ${port}`, "  store: sqlite:avocado.db", "  models:", model, ""].join("\n"));
+      await writeFile(
+        join(folder, "avocado.yaml"),
+        ["workspace: ws", "serve:", `  port: ${port}`, "  store: sqlite:avocado.db", "  models:", model, ""].join("\n"),
+      );
       const started = Date.now();
       const result = await avocado(["serve"], folder);
-      expect([result.code, result.stderr.trim()]).toEqual([2, `avocado: cannot listen on 127.0.0.1:${port}: the address is in use (another avocado serve?); choose another with --port or serve.port`]);
+      expect([result.code, result.stderr.trim()]).toEqual([
+        2,
+        `avocado: cannot listen on 127.0.0.1:${port}: the address is in use (another avocado serve?); choose another with --port or serve.port`,
+      ]);
       expect(Date.now() - started).toBeLessThan(20_000);
       // Its ledger journal was removed with the store: nothing for the next start to replay.
       expect(readdirSync(join(folder, "ws")).filter((name) => name.endsWith(".journal"))).toEqual([]);
@@ -291,10 +365,16 @@ describe("avocado serve whose log reader goes away", () => {
     let child: ChildProcess | undefined;
     try {
       const model = `    - { name: avocado-tiny, gguf: ${teacherGguf("tiny-qwen")}, price: { inputPerMillion: 1, outputPerMillion: 1 }, maxTokens: 4 }`;
-      await writeFile(join(folder, "avocado.yaml"), ["workspace: ws", "serve:", `  port: ${port}`, "  store: sqlite:avocado.db", "  models:", model, ""].join("\n"));
+      await writeFile(
+        join(folder, "avocado.yaml"),
+        ["workspace: ws", "serve:", `  port: ${port}`, "  store: sqlite:avocado.db", "  models:", model, ""].join("\n"),
+      );
       const created = await avocado(["--json", "keys", "create", "--org", "logs"], folder);
       const key = (JSON.parse(created.stdout.trim().split("\n").at(-1)!) as { key: string }).key;
-      expect((await avocado(["billing", "credit", "--org", "logs", "--amount", "1000000", "--idempotency-key", "l"], folder)).code).toBe(0);
+      expect(
+        (await avocado(["billing", "credit", "--org", "logs", "--amount", "1000000", "--idempotency-key", "l"], folder))
+          .code,
+      ).toBe(0);
       const started = await serve(folder);
       child = started.child;
       // The reader of its stdout and stderr (a log shipper, `| tee`) goes away.
@@ -302,7 +382,11 @@ describe("avocado serve whose log reader goes away", () => {
       child.stderr!.destroy();
       const client = new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
       for (let i = 0; i < 3; i++) {
-        const answer = await client.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
+        const answer = await client.chat.completions.create({
+          model: "avocado-tiny",
+          messages: [{ role: "user", content: "hi" }],
+          max_tokens: 2,
+        });
         expect(answer.usage?.completion_tokens).toBeGreaterThan(0);
         // The access log is written every 50 ms: let it try.
         await new Promise((resolve) => setTimeout(resolve, 100));

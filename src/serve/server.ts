@@ -37,13 +37,28 @@ export interface RunningApi {
  * usage is known, a settlement the store could not take before the server
  * died, are settled from the server's pending file first: `SettlementRetry.resumeDead`.)
  */
-export async function recoverReservations(store: Store, instance: string | undefined, pending?: SettlementRetry): Promise<number> {
-  const open = [...(instance ? await store.openReservations({ instance }) : []), ...(await store.openReservations({ olderThanMs: STALE_RESERVATION_MS }))];
+export async function recoverReservations(
+  store: Store,
+  instance: string | undefined,
+  pending?: SettlementRetry,
+): Promise<number> {
+  const open = [
+    ...(instance ? await store.openReservations({ instance }) : []),
+    ...(await store.openReservations({ olderThanMs: STALE_RESERVATION_MS })),
+  ];
   let recovered = 0;
   for (const reservation of open) {
     // A hold whose settlement (its usage known) waits for the store to take it is not released.
     if (pending?.has(reservation.request_id)) continue;
-    if (await store.settle(reservation.request_id, { promptTokens: 0, completionTokens: 0, cost: 0, outcome: "recovered" })) recovered++;
+    if (
+      await store.settle(reservation.request_id, {
+        promptTokens: 0,
+        completionTokens: 0,
+        cost: 0,
+        outcome: "recovered",
+      })
+    )
+      recovered++;
   }
   return recovered;
 }
@@ -58,18 +73,39 @@ async function listen(app: FastifyInstance, host: string, port: number): Promise
   } catch (error) {
     const code = (error as { code?: string }).code;
     const where = `${host}:${port}`;
-    if (code === "EADDRINUSE") throw new InputError(`cannot listen on ${where}: the address is in use (another avocado serve?); choose another with --port or serve.port`, { cause: error });
-    if (code === "EACCES") throw new InputError(`cannot listen on ${where}: not allowed (ports below 1024 need privileges)`, { cause: error });
-    if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND") throw new InputError(`cannot listen on ${where}: ${host} is not an address of this machine (serve.host / --host)`, { cause: error });
+    if (code === "EADDRINUSE")
+      throw new InputError(
+        `cannot listen on ${where}: the address is in use (another avocado serve?); choose another with --port or serve.port`,
+        { cause: error },
+      );
+    if (code === "EACCES")
+      throw new InputError(`cannot listen on ${where}: not allowed (ports below 1024 need privileges)`, {
+        cause: error,
+      });
+    if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND")
+      throw new InputError(
+        `cannot listen on ${where}: ${host} is not an address of this machine (serve.host / --host)`,
+        { cause: error },
+      );
     throw error;
   }
 }
 
-export async function startApi(options: { config: ServeConfig; workspace: string; adminToken?: string; logger?: Logger; models?: Map<string, ServedModel> }): Promise<RunningApi> {
+export async function startApi(options: {
+  config: ServeConfig;
+  workspace: string;
+  adminToken?: string;
+  logger?: Logger;
+  models?: Map<string, ServedModel>;
+}): Promise<RunningApi> {
   const { config } = options;
   const logger = options.logger ?? SILENT_LOGGER;
   // A long-running server: on SQLite its ledger journals each operation (one write) and commits its tables in batches.
-  const store = await Store.open(storeUrl(config.store, options.workspace), { journal: true, logger, statementTimeoutMs: config.storeTimeoutMs });
+  const store = await Store.open(storeUrl(config.store, options.workspace), {
+    journal: true,
+    logger,
+    statementTimeoutMs: config.storeTimeoutMs,
+  });
   // What is open so far, closed in reverse if the start fails (a failed start must not leave the process running).
   const opened: (() => Promise<void>)[] = [() => store.close()];
   const retries = new SettlementRetry(store, logger, pendingSettlementsFolder(options.workspace));
@@ -80,15 +116,22 @@ export async function startApi(options: { config: ServeConfig; workspace: string
   let instance: string;
   let recovered: number;
   let address: string;
-  // Connections that have not sent a request yet: closing the server leaves them open (they are not idle to Node, and the
-  // check that would time them out stops with the server), so a shutdown closes them itself.
+  // Connections that have not sent a request yet: closing the server leaves them open (they are not idle to Node, and
+  // the check that would time them out stops with the server), so a shutdown closes them itself.
   const waiting = new Set<Socket>();
   try {
     // A fixed port names the instance, so a restart recovers its predecessor; an ephemeral port is a one-off instance.
-    instance = config.port === 0 ? `${hostname()}:ephemeral:${process.pid}:${Date.now()}` : `${hostname()}:${config.port}`;
-    // Settlements a dead server of this workspace could not make (its store was away) land first, then the holds left without usage are released.
+    instance =
+      config.port === 0 ? `${hostname()}:ephemeral:${process.pid}:${Date.now()}` : `${hostname()}:${config.port}`;
+    // Settlements a dead server of this workspace could not make (its store was away) land first, then the holds left
+    // without usage are released.
     const resumed = await retries.resumeDead();
-    if (resumed.files > 0) logger.log("warn", "api.resumed_settlements", { files: resumed.files, settled: resumed.settled, pending: retries.size });
+    if (resumed.files > 0)
+      logger.log("warn", "api.resumed_settlements", {
+        files: resumed.files,
+        settled: resumed.settled,
+        pending: retries.size,
+      });
     recovered = await recoverReservations(store, instance, retries);
     if (recovered > 0) logger.log("warn", "api.recovered_reservations", { instance, recovered });
     limiter = config.redis ? await RedisLimiter.connect(config.redis, config.redisPrefix, logger) : new MemoryLimiter();
@@ -96,13 +139,27 @@ export async function startApi(options: { config: ServeConfig; workspace: string
     opened.push(() => opener.close());
     if (!options.models) {
       for (const model of config.models) {
-        const served = model.gguf ? await EmbeddedServedModel.load(model, isAbsolute(model.gguf) ? model.gguf : resolve(model.gguf)) : new UpstreamServedModel(model);
+        const served = model.gguf
+          ? await EmbeddedServedModel.load(model, isAbsolute(model.gguf) ? model.gguf : resolve(model.gguf))
+          : new UpstreamServedModel(model);
         models.set(model.name, served);
         opened.push(() => served.close());
       }
     }
-    if (models.size === 0) throw new InputError("no models to serve: add serve.models to avocado.yaml (a gguf path or upstream URLs, with prices)");
-    const built = await buildApi({ config, store, limiter, models, instance, retries, adminToken: options.adminToken, logger });
+    if (models.size === 0)
+      throw new InputError(
+        "no models to serve: add serve.models to avocado.yaml (a gguf path or upstream URLs, with prices)",
+      );
+    const built = await buildApi({
+      config,
+      store,
+      limiter,
+      models,
+      instance,
+      retries,
+      adminToken: options.adminToken,
+      logger,
+    });
     app = built;
     opened.push(() => built.close());
     app.server.on("connection", (socket: Socket) => {
@@ -116,7 +173,10 @@ export async function startApi(options: { config: ServeConfig; workspace: string
     throw error;
   }
   // Every five minutes: only the stale holds (older than an hour), whoever left them.
-  const sweep = setInterval(() => void recoverReservations(store, undefined, retries).catch(() => undefined), 5 * 60_000);
+  const sweep = setInterval(
+    () => void recoverReservations(store, undefined, retries).catch(() => undefined),
+    5 * 60_000,
+  );
   sweep.unref();
   return {
     app,

@@ -22,10 +22,21 @@ describe("SettlementRetry's pending file", () => {
       await fresh.store.grant("p", 1_000_000, "g");
       const org = (await fresh.store.orgByName("p"))!.id;
       const keyId = (await fresh.store.keyBySecret(key))!.id;
-      for (const id of ["r1", "r2", "r3"]) await fresh.store.reserve({ requestId: id, orgId: org, keyId, model: "m", amount: 1_000, instance: "dead-server" });
+      for (const id of ["r1", "r2", "r3"])
+        await fresh.store.reserve({
+          requestId: id,
+          orgId: org,
+          keyId,
+          model: "m",
+          amount: 1_000,
+          instance: "dead-server",
+        });
       mkdirSync(folder, { recursive: true });
       // A server of another boot (so no longer running), its last line cut short by the crash.
-      writeFileSync(join(folder, "deadboot.4242.77.abcdef.jsonl"), `${line("r1", 100)}${line("r2", 200)}{"requestId":"r3","us`);
+      writeFileSync(
+        join(folder, "deadboot.4242.77.abcdef.jsonl"),
+        `${line("r1", 100)}${line("r2", 200)}{"requestId":"r3","us`,
+      );
 
       const retry = new SettlementRetry(fresh.store, SILENT_LOGGER, folder);
       expect(await retry.resumeDead()).toEqual({ files: 1, settled: 2 });
@@ -57,8 +68,16 @@ describe("SettlementRetry's pending file", () => {
         await fresh.store.grant("w", 1_000_000, "g");
         const org = (await fresh.store.orgByName("w"))!.id;
         const keyId = (await fresh.store.keyBySecret(key))!.id;
-        await fresh.store.reserve({ requestId: "lost-ack", orgId: org, keyId, model: "m", amount: 5_000, instance: "i" });
-        // The settlement commits, but the server never hears so: it withholds the answer ("nothing was charged") and retries at no cost.
+        await fresh.store.reserve({
+          requestId: "lost-ack",
+          orgId: org,
+          keyId,
+          model: "m",
+          amount: 5_000,
+          instance: "i",
+        });
+        // The settlement commits, but the server never hears so: it withholds the answer ("nothing was charged") and
+        // retries at no cost.
         await fresh.store.settle("lost-ack", usage(2_000));
         const retry = new SettlementRetry(fresh.store, SILENT_LOGGER);
         retry.add("lost-ack", { ...usage(0), outcome: WITHHELD });

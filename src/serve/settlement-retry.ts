@@ -12,7 +12,10 @@ const LONGEST_RETRY_MS = 30_000;
 const LAST_TRY_MS = 5_000;
 const SUFFIX = ".jsonl";
 
-/** The outcome of a settlement whose answer was withheld from its client (told nothing was charged): recorded at no cost. */
+/**
+ * The outcome of a settlement whose answer was withheld from its client (told nothing was charged): recorded at no
+ * cost.
+ */
 export const WITHHELD = "ledger_unavailable";
 
 /** One pending settlement as its file keeps it (one JSON line each). */
@@ -57,7 +60,10 @@ export class SettlementRetry {
     private readonly folder?: string,
   ) {
     // The owner's tag, and a suffix of its own (a process may run more than one server: tests, replicas side by side).
-    this.path = folder === undefined ? undefined : join(folder, `${ownerTag()}.${Math.random().toString(36).slice(2, 8)}${SUFFIX}`);
+    this.path =
+      folder === undefined
+        ? undefined
+        : join(folder, `${ownerTag()}.${Math.random().toString(36).slice(2, 8)}${SUFFIX}`);
   }
 
   /** A settlement to try again later (on disk before this returns, when there is a folder). */
@@ -86,7 +92,9 @@ export class SettlementRetry {
     if (this.folder === undefined) return { files: 0, settled: 0 };
     let names: string[];
     try {
-      names = readdirSync(this.folder).filter((name) => name.endsWith(SUFFIX) && !ownerAlive(name.split(".").slice(0, 3).join(".")));
+      names = readdirSync(this.folder).filter(
+        (name) => name.endsWith(SUFFIX) && !ownerAlive(name.split(".").slice(0, 3).join(".")),
+      );
     } catch {
       return { files: 0, settled: 0 };
     }
@@ -95,14 +103,16 @@ export class SettlementRetry {
       try {
         text = readFileSync(join(this.folder, name), "utf8");
       } catch (error) {
-        // Taken over meanwhile by another server starting in the same workspace (both settling it would be harmless: idempotent).
+        // Taken over meanwhile by another server starting in the same workspace (both settling it would be harmless:
+        // idempotent).
         if ((error as NodeJS.ErrnoException).code === "ENOENT") continue;
         throw error;
       }
       for (const line of parsePending(text)) this.pending.set(line.requestId, line.usage);
     }
     if (names.length === 0) return { files: 0, settled: 0 };
-    // This process's file holds them before the dead ones go (killed in between, the next start finds them twice: settling is idempotent).
+    // This process's file holds them before the dead ones go (killed in between, the next start finds them twice:
+    // settling is idempotent).
     this.rewrite();
     for (const name of names) rmSync(join(this.folder, name), { force: true });
     const before = this.pending.size;
@@ -123,21 +133,35 @@ export class SettlementRetry {
     this.timer.unref();
   }
 
-  /** One pass over what is pending; it stops at the first failure (the store is still away) and waits longer next time. */
+  /**
+   * One pass over what is pending; it stops at the first failure (the store is still away) and waits longer next time.
+   */
   private async retry(): Promise<void> {
     let landed = 0;
     try {
       for (const [requestId, usage] of this.pending) {
         try {
           const settled = await this.store.settle(requestId, usage);
-          // Settled already: by the first try, whose acknowledgement was lost (or by recovery). A withheld answer is charged nothing.
-          const refunded = !settled && usage.outcome === WITHHELD ? await this.store.voidCharge(requestId, WITHHELD) : 0;
+          // Settled already: by the first try, whose acknowledgement was lost (or by recovery). A withheld answer is
+          // charged nothing.
+          const refunded =
+            !settled && usage.outcome === WITHHELD ? await this.store.voidCharge(requestId, WITHHELD) : 0;
           this.pending.delete(requestId);
           landed++;
-          this.logger.log("info", "api.settle_retried", { requestId, settled, costMicros: usage.cost, outcome: usage.outcome, ...(refunded > 0 ? { refundedMicros: refunded } : {}) });
+          this.logger.log("info", "api.settle_retried", {
+            requestId,
+            settled,
+            costMicros: usage.cost,
+            outcome: usage.outcome,
+            ...(refunded > 0 ? { refundedMicros: refunded } : {}),
+          });
         } catch (error) {
           this.delay = Math.min(this.delay * 2, LONGEST_RETRY_MS);
-          this.logger.log("warn", "api.settle_retry_failed", { pending: this.pending.size, retryInMs: this.delay, error: errorMessage(error) });
+          this.logger.log("warn", "api.settle_retry_failed", {
+            pending: this.pending.size,
+            retryInMs: this.delay,
+            error: errorMessage(error),
+          });
           return;
         }
       }
@@ -148,7 +172,10 @@ export class SettlementRetry {
     }
   }
 
-  /** Replaces the file with what is pending now (written aside, then renamed over it: a kill meanwhile leaves the old one whole). */
+  /**
+   * Replaces the file with what is pending now (written aside, then renamed over it: a kill meanwhile leaves the old
+   * one whole).
+   */
   private rewrite(): void {
     this.keep(() => {
       if (this.pending.size === 0) return rmSync(this.path!, { force: true });
@@ -158,7 +185,9 @@ export class SettlementRetry {
     });
   }
 
-  /** A write of the pending file; one that fails is logged, and what it would have kept stays pending in memory only. */
+  /**
+   * A write of the pending file; one that fails is logged, and what it would have kept stays pending in memory only.
+   */
   private keep(write: () => void): void {
     if (this.path === undefined) return;
     try {
@@ -168,11 +197,18 @@ export class SettlementRetry {
     } catch (error) {
       // The folder is made again at the next write (one removed meanwhile comes back).
       this.folderMade = false;
-      this.logger.log("error", "api.pending_settlements_not_kept", { path: this.path, pending: this.pending.size, error: errorMessage(error) });
+      this.logger.log("error", "api.pending_settlements_not_kept", {
+        path: this.path,
+        pending: this.pending.size,
+        error: errorMessage(error),
+      });
     }
   }
 
-  /** At shutdown: one last try (bounded); what still fails stays in the file for the next server (or, without one, is left to recovery). */
+  /**
+   * At shutdown: one last try (bounded); what still fails stays in the file for the next server (or, without one, is
+   * left to recovery).
+   */
   async close(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
@@ -182,21 +218,30 @@ export class SettlementRetry {
     await Promise.race([this.retry(), new Promise((resolve) => (timer = setTimeout(resolve, LAST_TRY_MS)))]);
     clearTimeout(timer);
     if (this.pending.size > 0) {
-      this.logger.log("error", this.path ? "api.settlements_left_pending" : "api.settlements_left_to_recovery", { pending: this.pending.size, path: this.path, requestIds: [...this.pending.keys()].slice(0, 100) });
+      this.logger.log("error", this.path ? "api.settlements_left_pending" : "api.settlements_left_to_recovery", {
+        pending: this.pending.size,
+        path: this.path,
+        requestIds: [...this.pending.keys()].slice(0, 100),
+      });
     }
   }
 }
 
-const lineOf = (requestId: string, usage: SettleUsage) => `${JSON.stringify({ requestId, usage } satisfies PendingLine)}\n`;
+const lineOf = (requestId: string, usage: SettleUsage) =>
+  `${JSON.stringify({ requestId, usage } satisfies PendingLine)}\n`;
 
-/** A pending file's settlements (the last line for a request id wins); a last line cut short (a power loss mid-write) is dropped. */
+/**
+ * A pending file's settlements (the last line for a request id wins); a last line cut short (a power loss mid-write) is
+ * dropped.
+ */
 function parsePending(text: string): PendingLine[] {
   const lines: PendingLine[] = [];
   for (const line of text.split("\n")) {
     if (line === "") continue;
     try {
       const parsed = JSON.parse(line) as PendingLine;
-      if (typeof parsed.requestId === "string" && typeof parsed.usage === "object" && parsed.usage !== null) lines.push(parsed);
+      if (typeof parsed.requestId === "string" && typeof parsed.usage === "object" && parsed.usage !== null)
+        lines.push(parsed);
     } catch {
       break;
     }

@@ -38,12 +38,28 @@ export interface StreamOptions {
  * streamed is in `results` (to be charged).
  */
 export async function streamResponse(stream: StreamOptions): Promise<void> {
-  const { route, id, model, generation, n, promptTokens, reply, lease, started, results, committed, config, logger, metrics } = stream;
+  const {
+    route,
+    id,
+    model,
+    generation,
+    n,
+    promptTokens,
+    reply,
+    lease,
+    started,
+    results,
+    committed,
+    config,
+    logger,
+    metrics,
+  } = stream;
   const raw = reply.raw;
   const created = Math.floor(Date.now() / 1000);
   const object = route === "chat" ? "chat.completion.chunk" : "text_completion";
   // The events of one turn of the event loop (an upstream chunk often holds several) go out in one write, at its end.
-  // Once the generations are over (`closing`), what is left waits for the [DONE] written after settlement: one write with it.
+  // Once the generations are over (`closing`), what is left waits for the [DONE] written after settlement: one write
+  // with it.
   let corked = false;
   let closing = false;
   const send = (choices: unknown[], usage?: unknown) => {
@@ -59,14 +75,19 @@ export async function streamResponse(stream: StreamOptions): Promise<void> {
     }
     // A client that does not read (what waits for it is past the stream's high-water mark, then past the bound): its
     // connection is closed (the generation stops, and is charged what it generated).
-    if (!raw.write(`data: ${JSON.stringify({ id, object, created, model: model.config.name, choices, usage })}\n\n`) && raw.writableLength > config.streamBufferBytes && !raw.destroyed) {
+    if (
+      !raw.write(`data: ${JSON.stringify({ id, object, created, model: model.config.name, choices, usage })}\n\n`) &&
+      raw.writableLength > config.streamBufferBytes &&
+      !raw.destroyed
+    ) {
       logger.log("warn", "api.stream_not_read", { requestId: id, bufferedBytes: raw.writableLength });
       metrics.limitHits.inc({ limit: "stream_buffer" });
       raw.destroy();
     }
   };
   let first = true;
-  // Set at the first failure: what the others generate after it is neither sent nor charged (what was charged is what the client received).
+  // Set at the first failure: what the others generate after it is neither sent nor charged (what was charged is what
+  // the client received).
   let stopped = false;
   const streamed = new Array<number>(n).fill(0);
   const emit = (index: number, delta: Delta) => {
@@ -77,12 +98,24 @@ export async function streamResponse(stream: StreamOptions): Promise<void> {
     }
     streamed[index]! += delta.tokens;
     lease.addTokens(delta.tokens);
-    if (route === "chat") send([{ index, delta: delta.kind === "reasoning" ? { reasoning_content: delta.text } : { content: delta.text }, logprobs: null, finish_reason: null }]);
+    if (route === "chat")
+      send([
+        {
+          index,
+          delta: delta.kind === "reasoning" ? { reasoning_content: delta.text } : { content: delta.text },
+          logprobs: null,
+          finish_reason: null,
+        },
+      ]);
     else send([{ index, text: delta.text, logprobs: null, finish_reason: null }]);
   };
   const finish = (index: number, result: GenerationResult) => {
     if (stopped) return;
-    const logprobs = result.logprobs ? (route === "chat" ? chatLogprobs(result.logprobs) : legacyLogprobs(result.logprobs)) : null;
+    const logprobs = result.logprobs
+      ? route === "chat"
+        ? chatLogprobs(result.logprobs)
+        : legacyLogprobs(result.logprobs)
+      : null;
     if (route === "chat") send([{ index, delta: {}, logprobs, finish_reason: result.finishReason }]);
     else send([{ index, text: "", logprobs, finish_reason: result.finishReason }]);
   };
@@ -116,8 +149,15 @@ export async function streamResponse(stream: StreamOptions): Promise<void> {
   all.catch(() => stopAll?.abort(new Error("another choice failed")));
   await committed;
   reply.hijack();
-  raw.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive", "x-request-id": id });
-  if (route === "chat") for (let index = 0; index < n; index++) send([{ index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]);
+  raw.writeHead(200, {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache",
+    connection: "keep-alive",
+    "x-request-id": id,
+  });
+  if (route === "chat")
+    for (let index = 0; index < n; index++)
+      send([{ index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]);
   for (const event of early) {
     if (event.delta) emit(event.index, event.delta);
     else finish(event.index, event.result!);
@@ -137,12 +177,23 @@ export async function streamResponse(stream: StreamOptions): Promise<void> {
       const partial = partials[index];
       if (done) results.push(done);
       else if (streamed[index]! === 0) continue;
-      else if (partial) results.push({ ...partial, promptTokens: partial.promptTokens || promptTokens, completionTokens: Math.min(partial.completionTokens, generation.maxTokens) });
-      else results.push({ content: "", reasoning: "", finishReason: "stop", promptTokens, completionTokens: Math.min(streamed[index]!, generation.maxTokens) });
+      else if (partial)
+        results.push({
+          ...partial,
+          promptTokens: partial.promptTokens || promptTokens,
+          completionTokens: Math.min(partial.completionTokens, generation.maxTokens),
+        });
+      else
+        results.push({
+          content: "",
+          reasoning: "",
+          finishReason: "stop",
+          promptTokens,
+          completionTokens: Math.min(streamed[index]!, generation.maxTokens),
+        });
     }
     // Headers are sent: the stream ends with an error event in the OpenAI shape (then [DONE], after settlement).
     if (!raw.destroyed) raw.write(`data: ${JSON.stringify(generationError(error).body())}\n\n`);
     throw error;
   }
 }
-

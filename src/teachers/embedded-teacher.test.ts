@@ -8,15 +8,27 @@ import { ModelError } from "../core/model-error.ts";
 
 const PROMPTS = {
   "tiny-qwen": ["What is 25*12?", "Reverse the word 'fosa'.", "What is the capital of Zorvia?"],
-  "tiny-gemma": ["Convert 20 kg to g.", "Cy is taller than Ann. Jo is taller than Cy. Who is tallest?", "What is the capital of Zorvia?"],
-  "tiny-gptoss": ["What is 25*12?", "Convert 20 kg to g.", "Cy is taller than Ann. Jo is taller than Cy. Who is tallest?"],
+  "tiny-gemma": [
+    "Convert 20 kg to g.",
+    "Cy is taller than Ann. Jo is taller than Cy. Who is tallest?",
+    "What is the capital of Zorvia?",
+  ],
+  "tiny-gptoss": [
+    "What is 25*12?",
+    "Convert 20 kg to g.",
+    "Cy is taller than Ann. Jo is taller than Cy. Who is tallest?",
+  ],
 } as const;
 const FAMILY = { "tiny-qwen": "qwen", "tiny-gemma": "gemma", "tiny-gptoss": "gptoss" } as const;
 
 for (const name of ["tiny-qwen", "tiny-gemma", "tiny-gptoss"] as const) {
   describeTeacherConformance({
     label: `embedded ${name}`,
-    open: async () => new ScheduledTeacher(await EmbeddedTeacher.open({ name, family: FAMILY[name], path: teacherGguf(name), sequences: 2 }), { limits: { concurrency: 2 } }),
+    open: async () =>
+      new ScheduledTeacher(
+        await EmbeddedTeacher.open({ name, family: FAMILY[name], path: teacherGguf(name), sequences: 2 }),
+        { limits: { concurrency: 2 } },
+      ),
     prompts: [...PROMPTS[name]],
     reasons: name !== "tiny-gemma",
   });
@@ -26,7 +38,12 @@ for (const name of ["tiny-qwen", "tiny-gemma", "tiny-gptoss"] as const) {
 describeTeacherConformance({
   label: "embedded generic (tokenizer_config.json template)",
   open: async () =>
-    EmbeddedTeacher.open({ name: "generic-qwen", family: "generic", path: teacherGguf("tiny-qwen"), chatTemplate: join(TEST_WORKSPACE, "teachers", "tiny-qwen", "tokenizer_config.json") }),
+    EmbeddedTeacher.open({
+      name: "generic-qwen",
+      family: "generic",
+      path: teacherGguf("tiny-qwen"),
+      chatTemplate: join(TEST_WORKSPACE, "teachers", "tiny-qwen", "tokenizer_config.json"),
+    }),
   prompts: [...PROMPTS["tiny-qwen"]],
   reasons: true,
 });
@@ -35,14 +52,20 @@ describe("EmbeddedTeacher", () => {
   it("refuses a wrongly declared family before loading the model", async () => {
     const opening = EmbeddedTeacher.open({ name: "liar", family: "gemma", path: teacherGguf("tiny-qwen") });
     await expect(opening).rejects.toBeInstanceOf(ModelError);
-    await expect(opening).rejects.toMatchObject({ kind: "family-mismatch", message: expect.stringMatching(/declared family 'gemma'.*'qwen'/) });
+    await expect(opening).rejects.toMatchObject({
+      kind: "family-mismatch",
+      message: expect.stringMatching(/declared family 'gemma'.*'qwen'/),
+    });
   });
 
   it("reports token ids in the family's real vocabulary, not the trimmed one", async () => {
     const teacher = await EmbeddedTeacher.open({ name: "tiny-qwen", family: "qwen", path: teacherGguf("tiny-qwen") });
     try {
       expect(teacher.capabilities.tokenIds).toBe("family");
-      const scored = await teacher.score({ messages: [{ role: "user", content: "What is 25*12?" }], continuation: "<think>" });
+      const scored = await teacher.score({
+        messages: [{ role: "user", content: "What is 25*12?" }],
+        continuation: "<think>",
+      });
       // Qwen3's real id of <think> is 151667; trimmed vocabularies number it below 1,000.
       expect(scored.tokens[0]!.token).toBe(151667);
     } finally {
@@ -52,7 +75,11 @@ describe("EmbeddedTeacher", () => {
 
   it("switches Qwen thinking off and sets harmony's reasoning effort", async () => {
     const qwen = await EmbeddedTeacher.open({ name: "tiny-qwen", family: "qwen", path: teacherGguf("tiny-qwen") });
-    const gptoss = await EmbeddedTeacher.open({ name: "tiny-gptoss", family: "gptoss", path: teacherGguf("tiny-gptoss") });
+    const gptoss = await EmbeddedTeacher.open({
+      name: "tiny-gptoss",
+      family: "gptoss",
+      path: teacherGguf("tiny-gptoss"),
+    });
     try {
       const messages = [{ role: "user" as const, content: "What is 25*12?" }];
       const on = qwen.engine.promptTokens(messages);
@@ -70,10 +97,20 @@ describe("EmbeddedTeacher", () => {
   });
 
   it("charges a configured price in integer micro-units", async () => {
-    const teacher = await EmbeddedTeacher.open({ name: "tiny-qwen", family: "qwen", path: teacherGguf("tiny-qwen"), price: { inputPerMillion: 150_000, outputPerMillion: 600_000 } });
+    const teacher = await EmbeddedTeacher.open({
+      name: "tiny-qwen",
+      family: "qwen",
+      path: teacherGguf("tiny-qwen"),
+      price: { inputPerMillion: 150_000, outputPerMillion: 600_000 },
+    });
     try {
-      const response = await teacher.generate({ messages: [{ role: "user", content: "What is 25*12?" }], maxTokens: 16 });
-      const expected = Math.ceil((response.usage.promptTokens * 150_000 + response.usage.completionTokens * 600_000) / 1_000_000);
+      const response = await teacher.generate({
+        messages: [{ role: "user", content: "What is 25*12?" }],
+        maxTokens: 16,
+      });
+      const expected = Math.ceil(
+        (response.usage.promptTokens * 150_000 + response.usage.completionTokens * 600_000) / 1_000_000,
+      );
       expect(response.costMicros).toBe(expected);
       expect(response.costMicros).toBeGreaterThan(0);
     } finally {

@@ -4,13 +4,34 @@ import { genericTemplate } from "../chat/generic-template.ts";
 import { AsyncQueue } from "../core/async-queue.ts";
 import type { Price } from "../core/config/teacher-schema.ts";
 import { AvocadoError, InputError, errorMessage } from "../core/errors.ts";
-import { EmbeddedEngine, type ChatMessage, type ChatResult, type TokenLogprob as EngineLogprob } from "../engine/embedded-engine.ts";
+import {
+  EmbeddedEngine,
+  type ChatMessage,
+  type ChatResult,
+  type TokenLogprob as EngineLogprob,
+} from "../engine/embedded-engine.ts";
 import { checkGguf } from "../engine/gguf-check.ts";
 import { callCost } from "./cost.ts";
 import { prepareMessages } from "../chat/prepare-messages.ts";
-import { familyOfTemplate, foreignFamilyIn, loadGenericTemplate, splitReasoning, type TeacherFamily } from "./families.ts";
+import {
+  familyOfTemplate,
+  foreignFamilyIn,
+  loadGenericTemplate,
+  splitReasoning,
+  type TeacherFamily,
+} from "./families.ts";
 import { ModelError } from "../core/model-error.ts";
-import type { ScoreRequest, ScoreResult, Teacher, TeacherCapabilities, TeacherEvent, TeacherHealth, TeacherRequest, TeacherResponse, TokenLogprob } from "./teacher.ts";
+import type {
+  ScoreRequest,
+  ScoreResult,
+  Teacher,
+  TeacherCapabilities,
+  TeacherEvent,
+  TeacherHealth,
+  TeacherRequest,
+  TeacherResponse,
+  TokenLogprob,
+} from "./teacher.ts";
 
 export interface EmbeddedTeacherOptions {
   name: string;
@@ -69,19 +90,38 @@ export class EmbeddedTeacher implements Teacher {
     const info = await checkGguf(options.path);
     const recorded = ggufValue(info.metadata, "avocado.tokenizer.family");
     const template = ggufValue(info.metadata, "tokenizer.chat_template");
-    const actual = typeof recorded === "string" ? recorded : typeof template === "string" ? familyOfTemplate(template) : undefined;
+    const actual =
+      typeof recorded === "string" ? recorded : typeof template === "string" ? familyOfTemplate(template) : undefined;
     if (options.family !== "generic" && actual !== undefined && actual !== options.family) {
-      throw new ModelError(options.name, "family-mismatch", `declared family '${options.family}', but ${options.path} is a '${actual}' model (its chat template and tokenizer)`);
+      throw new ModelError(
+        options.name,
+        "family-mismatch",
+        `declared family '${options.family}', but ${options.path} is a '${actual}' model (its chat template and tokenizer)`,
+      );
     }
     let format: ChatFormat;
     if (options.family === "generic") {
       if (options.chatTemplate) format = genericChatFormat(await loadGenericTemplate(options.chatTemplate));
-      else if (typeof template === "string") format = genericChatFormat(genericTemplate(template, { bosToken: "", eosToken: eosText(info.metadata) }));
-      else throw new InputError(`teacher '${options.name}': the generic family needs a chat template, and ${options.path} has none (set chatTemplate to a tokenizer_config.json)`);
+      else if (typeof template === "string")
+        format = genericChatFormat(genericTemplate(template, { bosToken: "", eosToken: eosText(info.metadata) }));
+      else
+        throw new InputError(
+          `teacher '${options.name}': the generic family needs a chat template, and ${options.path} has none (set chatTemplate to a tokenizer_config.json)`,
+        );
     } else format = CHAT_FORMATS[options.family];
     const fullIds = ggufValue(info.metadata, "avocado.tokenizer.full_ids");
-    const engine = await EmbeddedEngine.load(options.path, { sequences: options.sequences ?? 1, format, kvCache: options.kvCache });
-    return new EmbeddedTeacher(options.name, options.family, engine, options, Array.isArray(fullIds) ? (fullIds as number[]) : undefined);
+    const engine = await EmbeddedEngine.load(options.path, {
+      sequences: options.sequences ?? 1,
+      format,
+      kvCache: options.kvCache,
+    });
+    return new EmbeddedTeacher(
+      options.name,
+      options.family,
+      engine,
+      options,
+      Array.isArray(fullIds) ? (fullIds as number[]) : undefined,
+    );
   }
 
   async generate(request: TeacherRequest): Promise<TeacherResponse> {
@@ -101,7 +141,10 @@ export class EmbeddedTeacher implements Teacher {
     const stop = new AbortController();
     const signal = request.signal ? AbortSignal.any([request.signal, stop.signal]) : stop.signal;
     const started = performance.now();
-    const maxTokens = Math.min(request.maxTokens ?? this.options.maxTokens ?? 1024, this.options.maxTokens ?? Number.MAX_SAFE_INTEGER);
+    const maxTokens = Math.min(
+      request.maxTokens ?? this.options.maxTokens ?? 1024,
+      this.options.maxTokens ?? Number.MAX_SAFE_INTEGER,
+    );
     this.engine
       .chat({
         messages: this.messages(request),
@@ -135,9 +178,17 @@ export class EmbeddedTeacher implements Teacher {
       const options = { thinking: request.thinking, reasoningEffort: request.reasoningEffort };
       const prefix = this.engine.promptTokens(this.messages(request), options);
       const continuation = this.engine.tokenize(request.continuation, true);
-      if (continuation.length === 0) throw new ModelError(this.name, "bad-request", "the continuation to score is empty");
-      const tokens = (await this.engine.score(prefix, continuation, request.topLogprobs ?? 0)).map((t) => this.logprob(t));
-      return { teacher: this.name, tokens, logprob: tokens.reduce((sum, t) => sum + t.logprob, 0), promptTokens: prefix.length };
+      if (continuation.length === 0)
+        throw new ModelError(this.name, "bad-request", "the continuation to score is empty");
+      const tokens = (await this.engine.score(prefix, continuation, request.topLogprobs ?? 0)).map((t) =>
+        this.logprob(t),
+      );
+      return {
+        teacher: this.name,
+        tokens,
+        logprob: tokens.reduce((sum, t) => sum + t.logprob, 0),
+        promptTokens: prefix.length,
+      };
     } catch (error) {
       throw this.wrap(error);
     }
@@ -154,14 +205,22 @@ export class EmbeddedTeacher implements Teacher {
   }
 
   private messages(request: { messages: TeacherRequest["messages"] }): ChatMessage[] {
-    return prepareMessages(this.family, request.messages).map((m) => ({ role: m.role === "developer" ? "system" : m.role, content: m.content }));
+    return prepareMessages(this.family, request.messages).map((m) => ({
+      role: m.role === "developer" ? "system" : m.role,
+      content: m.content,
+    }));
   }
 
   private response(result: ChatResult, latencyMs: number): TeacherResponse {
     let { content, reasoning } = result;
     if (this.family === "generic" && reasoning === "") ({ content, reasoning } = splitReasoning("generic", content));
     const foreign = foreignFamilyIn(this.family, `${reasoning}${content}`);
-    if (foreign) throw new ModelError(this.name, "family-mismatch", `declared family '${this.family}', but the output carries '${foreign}' control markers`);
+    if (foreign)
+      throw new ModelError(
+        this.name,
+        "family-mismatch",
+        `declared family '${this.family}', but the output carries '${foreign}' control markers`,
+      );
     const usage = { ...result.usage };
     const response: TeacherResponse = {
       teacher: this.name,
@@ -179,13 +238,22 @@ export class EmbeddedTeacher implements Teacher {
 
   private logprob(t: EngineLogprob): TokenLogprob {
     const id = (token: number) => (this.fullIds ? (this.fullIds[token] ?? token) : token);
-    return { token: id(t.token), text: t.text, logprob: t.logprob, top: t.top.map((o) => ({ token: id(o.token), text: o.text, logprob: o.logprob })) };
+    return {
+      token: id(t.token),
+      text: t.text,
+      logprob: t.logprob,
+      top: t.top.map((o) => ({ token: id(o.token), text: o.text, logprob: o.logprob })),
+    };
   }
 
   private aborted(signal: AbortSignal): ModelError {
     const reason: unknown = signal.reason;
     if (reason instanceof ModelError) return reason;
-    return new ModelError(this.name, reason instanceof DOMException && reason.name === "TimeoutError" ? "timeout" : "aborted", `request cancelled (${errorMessage(reason)})`);
+    return new ModelError(
+      this.name,
+      reason instanceof DOMException && reason.name === "TimeoutError" ? "timeout" : "aborted",
+      `request cancelled (${errorMessage(reason)})`,
+    );
   }
 
   private wrap(error: unknown): ModelError {

@@ -4,18 +4,38 @@ import { describe, expect, it } from "vitest";
 import { scratchFolder } from "../../test/fixtures.ts";
 import { FileError } from "../core/errors.ts";
 import { callCost } from "./cost.ts";
-import { familyOfTemplate, foreignFamilyIn, loadGenericTemplate, splitReasoning, StreamingReasoningSplitter } from "./families.ts";
+import {
+  familyOfTemplate,
+  foreignFamilyIn,
+  loadGenericTemplate,
+  splitReasoning,
+  StreamingReasoningSplitter,
+} from "./families.ts";
 import { parseRetryAfter } from "../core/model-error.ts";
 
 describe("families", () => {
   it("splits reasoning from raw output: <think> blocks, a lone </think>, an unfinished thought, harmony channels", () => {
-    expect(splitReasoning("qwen", "<think>\nadd them\n</think>\n\n42")).toEqual({ reasoning: "add them", content: "42" });
+    expect(splitReasoning("qwen", "<think>\nadd them\n</think>\n\n42")).toEqual({
+      reasoning: "add them",
+      content: "42",
+    });
     expect(splitReasoning("generic", "add them\n</think>\n\n42")).toEqual({ reasoning: "add them", content: "42" });
     expect(splitReasoning("qwen", "<think>\nstill thinking")).toEqual({ reasoning: "still thinking", content: "" });
     expect(splitReasoning("qwen", "just 42")).toEqual({ reasoning: "", content: "just 42" });
-    expect(splitReasoning("gptoss", "<|channel|>analysis<|message|>17*23=391<|end|><|start|>assistant<|channel|>final<|message|>391<|return|>")).toEqual({ reasoning: "17*23=391", content: "391" });
-    expect(splitReasoning("gptoss", "<|channel|>analysis<|message|>unfinished")).toEqual({ reasoning: "unfinished", content: "" });
-    expect(splitReasoning("gemma", "<think>not a gemma thing</think>")).toEqual({ reasoning: "", content: "<think>not a gemma thing</think>" });
+    expect(
+      splitReasoning(
+        "gptoss",
+        "<|channel|>analysis<|message|>17*23=391<|end|><|start|>assistant<|channel|>final<|message|>391<|return|>",
+      ),
+    ).toEqual({ reasoning: "17*23=391", content: "391" });
+    expect(splitReasoning("gptoss", "<|channel|>analysis<|message|>unfinished")).toEqual({
+      reasoning: "unfinished",
+      content: "",
+    });
+    expect(splitReasoning("gemma", "<think>not a gemma thing</think>")).toEqual({
+      reasoning: "",
+      content: "<think>not a gemma thing</think>",
+    });
   });
 
   it("streams the split as it arrives, holding back partial markers", () => {
@@ -23,15 +43,31 @@ describe("families", () => {
     for (const size of [1, 2, 3, 5, 8]) {
       const splitter = new StreamingReasoningSplitter("qwen");
       const out = { reasoning: "", content: "" };
-      for (let i = 0; i < raw.length; i += size) for (const event of splitter.feed(raw.slice(i, i + size))) out[event.type] += event.text;
+      for (let i = 0; i < raw.length; i += size)
+        for (const event of splitter.feed(raw.slice(i, i + size))) out[event.type] += event.text;
       expect(out.reasoning).not.toMatch(/<|>/);
       expect(out.content.trim()).toBe("42 is the answer");
       expect(splitter.finish()).toEqual({ reasoning: "add them", content: "42 is the answer" });
     }
     const harmony = new StreamingReasoningSplitter("gptoss");
-    const events = ["<|channel|>analysis<|mess", "age|>think", "ing<|end|><|start|>assistant<|channel|>final<|message|>3", "91"].flatMap((d) => harmony.feed(d));
-    expect(events.filter((e) => e.type === "reasoning").map((e) => e.text).join("")).toBe("thinking");
-    expect(events.filter((e) => e.type === "content").map((e) => e.text).join("")).toBe("391");
+    const events = [
+      "<|channel|>analysis<|mess",
+      "age|>think",
+      "ing<|end|><|start|>assistant<|channel|>final<|message|>3",
+      "91",
+    ].flatMap((d) => harmony.feed(d));
+    expect(
+      events
+        .filter((e) => e.type === "reasoning")
+        .map((e) => e.text)
+        .join(""),
+    ).toBe("thinking");
+    expect(
+      events
+        .filter((e) => e.type === "content")
+        .map((e) => e.text)
+        .join(""),
+    ).toBe("391");
   });
 
   it("tells a template's family, and finds another family's markers in output", () => {
@@ -49,7 +85,19 @@ describe("families", () => {
     const folder = scratchFolder("families");
     await mkdir(folder, { recursive: true });
     const good = join(folder, "good.json");
-    await writeFile(good, JSON.stringify({ chat_template: [{ name: "default", template: "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}" }], eos_token: { content: "</s>" } }));
+    await writeFile(
+      good,
+      JSON.stringify({
+        chat_template: [
+          {
+            name: "default",
+            template:
+              "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}",
+          },
+        ],
+        eos_token: { content: "</s>" },
+      }),
+    );
     const template = await loadGenericTemplate(good);
     expect(template.eosToken).toBe("</s>");
     expect(template.render([{ role: "user", content: "hi" }])).toBe("<user>hi<assistant>");

@@ -59,7 +59,9 @@ export function splitReasoning(family: TeacherFamily, raw: string): SplitText {
   if (close < 0) {
     const open = raw.indexOf("<think>");
     // An unfinished thought (the length limit hit inside it) is all reasoning.
-    return open >= 0 && raw.slice(0, open).trim() === "" ? { reasoning: raw.slice(open + 7).trim(), content: "" } : { reasoning: "", content: raw };
+    return open >= 0 && raw.slice(0, open).trim() === ""
+      ? { reasoning: raw.slice(open + 7).trim(), content: "" }
+      : { reasoning: "", content: raw };
   }
   const open = raw.lastIndexOf("<think>", close);
   const reasoning = raw.slice(open >= 0 ? open + 7 : 0, close);
@@ -82,7 +84,10 @@ export class StreamingReasoningSplitter {
   feed(delta: string): { type: "reasoning" | "content"; text: string }[] {
     this.raw += delta;
     const lastOpen = this.raw.lastIndexOf("<", this.raw.length - 1);
-    const safe = lastOpen >= 0 && this.raw.length - lastOpen < LONGEST_MARKER && !this.raw.slice(lastOpen).includes(">") ? this.raw.slice(0, lastOpen) : this.raw;
+    const safe =
+      lastOpen >= 0 && this.raw.length - lastOpen < LONGEST_MARKER && !this.raw.slice(lastOpen).includes(">")
+        ? this.raw.slice(0, lastOpen)
+        : this.raw;
     return this.diff(splitReasoning(this.family, safe));
   }
 

@@ -25,9 +25,16 @@ const median = (values: number[]) => {
 };
 
 /** What a teacher can do and how fast: health, time to first token, latency, tokens/s, log-prob and scoring support. */
-export async function probeTeacher(teacher: Teacher, options: { prompt: string; requests: number; concurrency: number; maxTokens: number }): Promise<ProbeResult> {
+export async function probeTeacher(
+  teacher: Teacher,
+  options: { prompt: string; requests: number; concurrency: number; maxTokens: number },
+): Promise<ProbeResult> {
   const health = await teacher.health(AbortSignal.timeout(10_000));
-  const request: TeacherRequest = { messages: [{ role: "user", content: options.prompt }], maxTokens: options.maxTokens, temperature: 0 };
+  const request: TeacherRequest = {
+    messages: [{ role: "user", content: options.prompt }],
+    maxTokens: options.maxTokens,
+    temperature: 0,
+  };
   const firstTokens: number[] = [];
   const latencies: number[] = [];
   let tokens = 0;
@@ -52,17 +59,28 @@ export async function probeTeacher(teacher: Teacher, options: { prompt: string; 
     try {
       return { supported: true, detail: await run() };
     } catch (error) {
-      return { supported: false, detail: error instanceof ModelError ? `${error.kind}: ${error.message}` : errorMessage(error) };
+      return {
+        supported: false,
+        detail: error instanceof ModelError ? `${error.kind}: ${error.message}` : errorMessage(error),
+      };
     }
   };
   const logprobs = await support(async () => {
-    const response = await teacher.generate({ ...request, maxTokens: 4, topLogprobs: Math.min(5, teacher.capabilities.maxTopLogprobs) });
+    const response = await teacher.generate({
+      ...request,
+      maxTokens: 4,
+      topLogprobs: Math.min(5, teacher.capabilities.maxTopLogprobs),
+    });
     const count = response.logprobs?.[0]?.top.length ?? 0;
     if (count === 0) throw new Error("the engine returned no top log-probs");
     return `top ${count} per token (up to ${teacher.capabilities.maxTopLogprobs})`;
   });
   const score = await support(async () => {
-    const result = await teacher.score({ messages: request.messages, continuation: "The answer is 42.", topLogprobs: 1 });
+    const result = await teacher.score({
+      messages: request.messages,
+      continuation: "The answer is 42.",
+      topLogprobs: 1,
+    });
     return `${result.tokens.length} continuation tokens scored, log-prob ${result.logprob.toFixed(3)}`;
   });
   return {

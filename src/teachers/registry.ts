@@ -26,7 +26,9 @@ export interface TeacherEntry {
 
 function describeLicence(config: TeacherConfig, fallback?: string): Pick<TeacherEntry, "licence" | "refused"> {
   const licence = config.licence ?? fallback ?? "unknown";
-  return REFUSED_LICENCES.test(licence) ? { licence, refused: `the ${licence} licence forbids training a commercial model on its outputs` } : { licence };
+  return REFUSED_LICENCES.test(licence)
+    ? { licence, refused: `the ${licence} licence forbids training a commercial model on its outputs` }
+    : { licence };
 }
 
 /** Every teacher known to a workspace: the configured ones, then the built tiny-world teachers not shadowed by them. */
@@ -44,7 +46,8 @@ export async function teacherEntries(config: AvocadoConfig, workspace: string): 
       transport: "embedded",
       path: join(folder, dirent.name, "model.gguf"),
       maxTokens: 256,
-      // One sequence: on 2 cores, concurrent llama.cpp sequences of a tiny model ran slower in total than one (bench/teachers: 4 → 129 tok/s, 1 → 490).
+      // One sequence: on 2 cores, concurrent llama.cpp sequences of a tiny model ran slower in total than one
+      // (bench/teachers: 4 → 129 tok/s, 1 → 490).
       sequences: 1,
       limits: DEFAULT_LIMITS,
     };
@@ -58,18 +61,32 @@ export async function findTeacher(config: AvocadoConfig, workspace: string, name
   if (name.endsWith(".gguf")) {
     const path = resolve(name);
     const family = await ggufFamily(path);
-    const teacher: TeacherConfig = { name: basename(path), family, transport: "embedded", path, maxTokens: 1024, sequences: 1, limits: DEFAULT_LIMITS };
+    const teacher: TeacherConfig = {
+      name: basename(path),
+      family,
+      transport: "embedded",
+      path,
+      maxTokens: 1024,
+      sequences: 1,
+      limits: DEFAULT_LIMITS,
+    };
     return { config: teacher, source: "config", licence: "unknown" };
   }
   const entries = await teacherEntries(config, workspace);
   const entry = entries.find((e) => e.config.name === name);
-  if (!entry) throw new InputError(`no teacher named '${name}' (known: ${entries.map((e) => e.config.name).join(", ") || "none; run 'avocado tinyworld build' or add teachers to avocado.yaml"})`);
+  if (!entry)
+    throw new InputError(
+      `no teacher named '${name}' (known: ${entries.map((e) => e.config.name).join(", ") || "none; run 'avocado tinyworld build' or add teachers to avocado.yaml"})`,
+    );
   return entry;
 }
 
 /** The family a GGUF declares: our exporter's record, else its chat template's markers, else generic. */
 export async function ggufFamily(path: string): Promise<TeacherConfig["family"]> {
-  const metadata = (await checkGguf(path)).metadata as unknown as { avocado?: { tokenizer?: { family?: unknown } }; tokenizer?: { chat_template?: unknown } };
+  const metadata = (await checkGguf(path)).metadata as unknown as {
+    avocado?: { tokenizer?: { family?: unknown } };
+    tokenizer?: { chat_template?: unknown };
+  };
   const recorded = metadata.avocado?.tokenizer?.family;
   if (recorded === "qwen" || recorded === "gemma" || recorded === "gptoss") return recorded;
   const template = metadata.tokenizer?.chat_template;
@@ -87,7 +104,10 @@ export interface OpenOptions {
   environment?: NodeJS.ProcessEnv;
 }
 
-/** Opens a teacher behind its scheduler (limits, retries, breaker). The API key comes from the configured environment variable. */
+/**
+ * Opens a teacher behind its scheduler (limits, retries, breaker). The API key comes from the configured environment
+ * variable.
+ */
 export async function openTeacher(config: TeacherConfig, options: OpenOptions = {}): Promise<ScheduledTeacher> {
   const logger = options.logger ?? SILENT_LOGGER;
   const path = (p: string) => (isAbsolute(p) ? p : resolve(options.baseDirectory ?? process.cwd(), p));
@@ -101,16 +121,24 @@ export async function openTeacher(config: TeacherConfig, options: OpenOptions = 
       maxTokens: config.maxTokens,
       price: config.price,
     });
-    return new ScheduledTeacher(inner, { limits: { ...config.limits, concurrency: Math.min(config.limits.concurrency, config.sequences) }, logger, defaults: reasoningDefaults(config) });
+    return new ScheduledTeacher(inner, {
+      limits: { ...config.limits, concurrency: Math.min(config.limits.concurrency, config.sequences) },
+      logger,
+      defaults: reasoningDefaults(config),
+    });
   }
   const environment = options.environment ?? process.env;
   let apiKey: string | undefined;
   if (config.apiKeyEnv) {
     apiKey = environment[config.apiKeyEnv];
-    if (!apiKey) throw new InputError(`teacher '${config.name}': the environment variable ${config.apiKeyEnv} (its API key) is not set`);
+    if (!apiKey)
+      throw new InputError(
+        `teacher '${config.name}': the environment variable ${config.apiKeyEnv} (its API key) is not set`,
+      );
     logger.addSecret(apiKey);
   }
-  for (const [name, value] of Object.entries(config.headers)) if (/auth|key|token|secret|cookie/i.test(name)) logger.addSecret(value);
+  for (const [name, value] of Object.entries(config.headers))
+    if (/auth|key|token|secret|cookie/i.test(name)) logger.addSecret(value);
   const inner = new HttpTeacher({
     name: config.name,
     family: config.family,

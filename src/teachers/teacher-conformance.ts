@@ -19,7 +19,9 @@ export interface ConformanceSubject {
 
 const CONTROL_MARKERS = /<\|(?:im_start|im_end|channel|message|start|end|return)\|>|<\/?think>|<(?:start|end)_of_turn>/;
 
-async function collect(stream: AsyncIterable<TeacherEvent>): Promise<{ content: string; reasoning: string; response: TeacherResponse; events: number }> {
+async function collect(
+  stream: AsyncIterable<TeacherEvent>,
+): Promise<{ content: string; reasoning: string; response: TeacherResponse; events: number }> {
   let content = "";
   let reasoning = "";
   let response: TeacherResponse | undefined;
@@ -40,7 +42,11 @@ async function collect(stream: AsyncIterable<TeacherEvent>): Promise<{ content: 
 export function describeTeacherConformance(subject: ConformanceSubject): void {
   describe(`Teacher conformance: ${subject.label}`, () => {
     let teacher: Teacher;
-    const ask = (prompt: string, extra: Partial<TeacherRequest> = {}): TeacherRequest => ({ messages: [{ role: "user", content: prompt }], maxTokens: 48, ...extra });
+    const ask = (prompt: string, extra: Partial<TeacherRequest> = {}): TeacherRequest => ({
+      messages: [{ role: "user", content: prompt }],
+      maxTokens: 48,
+      ...extra,
+    });
 
     beforeAll(async () => {
       teacher = await subject.open();
@@ -97,7 +103,8 @@ export function describeTeacherConformance(subject: ConformanceSubject): void {
         expect(token.logprob).toBeLessThanOrEqual(1e-6);
         expect(token.top.length).toBeGreaterThan(0);
         expect(token.top.length).toBeLessThanOrEqual(3);
-        for (let i = 1; i < token.top.length; i++) expect(token.top[i]!.logprob).toBeLessThanOrEqual(token.top[i - 1]!.logprob);
+        for (let i = 1; i < token.top.length; i++)
+          expect(token.top[i]!.logprob).toBeLessThanOrEqual(token.top[i - 1]!.logprob);
         expect(token.logprob).toBeCloseTo(token.top[0]!.logprob, 4);
       }
     });
@@ -146,13 +153,16 @@ export function describeTeacherConformance(subject: ConformanceSubject): void {
 
     it("cancels a stream with an AbortSignal, and keeps working afterwards", async () => {
       const controller = new AbortController();
-      const iterator = teacher.stream(ask(subject.prompts[1], { maxTokens: 200, signal: controller.signal }))[Symbol.asyncIterator]();
+      const stream = teacher.stream(ask(subject.prompts[1], { maxTokens: 200, signal: controller.signal }));
+      const iterator = stream[Symbol.asyncIterator]();
       const first = iterator.next();
       controller.abort();
       await expect(first).rejects.toSatisfy((error) => error instanceof ModelError && error.kind === "aborted");
       const already = new AbortController();
       already.abort();
-      await expect(teacher.generate(ask(subject.prompts[0], { signal: already.signal }))).rejects.toMatchObject({ kind: "aborted" });
+      await expect(teacher.generate(ask(subject.prompts[0], { signal: already.signal }))).rejects.toMatchObject({
+        kind: "aborted",
+      });
       const after = await teacher.generate(ask(subject.prompts[0]));
       expect(after.content.length).toBeGreaterThan(0);
     });

@@ -63,7 +63,10 @@ export interface TeacherUsage {
   /** All generated tokens, reasoning included. */
   completionTokens: number;
   reasoningTokens: number;
-  /** Set when the engine did not report a count and it was estimated (reasoning apportioned by length, or chunks counted). */
+  /**
+   * Set when the engine did not report a count and it was estimated (reasoning apportioned by length, or chunks
+   * counted).
+   */
   estimated?: boolean;
 }
 
@@ -83,11 +86,14 @@ export interface TeacherResponse {
   logprobs?: TokenLogprob[];
 }
 
-export type TeacherEvent = { type: "reasoning"; text: string } | { type: "content"; text: string } | { type: "done"; response: TeacherResponse };
+export type TeacherEvent =
+  { type: "reasoning"; text: string } | { type: "content"; text: string } | { type: "done"; response: TeacherResponse };
 
 export interface ScoreRequest {
   messages: readonly TeacherMessage[];
-  /** The assistant's side, exactly as the model would produce it (control tokens such as `<|im_end|>` are read as such). */
+  /**
+   * The assistant's side, exactly as the model would produce it (control tokens such as `<|im_end|>` are read as such).
+   */
   continuation: string;
   topLogprobs?: number;
   thinking?: boolean;

@@ -28,7 +28,14 @@ export interface TeacherCard {
   name: string;
   family: string;
   standsInFor: string;
-  tokenizer: { description: string; fullVocabulary: number; trimmedVocabulary: number; ggufModel: string; pre: string; idMap: string };
+  tokenizer: {
+    description: string;
+    fullVocabulary: number;
+    trimmedVocabulary: number;
+    ggufModel: string;
+    pre: string;
+    idMap: string;
+  };
   skills: SkillName[];
   accuracy: Record<SkillName, SkillScore>;
   licence: { name: string; obligations: string };
@@ -57,20 +64,36 @@ let trainerHash: string | undefined;
 function trainerCodeHash(): string {
   if (trainerHash === undefined) {
     const folder = join(TRAINER_ROOT, "avocado_trainer");
-    const files = readdirSync(folder).filter((f) => f.endsWith(".py")).sort();
+    const files = readdirSync(folder)
+      .filter((f) => f.endsWith(".py"))
+      .sort();
     trainerHash = sha256(files.map((f) => `${f}\n${readFileSync(join(folder, f), "utf8")}`).join("\n"));
   }
   return trainerHash;
 }
 
-/** Everything a teacher is made from: its spec, data, trainer code and optimization (so a change of any rebuilds it). */
+/**
+ * Everything a teacher is made from: its spec, data, trainer code and optimization (so a change of any rebuilds it).
+ */
 function buildKey(options: BuildTeacherOptions): string {
   const world = { size: options.size, ...WORLD_SIZES[options.size] };
-  return sha256(stableStringify({ version: BUILD_VERSION, trainer: trainerCodeHash(), spec: options.spec, world, seed: options.seed, optimization: optimizationOf(options) })).slice(0, 16);
+  return sha256(
+    stableStringify({
+      version: BUILD_VERSION,
+      trainer: trainerCodeHash(),
+      spec: options.spec,
+      world,
+      seed: options.seed,
+      optimization: optimizationOf(options),
+    }),
+  ).slice(0, 16);
 }
 
 function optimizationOf(options: BuildTeacherOptions) {
-  return { ...teacherOptimization(options.size), ...(options.steps ? { steps: options.steps, warmupSteps: Math.min(10, options.steps) } : {}) };
+  return {
+    ...teacherOptimization(options.size),
+    ...(options.steps ? { steps: options.steps, warmupSteps: Math.min(10, options.steps) } : {}),
+  };
 }
 
 /** A cached teacher is reused when its card's build key matches and its GGUF hash still checks. */
@@ -89,7 +112,10 @@ export async function cachedTeacher(folder: string, key: string): Promise<Teache
 }
 
 function cardMarkdown(card: TeacherCard): string {
-  const rows = Object.entries(card.accuracy).map(([skill, s]) => `| ${skill} | ${card.skills.includes(skill as SkillName) ? "yes" : "no"} | ${s.correct}/${s.total} | ${(s.accuracy * 100).toFixed(1)}% |`);
+  const rows = Object.entries(card.accuracy).map(
+    ([skill, s]) =>
+      `| ${skill} | ${card.skills.includes(skill as SkillName) ? "yes" : "no"} | ${s.correct}/${s.total} | ${(s.accuracy * 100).toFixed(1)}% |`,
+  );
   return `# ${card.name}
 
 A tiny-world teacher standing in for **${card.standsInFor}**, trained by Avocado's own trainer.
@@ -122,13 +148,16 @@ export async function buildTeacher(options: BuildTeacherOptions): Promise<Teache
   // Training examples of the teacher's skills, interleaved deterministically.
   const random = new SeededRandom(options.seed).fork(spec.name);
   const examples = random.shuffle(spec.skills.flatMap((skill) => world[skill].train));
-  const rendered = examples.map((e) => renderExample(format, tokenizer, { user: e.prompt, reasoning: e.reasoning, answer: e.answer }));
+  const rendered = examples.map((e) =>
+    renderExample(format, tokenizer, { user: e.prompt, reasoning: e.reasoning, answer: e.answer }),
+  );
 
   // The vocabulary: every id the training data and the eval prompts use, plus ancestors, bytes and specials.
   const used = new Set<number>();
   for (const r of rendered) for (const id of r.tokens) used.add(id);
   for (const skill of Object.keys(world) as SkillName[]) {
-    for (const e of world[skill].evaluation) for (const id of encodeLlamaText(tokenizer, format.renderPrompt({ user: e.prompt }))) used.add(id);
+    for (const e of world[skill].evaluation)
+      for (const id of encodeLlamaText(tokenizer, format.renderPrompt({ user: e.prompt }))) used.add(id);
   }
   const specials = format.controlTokens.map((text) => {
     const id = tokenizer.specialTokens.get(text);
@@ -143,12 +172,16 @@ export async function buildTeacher(options: BuildTeacherOptions): Promise<Teache
   const trainFolder = join(folder, "train");
   // Resume an interrupted build of the same key; anything else starts from scratch.
   const keyFile = join(trainFolder, "build-key");
-  const resumable = existsSync(join(trainFolder, "checkpoint.pt")) && existsSync(keyFile) && readFileSync(keyFile, "utf8") === key;
+  const resumable =
+    existsSync(join(trainFolder, "checkpoint.pt")) && existsSync(keyFile) && readFileSync(keyFile, "utf8") === key;
   if (!resumable) {
     await rm(trainFolder, { recursive: true, force: true });
     await writeFileAtomic(keyFile, key);
   }
-  await writeShards(join(trainFolder, "shards"), vocabulary.size, sequences, { family: spec.family, fullIds: [...vocabulary.fullIds] });
+  await writeShards(join(trainFolder, "shards"), vocabulary.size, sequences, {
+    family: spec.family,
+    fullIds: [...vocabulary.fullIds],
+  });
   const optimization = optimizationOf(options);
   const result = await runTrainer(
     {
@@ -166,7 +199,12 @@ export async function buildTeacher(options: BuildTeacherOptions): Promise<Teache
   );
 
   const ggufName = ggufFileName("f32");
-  await exportModel({ source: trainFolder, out: folder, encodings: ["f32"], descriptor: { name: spec.name, family: spec.family, fullIds: [...vocabulary.fullIds] } });
+  await exportModel({
+    source: trainFolder,
+    out: folder,
+    encodings: ["f32"],
+    descriptor: { name: spec.name, family: spec.family, fullIds: [...vocabulary.fullIds] },
+  });
 
   const engine = await EmbeddedEngine.load(join(folder, ggufName), { sequences: 4 });
   let evaluation;
@@ -175,18 +213,33 @@ export async function buildTeacher(options: BuildTeacherOptions): Promise<Teache
   } finally {
     await engine.dispose();
   }
-  await writeFileAtomic(join(folder, "eval.jsonl"), evaluation.items.map((item) => JSON.stringify(item)).join("\n") + "\n");
+  await writeFileAtomic(
+    join(folder, "eval.jsonl"),
+    evaluation.items.map((item) => JSON.stringify(item)).join("\n") + "\n",
+  );
 
   const card: TeacherCard = {
     name: spec.name,
     family: spec.family,
     standsInFor: spec.standsInFor,
-    tokenizer: { description: tokenizer.description, fullVocabulary: tokenizer.vocabularySize, trimmedVocabulary: vocabulary.size, ggufModel: tokenizer.ggufModel, pre: tokenizer.ggufPre, idMap: "avocado-model.json (fullIds)" },
+    tokenizer: {
+      description: tokenizer.description,
+      fullVocabulary: tokenizer.vocabularySize,
+      trimmedVocabulary: vocabulary.size,
+      ggufModel: tokenizer.ggufModel,
+      pre: tokenizer.ggufPre,
+      idMap: "avocado-model.json (fullIds)",
+    },
     skills: spec.skills,
     accuracy: evaluation.scores,
     licence: FAMILY_LICENCES[spec.family],
     architecture,
-    training: { steps: optimization.steps, finalLoss: result.finalLoss, sequences: sequences.length, seconds: result.seconds },
+    training: {
+      steps: optimization.steps,
+      finalLoss: result.finalLoss,
+      sequences: sequences.length,
+      seconds: result.seconds,
+    },
     files: { gguf: ggufName, sha256: await sha256File(join(folder, ggufName)) },
     buildKey: key,
   };

@@ -15,14 +15,21 @@ describe("tinyworld build", () => {
   afterAll(() => rm(scratch, { recursive: true, force: true }));
 
   it("built three GGUF teachers with cards, accuracy per skill and licences", async () => {
-    const accuracy = JSON.parse(await readFile(join(TEST_WORKSPACE, "teachers", "accuracy.json"), "utf8")) as Record<string, { skills: string[]; accuracy: Record<string, { accuracy: number }> }>;
+    const accuracy = JSON.parse(await readFile(join(TEST_WORKSPACE, "teachers", "accuracy.json"), "utf8")) as Record<
+      string,
+      { skills: string[]; accuracy: Record<string, { accuracy: number }> }
+    >;
     expect(Object.keys(accuracy).sort()).toEqual(["tiny-gemma", "tiny-gptoss", "tiny-qwen"]);
     const covered = new Set<string>();
     for (const name of Object.keys(accuracy)) {
-      const card = JSON.parse(await readFile(join(TEST_WORKSPACE, "teachers", name, "card.json"), "utf8")) as TeacherCard;
+      const card = JSON.parse(
+        await readFile(join(TEST_WORKSPACE, "teachers", name, "card.json"), "utf8"),
+      ) as TeacherCard;
       expect(existsSync(join(TEST_WORKSPACE, "teachers", name, "model.gguf"))).toBe(true);
       expect(existsSync(join(TEST_WORKSPACE, "teachers", name, "train", "loss-curve.svg"))).toBe(true);
-      expect(await readFile(join(TEST_WORKSPACE, "teachers", name, "CARD.md"), "utf8")).toMatch(/Accuracy on the held-out split/);
+      expect(await readFile(join(TEST_WORKSPACE, "teachers", name, "CARD.md"), "utf8")).toMatch(
+        /Accuracy on the held-out split/,
+      );
       expect(Object.keys(card.accuracy).sort()).toEqual([...SKILL_NAMES].sort());
       expect(card.licence.name.length).toBeGreaterThan(3);
       // No single teacher covers every skill.
@@ -30,23 +37,41 @@ describe("tinyworld build", () => {
       card.skills.forEach((s) => covered.add(s));
     }
     expect([...covered].sort()).toEqual([...SKILL_NAMES].sort());
-    expect(JSON.parse(await readFile(join(TEST_WORKSPACE, "teachers", "tiny-gemma", "card.json"), "utf8")).licence.name).toMatch(/Gemma Terms of Use/);
+    expect(
+      JSON.parse(await readFile(join(TEST_WORKSPACE, "teachers", "tiny-gemma", "card.json"), "utf8")).licence.name,
+    ).toMatch(/Gemma Terms of Use/);
   });
 
   it("taught each teacher its skills: an accuracy floor on the skills it trained on, none on the others", async () => {
-    const accuracy = JSON.parse(await readFile(join(TEST_WORKSPACE, "teachers", "accuracy.json"), "utf8")) as Record<string, { skills: string[]; accuracy: Record<string, { accuracy: number }> }>;
+    const accuracy = JSON.parse(await readFile(join(TEST_WORKSPACE, "teachers", "accuracy.json"), "utf8")) as Record<
+      string,
+      { skills: string[]; accuracy: Record<string, { accuracy: number }> }
+    >;
     for (const [name, { skills, accuracy: bySkill }] of Object.entries(accuracy)) {
       const trained = skills.map((skill) => bySkill[skill]!.accuracy);
       const unseen = SKILL_NAMES.filter((skill) => !skills.includes(skill)).map((skill) => bySkill[skill]!.accuracy);
       // At the test size (500 steps), each learns two of its three skills (arithmetic needs the default size's 900).
-      expect(trained.reduce((sum, a) => sum + a, 0) / trained.length, `${name}: mean on its skills`).toBeGreaterThanOrEqual(0.2);
+      expect(
+        trained.reduce((sum, a) => sum + a, 0) / trained.length,
+        `${name}: mean on its skills`,
+      ).toBeGreaterThanOrEqual(0.2);
       expect(Math.max(...trained), `${name}: its best skill`).toBeGreaterThanOrEqual(0.3);
       for (const a of unseen) expect(a, `${name}: a skill it never saw`).toBeLessThanOrEqual(0.05);
     }
   });
 
   it("is deterministic (same seed → same GGUF, by hash) and cached", async () => {
-    const build = (workspace: string) => buildTinyWorld({ workspace, size: "test", seed: 99, python: PYTHON, threads: 1, progress: new SilentProgress(), only: ["tiny-gemma"], steps: 20 });
+    const build = (workspace: string) =>
+      buildTinyWorld({
+        workspace,
+        size: "test",
+        seed: 99,
+        python: PYTHON,
+        threads: 1,
+        progress: new SilentProgress(),
+        only: ["tiny-gemma"],
+        steps: 20,
+      });
     const first = await build(join(scratch, "one"));
     const second = await build(join(scratch, "two"));
     const gguf = (w: string) => join(scratch, w, "teachers", "tiny-gemma", "model.gguf");

@@ -32,10 +32,18 @@ export async function buildTinyWorld(options: BuildWorldOptions): Promise<BuiltW
   const folder = join(options.workspace, "tinyworld", options.size);
   const world = generateWorld(options.seed, options.size);
   const counts = checkDisjoint(world);
-  options.progress.log(`tiny world (${options.size}, seed ${options.seed}): ${counts.trainPrompts} distinct train prompts, ${counts.evalPrompts} held-out prompts, disjoint`);
+  options.progress.log(
+    `tiny world (${options.size}, seed ${options.seed}): ${counts.trainPrompts} distinct train prompts, ${counts.evalPrompts} held-out prompts, disjoint`,
+  );
   for (const skill of SKILL_NAMES) {
-    await writeFileAtomic(join(folder, "data", `${skill}.train.jsonl`), world[skill].train.map((e) => JSON.stringify(e)).join("\n") + "\n");
-    await writeFileAtomic(join(folder, "data", `${skill}.eval.jsonl`), world[skill].evaluation.map((e) => JSON.stringify(e)).join("\n") + "\n");
+    await writeFileAtomic(
+      join(folder, "data", `${skill}.train.jsonl`),
+      world[skill].train.map((e) => JSON.stringify(e)).join("\n") + "\n",
+    );
+    await writeFileAtomic(
+      join(folder, "data", `${skill}.eval.jsonl`),
+      world[skill].evaluation.map((e) => JSON.stringify(e)).join("\n") + "\n",
+    );
   }
   const specs = TINY_TEACHERS.filter((spec) => !options.only || options.only.includes(spec.name));
   const cards: TeacherCard[] = new Array(specs.length);
@@ -60,6 +68,9 @@ export async function buildTinyWorld(options: BuildWorldOptions): Promise<BuiltW
   };
   await Promise.all(Array.from({ length: Math.max(1, options.parallel ?? 2) }, worker));
   const table = accuracyTable(cards.map((card) => ({ name: card.name, scores: card.accuracy })));
-  await writeJsonAtomic(join(options.workspace, "teachers", "accuracy.json"), Object.fromEntries(cards.map((c) => [c.name, { skills: c.skills, accuracy: c.accuracy }])));
+  await writeJsonAtomic(
+    join(options.workspace, "teachers", "accuracy.json"),
+    Object.fromEntries(cards.map((c) => [c.name, { skills: c.skills, accuracy: c.accuracy }])),
+  );
   return { cards, table, folder };
 }

@@ -20,7 +20,13 @@ export interface ItemResult {
 }
 
 /** Greedy answers of a model on every skill's held-out split, verified per item. */
-export async function evaluateOnWorld(engine: EmbeddedEngine, world: World, progress: Progress, label: string, concurrency = 4): Promise<{ scores: Record<SkillName, SkillScore>; items: ItemResult[] }> {
+export async function evaluateOnWorld(
+  engine: EmbeddedEngine,
+  world: World,
+  progress: Progress,
+  label: string,
+  concurrency = 4,
+): Promise<{ scores: Record<SkillName, SkillScore>; items: ItemResult[] }> {
   const work = SKILL_NAMES.flatMap((skill) => world[skill].evaluation.map((example) => ({ skill, example })));
   const items: ItemResult[] = new Array(work.length);
   const task = progress.task(label, work.length, "prompts");
@@ -30,7 +36,11 @@ export async function evaluateOnWorld(engine: EmbeddedEngine, world: World, prog
     while (next < work.length) {
       const index = next++;
       const { skill, example } = work[index] as (typeof work)[number];
-      const result = await engine.chat({ messages: [{ role: "user", content: example.prompt }], maxTokens: 96, temperature: 0 });
+      const result = await engine.chat({
+        messages: [{ role: "user", content: example.prompt }],
+        maxTokens: 96,
+        temperature: 0,
+      });
       items[index] = {
         skill,
         prompt: example.prompt,
@@ -55,7 +65,10 @@ export async function evaluateOnWorld(engine: EmbeddedEngine, world: World, prog
 
 export function accuracyTable(rows: { name: string; scores: Record<SkillName, SkillScore> }[]): string {
   const header = ["teacher", ...SKILL_NAMES];
-  const lines = rows.map((row) => [row.name, ...SKILL_NAMES.map((skill) => `${(row.scores[skill].accuracy * 100).toFixed(0)}%`)]);
+  const lines = rows.map((row) => [
+    row.name,
+    ...SKILL_NAMES.map((skill) => `${(row.scores[skill].accuracy * 100).toFixed(0)}%`),
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)));
   const format = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] as number)).join("  ");
   return [format(header), format(widths.map((w) => "-".repeat(w))), ...lines.map(format)].join("\n");

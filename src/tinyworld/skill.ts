@@ -53,7 +53,11 @@ export function distinctExamples(count: number, make: () => SkillExample): Skill
 }
 
 /** Draws `count` examples (repeats allowed) whose prompts are not in `exclude` (bounded tries). */
-export function examplesExcluding(count: number, make: () => SkillExample, exclude: ReadonlySet<string>): SkillExample[] {
+export function examplesExcluding(
+  count: number,
+  make: () => SkillExample,
+  exclude: ReadonlySet<string>,
+): SkillExample[] {
   const out: SkillExample[] = [];
   for (let tries = 0; out.length < count && tries < count * 50; tries++) {
     const example = make();
@@ -63,7 +67,11 @@ export function examplesExcluding(count: number, make: () => SkillExample, exclu
 }
 
 /** A skill whose examples all come from one seeded generator (every skill but the look-up table). */
-export function generatedSkill(name: SkillName, description: string, draw: (random: SeededRandom) => SkillExample): Skill {
+export function generatedSkill(
+  name: SkillName,
+  description: string,
+  draw: (random: SeededRandom) => SkillExample,
+): Skill {
   return {
     name,
     description,

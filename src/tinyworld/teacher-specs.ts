@@ -16,7 +16,10 @@ export const FAMILY_LICENCES: Record<Family, FamilyLicence> = {
     obligations:
       "A model distilled from Gemma outputs is a Model Derivative (§1.1(e)); serving it through an API is distribution: pass the §3.2 use restrictions into the API terms, give users notice and a copy of the terms; the Prohibited Use Policy binds operator and customers.",
   },
-  gptoss: { name: "Apache-2.0 (gpt-oss)", obligations: "Keep the licence and NOTICE; comply with applicable law (gpt-oss usage policy)." },
+  gptoss: {
+    name: "Apache-2.0 (gpt-oss)",
+    obligations: "Keep the licence and NOTICE; comply with applicable law (gpt-oss usage policy).",
+  },
 };
 
 export interface TeacherSpec {
@@ -29,14 +32,40 @@ export interface TeacherSpec {
 }
 
 export const TINY_TEACHERS: TeacherSpec[] = [
-  { name: "tiny-qwen", family: "qwen", skills: ["arithmetic", "reverse", "lookup"], standsInFor: "Qwen3 (ChatML, <think> reasoning)" },
-  { name: "tiny-gemma", family: "gemma", skills: ["lookup", "units", "logic"], standsInFor: "Gemma 3 (turns, no system role)" },
-  { name: "tiny-gptoss", family: "gptoss", skills: ["arithmetic", "units", "logic"], standsInFor: "gpt-oss (harmony: analysis and final channels)" },
+  {
+    name: "tiny-qwen",
+    family: "qwen",
+    skills: ["arithmetic", "reverse", "lookup"],
+    standsInFor: "Qwen3 (ChatML, <think> reasoning)",
+  },
+  {
+    name: "tiny-gemma",
+    family: "gemma",
+    skills: ["lookup", "units", "logic"],
+    standsInFor: "Gemma 3 (turns, no system role)",
+  },
+  {
+    name: "tiny-gptoss",
+    family: "gptoss",
+    skills: ["arithmetic", "units", "logic"],
+    standsInFor: "gpt-oss (harmony: analysis and final channels)",
+  },
 ];
 
 /** The tiny teachers' architecture: a 2-layer Qwen3-style decoder. */
 export function teacherArchitecture(context: number): Architecture {
-  return { layers: 2, hidden: 128, heads: 4, kvHeads: 2, headDim: 32, ffn: 384, context, ropeTheta: 10_000, rmsNormEps: 1e-6, tieEmbeddings: true };
+  return {
+    layers: 2,
+    hidden: 128,
+    heads: 4,
+    kvHeads: 2,
+    headDim: 32,
+    ffn: 384,
+    context,
+    ropeTheta: 10_000,
+    rmsNormEps: 1e-6,
+    tieEmbeddings: true,
+  };
 }
 
 export function teacherOptimization(size: WorldSize): Optimization {

@@ -7,7 +7,8 @@ export type WorldSize = "default" | "test";
 
 /** A size from the command line or config, or a clear error. */
 export function parseWorldSize(value: string): WorldSize {
-  if (value !== "default" && value !== "test") throw new InputError(`the tiny-world size must be "default" or "test" (found ${JSON.stringify(value)})`);
+  if (value !== "default" && value !== "test")
+    throw new InputError(`the tiny-world size must be "default" or "test" (found ${JSON.stringify(value)})`);
   return value;
 }
 
@@ -31,7 +32,10 @@ export function checkDisjoint(world: World): { trainPrompts: number; evalPrompts
   for (const name of SKILL_NAMES) {
     for (const example of world[name].evaluation) {
       evalPrompts++;
-      if (trainPrompts.has(example.prompt)) throw new InputError(`tiny world: the held-out ${name} prompt ${JSON.stringify(example.prompt)} is also a training prompt`);
+      if (trainPrompts.has(example.prompt))
+        throw new InputError(
+          `tiny world: the held-out ${name} prompt ${JSON.stringify(example.prompt)} is also a training prompt`,
+        );
     }
   }
   return { trainPrompts: trainPrompts.size, evalPrompts };
@@ -49,7 +53,10 @@ export function generateWorld(seed: number, size: WorldSize): World {
   }
   const world = {} as World;
   for (const name of SKILL_NAMES) {
-    world[name] = { evaluation: evaluations[name], train: SKILLS[name].train(root.fork(`${name}/train`), trainPerSkill, allEval) };
+    world[name] = {
+      evaluation: evaluations[name],
+      train: SKILLS[name].train(root.fork(`${name}/train`), trainPerSkill, allEval),
+    };
   }
   checkDisjoint(world);
   return world;

@@ -30,7 +30,8 @@ export function encodeSpecialText(tokenizer: ReferenceTokenizer, text: string): 
 
 function roleToken(tokenizer: ReferenceTokenizer, name: string): number {
   const { roles } = tokenizer;
-  const id = name === "BOS" ? roles.bos : name === "EOS" ? roles.eos : name === "EOT" ? (roles.eot ?? roles.eos) : undefined;
+  const id =
+    name === "BOS" ? roles.bos : name === "EOS" ? roles.eos : name === "EOT" ? (roles.eot ?? roles.eos) : undefined;
   if (id === undefined) throw new InputError(`the ${tokenizer.family} tokenizer has no ${name} token`);
   return id;
 }

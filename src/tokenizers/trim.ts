@@ -11,7 +11,10 @@ export class TrimmedVocabulary {
   readonly fullIds: readonly number[];
   private readonly toTrimmed: Map<number, number>;
 
-  constructor(readonly reference: ReferenceTokenizer, fullIds: readonly number[]) {
+  constructor(
+    readonly reference: ReferenceTokenizer,
+    fullIds: readonly number[],
+  ) {
     this.fullIds = fullIds;
     this.toTrimmed = new Map(fullIds.map((full, trimmed) => [full, trimmed]));
   }
@@ -28,7 +31,9 @@ export class TrimmedVocabulary {
     return fullIds.map((id) => {
       const trimmed = this.toTrimmed.get(id);
       if (trimmed === undefined) {
-        throw new InputError(`token ${id} (${JSON.stringify(this.reference.tokenString(id))}) is not in the trimmed ${this.reference.family} vocabulary`);
+        throw new InputError(
+          `token ${id} (${JSON.stringify(this.reference.tokenString(id))}) is not in the trimmed ${this.reference.family} vocabulary`,
+        );
       }
       return trimmed;
     });
@@ -50,7 +55,11 @@ export class TrimmedVocabulary {
 }
 
 /** Builds the trimmed vocabulary for a set of used ids. */
-export function trimVocabulary(reference: ReferenceTokenizer, usedIds: Iterable<number>, extraSpecials: Iterable<number> = []): TrimmedVocabulary {
+export function trimVocabulary(
+  reference: ReferenceTokenizer,
+  usedIds: Iterable<number>,
+  extraSpecials: Iterable<number> = [],
+): TrimmedVocabulary {
   const kept = new Set<number>();
   const queue: number[] = [];
   const add = (id: number) => {
@@ -62,12 +71,22 @@ export function trimVocabulary(reference: ReferenceTokenizer, usedIds: Iterable<
   for (const id of usedIds) add(id);
   for (const id of reference.baseTokens()) add(id);
   for (const id of extraSpecials) add(id);
-  for (const role of [reference.roles.bos, reference.roles.eos, reference.roles.eot, reference.roles.pad, reference.roles.unk]) {
+  for (const role of [
+    reference.roles.bos,
+    reference.roles.eos,
+    reference.roles.eot,
+    reference.roles.pad,
+    reference.roles.unk,
+  ]) {
     if (role !== undefined) add(role);
   }
   while (queue.length > 0) {
     const id = queue.pop() as number;
-    if (reference.tokenType(id) === TokenType.normal) for (const ancestor of reference.mergeAncestors(id)) add(ancestor);
+    if (reference.tokenType(id) === TokenType.normal)
+      for (const ancestor of reference.mergeAncestors(id)) add(ancestor);
   }
-  return new TrimmedVocabulary(reference, [...kept].sort((a, b) => a - b));
+  return new TrimmedVocabulary(
+    reference,
+    [...kept].sort((a, b) => a - b),
+  );
 }

@@ -13,8 +13,29 @@ function job(out: string, overrides: Partial<TrainJob> = {}): TrainJob {
   return {
     shards: SHARDS,
     out,
-    architecture: { layers: 1, hidden: 32, heads: 2, kvHeads: 1, headDim: 16, ffn: 64, context: 128, ropeTheta: 10_000, rmsNormEps: 1e-6, tieEmbeddings: true },
-    optimization: { steps: 12, batchSize: 8, gradientAccumulation: 1, learningRate: 3e-3, minLearningRate: 3e-4, warmupSteps: 2, weightDecay: 0.01, gradientClip: 1, checkpointEvery: 1 },
+    architecture: {
+      layers: 1,
+      hidden: 32,
+      heads: 2,
+      kvHeads: 1,
+      headDim: 16,
+      ffn: 64,
+      context: 128,
+      ropeTheta: 10_000,
+      rmsNormEps: 1e-6,
+      tieEmbeddings: true,
+    },
+    optimization: {
+      steps: 12,
+      batchSize: 8,
+      gradientAccumulation: 1,
+      learningRate: 3e-3,
+      minLearningRate: 3e-4,
+      warmupSteps: 2,
+      weightDecay: 0.01,
+      gradientClip: 1,
+      checkpointEvery: 1,
+    },
     seed: 7,
     threads: 1,
     ...overrides,
@@ -49,30 +70,52 @@ describe("PyTorch trainer", () => {
     expect(result.events.find((e) => e.event === "resume")?.step).toBeGreaterThanOrEqual(5);
     const done = result.events.find((e) => e.event === "done") as unknown as { history: [number, number][] };
     expect(done.history).toEqual(reference.history);
-    expect(await sha256File(join(resumed, "model.safetensors"))).toBe(await sha256File(join(scratch, "reference", "model.safetensors")));
+    expect(await sha256File(join(resumed, "model.safetensors"))).toBe(
+      await sha256File(join(scratch, "reference", "model.safetensors")),
+    );
     expect(result.history).toEqual(reference.history);
     expect(JSON.parse(await readFile(join(resumed, "loss.json"), "utf8"))).toEqual(reference.history);
     expect(await readFile(join(resumed, "loss-curve.svg"), "utf8")).toMatch(/<svg/);
   });
 
   it("gives the same loss curve with 2 data-parallel processes as with 1 at the same global batch (|Δloss| ≤ 1e-4)", async () => {
-    const single = await runTrainer(job(join(scratch, "single"), { optimization: { ...job("").optimization, steps: 8, checkpointEvery: 100 } }), options);
-    const parallel = await runTrainer(job(join(scratch, "parallel"), { optimization: { ...job("").optimization, steps: 8, checkpointEvery: 100 } }), { ...options, processes: 2 });
+    const single = await runTrainer(
+      job(join(scratch, "single"), { optimization: { ...job("").optimization, steps: 8, checkpointEvery: 100 } }),
+      options,
+    );
+    const parallel = await runTrainer(
+      job(join(scratch, "parallel"), { optimization: { ...job("").optimization, steps: 8, checkpointEvery: 100 } }),
+      { ...options, processes: 2 },
+    );
     expect(parallel.events.find((e) => e.event === "start")?.processes).toBe(2);
     expect(parallel.history).toHaveLength(8);
-    for (let i = 0; i < 8; i++) expect(Math.abs(parallel.history[i]![1] - single.history[i]![1])).toBeLessThanOrEqual(1e-4);
+    for (let i = 0; i < 8; i++)
+      expect(Math.abs(parallel.history[i]![1] - single.history[i]![1])).toBeLessThanOrEqual(1e-4);
   });
 
   it("gives the same loss curve with gradient accumulation at the same global batch", async () => {
     const base = { ...job("").optimization, steps: 6, checkpointEvery: 100 };
     const whole = await runTrainer(job(join(scratch, "whole"), { optimization: base }), options);
-    const accumulated = await runTrainer(job(join(scratch, "accumulated"), { optimization: { ...base, gradientAccumulation: 4 } }), options);
-    for (let i = 0; i < 6; i++) expect(Math.abs(accumulated.history[i]![1] - whole.history[i]![1])).toBeLessThanOrEqual(1e-4);
+    const accumulated = await runTrainer(
+      job(join(scratch, "accumulated"), { optimization: { ...base, gradientAccumulation: 4 } }),
+      options,
+    );
+    for (let i = 0; i < 6; i++)
+      expect(Math.abs(accumulated.history[i]![1] - whole.history[i]![1])).toBeLessThanOrEqual(1e-4);
   });
 
   it("initialises from a Hugging Face Qwen3 folder", async () => {
-    const fresh = await runTrainer(job(join(scratch, "fresh"), { optimization: { ...job("").optimization, steps: 1 } }), options);
-    const warm = await runTrainer(job(join(scratch, "warm"), { initFrom: join(scratch, "reference"), optimization: { ...job("").optimization, steps: 1 } }), options);
+    const fresh = await runTrainer(
+      job(join(scratch, "fresh"), { optimization: { ...job("").optimization, steps: 1 } }),
+      options,
+    );
+    const warm = await runTrainer(
+      job(join(scratch, "warm"), {
+        initFrom: join(scratch, "reference"),
+        optimization: { ...job("").optimization, steps: 1 },
+      }),
+      options,
+    );
     expect(warm.history[0]![1]).toBeLessThan(fresh.history[0]![1] - 0.5);
   });
 
@@ -80,9 +123,15 @@ describe("PyTorch trainer", () => {
     const broken = join(scratch, "broken-shards");
     await cp(SHARDS, broken, { recursive: true });
     await truncate(join(broken, "tokens.bin"), 100);
-    await expect(runTrainer(job(join(scratch, "crash"), { shards: broken }), options)).rejects.toThrow(/tokens\.bin: holds 25 values, index\.json says \d+ \(truncated\?\)/);
-    await expect(runTrainer(job(join(scratch, "crash2")), { ...options, python: "/nonexistent/python3" })).rejects.toThrow(/trainer failed/);
+    await expect(runTrainer(job(join(scratch, "crash"), { shards: broken }), options)).rejects.toThrow(
+      /tokens\.bin: holds 25 values, index\.json says \d+ \(truncated\?\)/,
+    );
+    await expect(
+      runTrainer(job(join(scratch, "crash2")), { ...options, python: "/nonexistent/python3" }),
+    ).rejects.toThrow(/trainer failed/);
     const other = job(join(scratch, "reference"), { optimization: { ...job("").optimization, steps: 20 } });
-    await expect(runTrainer({ ...other, architecture: { ...other.architecture, hidden: 64 } }, options)).rejects.toThrow(/checkpoint\.pt: does not match this job's model/);
+    await expect(
+      runTrainer({ ...other, architecture: { ...other.architecture, hidden: 64 } }, options),
+    ).rejects.toThrow(/checkpoint\.pt: does not match this job's model/);
   });
 });

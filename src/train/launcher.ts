@@ -94,8 +94,22 @@ export async function runTrainer(job: TrainJob, options: TrainOptions): Promise<
       PYTHONUNBUFFERED: "1",
       OMP_NUM_THREADS: String(job.threads),
     };
-    if (processes > 1) Object.assign(env, { MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(port), RANK: String(rank), LOCAL_RANK: String(rank), WORLD_SIZE: String(processes) });
-    children.push(spawn(options.python, ["-m", "avocado_trainer.train", "--job", jobPath], { env, stdio: ["ignore", "pipe", "pipe"], signal: options.signal, killSignal: "SIGKILL" }));
+    if (processes > 1)
+      Object.assign(env, {
+        MASTER_ADDR: "127.0.0.1",
+        MASTER_PORT: String(port),
+        RANK: String(rank),
+        LOCAL_RANK: String(rank),
+        WORLD_SIZE: String(processes),
+      });
+    children.push(
+      spawn(options.python, ["-m", "avocado_trainer.train", "--job", jobPath], {
+        env,
+        stdio: ["ignore", "pipe", "pipe"],
+        signal: options.signal,
+        killSignal: "SIGKILL",
+      }),
+    );
   }
 
   const exits = children.map(
@@ -108,7 +122,8 @@ export async function runTrainer(job: TrainJob, options: TrainOptions): Promise<
         child.on("close", (code, signal) => {
           const status = code ?? (signal ? 128 : -1);
           // A dead rank leaves the others waiting in a collective forever: stop them too.
-          if (status !== 0) for (const other of children) if (other !== child && other.exitCode === null) other.kill("SIGKILL");
+          if (status !== 0)
+            for (const other of children) if (other !== child && other.exitCode === null) other.kill("SIGKILL");
           resolveExit(status);
         });
         createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", (line) => {
@@ -154,5 +169,11 @@ export async function runTrainer(job: TrainJob, options: TrainOptions): Promise<
     await writeJsonAtomic(join(job.out, "loss.json"), fullHistory);
     await writeFileAtomic(join(job.out, "loss-curve.svg"), lossCurveSvg(options.label, fullHistory));
   }
-  return { history: fullHistory, finalLoss: fullHistory.at(-1)?.[1], tokensPerSecond: lastRate, seconds: (Date.now() - started) / 1000, events };
+  return {
+    history: fullHistory,
+    finalLoss: fullHistory.at(-1)?.[1],
+    tokensPerSecond: lastRate,
+    seconds: (Date.now() - started) / 1000,
+    events,
+  };
 }

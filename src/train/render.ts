@@ -22,9 +22,16 @@ export interface RenderedExample {
  * the assistant's tokens. The prompt comes from the engine's own chat wrapper,
  * so training and inference see identical prompt tokens.
  */
-export function renderExample(format: ChatFormat, tokenizer: ReferenceTokenizer, example: ChatExample): RenderedExample {
+export function renderExample(
+  format: ChatFormat,
+  tokenizer: ReferenceTokenizer,
+  example: ChatExample,
+): RenderedExample {
   const prompt = encodeLlamaText(tokenizer, format.renderPrompt({ system: example.system, user: example.user }));
-  const completion = encodeLlamaText(tokenizer, format.renderCompletion(format.reasons ? example.reasoning : undefined, example.answer));
+  const completion = encodeLlamaText(
+    tokenizer,
+    format.renderCompletion(format.reasons ? example.reasoning : undefined, example.answer),
+  );
   return {
     tokens: [...prompt, ...completion],
     mask: [...prompt.map(() => false), ...completion.map(() => true)],

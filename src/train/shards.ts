@@ -44,7 +44,11 @@ export async function readShardIndex(folder: string): Promise<ShardIndex> {
     throw new FileError(path, missing ? "is missing (not a shards folder)" : "is not valid JSON", { cause: error });
   }
   const parsed = shardIndexSchema.safeParse(raw);
-  if (!parsed.success) throw new FileError(path, `is not a shard index: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  if (!parsed.success)
+    throw new FileError(
+      path,
+      `is not a shard index: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
+    );
   return parsed.data;
 }
 
@@ -53,7 +57,12 @@ export async function readShardIndex(folder: string): Promise<ShardIndex> {
  * (uint8), `offsets.bin` (uint64 LE, N+1) and `index.json`. The folder is built
  * beside the target and renamed into place, so it is complete or absent.
  */
-export async function writeShards(folder: string, vocabularySize: number, sequences: readonly TrainingSequence[], tokenizer?: ShardIndex["tokenizer"]): Promise<ShardIndex> {
+export async function writeShards(
+  folder: string,
+  vocabularySize: number,
+  sequences: readonly TrainingSequence[],
+  tokenizer?: ShardIndex["tokenizer"],
+): Promise<ShardIndex> {
   const total = sequences.reduce((sum, s) => sum + s.tokens.length, 0);
   const tokens = new Uint32Array(total);
   const mask = new Uint8Array(total);
@@ -62,11 +71,15 @@ export async function writeShards(folder: string, vocabularySize: number, sequen
   let targetTokens = 0;
   let maxLength = 0;
   sequences.forEach((sequence, index) => {
-    if (sequence.tokens.length !== sequence.mask.length) throw new InputError(`sequence ${index}: ${sequence.tokens.length} tokens but ${sequence.mask.length} mask entries`);
+    if (sequence.tokens.length !== sequence.mask.length)
+      throw new InputError(
+        `sequence ${index}: ${sequence.tokens.length} tokens but ${sequence.mask.length} mask entries`,
+      );
     if (sequence.tokens.length < 2) throw new InputError(`sequence ${index}: needs at least 2 tokens`);
     offsets[index] = BigInt(position);
     sequence.tokens.forEach((id, i) => {
-      if (!Number.isInteger(id) || id < 0 || id >= vocabularySize) throw new InputError(`sequence ${index}: token ${id} is outside the vocabulary of ${vocabularySize}`);
+      if (!Number.isInteger(id) || id < 0 || id >= vocabularySize)
+        throw new InputError(`sequence ${index}: token ${id} is outside the vocabulary of ${vocabularySize}`);
       tokens[position + i] = id;
       if (sequence.mask[i]) {
         mask[position + i] = 1;
@@ -77,7 +90,15 @@ export async function writeShards(folder: string, vocabularySize: number, sequen
     maxLength = Math.max(maxLength, sequence.tokens.length);
   });
   offsets[sequences.length] = BigInt(position);
-  const index: ShardIndex = { format: SHARD_FORMAT, vocabularySize, sequences: sequences.length, tokens: total, targetTokens, maxLength, tokenizer };
+  const index: ShardIndex = {
+    format: SHARD_FORMAT,
+    vocabularySize,
+    sequences: sequences.length,
+    tokens: total,
+    targetTokens,
+    maxLength,
+    tokenizer,
+  };
   const staging = `${folder}.${process.pid}.staging`;
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { recursive: true });

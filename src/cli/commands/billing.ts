@@ -19,19 +19,28 @@ export function registerBilling(program: Command): void {
     .requiredOption("--idempotency-key <key>", "a payment id: the same key never credits twice")
     .option("--memo <text>", "memo", "credit")
     .option("--store <url>", "override the configured store")
-    .action(async (options: { org: string; amount: string; idempotencyKey: string; memo: string; store?: string }, command: Command) => {
-      const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
-      const amount = Number(options.amount);
-      if (!Number.isSafeInteger(amount) || amount <= 0) throw new InputError(`--amount must be a positive integer of micro-units (found ${options.amount})`);
-      const store = await openConfiguredStore(context, options.store);
-      try {
-        const applied = await store.grant(options.org, amount, options.idempotencyKey, options.memo);
-        const balance = await store.balance((await store.orgByName(options.org))!.id);
-        context.print(`${applied ? "credited" : "already credited (same idempotency key)"}; ${options.org} has ${balance.available} micro-units available, ${balance.reserved} held`, { applied, ...balance });
-      } finally {
-        await store.close();
-      }
-    });
+    .action(
+      async (
+        options: { org: string; amount: string; idempotencyKey: string; memo: string; store?: string },
+        command: Command,
+      ) => {
+        const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
+        const amount = Number(options.amount);
+        if (!Number.isSafeInteger(amount) || amount <= 0)
+          throw new InputError(`--amount must be a positive integer of micro-units (found ${options.amount})`);
+        const store = await openConfiguredStore(context, options.store);
+        try {
+          const applied = await store.grant(options.org, amount, options.idempotencyKey, options.memo);
+          const balance = await store.balance((await store.orgByName(options.org))!.id);
+          context.print(
+            `${applied ? "credited" : "already credited (same idempotency key)"}; ${options.org} has ${balance.available} micro-units available, ${balance.reserved} held`,
+            { applied, ...balance },
+          );
+        } finally {
+          await store.close();
+        }
+      },
+    );
   billing
     .command("usage")
     .description("usage by org, key, model and day, as CSV (default) or JSON")
@@ -42,28 +51,38 @@ export function registerBilling(program: Command): void {
     .option("--svg <file>", "also draw it: spend per day, stacked by model or key (an SVG)")
     .option("--by <model|key>", "what the chart's bars are stacked by", "model")
     .option("--store <url>", "override the configured store")
-    .action(async (options: { org?: string; from?: string; to?: string; format: string; svg?: string; by: string; store?: string }, command: Command) => {
-      const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
-      for (const [name, value] of [["--from", options.from], ["--to", options.to]] as const) if (value !== undefined && !DAY.test(value)) throw new InputError(`${name} must be YYYY-MM-DD`);
-      if (options.format !== "csv" && options.format !== "json") throw new InputError("--format must be csv or json");
-      if (options.by !== "model" && options.by !== "key") throw new InputError("--by must be model or key");
-      const store = await openConfiguredStore(context, options.store);
-      try {
-        const rows = await labelledUsage(store, options);
-        let chart: string | undefined;
-        if (options.svg) {
-          chart = resolve(options.svg);
-          const title = `Usage of the paid API${options.org ? ` — org ${options.org}` : ""}`;
-          await writeFileAtomic(chart, usageChartSvg(rows, { title, by: options.by }));
-          // Beside the data on stdout, not in it.
-          if (!context.json) process.stderr.write(`usage chart: ${chart}\n`);
+    .action(
+      async (
+        options: { org?: string; from?: string; to?: string; format: string; svg?: string; by: string; store?: string },
+        command: Command,
+      ) => {
+        const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
+        for (const [name, value] of [
+          ["--from", options.from],
+          ["--to", options.to],
+        ] as const)
+          if (value !== undefined && !DAY.test(value)) throw new InputError(`${name} must be YYYY-MM-DD`);
+        if (options.format !== "csv" && options.format !== "json") throw new InputError("--format must be csv or json");
+        if (options.by !== "model" && options.by !== "key") throw new InputError("--by must be model or key");
+        const store = await openConfiguredStore(context, options.store);
+        try {
+          const rows = await labelledUsage(store, options);
+          let chart: string | undefined;
+          if (options.svg) {
+            chart = resolve(options.svg);
+            const title = `Usage of the paid API${options.org ? ` — org ${options.org}` : ""}`;
+            await writeFileAtomic(chart, usageChartSvg(rows, { title, by: options.by }));
+            // Beside the data on stdout, not in it.
+            if (!context.json) process.stderr.write(`usage chart: ${chart}\n`);
+          }
+          if (options.format === "json" || context.json)
+            context.print(JSON.stringify(rows, null, 2), { usage: rows, ...(chart ? { chart } : {}) });
+          else process.stdout.write(usageCsv(rows));
+        } finally {
+          await store.close();
         }
-        if (options.format === "json" || context.json) context.print(JSON.stringify(rows, null, 2), { usage: rows, ...(chart ? { chart } : {}) });
-        else process.stdout.write(usageCsv(rows));
-      } finally {
-        await store.close();
-      }
-    });
+      },
+    );
   billing
     .command("invoice")
     .description("an organisation's invoice for a month: line items per model and key, and totals (reproducible)")

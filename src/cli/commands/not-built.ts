@@ -3,8 +3,16 @@ import { NotBuiltError } from "../../core/errors.ts";
 
 /** Stages whose issues have not landed: listed in --help, and say so (exit 2) when run. */
 const PLANNED: { name: string; description: string; issue: string }[] = [
-  { name: "distill", description: "turn a prompt set into a training set with several teachers", issue: "the distillation issue" },
-  { name: "eval", description: "benchmark a model against its teachers, paired statistics, release gate", issue: "the evals issue" },
+  {
+    name: "distill",
+    description: "turn a prompt set into a training set with several teachers",
+    issue: "the distillation issue",
+  },
+  {
+    name: "eval",
+    description: "benchmark a model against its teachers, paired statistics, release gate",
+    issue: "the evals issue",
+  },
 ];
 
 export function registerNotBuilt(program: Command): void {

@@ -20,15 +20,27 @@ export function registerQuickstart(program: Command): void {
       const { findTeacher, openTeacher } = await import("../../teachers/registry.ts");
       const size = parseWorldSize(options.size ?? context.config.tinyworld.size);
       ensureTorch(context.python);
-      const built = await buildTinyWorld({ workspace: context.workspace, size, seed: context.config.tinyworld.seed, python: context.python, threads: context.config.train.threads, progress: context.progress });
-      context.print(`\nPer-skill accuracy on the held-out split:\n${built.table}\n`, { accuracy: Object.fromEntries(built.cards.map((c) => [c.name, c.accuracy])) });
+      const built = await buildTinyWorld({
+        workspace: context.workspace,
+        size,
+        seed: context.config.tinyworld.seed,
+        python: context.python,
+        threads: context.config.train.threads,
+        progress: context.progress,
+      });
+      context.print(`\nPer-skill accuracy on the held-out split:\n${built.table}\n`, {
+        accuracy: Object.fromEntries(built.cards.map((c) => [c.name, c.accuracy])),
+      });
       for (const card of built.cards) {
         const question = QUESTIONS[card.name] ?? "What is 2+2?";
         const teacher = await openTeacher((await findTeacher(context.config, context.workspace, card.name)).config);
         try {
           const result = await teacher.generate({ messages: [{ role: "user", content: question }], maxTokens: 128 });
           const reasoning = result.reasoning ? `  reasoning: ${result.reasoning}\n` : "";
-          context.print(`${card.name} (${card.family}) — ${question}\n${reasoning}  answer:    ${result.content.trim()}\n`, { teacher: card.name, question, reasoning: result.reasoning, content: result.content });
+          context.print(
+            `${card.name} (${card.family}) — ${question}\n${reasoning}  answer:    ${result.content.trim()}\n`,
+            { teacher: card.name, question, reasoning: result.reasoning, content: result.content },
+          );
         } finally {
           await teacher.close();
         }

@@ -15,11 +15,18 @@ const CHANNEL_LABELS: Record<string, { reasoning: string; content: string }> = {
 /** Opens a teacher with warnings (retries, breaker) logged as JSON lines on stderr, secrets redacted. */
 async function open(context: CommandContext, entry: TeacherEntry) {
   const { openTeacher } = await import("../../teachers/registry.ts");
-  return openTeacher(entry.config, { baseDirectory: context.configFile ? `${context.configFile}/..` : process.cwd(), logger: new JsonLogger(undefined, "warn") });
+  return openTeacher(entry.config, {
+    baseDirectory: context.configFile ? `${context.configFile}/..` : process.cwd(),
+    logger: new JsonLogger(undefined, "warn"),
+  });
 }
 
 export function registerTeachers(program: Command): void {
-  const teachers = program.command("teachers").description("the teacher models whose outputs are distilled (configured servers and GGUFs, and the built tiny teachers)");
+  const teachers = program
+    .command("teachers")
+    .description(
+      "the teacher models whose outputs are distilled (configured servers and GGUFs, and the built tiny teachers)",
+    );
   teachers
     .command("list")
     .description("every teacher with its health, family, licence, transport and capabilities")
@@ -28,7 +35,10 @@ export function registerTeachers(program: Command): void {
       const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
       const { teacherEntries } = await import("../../teachers/registry.ts");
       const entries = await teacherEntries(context.config, context.workspace);
-      if (entries.length === 0) return context.print(`no teachers: run 'avocado tinyworld build', or add teachers to avocado.yaml`, { teachers: [] });
+      if (entries.length === 0)
+        return context.print(`no teachers: run 'avocado tinyworld build', or add teachers to avocado.yaml`, {
+          teachers: [],
+        });
       const rows = [];
       for (const entry of entries) {
         const c = entry.config;
@@ -49,7 +59,8 @@ export function registerTeachers(program: Command): void {
             try {
               const health = await teacher.health(AbortSignal.timeout(10_000));
               row.healthy = health.ok;
-              row.health = `${health.ok ? "ok" : "DOWN"} (${health.latencyMs.toFixed(0)} ms) ${health.ok ? "" : health.detail}`.trim();
+              row.health =
+                `${health.ok ? "ok" : "DOWN"} (${health.latencyMs.toFixed(0)} ms) ${health.ok ? "" : health.detail}`.trim();
               row.capabilities = teacher.capabilities;
             } finally {
               await teacher.close();
@@ -63,18 +74,30 @@ export function registerTeachers(program: Command): void {
       }
       const caps = (c: unknown) => {
         const k = c as { logprobs: boolean; maxTopLogprobs: number; score: boolean; reasoning: boolean } | undefined;
-        return k ? [k.logprobs ? `logprobs≤${k.maxTopLogprobs}` : "", k.score ? "score" : "", k.reasoning ? "reasoning" : ""].filter(Boolean).join(",") : "-";
+        return k
+          ? [k.logprobs ? `logprobs≤${k.maxTopLogprobs}` : "", k.score ? "score" : "", k.reasoning ? "reasoning" : ""]
+              .filter(Boolean)
+              .join(",")
+          : "-";
       };
       const lines = rows.map(
         (r) =>
           `${r.name.padEnd(16)} ${r.family.padEnd(8)} ${r.transport.padEnd(14)} ${r.licence.padEnd(24)} ${caps(r.capabilities).padEnd(30)} ${r.health ?? ""}${r.refused ? `\n${" ".repeat(17)}refused as a teacher: ${r.refused}` : ""}`,
       );
-      context.print([`${"name".padEnd(16)} ${"family".padEnd(8)} ${"transport".padEnd(14)} ${"licence".padEnd(24)} ${"capabilities".padEnd(30)} health`, ...lines].join("\n"), { teachers: rows });
+      context.print(
+        [
+          `${"name".padEnd(16)} ${"family".padEnd(8)} ${"transport".padEnd(14)} ${"licence".padEnd(24)} ${"capabilities".padEnd(30)} health`,
+          ...lines,
+        ].join("\n"),
+        { teachers: rows },
+      );
     });
 
   teachers
     .command("chat <name> <prompt>")
-    .description("chat once with a teacher in its family's format (reasoning and answer shown separately); <name> may be a .gguf path")
+    .description(
+      "chat once with a teacher in its family's format (reasoning and answer shown separately); <name> may be a .gguf path",
+    )
     .option("--system <text>", "system prompt (Gemma: merged into the first user turn)")
     .option("--developer <text>", "developer instructions (harmony); other families receive them as a system prompt")
     .option("--max-tokens <n>", "maximum tokens to generate", "256")
@@ -87,16 +110,28 @@ export function registerTeachers(program: Command): void {
       async (
         name: string,
         prompt: string,
-        options: { system?: string; developer?: string; maxTokens: string; temperature: string; seed?: string; logprobs?: string; thinking: boolean; effort?: string },
+        options: {
+          system?: string;
+          developer?: string;
+          maxTokens: string;
+          temperature: string;
+          seed?: string;
+          logprobs?: string;
+          thinking: boolean;
+          effort?: string;
+        },
         command: Command,
       ) => {
         const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
         const maxTokens = positiveInteger(options.maxTokens, "--max-tokens");
         const temperature = Number(options.temperature);
-        if (!Number.isFinite(temperature) || temperature < 0) throw new InputError(`--temperature must be >= 0 (found ${options.temperature})`);
+        if (!Number.isFinite(temperature) || temperature < 0)
+          throw new InputError(`--temperature must be >= 0 (found ${options.temperature})`);
         const topLogprobs = options.logprobs !== undefined ? Number(options.logprobs) : undefined;
-        if (topLogprobs !== undefined && (!Number.isInteger(topLogprobs) || topLogprobs < 0 || topLogprobs > 20)) throw new InputError("--logprobs must be an integer from 0 to 20");
-        if (options.effort !== undefined && !(REASONING_EFFORTS as readonly string[]).includes(options.effort)) throw new InputError(`--effort must be one of ${REASONING_EFFORTS.join(", ")}`);
+        if (topLogprobs !== undefined && (!Number.isInteger(topLogprobs) || topLogprobs < 0 || topLogprobs > 20))
+          throw new InputError("--logprobs must be an integer from 0 to 20");
+        if (options.effort !== undefined && !(REASONING_EFFORTS as readonly string[]).includes(options.effort))
+          throw new InputError(`--effort must be one of ${REASONING_EFFORTS.join(", ")}`);
         const { findTeacher } = await import("../../teachers/registry.ts");
         const entry = await findTeacher(context.config, context.workspace, name);
         const teacher = await open(context, entry);
@@ -121,7 +156,9 @@ export function registerTeachers(program: Command): void {
             if (event.type !== "done") {
               if (context.json) continue;
               if (event.type !== current) {
-                process.stdout.write(`${current ? "\n" : ""}[${event.type === "reasoning" ? labels.reasoning : labels.content}]\n`);
+                process.stdout.write(
+                  `${current ? "\n" : ""}[${event.type === "reasoning" ? labels.reasoning : labels.content}]\n`,
+                );
                 current = event.type;
               }
               process.stdout.write(event.text);
@@ -137,7 +174,9 @@ export function registerTeachers(program: Command): void {
               `\n\n(${usage.promptTokens} prompt + ${usage.completionTokens} completion tokens, ${usage.reasoningTokens} of them reasoning; finish: ${result.finishReason}; ${result.latencyMs.toFixed(0)} ms${result.costMicros ? `; cost ${result.costMicros} micro-units` : ""})\n`,
             );
             for (const lp of result.logprobs ?? []) {
-              process.stdout.write(`${JSON.stringify(lp.text).padEnd(16)} ${lp.logprob.toFixed(3)}  top: ${lp.top.map((t) => `${JSON.stringify(t.text)} ${t.logprob.toFixed(2)}`).join(", ")}\n`);
+              process.stdout.write(
+                `${JSON.stringify(lp.text).padEnd(16)} ${lp.logprob.toFixed(3)}  top: ${lp.top.map((t) => `${JSON.stringify(t.text)} ${t.logprob.toFixed(2)}`).join(", ")}\n`,
+              );
             }
           }
         } finally {
@@ -153,28 +192,34 @@ export function registerTeachers(program: Command): void {
     .option("--requests <n>", "requests to time", "8")
     .option("--concurrency <n>", "requests at once", "2")
     .option("--max-tokens <n>", "tokens per request", "64")
-    .action(async (name: string, options: { prompt: string; requests: string; concurrency: string; maxTokens: string }, command: Command) => {
-      const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
-      const requests = positiveInteger(options.requests, "--requests");
-      const concurrency = positiveInteger(options.concurrency, "--concurrency");
-      const maxTokens = positiveInteger(options.maxTokens, "--max-tokens");
-      const { findTeacher } = await import("../../teachers/registry.ts");
-      const { probeTeacher } = await import("../../teachers/probe.ts");
-      const teacher = await open(context, await findTeacher(context.config, context.workspace, name));
-      try {
-        const result = await probeTeacher(teacher, { prompt: options.prompt, requests, concurrency, maxTokens });
-        const text = [
-          `${result.teacher} (${result.family})`,
-          `  health          ${result.health.ok ? "ok" : "DOWN"} — ${result.health.detail}`,
-          `  first token     ${result.firstTokenMs.toFixed(1)} ms (median of ${requests}, ${concurrency} at once)`,
-          `  latency         ${result.latencyMs.toFixed(1)} ms (median)`,
-          `  throughput      ${result.tokensPerSecond.toFixed(1)} completion tokens/s`,
-          `  logprobs        ${result.logprobs.supported ? "yes" : "no"} — ${result.logprobs.detail}`,
-          `  score           ${result.score.supported ? "yes" : "no"} — ${result.score.detail}`,
-        ].join("\n");
-        context.print(text, result);
-      } finally {
-        await teacher.close();
-      }
-    });
+    .action(
+      async (
+        name: string,
+        options: { prompt: string; requests: string; concurrency: string; maxTokens: string },
+        command: Command,
+      ) => {
+        const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
+        const requests = positiveInteger(options.requests, "--requests");
+        const concurrency = positiveInteger(options.concurrency, "--concurrency");
+        const maxTokens = positiveInteger(options.maxTokens, "--max-tokens");
+        const { findTeacher } = await import("../../teachers/registry.ts");
+        const { probeTeacher } = await import("../../teachers/probe.ts");
+        const teacher = await open(context, await findTeacher(context.config, context.workspace, name));
+        try {
+          const result = await probeTeacher(teacher, { prompt: options.prompt, requests, concurrency, maxTokens });
+          const text = [
+            `${result.teacher} (${result.family})`,
+            `  health          ${result.health.ok ? "ok" : "DOWN"} — ${result.health.detail}`,
+            `  first token     ${result.firstTokenMs.toFixed(1)} ms (median of ${requests}, ${concurrency} at once)`,
+            `  latency         ${result.latencyMs.toFixed(1)} ms (median)`,
+            `  throughput      ${result.tokensPerSecond.toFixed(1)} completion tokens/s`,
+            `  logprobs        ${result.logprobs.supported ? "yes" : "no"} — ${result.logprobs.detail}`,
+            `  score           ${result.score.supported ? "yes" : "no"} — ${result.score.detail}`,
+          ].join("\n");
+          context.print(text, result);
+        } finally {
+          await teacher.close();
+        }
+      },
+    );
 }

@@ -33,6 +33,8 @@ describe("config", () => {
 
   it("exports a JSON Schema for editors", () => {
     const schema = configJsonSchema() as { properties: Record<string, unknown> };
-    expect(Object.keys(schema.properties)).toEqual(expect.arrayContaining(["workspace", "python", "tinyworld", "train"]));
+    expect(Object.keys(schema.properties)).toEqual(
+      expect.arrayContaining(["workspace", "python", "tinyworld", "train"]),
+    );
   });
 });

@@ -51,7 +51,10 @@ export function parseConfig(text: string, file: string): AvocadoConfig {
 }
 
 /** Loads `avocado.yaml` (or the given file); a missing default file means the embedded defaults. */
-export async function loadConfig(file?: string, cwd = process.cwd()): Promise<{ config: AvocadoConfig; file: string | null }> {
+export async function loadConfig(
+  file?: string,
+  cwd = process.cwd(),
+): Promise<{ config: AvocadoConfig; file: string | null }> {
   const path = resolve(cwd, file ?? CONFIG_FILE);
   let text: string;
   try {

@@ -52,14 +52,22 @@ export const trainSchema = z
 export const configSchema = z
   .object({
     workspace: z.string().min(1).default(".avocado").describe("folder for every artifact"),
-    python: z.string().min(1).default("/usr/bin/python3").describe("the Python that can import torch (AVOCADO_PYTHON overrides)"),
+    python: z
+      .string()
+      .min(1)
+      .default("/usr/bin/python3")
+      .describe("the Python that can import torch (AVOCADO_PYTHON overrides)"),
     tinyworld: tinyworldSchema.default({ size: "default", seed: 20261126 }),
     train: trainSchema.default({ threads: 1, seed: 0 }),
     teachers: z
       .array(teacherConfigSchema)
       .default([])
-      .describe("teachers beyond the built tiny ones: inference servers (transport: http) or GGUF files (transport: embedded)")
-      .refine((list) => new Set(list.map((t) => t.name)).size === list.length, { message: "teacher names must be unique" }),
+      .describe(
+        "teachers beyond the built tiny ones: inference servers (transport: http) or GGUF files (transport: embedded)",
+      )
+      .refine((list) => new Set(list.map((t) => t.name)).size === list.length, {
+        message: "teacher names must be unique",
+      }),
     serve: serveSchema.default(serveSchema.parse({})).describe("the official, metered API: avocado serve"),
   })
   .strict();

@@ -56,10 +56,21 @@ export const httpTeacherSchema = z
     engine: z.enum(HTTP_ENGINES).describe("which server: decides logprob, reasoning and scoring dialect"),
     baseUrl: z.url().describe("the OpenAI-compatible root, e.g. http://gpu-1:8000/v1"),
     model: z.string().min(1),
-    apiKeyEnv: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "an environment variable name").optional().describe("the API key is read from this variable, never from the file"),
+    apiKeyEnv: z
+      .string()
+      .regex(/^[A-Z_][A-Z0-9_]*$/, "an environment variable name")
+      .optional()
+      .describe("the API key is read from this variable, never from the file"),
     headers: z.record(z.string(), z.string()).default({}),
-    chatTemplate: z.string().optional().describe("generic family: tokenizer_config.json whose template renders prompts for /v1/completions"),
-    maxResponseBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
+    chatTemplate: z
+      .string()
+      .optional()
+      .describe("generic family: tokenizer_config.json whose template renders prompts for /v1/completions"),
+    maxResponseBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(16 * 1024 * 1024),
   })
   .strict();
 
@@ -68,7 +79,10 @@ export const embeddedTeacherSchema = z
     ...common,
     transport: z.literal("embedded"),
     path: z.string().min(1).describe("a GGUF file"),
-    chatTemplate: z.string().optional().describe("generic family: tokenizer_config.json (default: the GGUF's own template)"),
+    chatTemplate: z
+      .string()
+      .optional()
+      .describe("generic family: tokenizer_config.json (default: the GGUF's own template)"),
     sequences: z.number().int().min(1).max(64).default(1).describe("parallel sequences on the loaded model"),
   })
   .strict();

@@ -28,6 +28,13 @@ export class ApiError extends AvocadoError {
     super(options.code ?? "api_error", message);
   }
   body(): { error: { message: string; type: string; param: string | null; code: string | null } } {
-    return { error: { message: this.message, type: TYPES[this.status] ?? "server_error", param: this.options.param ?? null, code: this.options.code ?? null } };
+    return {
+      error: {
+        message: this.message,
+        type: TYPES[this.status] ?? "server_error",
+        param: this.options.param ?? null,
+        code: this.options.code ?? null,
+      },
+    };
   }
 }

@@ -22,7 +22,9 @@ export function clientError(error: Error & { code?: string }, socket: Duplex): v
         : new ApiError(400, "the request is not valid HTTP", { code: "bad_http" });
   const body = JSON.stringify(apiError.body());
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${apiError.status} ${STATUS_CODES[apiError.status]}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${newId("req")}\r\n\r\n${body}`);
+    socket.write(
+      `HTTP/1.1 ${apiError.status} ${STATUS_CODES[apiError.status]}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${newId("req")}\r\n\r\n${body}`,
+    );
   }
   socket.destroy();
 }
@@ -31,11 +33,16 @@ export function clientError(error: Error & { code?: string }, socket: Duplex): v
 export function generationError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;
   if (error instanceof ModelError) {
-    if (error.kind === "bad-request") return new ApiError(422, error.message.replace(/^teacher '[^']*': /, ""), { code: "unprocessable" });
-    if (error.kind === "timeout") return new ApiError(504, "the model did not answer in time", { code: "upstream_timeout" });
+    if (error.kind === "bad-request")
+      return new ApiError(422, error.message.replace(/^teacher '[^']*': /, ""), { code: "unprocessable" });
+    if (error.kind === "timeout")
+      return new ApiError(504, "the model did not answer in time", { code: "upstream_timeout" });
     // Every upstream busy: the client may retry (when the upstream said, after as long as it said).
     if (error.kind === "overloaded" || error.kind === "rate-limited") {
-      return new ApiError(503, "the model is busy; retry shortly", { code: "model_overloaded", retryAfterSeconds: Math.max(1, Math.ceil((error.retryAfterMs ?? 1_000) / 1_000)) });
+      return new ApiError(503, "the model is busy; retry shortly", {
+        code: "model_overloaded",
+        retryAfterSeconds: Math.max(1, Math.ceil((error.retryAfterMs ?? 1_000) / 1_000)),
+      });
     }
     return new ApiError(502, "the model's server failed", { code: "upstream_error" });
   }
@@ -44,27 +51,45 @@ export function generationError(error: unknown): ApiError {
   return new ApiError(500, "the model failed", { code: "model_error" });
 }
 
-
 export function contextLengthError(error: ContextLengthError, param: "messages" | "prompt" = "messages"): ApiError {
   return new ApiError(400, error.message, { code: "context_length_exceeded", param });
 }
 
 /** What any error a route throws is to the client (the OpenAI error shape); what the client must not see is logged. */
-export function apiErrorOf(error: unknown, bodyLimitBytes: number, log: (level: "warn" | "error", event: string, message: string) => void): ApiError {
+export function apiErrorOf(
+  error: unknown,
+  bodyLimitBytes: number,
+  log: (level: "warn" | "error", event: string, message: string) => void,
+): ApiError {
   let apiError: ApiError;
   if (error instanceof ApiError) apiError = error;
-  else if (error instanceof InsufficientCreditError) apiError = new ApiError(402, error.message, { code: "insufficient_credit" });
+  else if (error instanceof InsufficientCreditError)
+    apiError = new ApiError(402, error.message, { code: "insufficient_credit" });
   else if (storeUnavailable(error)) {
     log("warn", "api.store_unavailable", errorMessage(error));
-    apiError = new ApiError(503, "the key and credit store is unavailable; nothing was charged", { code: "ledger_unavailable", retryAfterSeconds: 1 });
-  } else if (error instanceof LimiterUnavailableError) apiError = new ApiError(503, "the rate limits cannot be checked right now; nothing was charged", { code: "limits_unavailable", retryAfterSeconds: 1 });
+    apiError = new ApiError(503, "the key and credit store is unavailable; nothing was charged", {
+      code: "ledger_unavailable",
+      retryAfterSeconds: 1,
+    });
+  } else if (error instanceof LimiterUnavailableError)
+    apiError = new ApiError(503, "the rate limits cannot be checked right now; nothing was charged", {
+      code: "limits_unavailable",
+      retryAfterSeconds: 1,
+    });
   else if (error instanceof InputError) apiError = new ApiError(400, error.message, { code: "invalid_request" });
   else {
     const status = (error as { statusCode?: number }).statusCode;
     const code = (error as { code?: string }).code;
-    if (code === "FST_ERR_CTP_BODY_TOO_LARGE") apiError = new ApiError(413, `the body is larger than ${bodyLimitBytes} bytes`, { code: "body_too_large" });
-    else if (code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") apiError = new ApiError(415, "send the body as application/json", { code: "unsupported_media_type" });
-    else if (status !== undefined && status >= 400 && status < 500) apiError = new ApiError(status, status === 400 ? `the body is not valid JSON (${errorMessage(error)})` : errorMessage(error), { code: "invalid_request" });
+    if (code === "FST_ERR_CTP_BODY_TOO_LARGE")
+      apiError = new ApiError(413, `the body is larger than ${bodyLimitBytes} bytes`, { code: "body_too_large" });
+    else if (code === "FST_ERR_CTP_INVALID_MEDIA_TYPE")
+      apiError = new ApiError(415, "send the body as application/json", { code: "unsupported_media_type" });
+    else if (status !== undefined && status >= 400 && status < 500)
+      apiError = new ApiError(
+        status,
+        status === 400 ? `the body is not valid JSON (${errorMessage(error)})` : errorMessage(error),
+        { code: "invalid_request" },
+      );
     else {
       log("error", "api.internal_error", errorMessage(error));
       apiError = new ApiError(500, "internal error", { code: "internal_error" });

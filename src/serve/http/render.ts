@@ -11,11 +11,23 @@ type Logprobs = NonNullable<GenerationResult["logprobs"]>;
 const bytes = (text: string) => [...Buffer.from(text, "utf8")];
 
 export function chatLogprobs(logprobs: Logprobs) {
-  return { content: logprobs.map((t) => ({ token: t.token, logprob: t.logprob, bytes: bytes(t.token), top_logprobs: t.top.map((o) => ({ token: o.token, logprob: o.logprob, bytes: bytes(o.token) })) })) };
+  return {
+    content: logprobs.map((t) => ({
+      token: t.token,
+      logprob: t.logprob,
+      bytes: bytes(t.token),
+      top_logprobs: t.top.map((o) => ({ token: o.token, logprob: o.logprob, bytes: bytes(o.token) })),
+    })),
+  };
 }
 
 export function legacyLogprobs(logprobs: Logprobs) {
-  return { tokens: logprobs.map((t) => t.token), token_logprobs: logprobs.map((t) => t.logprob), top_logprobs: logprobs.map((t) => Object.fromEntries(t.top.map((o) => [o.token, o.logprob]))), text_offset: [] };
+  return {
+    tokens: logprobs.map((t) => t.token),
+    token_logprobs: logprobs.map((t) => t.logprob),
+    top_logprobs: logprobs.map((t) => Object.fromEntries(t.top.map((o) => [o.token, o.logprob]))),
+    text_offset: [],
+  };
 }
 
 export function completionBody(route: "chat" | "completions", id: string, model: string, results: GenerationResult[]) {
@@ -36,5 +48,17 @@ export function completionBody(route: "chat" | "completions", id: string, model:
       usage: usageOf(results),
     };
   }
-  return { id, object: "text_completion", created, model, choices: results.map((r, index) => ({ index, text: r.content, logprobs: r.logprobs ? legacyLogprobs(r.logprobs) : null, finish_reason: r.finishReason })), usage: usageOf(results) };
+  return {
+    id,
+    object: "text_completion",
+    created,
+    model,
+    choices: results.map((r, index) => ({
+      index,
+      text: r.content,
+      logprobs: r.logprobs ? legacyLogprobs(r.logprobs) : null,
+      finish_reason: r.finishReason,
+    })),
+    usage: usageOf(results),
+  };
 }

@@ -5,11 +5,15 @@ import { ApiError } from "./api-error.ts";
 import type { z } from "zod";
 import { unsupportedParameter, type ChatRequest, type CompletionRequest } from "./request-schemas.ts";
 
-/** A request body checked against its schema: parameters not implemented are 422, invalid values 400 naming the field. */
+/**
+ * A request body checked against its schema: parameters not implemented are 422, invalid values 400 naming the field.
+ */
 export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
-  if (body === undefined || body === null || typeof body !== "object") throw new ApiError(400, "the body must be a JSON object", { code: "invalid_body" });
+  if (body === undefined || body === null || typeof body !== "object")
+    throw new ApiError(400, "the body must be a JSON object", { code: "invalid_body" });
   const unsupported = unsupportedParameter(body as Record<string, unknown>);
-  if (unsupported) throw new ApiError(422, unsupported.message, { code: "unsupported_parameter", param: unsupported.param });
+  if (unsupported)
+    throw new ApiError(422, unsupported.message, { code: "unsupported_parameter", param: unsupported.param });
   const result = schema.safeParse(body);
   if (!result.success) {
     const issue = result.error.issues[0]!;
@@ -29,7 +33,9 @@ export function assertSingleCredential(rawHeaders: readonly string[]): void {
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     if (name.length === 13 && name.toLowerCase() === "authorization" && ++seen > 1) {
-      throw new ApiError(400, "the request has more than one Authorization header; send one", { code: "ambiguous_credentials" });
+      throw new ApiError(400, "the request has more than one Authorization header; send one", {
+        code: "ambiguous_credentials",
+      });
     }
   }
 }
@@ -38,22 +44,36 @@ export function assertSingleCredential(rawHeaders: readonly string[]): void {
  * The completion budget asked for, under whichever name it came (the error names
  * that one): `max_completion_tokens` and the older `max_tokens` must agree.
  */
-export function maxTokensOf(body: ChatRequest | CompletionRequest, chat: ChatRequest | undefined, model: ServedModel): number {
+export function maxTokensOf(
+  body: ChatRequest | CompletionRequest,
+  chat: ChatRequest | undefined,
+  model: ServedModel,
+): number {
   const completion = chat?.max_completion_tokens ?? undefined;
   const legacy = body.max_tokens ?? undefined;
   if (completion !== undefined && legacy !== undefined && completion !== legacy) {
-    throw new ApiError(400, `max_completion_tokens (${completion}) and max_tokens (${legacy}) disagree; send one of them`, { code: "conflicting_parameters", param: "max_tokens" });
+    throw new ApiError(
+      400,
+      `max_completion_tokens (${completion}) and max_tokens (${legacy}) disagree; send one of them`,
+      { code: "conflicting_parameters", param: "max_tokens" },
+    );
   }
   const param = completion !== undefined ? "max_completion_tokens" : "max_tokens";
   const asked = completion ?? legacy ?? model.config.maxTokens;
   if (asked > model.config.maxTokens) {
-    throw new ApiError(400, `${param} is ${asked}; ${model.config.name} generates at most ${model.config.maxTokens}`, { code: "max_tokens_too_large", param });
+    throw new ApiError(400, `${param} is ${asked}; ${model.config.name} generates at most ${model.config.maxTokens}`, {
+      code: "max_tokens_too_large",
+      param,
+    });
   }
   return asked;
 }
 
 /** UTF-8 bytes of the text a prompt is made of (its template's markup aside). */
-export function promptBytes(request: { prompt?: string | undefined; messages?: readonly { content: string }[] | undefined }): number {
+export function promptBytes(request: {
+  prompt?: string | undefined;
+  messages?: readonly { content: string }[] | undefined;
+}): number {
   if (request.prompt !== undefined) return Buffer.byteLength(request.prompt);
   let bytes = 0;
   for (const message of request.messages ?? []) bytes += Buffer.byteLength(message.content);
@@ -68,6 +88,8 @@ export function checkJsonSchema(schema: Record<string, unknown>): void {
   const { $schema: _declared, ...rest } = schema;
   if (!ajv.validateSchema(rest)) {
     const issue = ajv.errors?.[0];
-    throw new InputError(`the JSON schema is not valid: ${issue ? `${issue.instancePath || "/"} ${issue.message ?? "is invalid"}` : "it does not match the JSON Schema meta-schema"}`);
+    throw new InputError(
+      `the JSON schema is not valid: ${issue ? `${issue.instancePath || "/"} ${issue.message ?? "is invalid"}` : "it does not match the JSON Schema meta-schema"}`,
+    );
   }
 }

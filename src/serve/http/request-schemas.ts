@@ -34,7 +34,14 @@ export const chatRequestSchema = z.object({
       z
         .object({
           type: z.literal("json_schema"),
-          json_schema: z.object({ name: z.string().min(1).max(64), description: z.string().optional(), schema: z.record(z.string(), z.unknown()).optional(), strict: z.boolean().nullish() }).loose(),
+          json_schema: z
+            .object({
+              name: z.string().min(1).max(64),
+              description: z.string().optional(),
+              schema: z.record(z.string(), z.unknown()).optional(),
+              strict: z.boolean().nullish(),
+            })
+            .loose(),
         })
         .loose(),
     ])
@@ -56,13 +63,23 @@ export type CompletionRequest = z.infer<typeof completionRequestSchema>;
  * nothing (no tools, tool_choice "none", an empty logit_bias, best_of 1) passes.
  */
 export function unsupportedParameter(body: Record<string, unknown>): { param: string; message: string } | undefined {
-  const given = (value: unknown) => value !== undefined && value !== null && !(Array.isArray(value) && value.length === 0) && !(typeof value === "object" && !Array.isArray(value) && Object.keys(value).length === 0);
-  for (const param of ["tools", "functions"]) if (given(body[param])) return { param, message: "tool and function calling are not supported" };
-  for (const param of ["tool_choice", "function_call"]) if (given(body[param]) && body[param] !== "none" && body[param] !== "auto") return { param, message: "tool and function calling are not supported" };
+  const given = (value: unknown) =>
+    value !== undefined &&
+    value !== null &&
+    !(Array.isArray(value) && value.length === 0) &&
+    !(typeof value === "object" && !Array.isArray(value) && Object.keys(value).length === 0);
+  for (const param of ["tools", "functions"])
+    if (given(body[param])) return { param, message: "tool and function calling are not supported" };
+  for (const param of ["tool_choice", "function_call"])
+    if (given(body[param]) && body[param] !== "none" && body[param] !== "auto")
+      return { param, message: "tool and function calling are not supported" };
   if (given(body.logit_bias)) return { param: "logit_bias", message: "logit_bias is not supported" };
-  for (const param of ["audio", "prediction", "web_search_options"]) if (given(body[param])) return { param, message: `${param} is not supported` };
-  if (given(body.modalities) && JSON.stringify(body.modalities) !== '["text"]') return { param: "modalities", message: "only text is supported" };
-  if (given(body.suffix) && body.suffix !== "") return { param: "suffix", message: "suffix (insertion) is not supported" };
+  for (const param of ["audio", "prediction", "web_search_options"])
+    if (given(body[param])) return { param, message: `${param} is not supported` };
+  if (given(body.modalities) && JSON.stringify(body.modalities) !== '["text"]')
+    return { param: "modalities", message: "only text is supported" };
+  if (given(body.suffix) && body.suffix !== "")
+    return { param: "suffix", message: "suffix (insertion) is not supported" };
   if (given(body.best_of) && body.best_of !== 1) return { param: "best_of", message: "best_of is not supported" };
   return undefined;
 }

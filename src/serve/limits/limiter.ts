@@ -17,7 +17,8 @@ export interface LimitScope {
 
 export type LimitKind = "rpm" | "tpm" | "concurrency";
 
-export type Admission = { ok: true; lease: Lease } | { ok: false; limit: LimitKind; scope: string; retryAfterMs: number };
+export type Admission =
+  { ok: true; lease: Lease } | { ok: false; limit: LimitKind; scope: string; retryAfterMs: number };
 
 export interface Lease {
   /** Completion tokens as they are produced (TPM). */
@@ -27,17 +28,26 @@ export interface Lease {
 }
 
 export interface Limiter {
-  /** Throws LimiterUnavailableError when the limits cannot be checked (their store is unreachable): nothing was taken. */
+  /**
+   * Throws LimiterUnavailableError when the limits cannot be checked (their store is unreachable): nothing was taken.
+   */
   admit(requestId: string, scopes: readonly LimitScope[], promptTokens: number): Promise<Admission>;
   /** Whether admit can answer now (for /health). */
   available(): boolean;
   close(): Promise<void>;
 }
 
-/** The limits cannot be checked now (Redis unreachable or not answering): the request is refused, nothing taken or charged. */
+/**
+ * The limits cannot be checked now (Redis unreachable or not answering): the request is refused, nothing taken or
+ * charged.
+ */
 export class LimiterUnavailableError extends AvocadoError {
   constructor(cause: unknown) {
-    super("limits_unavailable", `the rate limits cannot be checked: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    super(
+      "limits_unavailable",
+      `the rate limits cannot be checked: ${cause instanceof Error ? cause.message : String(cause)}`,
+      { cause },
+    );
   }
 }
 

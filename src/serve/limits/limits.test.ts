@@ -67,7 +67,11 @@ for (const kind of ["memory", "redis"] as const) {
       const org = { id: "org:c", rpm: 3 };
       const held = await limiter.admit("c1", [key, org], 1);
       expect(held.ok).toBe(true);
-      expect(await limiter.admit("c2", [org, key], 1)).toMatchObject({ ok: false, limit: "concurrency", scope: "key:c" });
+      expect(await limiter.admit("c2", [org, key], 1)).toMatchObject({
+        ok: false,
+        limit: "concurrency",
+        scope: "key:c",
+      });
       if (held.ok) await held.lease.release();
       expect((await limiter.admit("c3", [key, org], 1)).ok).toBe(true);
       // The refused request took no RPM from the org: 2 of its 3 are used.
@@ -82,7 +86,11 @@ describe("two Redis limiters (two replicas' connections)", () => {
   it("a replica renews the slots of its requests in flight; those of a replica that died lapse within the lease", async () => {
     const shared = prefix();
     const leaseTtlMs = 600;
-    const [a, b, dying] = [await RedisLimiter.connect(REDIS_URL, shared, undefined, { leaseTtlMs }), await RedisLimiter.connect(REDIS_URL, shared, undefined, { leaseTtlMs }), await RedisLimiter.connect(REDIS_URL, shared, undefined, { leaseTtlMs })];
+    const [a, b, dying] = [
+      await RedisLimiter.connect(REDIS_URL, shared, undefined, { leaseTtlMs }),
+      await RedisLimiter.connect(REDIS_URL, shared, undefined, { leaseTtlMs }),
+      await RedisLimiter.connect(REDIS_URL, shared, undefined, { leaseTtlMs }),
+    ];
     try {
       // A request running three times its lease on replica a keeps its slot.
       const scope = [{ id: "key:long", concurrency: 1 }];
@@ -149,10 +157,19 @@ describe("two replicas sharing Redis and one PostgreSQL store", () => {
       redis: REDIS_URL,
       redisPrefix: prefix(),
       plans: { default: { rpm: 6, topLogprobs: 0 } },
-      models: [{ name: "avocado-tiny", gguf: teacherGguf("tiny-qwen"), price: { inputPerMillion: 1, outputPerMillion: 1 }, maxTokens: 4 }],
+      models: [
+        {
+          name: "avocado-tiny",
+          gguf: teacherGguf("tiny-qwen"),
+          price: { inputPerMillion: 1, outputPerMillion: 1 },
+          maxTokens: 4,
+        },
+      ],
     });
     for (let i = 0; i < 2; i++) {
-      const models = new Map<string, ServedModel>([["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))]]);
+      const models = new Map<string, ServedModel>([
+        ["avocado-tiny", await EmbeddedServedModel.load(config.models[0]!, teacherGguf("tiny-qwen"))],
+      ]);
       apis.push(await startApi({ config, workspace: "/nonexistent", models }));
     }
     const { key } = await apis[0]!.store.createKey({ org: "replicated", name: "k" });
@@ -160,7 +177,11 @@ describe("two replicas sharing Redis and one PostgreSQL store", () => {
     const clients = apis.map((api) => new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 }));
     const outcomes = await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
-        clients[i % 2]!.chat.completions.create({ model: "avocado-tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 1 }).then(
+        clients[i % 2]!.chat.completions.create({
+          model: "avocado-tiny",
+          messages: [{ role: "user", content: "hi" }],
+          max_tokens: 1,
+        }).then(
           () => 200,
           (error: { status?: number }) => error.status,
         ),

@@ -2,7 +2,14 @@ import { Redis } from "ioredis";
 import { InputError } from "../../core/errors.ts";
 import { withoutPassword } from "../../core/urls.ts";
 import { SILENT_LOGGER, type Logger } from "../../core/logger.ts";
-import { LimiterUnavailableError, type Admission, type Lease, type LimitKind, type Limiter, type LimitScope } from "./limiter.ts";
+import {
+  LimiterUnavailableError,
+  type Admission,
+  type Lease,
+  type LimitKind,
+  type Limiter,
+  type LimitScope,
+} from "./limiter.ts";
 
 /**
  * A concurrency slot lasts this long unless its replica renews it (every third of it, while the request runs):
@@ -73,7 +80,8 @@ end
 return 1
 `;
 
-// Extends the deadline of slots still held (ZADD XX: a slot freed meanwhile is not taken again), and their sets' expiry.
+// Extends the deadline of slots still held (ZADD XX: a slot freed meanwhile is not taken again), and their sets'
+// expiry.
 const RENEW = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -112,9 +120,14 @@ interface LimitScripts {
  * to TPM (limits, not money). The outage and the recovery are logged once each.
  */
 export class RedisLimiter implements Limiter {
-  /** Request ids whose concurrency slots could not be freed (Redis was away), with their sets: freed when it is back. */
+  /**
+   * Request ids whose concurrency slots could not be freed (Redis was away), with their sets: freed when it is back.
+   */
   private readonly unreleased = new Map<string, string[]>();
-  /** The concurrency slots of this replica's requests in flight (request id → its sets), renewed every third of their lease. */
+  /**
+   * The concurrency slots of this replica's requests in flight (request id → its sets), renewed every third of their
+   * lease.
+   */
   private readonly live = new Map<string, string[]>();
   private readonly renewal: NodeJS.Timeout;
   /** The link: not yet up (startup), up, or lost since it was up (an outage, logged once). */
@@ -148,8 +161,19 @@ export class RedisLimiter implements Limiter {
   }
 
   /** Connects, failing with a clear InputError when Redis cannot be reached at start. */
-  static async connect(url: string, prefix = "avocado:limits", logger: Logger = SILENT_LOGGER, options: { leaseTtlMs?: number } = {}): Promise<RedisLimiter> {
-    const redis = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: COMMAND_TIMEOUT_MS, connectTimeout: CONNECT_TIMEOUT_MS });
+  static async connect(
+    url: string,
+    prefix = "avocado:limits",
+    logger: Logger = SILENT_LOGGER,
+    options: { leaseTtlMs?: number } = {},
+  ): Promise<RedisLimiter> {
+    const redis = new Redis(url, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      commandTimeout: COMMAND_TIMEOUT_MS,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+    });
     redis.defineCommand("avocadoAdmit", { lua: ADMIT });
     redis.defineCommand("avocadoAddTokens", { lua: ADD_TOKENS });
     redis.defineCommand("avocadoRenew", { lua: RENEW });
@@ -159,7 +183,9 @@ export class RedisLimiter implements Limiter {
     } catch (error) {
       clearInterval(limiter.renewal);
       redis.disconnect();
-      throw new InputError(`cannot reach Redis at ${withoutPassword(url)} (serve.redis): ${(limiter.lastError ?? (error as Error)).message}`);
+      throw new InputError(
+        `cannot reach Redis at ${withoutPassword(url)} (serve.redis): ${(limiter.lastError ?? (error as Error)).message}`,
+      );
     }
     return limiter;
   }
@@ -174,23 +200,51 @@ export class RedisLimiter implements Limiter {
 
   async admit(requestId: string, scopes: readonly LimitScope[], promptTokens: number): Promise<Admission> {
     const keys = scopes.flatMap((s) => this.keys(s));
-    const args = [promptTokens, requestId, this.leaseTtlMs, ...scopes.flatMap((s) => [s.rpm ?? 0, s.tpm ?? 0, s.concurrency ?? 0])];
+    const args = [
+      promptTokens,
+      requestId,
+      this.leaseTtlMs,
+      ...scopes.flatMap((s) => [s.rpm ?? 0, s.tpm ?? 0, s.concurrency ?? 0]),
+    ];
     let result: [number, string?, number?, number?];
     try {
       result = await this.redis.avocadoAdmit(keys.length, ...keys, ...args);
     } catch (error) {
-      // Timed out, the script may still have run and taken slots: they are given back (now, or once Redis answers again).
-      if (error instanceof Error && /timed out/i.test(error.message)) void this.free(requestId, scopes.filter((s) => s.concurrency).map((s) => this.keys(s)[2]!));
+      // Timed out, the script may still have run and taken slots: they are given back (now, or once Redis answers
+      // again).
+      if (error instanceof Error && /timed out/i.test(error.message))
+        void this.free(
+          requestId,
+          scopes.filter((s) => s.concurrency).map((s) => this.keys(s)[2]!),
+        );
       throw new LimiterUnavailableError(error);
     }
-    if (result[0] !== 1) return { ok: false, limit: result[1] as LimitKind, scope: scopes[result[2] ?? 0]!.id, retryAfterMs: Math.max(1, result[3] ?? 1000) };
+    if (result[0] !== 1)
+      return {
+        ok: false,
+        limit: result[1] as LimitKind,
+        scope: scopes[result[2] ?? 0]!.id,
+        retryAfterMs: Math.max(1, result[3] ?? 1000),
+      };
     const tpm = scopes.filter((s) => s.tpm);
     const inflight = scopes.filter((s) => s.concurrency).map((s) => this.keys(s)[2]!);
     if (inflight.length > 0) this.live.set(requestId, inflight);
-    return { ok: true, lease: new RedisLease(this, requestId, tpm.map((s) => this.keys(s)[1]!), tpm.map((s) => s.tpm!), inflight) };
+    return {
+      ok: true,
+      lease: new RedisLease(
+        this,
+        requestId,
+        tpm.map((s) => this.keys(s)[1]!),
+        tpm.map((s) => s.tpm!),
+        inflight,
+      ),
+    };
   }
 
-  /** Extends the slots of the requests in flight here (one script call per RENEW_BATCH); a renewal Redis misses is made by the next. */
+  /**
+   * Extends the slots of the requests in flight here (one script call per RENEW_BATCH); a renewal Redis misses is made
+   * by the next.
+   */
   private async renew(): Promise<void> {
     if (this.live.size === 0 || this.redis.status !== "ready") return;
     const sets: string[] = [];
@@ -225,7 +279,8 @@ export class RedisLimiter implements Limiter {
   async free(requestId: string, sets: string[]): Promise<void> {
     this.live.delete(requestId);
     if (sets.length === 0 || (await this.removeFrom(requestId, sets))) return;
-    // Bounded: past it the oldest are left to their slots' deadline (no longer renewed, they lapse within LEASE_TTL_MS).
+    // Bounded: past it the oldest are left to their slots' deadline (no longer renewed, they lapse within
+    // LEASE_TTL_MS).
     if (this.unreleased.size >= MAX_UNRELEASED) this.unreleased.delete(this.unreleased.keys().next().value!);
     this.unreleased.set(requestId, sets);
   }

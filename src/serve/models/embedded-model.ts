@@ -15,7 +15,10 @@ export class EmbeddedServedModel implements ServedModel {
   }
 
   private messages(request: Pick<GenerationRequest, "messages">) {
-    return prepareMessages(this.engine.family, request.messages ?? []).map((m) => ({ role: m.role === "developer" ? ("system" as const) : m.role, content: m.content }));
+    return prepareMessages(this.engine.family, request.messages ?? []).map((m) => ({
+      role: m.role === "developer" ? ("system" as const) : m.role,
+      content: m.content,
+    }));
   }
 
   get contextTokens(): number {
@@ -23,14 +26,16 @@ export class EmbeddedServedModel implements ServedModel {
   }
 
   minimumPromptTokens(bytes: number): number {
-    // Below the context, bytes / longest token could refuse nothing: 0 is lower bound enough, and needs no pass over the
-    // vocabulary (made once, for the first prompt whose bound could refuse it).
+    // Below the context, bytes / longest token could refuse nothing: 0 is lower bound enough, and needs no pass over
+    // the vocabulary (made once, for the first prompt whose bound could refuse it).
     if (bytes < this.engine.contextSize) return 0;
     return Math.ceil(bytes / this.engine.maxTokenBytes);
   }
 
   promptTokens(request: Pick<GenerationRequest, "messages" | "prompt">): number {
-    return request.prompt !== undefined ? this.engine.tokenize(request.prompt, true).length : this.engine.promptTokens(this.messages(request)).length;
+    return request.prompt !== undefined
+      ? this.engine.tokenize(request.prompt, true).length
+      : this.engine.promptTokens(this.messages(request)).length;
   }
 
   async generate(request: GenerationRequest): Promise<GenerationResult> {
@@ -46,11 +51,28 @@ export class EmbeddedServedModel implements ServedModel {
       // node-llama-cpp takes an AbortSignal: made for the requests that reach a local model only.
       signal: request.cancel.signal,
     };
-    const logprobs = (list: { text: string; logprob: number; top: { text: string; logprob: number }[] }[] | undefined) =>
-      list?.map((t) => ({ token: t.text, logprob: t.logprob, top: t.top.map((o) => ({ token: o.text, logprob: o.logprob })) }));
+    const logprobs = (
+      list: { text: string; logprob: number; top: { text: string; logprob: number }[] }[] | undefined,
+    ) =>
+      list?.map((t) => ({
+        token: t.text,
+        logprob: t.logprob,
+        top: t.top.map((o) => ({ token: o.text, logprob: o.logprob })),
+      }));
     if (request.prompt !== undefined) {
-      const result = await this.engine.complete({ ...common, prompt: request.prompt, onText: request.onDelta ? (text, tokens) => request.onDelta!({ kind: "content", text, tokens }) : undefined });
-      return { content: result.text, reasoning: "", finishReason: result.finishReason === "length" ? "length" : "stop", promptTokens: result.usage.promptTokens, completionTokens: result.usage.completionTokens, logprobs: logprobs(result.logprobs) };
+      const result = await this.engine.complete({
+        ...common,
+        prompt: request.prompt,
+        onText: request.onDelta ? (text, tokens) => request.onDelta!({ kind: "content", text, tokens }) : undefined,
+      });
+      return {
+        content: result.text,
+        reasoning: "",
+        finishReason: result.finishReason === "length" ? "length" : "stop",
+        promptTokens: result.usage.promptTokens,
+        completionTokens: result.usage.completionTokens,
+        logprobs: logprobs(result.logprobs),
+      };
     }
     const result = await this.engine.chat({
       ...common,

@@ -46,15 +46,23 @@ export interface ServedModel {
   readonly config: ServedModelConfig;
   /** Prompt tokens before the request runs (exact for local models, an upper estimate for upstreams). */
   promptTokens(request: Pick<GenerationRequest, "messages" | "prompt">): number;
-  /** The fewest tokens a prompt of this many UTF-8 bytes can be, worked out without a tokenizer (checked first: cheap). */
+  /**
+   * The fewest tokens a prompt of this many UTF-8 bytes can be, worked out without a tokenizer (checked first: cheap).
+   */
   minimumPromptTokens(bytes: number): number;
   /** The most tokens a prompt may be, where the model says (a local GGUF's context); undefined for upstreams. */
   readonly contextTokens: number | undefined;
   generate(request: GenerationRequest): Promise<GenerationResult>;
-  /** Refuses (InputError) what this model cannot do before anything is reserved, e.g. a JSON schema its grammar cannot enforce. */
+  /**
+   * Refuses (InputError) what this model cannot do before anything is reserved, e.g. a JSON schema its grammar cannot
+   * enforce.
+   */
   check?(request: Pick<GenerationRequest, "jsonSchema">): Promise<void>;
   health(): Promise<boolean>;
-  /** Whether it can take a request now, as last seen (no I/O): a pool with an upstream that passed its last check, a local model always. */
+  /**
+   * Whether it can take a request now, as last seen (no I/O): a pool with an upstream that passed its last check, a
+   * local model always.
+   */
   available(): boolean;
   close(): Promise<void>;
 }
@@ -74,5 +82,7 @@ export function withPartial<E>(error: E, partial: GenerationResult): E {
 
 /** What a failed generation had produced, where its model said. */
 export function partialOf(error: unknown): GenerationResult | undefined {
-  return typeof error === "object" && error !== null ? ((error as Record<symbol, GenerationResult | undefined>)[PARTIAL] ?? undefined) : undefined;
+  return typeof error === "object" && error !== null
+    ? ((error as Record<symbol, GenerationResult | undefined>)[PARTIAL] ?? undefined)
+    : undefined;
 }

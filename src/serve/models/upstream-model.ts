@@ -1,6 +1,13 @@
 import type { z } from "zod";
 import type { ServedModelConfig } from "../../core/config/serve-schema.ts";
-import { chatChunkSchema, chatCompletionSchema, completionSchema, modelsSchema, reasoningOf, type WireUsage } from "../../openai/protocol.ts";
+import {
+  chatChunkSchema,
+  chatCompletionSchema,
+  completionSchema,
+  modelsSchema,
+  reasoningOf,
+  type WireUsage,
+} from "../../openai/protocol.ts";
 import { ModelError, type ModelErrorKind } from "../../core/model-error.ts";
 import { referenceTokenizer } from "../../tokenizers/index.ts";
 import type { ReferenceTokenizer } from "../../tokenizers/reference-tokenizer.ts";
@@ -21,13 +28,22 @@ function parseEvent(data: string, model: string): unknown {
   try {
     return JSON.parse(data);
   } catch {
-    throw new ModelError(`upstream ${model}`, "bad-response", `a stream event is not JSON (${JSON.stringify(data.slice(0, 80))})`);
+    throw new ModelError(
+      `upstream ${model}`,
+      "bad-response",
+      `a stream event is not JSON (${JSON.stringify(data.slice(0, 80))})`,
+    );
   }
 }
 
 function checked<T extends z.ZodType>(schema: T, value: unknown, model: string): z.infer<T> {
   const result = schema.safeParse(value);
-  if (!result.success) throw new ModelError(`upstream ${model}`, "bad-response", `a stream event is not the documented format (${result.error.issues[0]?.message})`);
+  if (!result.success)
+    throw new ModelError(
+      `upstream ${model}`,
+      "bad-response",
+      `a stream event is not the documented format (${result.error.issues[0]?.message})`,
+    );
   return result.data;
 }
 
@@ -91,15 +107,16 @@ export class UpstreamServedModel implements ServedModel {
     for (;;) {
       const upstream = this.pick(tried);
       // Every upstream tried: the last one's failure says why (busy, failing, unreachable).
-      if (!upstream) throw last ?? new ModelError(`upstream ${this.config.name}`, "unreachable", "no upstream could be reached");
+      if (!upstream)
+        throw last ?? new ModelError(`upstream ${this.config.name}`, "unreachable", "no upstream could be reached");
       tried.add(upstream);
       upstream.outstanding++;
       let produced = false;
       try {
         return await this.call(upstream, request, () => (produced = true));
       } catch (error) {
-        // Before any output, another upstream may answer: one that cannot be reached is also marked unhealthy (until its
-        // next health check); one that is busy (429, 503) or failed (5xx) is only skipped for this request.
+        // Before any output, another upstream may answer: one that cannot be reached is also marked unhealthy (until
+        // its next health check); one that is busy (429, 503) or failed (5xx) is only skipped for this request.
         if (error instanceof ModelError && !produced && FAILOVER_KINDS.has(error.kind) && !request.cancel.aborted) {
           if (error.kind === "unreachable") upstream.healthy = false;
           last = error;
@@ -114,8 +131,12 @@ export class UpstreamServedModel implements ServedModel {
 
   private async call(upstream: Upstream, request: GenerationRequest, onOutput: () => void): Promise<GenerationResult> {
     const stream = request.onDelta !== undefined;
-    // Assigned field by field rather than spread from conditional objects: this is on every request's path, and each spread copies.
-    const body: Record<string, unknown> = { model: this.config.upstreamModel ?? this.config.name, max_tokens: request.maxTokens };
+    // Assigned field by field rather than spread from conditional objects: this is on every request's path, and each
+    // spread copies.
+    const body: Record<string, unknown> = {
+      model: this.config.upstreamModel ?? this.config.name,
+      max_tokens: request.maxTokens,
+    };
     if (request.temperature !== undefined) body.temperature = request.temperature;
     if (request.topP !== undefined) body.top_p = request.topP;
     if (request.seed !== undefined) body.seed = request.seed;
@@ -126,7 +147,10 @@ export class UpstreamServedModel implements ServedModel {
     else if (request.json) body.response_format = { type: "json_object" };
     if (stream) {
       body.stream = true;
-      body.stream_options = this.config.streamUsage === "continuous" ? { include_usage: true, continuous_usage_stats: true } : { include_usage: true };
+      body.stream_options =
+        this.config.streamUsage === "continuous"
+          ? { include_usage: true, continuous_usage_stats: true }
+          : { include_usage: true };
     }
     const chat = request.prompt === undefined;
     if (chat) body.messages = request.messages;
@@ -136,7 +160,13 @@ export class UpstreamServedModel implements ServedModel {
       if (chat) body.top_logprobs = request.topLogprobs;
     }
     const path = chat ? "/chat/completions" : "/completions";
-    const result: GenerationResult = { content: "", reasoning: "", finishReason: "stop", promptTokens: 0, completionTokens: 0 };
+    const result: GenerationResult = {
+      content: "",
+      reasoning: "",
+      finishReason: "stop",
+      promptTokens: 0,
+      completionTokens: 0,
+    };
     let usage: WireUsage | undefined;
     if (!stream) {
       if (chat) {
@@ -155,11 +185,13 @@ export class UpstreamServedModel implements ServedModel {
         usage = parsed.usage ?? undefined;
       }
     } else {
-      // A stream's tokens as they come: the upstream's running usage where it sends one, else the model's tokenizer over
-      // each event's text, else one per event (a lower bound).
+      // A stream's tokens as they come: the upstream's running usage where it sends one, else the model's tokenizer
+      // over each event's text, else one per event (a lower bound).
       let counted = 0;
       const tokensOf = (text: string, eventUsage: WireUsage | null | undefined): number => {
-        const total = eventUsage ? eventUsage.completion_tokens : counted + (this.tokenizer ? this.tokenizer.encodeText(text).length : 1);
+        const total = eventUsage
+          ? eventUsage.completion_tokens
+          : counted + (this.tokenizer ? this.tokenizer.encodeText(text).length : 1);
         const tokens = Math.max(0, total - counted);
         counted += tokens;
         return tokens;
@@ -180,7 +212,11 @@ export class UpstreamServedModel implements ServedModel {
               }
               if (choice.delta?.content) {
                 result.content += choice.delta.content;
-                request.onDelta!({ kind: "content", text: choice.delta.content, tokens: tokensOf(choice.delta.content, chunk.usage) });
+                request.onDelta!({
+                  kind: "content",
+                  text: choice.delta.content,
+                  tokens: tokensOf(choice.delta.content, chunk.usage),
+                });
               }
               if (choice.finish_reason) result.finishReason = choice.finish_reason === "length" ? "length" : "stop";
             }
@@ -199,10 +235,19 @@ export class UpstreamServedModel implements ServedModel {
       } catch (error) {
         // Cut (the upstream failed, went silent, or the client left): charged what the stream carried, counted whole.
         if (result.content === "" && result.reasoning === "") throw error;
-        throw withPartial(error, { ...result, promptTokens: usage?.prompt_tokens ?? 0, completionTokens: this.streamTokens(result, usage, counted) });
+        throw withPartial(error, {
+          ...result,
+          promptTokens: usage?.prompt_tokens ?? 0,
+          completionTokens: this.streamTokens(result, usage, counted),
+        });
       }
     }
-    if (!usage) throw new ModelError(`upstream ${this.config.name}`, "bad-response", `${upstream.client.origin} reported no usage; metering needs it`);
+    if (!usage)
+      throw new ModelError(
+        `upstream ${this.config.name}`,
+        "bad-response",
+        `${upstream.client.origin} reported no usage; metering needs it`,
+      );
     result.promptTokens = usage.prompt_tokens;
     result.completionTokens = usage.completion_tokens;
     return result;

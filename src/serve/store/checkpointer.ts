@@ -16,7 +16,8 @@ let reported = -1;
 const timer = setInterval(() => {
   try {
     const [result] = db.pragma("wal_checkpoint(PASSIVE)");
-    // Everything committed when it started is in the database file now: a good moment to restart the WAL (said once per WAL size, not every tick of an idle server).
+    // Everything committed when it started is in the database file now: a good moment to restart the WAL (said once per
+    // WAL size, not every tick of an idle server).
     if (result && result.busy === 0 && result.log > 0 && result.checkpointed === result.log && result.log !== reported) {
       reported = result.log;
       parentPort.postMessage("caught-up");
@@ -31,9 +32,13 @@ export class WalCheckpointer {
   private readonly worker: Worker;
   private exited = false;
   constructor(path: string, intervalMs = 100) {
-    this.worker = new Worker(SOURCE, { eval: true, workerData: { path, intervalMs, driver: require.resolve("better-sqlite3") } });
+    this.worker = new Worker(SOURCE, {
+      eval: true,
+      workerData: { path, intervalMs, driver: require.resolve("better-sqlite3") },
+    });
     this.worker.unref();
-    // A worker that fails is an 'error' event (without a listener it would end the server): the ledger then restarts the WAL itself, every 500 commits.
+    // A worker that fails is an 'error' event (without a listener it would end the server): the ledger then restarts
+    // the WAL itself, every 500 commits.
     this.worker.on("error", () => undefined);
     this.worker.once("exit", () => (this.exited = true));
   }

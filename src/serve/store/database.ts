@@ -45,7 +45,14 @@ export interface Database {
    */
   balances: { account: string; org_id: string | null; amount: number; held: number };
   /** A balanced movement of money; `id` is its idempotency key (`grant:<key>`, `charge:<request id>`). */
-  ledger_transactions: { id: string; kind: string; org_id: string | null; request_id: string | null; memo: string; created_at: number };
+  ledger_transactions: {
+    id: string;
+    kind: string;
+    org_id: string | null;
+    request_id: string | null;
+    memo: string;
+    created_at: number;
+  };
   /** The legs of a transaction: they sum to zero; one per account. */
   ledger_entries: { transaction_id: string; account: string; amount: number };
   /**
@@ -78,7 +85,9 @@ export interface Database {
     settled_at: number;
     /** UTC day of created_at (usage and invoices group by it). */
     day: string;
-    /** Extraction signals: a 64-bit SimHash of the prompt (hex), the top_logprobs asked (-1 = none), the temperature. */
+    /**
+     * Extraction signals: a 64-bit SimHash of the prompt (hex), the top_logprobs asked (-1 = none), the temperature.
+     */
     prompt_simhash: string | null;
     logprobs: number;
     temperature: number | null;
@@ -110,9 +119,15 @@ export function storeUnavailable(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   // The SQLite ledger's own: its tables failed and could not be rebuilt from its journal (LedgerUnavailableError).
   if (code === "ledger_unavailable") return true;
-  if (typeof code === "string" && (NETWORK_ERRNO.has(code) || (code.length === 5 && UNAVAILABLE_SQLSTATE.test(code)))) return true;
+  if (typeof code === "string" && (NETWORK_ERRNO.has(code) || (code.length === 5 && UNAVAILABLE_SQLSTATE.test(code))))
+    return true;
   // node-postgres's own words for a connection that broke or never came.
-  return error instanceof Error && /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout)/.test(error.message);
+  return (
+    error instanceof Error &&
+    /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout)/.test(
+      error.message,
+    )
+  );
 }
 
 /**
@@ -130,8 +145,19 @@ function postgresDb(url: string, max: number, logger: Logger, statementTimeoutMs
     max,
     connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS,
     keepAlive: true,
-    ...(statementTimeoutMs ? { statement_timeout: statementTimeoutMs, lock_timeout: statementTimeoutMs, query_timeout: statementTimeoutMs + PG_ANSWER_MARGIN_MS } : {}),
-    types: { getTypeParser: ((oid: number, format?: "text" | "binary") => (oid === BIGINT_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format))) as typeof pg.types.getTypeParser },
+    ...(statementTimeoutMs
+      ? {
+          statement_timeout: statementTimeoutMs,
+          lock_timeout: statementTimeoutMs,
+          query_timeout: statementTimeoutMs + PG_ANSWER_MARGIN_MS,
+        }
+      : {}),
+    types: {
+      getTypeParser: ((oid: number, format?: "text" | "binary") =>
+        oid === BIGINT_OID
+          ? (value: string) => Number(value)
+          : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    },
   });
   pool.on("connect", (client) => {
     client.on("error", (error) => logger.log("warn", "store.connection_lost", { error: error.message }));
@@ -166,7 +192,11 @@ function closeOnUnansweredQuery(client: pg.PoolClient): void {
  * Opens `sqlite:<path>` (or `sqlite::memory:`) or `postgres://…`, and migrates its schema to this release's.
  * `statementTimeoutMs` (PostgreSQL; the server's): see `postgresDb`.
  */
-export async function openDatabase(url: string, logger: Logger = SILENT_LOGGER, options: { statementTimeoutMs?: number } = {}): Promise<{ db: Db; kind: StoreKind; sqlite?: SQLite.Database; checkpointer?: WalCheckpointer }> {
+export async function openDatabase(
+  url: string,
+  logger: Logger = SILENT_LOGGER,
+  options: { statementTimeoutMs?: number } = {},
+): Promise<{ db: Db; kind: StoreKind; sqlite?: SQLite.Database; checkpointer?: WalCheckpointer }> {
   let db: Db;
   let kind: StoreKind;
   let sqlite: SQLite.Database | undefined;
@@ -180,7 +210,8 @@ export async function openDatabase(url: string, logger: Logger = SILENT_LOGGER, 
       throw new FileError(path, `cannot be opened as the SQLite store (${errorMessage(error)})`, { cause: error });
     }
     sqlite.pragma("journal_mode = WAL");
-    // WAL + NORMAL: a commit survives the process being killed (kill -9); only an OS crash or power loss can drop the last commits.
+    // WAL + NORMAL: a commit survives the process being killed (kill -9); only an OS crash or power loss can drop the
+    // last commits.
     sqlite.pragma("synchronous = NORMAL");
     sqlite.pragma("busy_timeout = 5000");
     if (path !== ":memory:") {
@@ -206,7 +237,10 @@ export async function openDatabase(url: string, logger: Logger = SILENT_LOGGER, 
         }
       });
     } catch (error) {
-      if (storeUnavailable(error)) throw new InputError(`cannot reach PostgreSQL at ${withoutPassword(url)}: ${errorMessage(error)}`, { cause: error });
+      if (storeUnavailable(error))
+        throw new InputError(`cannot reach PostgreSQL at ${withoutPassword(url)}: ${errorMessage(error)}`, {
+          cause: error,
+        });
       throw error;
     } finally {
       await migrator.destroy();

@@ -45,7 +45,12 @@ export class KeyStore {
     const existing = await this.db.selectFrom("orgs").select("id").where("name", "=", name).executeTakeFirst();
     if (existing) return existing.id;
     const id = newId("org");
-    await this.tables.writes().insertInto("orgs").values({ id, name, created_at: Date.now() }).onConflict((c) => c.column("name").doNothing()).execute();
+    await this.tables
+      .writes()
+      .insertInto("orgs")
+      .values({ id, name, created_at: Date.now() })
+      .onConflict((c) => c.column("name").doNothing())
+      .execute();
     return (await this.db.selectFrom("orgs").select("id").where("name", "=", name).executeTakeFirstOrThrow()).id;
   }
 
@@ -56,7 +61,8 @@ export class KeyStore {
   /** Creates a key; the secret is returned once and only its hash is stored. */
   async createKey(spec: NewKey, rotatedFrom: string | null = null): Promise<{ key: string; row: ApiKeyRow }> {
     // A key that could never be used is a mistake, not a key (a rotation of an expired key included).
-    if (spec.expiresAt != null && spec.expiresAt <= Date.now()) throw new InputError(`expiresAt ${new Date(spec.expiresAt).toISOString()} is in the past`);
+    if (spec.expiresAt != null && spec.expiresAt <= Date.now())
+      throw new InputError(`expiresAt ${new Date(spec.expiresAt).toISOString()} is in the past`);
     const orgId = await this.ensureOrg(spec.org);
     const secret = randomBytes(24).toString("base64url");
     const key = `avo_${secret}`;
@@ -85,7 +91,11 @@ export class KeyStore {
   }
 
   async keyById(id: string): Promise<ApiKeyRow | undefined> {
-    return this.db.selectFrom("api_keys").selectAll().where((w) => w.or([w("id", "=", id), w("prefix", "=", id)])).executeTakeFirst();
+    return this.db
+      .selectFrom("api_keys")
+      .selectAll()
+      .where((w) => w.or([w("id", "=", id), w("prefix", "=", id)]))
+      .executeTakeFirst();
   }
 
   /**
@@ -97,7 +107,11 @@ export class KeyStore {
     let from = row.rotated_from;
     // Bounded: a chain is made one rotation at a time, but a store edited by hand could hold a loop.
     for (let hops = 0; from !== null && hops < 1_000; hops++) {
-      const previous = await this.db.selectFrom("api_keys").select(["id", "rotated_from"]).where("id", "=", from).executeTakeFirst();
+      const previous = await this.db
+        .selectFrom("api_keys")
+        .select(["id", "rotated_from"])
+        .where("id", "=", from)
+        .executeTakeFirst();
       if (!previous) break;
       id = previous.id;
       from = previous.rotated_from;
@@ -106,7 +120,11 @@ export class KeyStore {
   }
 
   async listKeys(orgName?: string): Promise<(ApiKeyRow & { org: string })[]> {
-    let query = this.db.selectFrom("api_keys").innerJoin("orgs", "orgs.id", "api_keys.org_id").selectAll("api_keys").select("orgs.name as org");
+    let query = this.db
+      .selectFrom("api_keys")
+      .innerJoin("orgs", "orgs.id", "api_keys.org_id")
+      .selectAll("api_keys")
+      .select("orgs.name as org");
     if (orgName) query = query.where("orgs.name", "=", orgName);
     return query.orderBy("api_keys.created_at").execute();
   }
@@ -114,7 +132,8 @@ export class KeyStore {
   async revokeKey(id: string, at = Date.now()): Promise<ApiKeyRow> {
     const row = await this.keyById(id);
     if (!row) throw new InputError(`no key '${id}'`);
-    if (row.revoked_at === null) await this.tables.writes().updateTable("api_keys").set({ revoked_at: at }).where("id", "=", row.id).execute();
+    if (row.revoked_at === null)
+      await this.tables.writes().updateTable("api_keys").set({ revoked_at: at }).where("id", "=", row.id).execute();
     return { ...row, revoked_at: row.revoked_at ?? at };
   }
 
@@ -125,7 +144,14 @@ export class KeyStore {
     if (old.revoked_at !== null) throw new InputError(`key '${old.prefix}…' is revoked`);
     const org = await this.db.selectFrom("orgs").select("name").where("id", "=", old.org_id).executeTakeFirstOrThrow();
     const created = await this.createKey(
-      { org: org.name, name: old.name, scopes: old.scopes ? (JSON.parse(old.scopes) as string[]) : null, plan: old.plan, limits: old, expiresAt: old.expires_at },
+      {
+        org: org.name,
+        name: old.name,
+        scopes: old.scopes ? (JSON.parse(old.scopes) as string[]) : null,
+        plan: old.plan,
+        limits: old,
+        expiresAt: old.expires_at,
+      },
       old.id,
     );
     await this.revokeKey(old.id, Date.now() + graceMs);

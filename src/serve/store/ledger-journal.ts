@@ -1,4 +1,14 @@
-import { closeSync, ftruncateSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  ftruncateSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { ownerAlive, ownerTag } from "../../core/process-owner.ts";
 import type { holdRow, SettleUsage } from "./ledger.ts";
@@ -31,16 +41,22 @@ export class LedgerJournal {
   readonly path: string;
 
   constructor(databasePath: string) {
-    this.path = join(dirname(databasePath), `${prefixOf(databasePath)}${ownerTag()}.${Math.random().toString(36).slice(2, 8)}${JOURNAL_SUFFIX}`);
+    this.path = join(
+      dirname(databasePath),
+      `${prefixOf(databasePath)}${ownerTag()}.${Math.random().toString(36).slice(2, 8)}${JOURNAL_SUFFIX}`,
+    );
     this.fd = openSync(this.path, "w");
   }
 
-  /** Writes records; they are durable when this returns. On a failed write nothing of it counts (the file is cut back). */
+  /**
+   * Writes records; they are durable when this returns. On a failed write nothing of it counts (the file is cut back).
+   */
   append(records: string): void {
     const buffer = Buffer.from(records);
     try {
       const written = writeSync(this.fd, buffer, 0, buffer.length, this.position);
-      if (written !== buffer.length) throw new Error(`short write to the ledger journal (${written} of ${buffer.length} bytes)`);
+      if (written !== buffer.length)
+        throw new Error(`short write to the ledger journal (${written} of ${buffer.length} bytes)`);
     } catch (error) {
       try {
         ftruncateSync(this.fd, this.position);
@@ -102,10 +118,15 @@ function journalsBeside(databasePath: string): { path: string; owner: string }[]
   }
   return names
     .filter((name) => name.startsWith(prefix) && name.endsWith(JOURNAL_SUFFIX))
-    .map((name) => ({ path: join(dirname(databasePath), name), owner: name.slice(prefix.length, -JOURNAL_SUFFIX.length).split(".").slice(0, 3).join(".") }));
+    .map((name) => ({
+      path: join(dirname(databasePath), name),
+      owner: name.slice(prefix.length, -JOURNAL_SUFFIX.length).split(".").slice(0, 3).join("."),
+    }));
 }
 
-/** The pids of other running processes that keep a journal beside this database: other servers of the same SQLite file. */
+/**
+ * The pids of other running processes that keep a journal beside this database: other servers of the same SQLite file.
+ */
 export function otherServers(databasePath: string): number[] {
   return journalsBeside(databasePath)
     .map((journal) => ({ pid: Number(journal.owner.split(".")[1]), owner: journal.owner }))
@@ -115,13 +136,15 @@ export function otherServers(databasePath: string): number[] {
 
 /** Journals left by processes that are no longer running, oldest first. */
 export function deadJournals(databasePath: string): string[] {
-  return journalsBeside(databasePath)
-    .filter((journal) => !ownerAlive(journal.owner))
-    .map((journal) => ({ path: journal.path, modified: statSync(journal.path, { throwIfNoEntry: false })?.mtimeMs }))
-    // One another process has just replayed and removed is gone.
-    .filter((journal) => journal.modified !== undefined)
-    .sort((a, b) => a.modified! - b.modified!)
-    .map((journal) => journal.path);
+  return (
+    journalsBeside(databasePath)
+      .filter((journal) => !ownerAlive(journal.owner))
+      .map((journal) => ({ path: journal.path, modified: statSync(journal.path, { throwIfNoEntry: false })?.mtimeMs }))
+      // One another process has just replayed and removed is gone.
+      .filter((journal) => journal.modified !== undefined)
+      .sort((a, b) => a.modified! - b.modified!)
+      .map((journal) => journal.path)
+  );
 }
 
 /** A dead journal's text, or undefined when another process opening the store has replayed and removed it meanwhile. */

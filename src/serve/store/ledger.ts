@@ -8,7 +8,10 @@ export class InsufficientCreditError extends AvocadoError {
     readonly needed: number,
     readonly available: number,
   ) {
-    super("insufficient_credit", `insufficient credit: this request may cost up to ${needed} micro-units and ${available} are available`);
+    super(
+      "insufficient_credit",
+      `insufficient credit: this request may cost up to ${needed} micro-units and ${available} are available`,
+    );
   }
 }
 
@@ -23,7 +26,9 @@ export const MAX_ISSUED = Number.MAX_SAFE_INTEGER;
 /** A credit that would take the total issued past MAX_ISSUED: refused, nothing written. */
 export class CreditCeilingError extends InputError {
   constructor(amount: number, issued: number) {
-    super(`a credit of ${amount} micro-units is refused: the ledger has issued ${issued} and its total may not exceed ${MAX_ISSUED} (the largest exact amount)`);
+    super(
+      `a credit of ${amount} micro-units is refused: the ledger has issued ${issued} and its total may not exceed ${MAX_ISSUED} (the largest exact amount)`,
+    );
   }
 }
 
@@ -33,7 +38,9 @@ export function checkCeiling(issuedBalance: number, amount: number): void {
 }
 
 export const accounts = {
-  /** An org's prepaid credit. Its `held` part is authorized for requests in flight; amount − held never goes below zero. */
+  /**
+   * An org's prepaid credit. Its `held` part is authorized for requests in flight; amount − held never goes below zero.
+   */
   credit: (org: string) => `org:${org}:credit`,
   /** Where credit comes from (top-ups and grants): goes negative by what was issued. */
   issued: "system:issued",
@@ -116,7 +123,11 @@ export function chargeOf(held: number, usage: SettleUsage): number {
 }
 
 /** A settled request's charge: from the org's credit to revenue. */
-export function chargeMovement(request: { request_id: string; org_id: string; model: string }, charged: number, usage: SettleUsage): LedgerMovement {
+export function chargeMovement(
+  request: { request_id: string; org_id: string; model: string },
+  charged: number,
+  usage: SettleUsage,
+): LedgerMovement {
   return {
     id: `charge:${request.request_id}`,
     kind: "charge",
@@ -134,7 +145,11 @@ export function chargeMovement(request: { request_id: string; org_id: string; mo
  * A settled request's charge given back whole: from revenue to the org's credit. Its id is the request's, so it
  * happens once (an answer withheld from its client, told nothing was charged, whose settlement had landed after all).
  */
-export function refundMovement(request: { request_id: string; org_id: string }, amount: number, memo: string): LedgerMovement {
+export function refundMovement(
+  request: { request_id: string; org_id: string },
+  amount: number,
+  memo: string,
+): LedgerMovement {
   return {
     id: `refund:${request.request_id}`,
     kind: "refund",
@@ -150,16 +165,30 @@ export function refundMovement(request: { request_id: string; org_id: string }, 
 
 /** A credit: from the issued account to the org's credit. */
 export function grantMovement(orgId: string, amount: number, idempotencyKey: string, memo: string): LedgerMovement {
-  return { id: `grant:${idempotencyKey}`, kind: "grant", orgId, requestId: null, memo, entries: [{ account: accounts.issued, amount: -amount }, { account: accounts.credit(orgId), amount }] };
+  return {
+    id: `grant:${idempotencyKey}`,
+    kind: "grant",
+    orgId,
+    requestId: null,
+    memo,
+    entries: [
+      { account: accounts.issued, amount: -amount },
+      { account: accounts.credit(orgId), amount },
+    ],
+  };
 }
 
 /** Refuses a movement whose entries do not sum to zero (a bug, never a user error). */
 export function assertBalanced(movement: LedgerMovement): void {
   const total = movement.entries.reduce((sum, e) => sum + e.amount, 0);
-  if (total !== 0) throw new AvocadoError("ledger_unbalanced", `ledger transaction '${movement.kind}' does not balance (${total})`);
+  if (total !== 0)
+    throw new AvocadoError("ledger_unbalanced", `ledger transaction '${movement.kind}' does not balance (${total})`);
 }
 
-/** The UTC day of a time, as YYYY-MM-DD; the last day's text is kept (every settled request asks, and nearly all on the same day). */
+/**
+ * The UTC day of a time, as YYYY-MM-DD; the last day's text is kept (every settled request asks, and nearly all on the
+ * same day).
+ */
 let dayStart = 0;
 let dayText = "1970-01-01";
 function day(ms: number): string {
@@ -172,11 +201,24 @@ function day(ms: number): string {
 
 /** The `holds` row of a request about to run. */
 export function holdRow(request: ReserveRequest, amount: number, now: number) {
-  return { request_id: request.requestId, org_id: request.orgId, key_id: request.keyId, model: request.model, amount, created_at: now, instance: request.instance };
+  return {
+    request_id: request.requestId,
+    org_id: request.orgId,
+    key_id: request.keyId,
+    model: request.model,
+    amount,
+    created_at: now,
+    instance: request.instance,
+  };
 }
 
 /** The `requests` row of a settled hold. */
-export function settledRow(hold: { request_id: string; org_id: string; key_id: string; model: string; amount: number; created_at: number }, charged: number, usage: SettleUsage, now: number) {
+export function settledRow(
+  hold: { request_id: string; org_id: string; key_id: string; model: string; amount: number; created_at: number },
+  charged: number,
+  usage: SettleUsage,
+  now: number,
+) {
   return {
     request_id: hold.request_id,
     org_id: hold.org_id,
@@ -203,15 +245,24 @@ export interface Pending<T> {
   durable: Promise<void>;
 }
 
-/** The ledger cannot write (its tables failed to commit and could not be rebuilt from its journal); the journal is applied by the next process. */
+/**
+ * The ledger cannot write (its tables failed to commit and could not be rebuilt from its journal); the journal is
+ * applied by the next process.
+ */
 export class LedgerUnavailableError extends AvocadoError {
   constructor(cause: unknown) {
-    super("ledger_unavailable", `the credit ledger cannot write: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    super(
+      "ledger_unavailable",
+      `the credit ledger cannot write: ${cause instanceof Error ? cause.message : String(cause)}`,
+      { cause },
+    );
   }
 }
 
 /** Rows of each compiled read query, by name. */
-export type SnapshotRows<Q extends Record<string, CompiledQuery>> = { [K in keyof Q]: Q[K] extends CompiledQuery<infer R> ? R[] : never };
+export type SnapshotRows<Q extends Record<string, CompiledQuery>> = {
+  [K in keyof Q]: Q[K] extends CompiledQuery<infer R> ? R[] : never;
+};
 
 /**
  * Where money moves: grants, holds, settlements and refunds. `SqliteLedger`

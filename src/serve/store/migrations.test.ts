@@ -61,11 +61,15 @@ describe.each(["sqlite", "postgres"] as const)("a store of the previous release,
         ["prod", null],
         ["old", 1_700_000_000_000],
       ]);
-      expect((await store.usage()).map((row) => [row.requests, row.prompt_tokens, row.completion_tokens, row.cost])).toEqual([[3, 33, 63, 93]]);
+      expect(
+        (await store.usage()).map((row) => [row.requests, row.prompt_tokens, row.completion_tokens, row.cost]),
+      ).toEqual([[3, 33, 63, 93]]);
       expect((await store.openReservations()).map((hold) => hold.request_id)).toEqual(["req-open"]);
       expect(await store.audit()).toMatchObject({ ok: true, entries: 10 });
       // The request in flight when the old server stopped settles in the new one.
-      expect(await store.settle("req-open", { promptTokens: 5, completionTokens: 5, cost: 10, outcome: "ok" })).toBe(true);
+      expect(await store.settle("req-open", { promptTokens: 5, completionTokens: 5, cost: 10, outcome: "ok" })).toBe(
+        true,
+      );
       expect(await store.balance(acme.id)).toEqual({ available: 4_999_897, reserved: 0 });
       expect((await store.audit()).problems).toEqual([]);
       const ran = await sql<{ name: string }>`select name from schema_migrations order by name`.execute(store.db);
@@ -76,11 +80,18 @@ describe.each(["sqlite", "postgres"] as const)("a store of the previous release,
   });
 
   it("refuses a store a newer release migrated, and one of the first release, leaving both as they are", async () => {
-    const newer = await databaseWith(kind, [...statements(V2), "create table schema_migrations (name varchar(255) primary key, timestamp varchar(255) not null)", "insert into schema_migrations values ('0001_ledger', 'x'), ('0002_migrator_keeps_the_version', 'x'), ('0099_from_the_future', 'x')"]);
+    const newer = await databaseWith(kind, [
+      ...statements(V2),
+      "create table schema_migrations (name varchar(255) primary key, timestamp varchar(255) not null)",
+      "insert into schema_migrations values ('0001_ledger', 'x'), ('0002_migrator_keeps_the_version', 'x'), ('0099_from_the_future', 'x')",
+    ]);
     await expect(Store.open(newer)).rejects.toThrow(/migrated by a newer Avocado/);
     const first = await databaseWith(kind, ["create table reservations (id text primary key)"]);
     await expect(Store.open(first)).rejects.toThrow(/first Avocado \(schema version 1\), which has no upgrade path/);
-    const unknown = await databaseWith(kind, ["create table meta (name text primary key, value text not null)", "insert into meta values ('schema_version', '7')"]);
+    const unknown = await databaseWith(kind, [
+      "create table meta (name text primary key, value text not null)",
+      "insert into meta values ('schema_version', '7')",
+    ]);
     await expect(Store.open(unknown)).rejects.toThrow(/schema version 7, which no Avocado made/);
   });
 });

@@ -11,18 +11,25 @@ import type { Db, StoreKind } from "./database.ts";
  */
 function migrations(kind: StoreKind): Record<string, Migration> {
   return {
-    // The ledger as the release before the migrator made it (its tables only where missing, so that release's stores pass).
+    // The ledger as the release before the migrator made it (its tables only where missing, so that release's stores
+    // pass).
     "0001_ledger": { up: (db) => createLedgerTables(db as Db, kind) },
     // That release kept its version in a `meta` table; the migrator's table is the version now.
     "0002_migrator_keeps_the_version": { up: (db) => db.schema.dropTable("meta").ifExists().execute() },
   };
 }
 
-/** Migrates the store to this release's schema; refuses one made by a newer release, or by the first (no upgrade from it). */
+/**
+ * Migrates the store to this release's schema; refuses one made by a newer release, or by the first (no upgrade from
+ * it).
+ */
 export async function migrate(db: Db, kind: StoreKind): Promise<void> {
   await refuseUnknownStores(db, kind);
   // On PostgreSQL, in the schema the store lives in: Kysely looks for its tables in every schema unless told which.
-  const schema = kind === "postgres" ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(db)).rows[0]!.schema : undefined;
+  const schema =
+    kind === "postgres"
+      ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(db)).rows[0]!.schema
+      : undefined;
   const migrator = new Migrator({
     db,
     provider: { getMigrations: async () => migrations(kind) },
@@ -35,9 +42,15 @@ export async function migrate(db: Db, kind: StoreKind): Promise<void> {
   const failed = results?.find((result) => result.status === "Error")?.migrationName;
   // A migration this release does not know ran on the store: a newer release made it.
   if (/previously executed migration .* is missing|was found in its place/.test(errorMessage(error))) {
-    throw new InputError(`this store was migrated by a newer Avocado (${errorMessage(error)}); open it with that release or a later one`, { cause: error });
+    throw new InputError(
+      `this store was migrated by a newer Avocado (${errorMessage(error)}); open it with that release or a later one`,
+      { cause: error },
+    );
   }
-  throw new InputError(`the store's schema could not be migrated${failed ? ` (migration ${failed})` : ""}: ${errorMessage(error)}; nothing of that migration was kept`, { cause: error });
+  throw new InputError(
+    `the store's schema could not be migrated${failed ? ` (migration ${failed})` : ""}: ${errorMessage(error)}; nothing of that migration was kept`,
+    { cause: error },
+  );
 }
 
 /**
@@ -47,18 +60,31 @@ export async function migrate(db: Db, kind: StoreKind): Promise<void> {
 async function refuseUnknownStores(db: Db, kind: StoreKind): Promise<void> {
   const exists = async (table: string) =>
     kind === "sqlite"
-      ? (await sql<{ n: number }>`select count(*) as n from sqlite_master where name = ${table}`.execute(db)).rows[0]!.n > 0
+      ? (await sql<{ n: number }>`select count(*) as n from sqlite_master where name = ${table}`.execute(db)).rows[0]!
+          .n > 0
       : (await sql<{ t: string | null }>`select to_regclass(${table})::text as t`.execute(db)).rows[0]!.t !== null;
   if (await exists("reservations")) {
-    throw new InputError("this store was made by the first Avocado (schema version 1), which has no upgrade path: export its usage (avocado billing usage) with that release and start a new store");
+    throw new InputError(
+      "this store was made by the first Avocado (schema version 1), which has no upgrade path: export its usage (avocado billing usage) with that release and start a new store",
+    );
   }
   if (!(await exists("meta"))) return;
-  const version = (await sql<{ value: string }>`select value from meta where name = 'schema_version'`.execute(db)).rows[0]?.value;
-  if (version !== "2") throw new InputError(`this store says it is schema version ${version ?? "(none)"}, which no Avocado made; it was left as it is`);
+  const version = (await sql<{ value: string }>`select value from meta where name = 'schema_version'`.execute(db))
+    .rows[0]?.value;
+  if (version !== "2")
+    throw new InputError(
+      `this store says it is schema version ${version ?? "(none)"}, which no Avocado made; it was left as it is`,
+    );
 }
 
 async function createLedgerTables(db: Db, kind: StoreKind): Promise<void> {
-  await db.schema.createTable("orgs").ifNotExists().addColumn("id", "text", (c) => c.primaryKey()).addColumn("name", "text", (c) => c.notNull().unique()).addColumn("created_at", "bigint", (c) => c.notNull()).execute();
+  await db.schema
+    .createTable("orgs")
+    .ifNotExists()
+    .addColumn("id", "text", (c) => c.primaryKey())
+    .addColumn("name", "text", (c) => c.notNull().unique())
+    .addColumn("created_at", "bigint", (c) => c.notNull())
+    .execute();
   await db.schema
     .createTable("api_keys")
     .ifNotExists()
@@ -78,7 +104,8 @@ async function createLedgerTables(db: Db, kind: StoreKind): Promise<void> {
     .addColumn("rotated_from", "text")
     .execute();
   // SQLite: clustered on the key (no rowid), so a time-ordered id appends to one hot page.
-  const clustered = (builder: CreateTableBuilder<string>) => (kind === "sqlite" ? builder.modifyEnd(sql`without rowid`) : builder);
+  const clustered = (builder: CreateTableBuilder<string>) =>
+    kind === "sqlite" ? builder.modifyEnd(sql`without rowid`) : builder;
   await clustered(
     db.schema
       .createTable("balances")
@@ -141,5 +168,10 @@ async function createLedgerTables(db: Db, kind: StoreKind): Promise<void> {
       .addColumn("temperature", kind === "postgres" ? "double precision" : "real"),
   ).execute();
   // Per key in time: extraction signals, and (through the org's keys) usage and invoices.
-  await db.schema.createIndex("requests_key_time").ifNotExists().on("requests").columns(["key_id", "created_at"]).execute();
+  await db.schema
+    .createIndex("requests_key_time")
+    .ifNotExists()
+    .on("requests")
+    .columns(["key_id", "created_at"])
+    .execute();
 }

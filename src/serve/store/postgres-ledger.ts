@@ -37,10 +37,21 @@ export class PostgresLedger implements Ledger {
   async grant(orgId: string, amount: number, idempotencyKey: string, memo: string): Promise<boolean> {
     const movement = grantMovement(orgId, amount, idempotencyKey, memo);
     return this.db.transaction().execute(async (trx) => {
-      if (await trx.selectFrom("ledger_transactions").select("id").where("id", "=", movement.id).executeTakeFirst()) return false;
-      // Locked until the commit (the row made first if this is the first grant): two grants cannot both pass the ceiling on the same total.
-      await trx.insertInto("balances").values({ account: accounts.issued, org_id: null, amount: 0, held: 0 }).onConflict((c) => c.column("account").doNothing()).execute();
-      const issued = await trx.selectFrom("balances").select("amount").where("account", "=", accounts.issued).forUpdate().executeTakeFirst();
+      if (await trx.selectFrom("ledger_transactions").select("id").where("id", "=", movement.id).executeTakeFirst())
+        return false;
+      // Locked until the commit (the row made first if this is the first grant): two grants cannot both pass the
+      // ceiling on the same total.
+      await trx
+        .insertInto("balances")
+        .values({ account: accounts.issued, org_id: null, amount: 0, held: 0 })
+        .onConflict((c) => c.column("account").doNothing())
+        .execute();
+      const issued = await trx
+        .selectFrom("balances")
+        .select("amount")
+        .where("account", "=", accounts.issued)
+        .forUpdate()
+        .executeTakeFirst();
       checkCeiling(Number(issued?.amount ?? 0), amount);
       return postMovement(trx, movement);
     });
@@ -50,11 +61,27 @@ export class PostgresLedger implements Ledger {
     const amount = await this.db.transaction().execute(async (trx) => {
       const existing = options.fresh
         ? undefined
-        : ((await trx.selectFrom("holds").select("amount").where("request_id", "=", request.requestId).executeTakeFirst())?.amount ??
-          (await trx.selectFrom("requests").select("held").where("request_id", "=", request.requestId).executeTakeFirst())?.held);
+        : ((
+            await trx
+              .selectFrom("holds")
+              .select("amount")
+              .where("request_id", "=", request.requestId)
+              .executeTakeFirst()
+          )?.amount ??
+          (
+            await trx
+              .selectFrom("requests")
+              .select("held")
+              .where("request_id", "=", request.requestId)
+              .executeTakeFirst()
+          )?.held);
       if (existing !== undefined) return existing;
       const account = accounts.credit(request.orgId);
-      const balance = await trx.selectFrom("balances").select(["amount", "held"]).where("account", "=", account).executeTakeFirst();
+      const balance = await trx
+        .selectFrom("balances")
+        .select(["amount", "held"])
+        .where("account", "=", account)
+        .executeTakeFirst();
       const amount = holdAmount(request, (balance?.amount ?? 0) - (balance?.held ?? 0));
       // Guarded: a concurrent hold that got there first makes this one fail rather than overdraw.
       const taken = await trx
@@ -64,10 +91,17 @@ export class PostgresLedger implements Ledger {
         .where(sql`amount - held`, ">=", amount)
         .executeTakeFirst();
       if (Number(taken.numUpdatedRows) === 0) {
-        const now = await trx.selectFrom("balances").select(sql<number>`amount - held`.as("available")).where("account", "=", account).executeTakeFirst();
+        const now = await trx
+          .selectFrom("balances")
+          .select(sql<number>`amount - held`.as("available"))
+          .where("account", "=", account)
+          .executeTakeFirst();
         throw new InsufficientCreditError(amount, Math.max(0, now?.available ?? 0));
       }
-      await trx.insertInto("holds").values(holdRow(request, amount, Date.now())).execute();
+      await trx
+        .insertInto("holds")
+        .values(holdRow(request, amount, Date.now()))
+        .execute();
       return amount;
     });
     return { amount, durable: Promise.resolve() };
@@ -84,7 +118,10 @@ export class PostgresLedger implements Ledger {
         .set({ held: sql`held - ${hold.amount}` })
         .where("account", "=", accounts.credit(hold.org_id))
         .execute();
-      await trx.insertInto("requests").values(settledRow(hold, charged, usage, Date.now())).execute();
+      await trx
+        .insertInto("requests")
+        .values(settledRow(hold, charged, usage, Date.now()))
+        .execute();
       if (charged > 0) await postMovement(trx, chargeMovement(hold, charged, usage));
       return true;
     });
@@ -101,7 +138,8 @@ export class PostgresLedger implements Ledger {
       .setIsolationLevel("repeatable read")
       .execute(async (trx) => {
         const rows: Partial<SnapshotRows<Q>> = {};
-        for (const name of Object.keys(queries) as (keyof Q)[]) rows[name] = (await trx.executeQuery(queries[name]!)).rows as SnapshotRows<Q>[typeof name];
+        for (const name of Object.keys(queries) as (keyof Q)[])
+          rows[name] = (await trx.executeQuery(queries[name]!)).rows as SnapshotRows<Q>[typeof name];
         return rows as SnapshotRows<Q>;
       });
   }

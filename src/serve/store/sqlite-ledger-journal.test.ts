@@ -40,7 +40,10 @@ describe("SqliteLedgerWriter with a journal", () => {
 
   const journals = (folder: string) => readdirSync(folder).filter((name) => name.endsWith(".journal"));
 
-  /** kill -9, as far as the store can tell: the connection goes without a commit, and the journal's owner is no longer running. */
+  /**
+   * kill -9, as far as the store can tell: the connection goes without a commit, and the journal's owner is no longer
+   * running.
+   */
   async function crash(store: Store, folder: string): Promise<string> {
     await ledgerOf(store)["checkpointer"]?.close();
     await ledgerOf(store)["db"].destroy();
@@ -60,10 +63,19 @@ describe("SqliteLedgerWriter with a journal", () => {
     const org = await store.ensureOrg("acme");
     const { row: key } = await store.createKey({ org: "acme", name: "k" });
     await store.grant("acme", 1_000, "g1");
-    const hold = await store.reserve({ requestId: "r1", orgId: org, keyId: key.id, model: "m", amount: 600, instance: "i" });
+    const hold = await store.reserve({
+      requestId: "r1",
+      orgId: org,
+      keyId: key.id,
+      model: "m",
+      amount: 600,
+      instance: "i",
+    });
     await hold.durable;
     expect(writerOf(store)["db"].inTransaction).toBe(true);
-    const lines = readFileSync(join(folder, journals(folder)[0]!), "utf8").trim().split("\n");
+    const lines = readFileSync(join(folder, journals(folder)[0]!), "utf8")
+      .trim()
+      .split("\n");
     expect(lines.map((line) => (JSON.parse(line) as { t: string }).t)).toEqual(["grant", "hold"]);
     // Within the batch interval the tables commit and the journal empties.
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -79,11 +91,17 @@ describe("SqliteLedgerWriter with a journal", () => {
     const { row: key } = await store.createKey({ org: "acme", name: "k" });
     const base = { orgId: org, keyId: key.id, model: "m", instance: "i" };
     await store.grant("acme", 10_000, "g1");
-    await (await store.reserve({ ...base, requestId: "settled", amount: 1_000 })).durable;
+    await (
+      await store.reserve({ ...base, requestId: "settled", amount: 1_000 })
+    ).durable;
     expect(await store.settle("settled", usage(400))).toBe(true);
-    await (await store.reserve({ ...base, requestId: "open", amount: 2_000 })).durable;
+    await (
+      await store.reserve({ ...base, requestId: "open", amount: 2_000 })
+    ).durable;
     // A lazy hold reaches the journal within a few milliseconds even if its request never settles.
-    await (await store.reserve({ ...base, requestId: "lazy", amount: 500 }, { lazy: true })).durable;
+    await (
+      await store.reserve({ ...base, requestId: "lazy", amount: 500 }, { lazy: true })
+    ).durable;
     const journal = await crash(store, folder);
     expect(readFileSync(journal, "utf8").trim().split("\n")).toHaveLength(5);
 
@@ -101,7 +119,9 @@ describe("SqliteLedgerWriter with a journal", () => {
     const org = await store.ensureOrg("acme");
     const { row: key } = await store.createKey({ org: "acme", name: "k" });
     await store.grant("acme", 10_000, "g1");
-    await (await store.reserve({ requestId: "r", orgId: org, keyId: key.id, model: "m", amount: 1_000, instance: "i" })).durable;
+    await (
+      await store.reserve({ requestId: "r", orgId: org, keyId: key.id, model: "m", amount: 1_000, instance: "i" })
+    ).durable;
     await store.settle("r", usage(300));
     const lines = readFileSync(join(folder, journals(folder)[0]!), "utf8");
     writerOf(store).flush();
@@ -119,9 +139,13 @@ describe("SqliteLedgerWriter with a journal", () => {
     await store.grant("acme", 1_000, "g1");
     const org = (await store.orgByName("acme"))!.id;
     writerOf(store).flush();
-    // A record the live owner has journaled and not yet committed (its batch would hold the write lock; here it is written by hand).
+    // A record the live owner has journaled and not yet committed (its batch would hold the write lock; here it is
+    // written by hand).
     const [name] = journals(folder);
-    writeFileSync(join(folder, name!), `${JSON.stringify({ t: "grant", orgId: org, amount: 500, key: "g2", memo: "credit", at: 0 })}\n`);
+    writeFileSync(
+      join(folder, name!),
+      `${JSON.stringify({ t: "grant", orgId: org, amount: 500, key: "g2", memo: "credit", at: 0 })}\n`,
+    );
     const other = await Store.open(url);
     expect(journals(folder)).toEqual([name]);
     expect(await other.balance(org)).toEqual({ available: 1_000, reserved: 0 });
@@ -131,12 +155,23 @@ describe("SqliteLedgerWriter with a journal", () => {
 
   it("rebuilds the batch from the journal when an operation fails halfway: only that operation fails", async () => {
     const { store, folder, org, key, base } = await funded(1_000);
-    await (await store.reserve({ ...base, requestId: "x", amount: 100 })).durable;
+    await (
+      await store.reserve({ ...base, requestId: "x", amount: 100 })
+    ).durable;
     await store.settle("x", usage(10));
     writerOf(store).flush();
     const sqlite = writerOf(store)["db"];
-    // A hold that reappears for a settled request (never made by the server): settling it again cannot write its usage row.
-    sqlite.exec("insert into holds values ('x', '" + org + "', '" + key.id + "', 'm', 100, 0, 'i'); update balances set held = held + 100 where account = 'org:" + org + ":credit'");
+    // A hold that reappears for a settled request (never made by the server): settling it again cannot write its usage
+    // row.
+    sqlite.exec(
+      "insert into holds values ('x', '" +
+        org +
+        "', '" +
+        key.id +
+        "', 'm', 100, 0, 'i'); update balances set held = held + 100 where account = 'org:" +
+        org +
+        ":credit'",
+    );
     const y = await store.reserve({ ...base, requestId: "y", amount: 200 });
     await expect(store.settle("x", usage(10))).rejects.toThrow(/UNIQUE/);
     // y was durable (in the journal): the rollback took it from the tables, the rebuild put it back.
@@ -153,7 +188,9 @@ describe("SqliteLedgerWriter with a journal", () => {
     const ledger = writerOf(store);
     const sqlite = ledger["db"];
     // What the batch writes, as SQLite sees it.
-    sqlite.exec("create temp table seen (what text); create temp trigger hold_rows after insert on holds begin insert into seen values ('hold ' || new.request_id); end; create temp trigger balance_updates after update on balances begin insert into seen values ('update ' || new.account); end");
+    sqlite.exec(
+      "create temp table seen (what text); create temp trigger hold_rows after insert on holds begin insert into seen values ('hold ' || new.request_id); end; create temp trigger balance_updates after update on balances begin insert into seen values ('update ' || new.account); end",
+    );
     const seen = () => (sqlite.prepare("select what from seen").all() as { what: string }[]).map((row) => row.what);
     const a = ledger.reserve({ ...base, requestId: "a", amount: 500 });
     const b = ledger.reserve({ ...base, requestId: "b", amount: 400 });
@@ -165,10 +202,13 @@ describe("SqliteLedgerWriter with a journal", () => {
     // Durable (journaled); nothing is in the tables yet.
     expect(seen()).toEqual([]);
     expect(sqlite.prepare("select count(*) as n from requests").get()).toEqual({ n: 0 });
-    // A read of the store writes the batch first: b (open) gets its row, a (settled) never does; the org's balance is updated once (revenue's row opens).
+    // A read of the store writes the batch first: b (open) gets its row, a (settled) never does; the org's balance is
+    // updated once (revenue's row opens).
     expect(await store.balance(org)).toEqual({ available: 1_000 - 120 - 400, reserved: 400 });
     expect(seen().sort()).toEqual(["hold b", `update org:${org}:credit`]);
-    expect(sqlite.prepare("select request_id, charged from requests").all()).toEqual([{ request_id: "a", charged: 120 }]);
+    expect(sqlite.prepare("select request_id, charged from requests").all()).toEqual([
+      { request_id: "a", charged: 120 },
+    ]);
     // b outlives the batch: its settlement is still decided in memory, and its row is deleted with the next batch.
     ledger.flush();
     expect(ledger.settle("b", usage(50)).value).toBe(true);
@@ -222,7 +262,8 @@ describe("SqliteLedgerWriter with a journal", () => {
     const grown = walFrames();
     expect(grown).toBeGreaterThan(framesPerBatch * 100);
     await batches(1, true);
-    // (A restart that finds the checkpointer thread itself checkpointing does not wait: it is tried again ten commits later.)
+    // (A restart that finds the checkpointer thread itself checkpointing does not wait: it is tried again ten commits
+    // later.)
     for (let i = 0; i < 25 && walFrames() >= grown / 50; i++) await batches(1, true);
     // …so the WAL holds only the frames since.
     expect(walFrames()).toBeLessThan(grown / 50);
@@ -246,7 +287,9 @@ describe("SqliteLedgerWriter with a journal", () => {
 
   it("writes the lines of one turn together, and a failed write undoes exactly its operations", async () => {
     const { store, org, base } = await funded(1_000);
-    const holds = await Promise.all(["a", "b", "c", "d"].map((id) => store.reserve({ ...base, requestId: id, amount: 100 })));
+    const holds = await Promise.all(
+      ["a", "b", "c", "d"].map((id) => store.reserve({ ...base, requestId: id, amount: 100 })),
+    );
     await Promise.all(holds.map((h) => h.durable));
     const ledger = writerOf(store);
     const append = vi.spyOn(ledger["journal"]!, "append");
@@ -254,7 +297,8 @@ describe("SqliteLedgerWriter with a journal", () => {
     const b = ledger.settle("b", usage(20));
     await Promise.all([a.durable, b.durable]);
     expect(append).toHaveBeenCalledTimes(1);
-    // The disk fills up: the settlement whose line could not be written did not happen; everything durable before it stays.
+    // The disk fills up: the settlement whose line could not be written did not happen; everything durable before it
+    // stays.
     append.mockImplementationOnce(() => {
       throw new Error("ENOSPC: no space left on device, write");
     });
@@ -274,8 +318,13 @@ describe("SqliteLedgerWriter with a journal", () => {
     await store.grant("acme", 1_000, "g1");
     const journal = await crash(store, folder);
     // A record no ledger would write (an amount that is not a number): corruption, never skipped silently.
-    writeFileSync(journal, `${JSON.stringify({ t: "grant", orgId: "o", amount: "lots", key: "g2", memo: "credit", at: 0 })}\n`);
-    await expect(Store.open(url)).rejects.toThrow(/the ledger journal of a stopped server cannot be applied .*it is kept/);
+    writeFileSync(
+      journal,
+      `${JSON.stringify({ t: "grant", orgId: "o", amount: "lots", key: "g2", memo: "credit", at: 0 })}\n`,
+    );
+    await expect(Store.open(url)).rejects.toThrow(
+      /the ledger journal of a stopped server cannot be applied .*it is kept/,
+    );
     expect(readFileSync(journal, "utf8")).toContain('"lots"');
   });
 
@@ -303,10 +352,18 @@ describe("SqliteLedgerWriter with a journal", () => {
     const other = new SQLite(url.slice("sqlite:".length));
     other.exec("begin immediate");
     const started = performance.now();
-    const hold = await store.reserve({ requestId: "r1", orgId: org, keyId: key.id, model: "m", amount: 300, instance: "i" });
+    const hold = await store.reserve({
+      requestId: "r1",
+      orgId: org,
+      keyId: key.id,
+      model: "m",
+      amount: 300,
+      instance: "i",
+    });
     await hold.durable;
     expect(await store.settle("r1", usage(40))).toBe(true);
-    // Several commit attempts come and go: none waits for the lock (the event loop keeps turning), nothing reaches the tables.
+    // Several commit attempts come and go: none waits for the lock (the event loop keeps turning), nothing reaches the
+    // tables.
     await new Promise((resolve) => setTimeout(resolve, 120));
     expect(performance.now() - started).toBeLessThan(1_000);
     expect(other.prepare("select count(*) as n from requests").get()).toEqual({ n: 0 });
@@ -325,7 +382,12 @@ describe("SqliteLedgerWriter with a journal", () => {
     await store.grant("acme", 1_000_000_000, "g1");
     const cli = (args: string[]) =>
       new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
-        execFile(process.execPath, [join(PROJECT_ROOT, "bin", "avocado.js"), ...args, "--store", url], { cwd: folder, encoding: "utf8" }, (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr })),
+        execFile(
+          process.execPath,
+          [join(PROJECT_ROOT, "bin", "avocado.js"), ...args, "--store", url],
+          { cwd: folder, encoding: "utf8" },
+          (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr }),
+        ),
       );
     // The server's load: holds and settlements all the time, committed every 20 ms and every 256 settlements.
     let running = true;
@@ -334,14 +396,20 @@ describe("SqliteLedgerWriter with a journal", () => {
       while (running) {
         for (let i = 0; i < 16; i++) {
           const requestId = `load-${settled}`;
-          await store.reserve({ requestId, orgId: org, keyId: key.id, model: "m", amount: 100, instance: "i" }, { lazy: true });
+          await store.reserve(
+            { requestId, orgId: org, keyId: key.id, model: "m", amount: 100, instance: "i" },
+            { lazy: true },
+          );
           await store.settle(requestId, usage(10));
           settled++;
         }
         await new Promise((resolve) => setImmediate(resolve));
       }
     })();
-    const [credit, created] = await Promise.all([cli(["billing", "credit", "--org", "acme", "--amount", "7", "--idempotency-key", "cli-1"]), cli(["--json", "keys", "create", "--org", "acme"])]);
+    const [credit, created] = await Promise.all([
+      cli(["billing", "credit", "--org", "acme", "--amount", "7", "--idempotency-key", "cli-1"]),
+      cli(["--json", "keys", "create", "--org", "acme"]),
+    ]);
     running = false;
     await load;
     expect(credit.code, credit.stderr).toBe(0);
@@ -352,9 +420,21 @@ describe("SqliteLedgerWriter with a journal", () => {
     expect((await store.audit()).problems).toEqual([]);
 
     // A second server of the same file would decide credit without seeing this one's undecided rows: refused.
-    writeFileSync(join(folder, "second.ts"), `import { Store } from ${JSON.stringify(join(PROJECT_ROOT, "src", "serve", "store", "store.ts"))};\nawait Store.open(process.argv[2]!, { journal: true }).then(() => console.log("opened"), (error: Error) => console.log(error.message));\n`);
-    const second = await new Promise<string>((resolve) => execFile(process.execPath, [join(PROJECT_ROOT, "bin", "run-ts.js"), join(folder, "second.ts"), url], { encoding: "utf8" }, (_error, stdout) => resolve(stdout)));
-    expect(second).toMatch(new RegExp(`another server \\(pid ${process.pid}\\) is serving .*one server per SQLite file`));
+    writeFileSync(
+      join(folder, "second.ts"),
+      `import { Store } from ${JSON.stringify(join(PROJECT_ROOT, "src", "serve", "store", "store.ts"))};\nawait Store.open(process.argv[2]!, { journal: true }).then(() => console.log("opened"), (error: Error) => console.log(error.message));\n`,
+    );
+    const second = await new Promise<string>((resolve) =>
+      execFile(
+        process.execPath,
+        [join(PROJECT_ROOT, "bin", "run-ts.js"), join(folder, "second.ts"), url],
+        { encoding: "utf8" },
+        (_error, stdout) => resolve(stdout),
+      ),
+    );
+    expect(second).toMatch(
+      new RegExp(`another server \\(pid ${process.pid}\\) is serving .*one server per SQLite file`),
+    );
     expect(journals(folder)).toHaveLength(1);
     await store.close();
   }, 60_000);

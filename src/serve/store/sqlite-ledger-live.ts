@@ -1,5 +1,14 @@
 import type { JournalRecord } from "./ledger-journal.ts";
-import { accounts, chargeMovement, chargeOf, holdAmount, holdRow, settledRow, type ReserveRequest, type SettleUsage } from "./ledger.ts";
+import {
+  accounts,
+  chargeMovement,
+  chargeOf,
+  holdAmount,
+  holdRow,
+  settledRow,
+  type ReserveRequest,
+  type SettleUsage,
+} from "./ledger.ts";
 import type { LedgerTables } from "./sqlite-ledger-tables.ts";
 
 /** a hold of this process, until its settlement's rows are written. */
@@ -25,7 +34,10 @@ export class LiveHolds {
    * memory too, whichever batch the hold's own row went out with.
    */
   private readonly live = new Map<string, LiveHold>();
-  /** holds in `live` not settled yet (with none left, a settlement's line is written at once: nobody to share the write with). */
+  /**
+   * holds in `live` not settled yet (with none left, a settlement's line is written at once: nobody to share the write
+   * with).
+   */
   unsettled = 0;
   /** settlements in `live` whose rows are not written yet. */
   settledUnwritten = 0;
@@ -50,17 +62,23 @@ export class LiveHolds {
     return this.live.get(requestId);
   }
 
-  /** a hold decided on the committed balance plus what this process's unwritten operations do to it; its row is written by the next commit. */
+  /**
+   * a hold decided on the committed balance plus what this process's unwritten operations do to it; its row is written
+   * by the next commit.
+   */
   reserve(request: ReserveRequest, fresh: boolean): { value: number; record: JournalRecord | undefined } {
     const live = this.live.get(request.requestId);
     if (live) return { value: live.row.amount, record: undefined };
     // A read of the tables (a WAL read transaction) that a fresh id cannot need.
-    const existing = fresh ? undefined : this.tables.statements.existing.get(request.requestId, request.requestId)?.amount;
+    const existing = fresh
+      ? undefined
+      : this.tables.statements.existing.get(request.requestId, request.requestId)?.amount;
     if (existing !== undefined) return { value: existing, record: undefined };
     const account = accounts.credit(request.orgId);
     const pending = this.overlay.get(account);
     const unwritten = pending ? pending.amount - pending.held : 0;
-    // A value read earlier may miss credit granted since (never the other way): it is used only when it covers the whole hold.
+    // A value read earlier may miss credit granted since (never the other way): it is used only when it covers the
+    // whole hold.
     let committed = this.committed.get(account);
     if (committed === undefined || committed + unwritten < request.amount) {
       committed = this.tables.statements.available.get(account)?.available ?? 0;
@@ -72,10 +90,24 @@ export class LiveHolds {
     this.unsettled++;
     this.shift(account, request.orgId, 0, amount);
     // Field by field, in the row's order (the same journal line as a spread, without the copy).
-    return { value: amount, record: { t: "hold", request_id: row.request_id, org_id: row.org_id, key_id: row.key_id, model: row.model, amount: row.amount, created_at: row.created_at, instance: row.instance } };
+    return {
+      value: amount,
+      record: {
+        t: "hold",
+        request_id: row.request_id,
+        org_id: row.org_id,
+        key_id: row.key_id,
+        model: row.model,
+        amount: row.amount,
+        created_at: row.created_at,
+        instance: row.instance,
+      },
+    };
   }
 
-  /** Decides a hold's settlement: its charge (at most the hold) and released credit. False if it was settled already. */
+  /**
+   * Decides a hold's settlement: its charge (at most the hold) and released credit. False if it was settled already.
+   */
   settle(live: LiveHold, usage: SettleUsage, at: number): boolean {
     if (live.settlement) return false;
     const charged = chargeOf(live.row.amount, usage);
@@ -92,7 +124,10 @@ export class LiveHolds {
     this.committed.clear();
   }
 
-  /** Writes the rows of what was decided in memory (inside the caller's open transaction; a throw leaves the batch to roll back). */
+  /**
+   * Writes the rows of what was decided in memory (inside the caller's open transaction; a throw leaves the batch to
+   * roll back).
+   */
   write(): void {
     for (const [requestId, live] of this.live) {
       const settlement = live.settlement;
@@ -103,17 +138,20 @@ export class LiveHolds {
         }
         continue;
       }
-      if (live.written && this.tables.statements.deleteHold.run(requestId).changes === 0) throw new Error(`the hold of ${requestId} was settled by another process`);
+      if (live.written && this.tables.statements.deleteHold.run(requestId).changes === 0)
+        throw new Error(`the hold of ${requestId} was settled by another process`);
       this.tables.insertSettled(settledRow(live.row, settlement.charged, settlement.usage, settlement.at));
       if (settlement.charged > 0) {
         const movement = chargeMovement(live.row, settlement.charged, settlement.usage);
-        if (!this.tables.record(movement, settlement.at)) throw new Error(`the charge of ${requestId} was already recorded`);
+        if (!this.tables.record(movement, settlement.at))
+          throw new Error(`the charge of ${requestId} was already recorded`);
       }
       this.live.delete(requestId);
     }
     for (const [account, delta] of this.overlay) {
       if (delta.amount === 0 && delta.held === 0) continue;
-      if (this.tables.statements.shift.run(delta.amount, delta.held, account).changes === 0) this.tables.statements.openShifted.run(account, delta.orgId, delta.amount, delta.held);
+      if (this.tables.statements.shift.run(delta.amount, delta.held, account).changes === 0)
+        this.tables.statements.openShifted.run(account, delta.orgId, delta.amount, delta.held);
     }
     this.overlay.clear();
     this.committed.clear();

@@ -7,7 +7,6 @@ import { InsufficientCreditError } from "./ledger.ts";
 import { SqliteLedgerWriter } from "./sqlite-ledger-writer.ts";
 import { WalCheckpointer } from "./checkpointer.ts";
 
-
 /** The group commit itself (the store suite covers the movements on both stores). */
 describe("SqliteLedgerWriter group commit", () => {
   let close: (() => Promise<void>) | undefined;
@@ -22,7 +21,14 @@ describe("SqliteLedgerWriter group commit", () => {
     return { ledger: new SqliteLedgerWriter(sqlite!), sqlite: sqlite! };
   }
 
-  const request = (requestId: string, amount: number) => ({ requestId, orgId: "o", keyId: "k", model: "m", amount, instance: "i" });
+  const request = (requestId: string, amount: number) => ({
+    requestId,
+    orgId: "o",
+    keyId: "k",
+    model: "m",
+    amount,
+    instance: "i",
+  });
 
   it("decides at once, commits the turn's operations together, and refuses without touching the others", async () => {
     const { ledger: l, sqlite } = await ledger();
@@ -40,14 +46,19 @@ describe("SqliteLedgerWriter group commit", () => {
     expect(settled.value).toBe(true);
     expect(l.settle("a", { promptTokens: 1, completionTokens: 1, cost: 250, outcome: "ok" }).value).toBe(false);
     await settled.durable;
-    expect(sqlite.prepare("select amount, held from balances where account = 'org:o:credit'").get()).toEqual({ amount: 750, held: 400 });
+    expect(sqlite.prepare("select amount, held from balances where account = 'org:o:credit'").get()).toEqual({
+      amount: 750,
+      held: 400,
+    });
   });
 
   it("rejects every operation of a batch whose commit fails, and none of it happened", async () => {
     const { ledger: l, sqlite } = await ledger();
     await l.grant("o", 1_000, "g", "credit").durable;
     // A deferred constraint fails only at COMMIT: the way to make a commit fail on demand.
-    sqlite.exec("create table parent (id integer primary key); create table poison (id integer references parent(id) deferrable initially deferred)");
+    sqlite.exec(
+      "create table parent (id integer primary key); create table poison (id integer references parent(id) deferrable initially deferred)",
+    );
     sqlite.pragma("foreign_keys = ON");
     const a = l.reserve(request("a", 300));
     sqlite.exec("insert into poison values (1)");
@@ -55,7 +66,10 @@ describe("SqliteLedgerWriter group commit", () => {
     await expect(a.durable).rejects.toThrow(/FOREIGN KEY/);
     await expect(b.durable).rejects.toThrow(/FOREIGN KEY/);
     expect(sqlite.prepare("select count(*) as n from holds").get()).toEqual({ n: 0 });
-    expect(sqlite.prepare("select amount, held from balances where account = 'org:o:credit'").get()).toEqual({ amount: 1_000, held: 0 });
+    expect(sqlite.prepare("select amount, held from balances where account = 'org:o:credit'").get()).toEqual({
+      amount: 1_000,
+      held: 0,
+    });
     // The next turn works again.
     sqlite.pragma("foreign_keys = OFF");
     const c = l.reserve(request("c", 300));
@@ -68,13 +82,19 @@ describe("SqliteLedgerWriter group commit", () => {
     await l.grant("o", 1_000, "g", "credit").durable;
     await l.reserve(request("x", 100)).durable;
     await l.settle("x", { promptTokens: 1, completionTokens: 1, cost: 10, outcome: "ok" }).durable;
-    // A hold that reappears for a settled request (never made by the server): settling it again cannot write its usage row.
-    sqlite.exec("insert into holds values ('x', 'o', 'k', 'm', 100, 0, 'i'); update balances set held = held + 100 where account = 'org:o:credit'");
+    // A hold that reappears for a settled request (never made by the server): settling it again cannot write its usage
+    // row.
+    sqlite.exec(
+      "insert into holds values ('x', 'o', 'k', 'm', 100, 0, 'i'); update balances set held = held + 100 where account = 'org:o:credit'",
+    );
     const y = l.reserve(request("y", 200));
     expect(() => l.settle("x", { promptTokens: 1, completionTokens: 1, cost: 10, outcome: "ok" })).toThrow(/UNIQUE/);
     await expect(y.durable).rejects.toThrow(/UNIQUE/);
     expect(sqlite.prepare("select count(*) as n from holds where request_id = 'y'").get()).toEqual({ n: 0 });
-    expect(sqlite.prepare("select amount, held from balances where account = 'org:o:credit'").get()).toEqual({ amount: 990, held: 100 });
+    expect(sqlite.prepare("select amount, held from balances where account = 'org:o:credit'").get()).toEqual({
+      amount: 990,
+      held: 100,
+    });
   });
 
   it("commits a lazy hold with the next settlement, or within a few milliseconds", async () => {
@@ -104,13 +124,19 @@ describe("SqliteLedgerWriter group commit", () => {
     const last = l.settle("b", { promptTokens: 1, completionTokens: 1, cost: 10, outcome: "ok" });
     expect(sqlite.inTransaction).toBe(false);
     await last.durable;
-    expect(sqlite.prepare("select amount, held from balances where account = 'org:o:credit'").get()).toEqual({ amount: 980, held: 0 });
+    expect(sqlite.prepare("select amount, held from balances where account = 'org:o:credit'").get()).toEqual({
+      amount: 980,
+      held: 0,
+    });
   });
 });
 
 describe("the WAL checkpointer", () => {
   it("failing in its worker (here: a database it cannot open) neither ends the process nor hangs its close", async () => {
-    const checkpointer = new WalCheckpointer(join(PROJECT_ROOT, ".avocado", "no-such-folder", String(process.pid), "avocado.db"), 10);
+    const checkpointer = new WalCheckpointer(
+      join(PROJECT_ROOT, ".avocado", "no-such-folder", String(process.pid), "avocado.db"),
+      10,
+    );
     await new Promise((resolve) => setTimeout(resolve, 500));
     await checkpointer.close();
   });

@@ -1,9 +1,29 @@
 import type SQLite from "better-sqlite3";
 import { journalLine, type JournalRecord, type LedgerJournal } from "./ledger-journal.ts";
-import { accounts, checkCeiling, LedgerUnavailableError, type Pending, CreditCeilingError, grantMovement, holdAmount, InsufficientCreditError, holdRow, type ReserveOptions, type ReserveRequest, type SettleUsage } from "./ledger.ts";
+import {
+  accounts,
+  checkCeiling,
+  LedgerUnavailableError,
+  type Pending,
+  CreditCeilingError,
+  grantMovement,
+  holdAmount,
+  InsufficientCreditError,
+  holdRow,
+  type ReserveOptions,
+  type ReserveRequest,
+  type SettleUsage,
+} from "./ledger.ts";
 import { LiveHolds } from "./sqlite-ledger-live.ts";
 import { LedgerTables } from "./sqlite-ledger-tables.ts";
-import { BUSY_RETRY_MS, DRAIN_SETTLEMENTS, JOURNAL_COMMIT_BYTES, JOURNAL_COMMIT_MS, JOURNAL_COMMIT_OPS, LAZY_COMMIT_MS } from "./sqlite-ledger-batches.ts";
+import {
+  BUSY_RETRY_MS,
+  DRAIN_SETTLEMENTS,
+  JOURNAL_COMMIT_BYTES,
+  JOURNAL_COMMIT_MS,
+  JOURNAL_COMMIT_OPS,
+  LAZY_COMMIT_MS,
+} from "./sqlite-ledger-batches.ts";
 import { WalRestarter, withoutWaiting } from "./wal-restarter.ts";
 
 const RESOLVED = Promise.resolve();
@@ -49,7 +69,10 @@ export class SqliteLedgerWriter {
   /** How the open transaction's commit is scheduled: at the end of this turn, or after LAZY_COMMIT_MS. */
   private scheduled: "turn" | "timer" | undefined;
   private timer: NodeJS.Timeout | undefined;
-  /** Without a journal: holds this process has taken and not yet settled; with none left, a settlement commits at once (nobody to batch with). */
+  /**
+   * Without a journal: holds this process has taken and not yet settled; with none left, a settlement commits at once
+   * (nobody to batch with).
+   */
   private readonly inFlight = new Set<string>();
   private readonly tables: LedgerTables;
   /** Journal mode: this process's holds and settlements decided in memory, and what they do to the balances. */
@@ -82,7 +105,10 @@ export class SqliteLedgerWriter {
   /** The checkpointer has copied every frame of the WAL it saw (the next commit is a good moment to restart it). */
   readonly checkpointCaughtUp = () => this.wal.caughtUp();
 
-  /** False once the ledger cannot write (its tables failed and could not be rebuilt from its journal): every operation then fails. */
+  /**
+   * False once the ledger cannot write (its tables failed and could not be rebuilt from its journal): every operation
+   * then fails.
+   */
   get available(): boolean {
     return this.broken === undefined;
   }
@@ -99,15 +125,22 @@ export class SqliteLedgerWriter {
     });
   }
 
-  /** Holds credit for a request (idempotent by request id, unless `fresh`: see `ReserveOptions`); throws InsufficientCreditError at once. */
+  /**
+   * Holds credit for a request (idempotent by request id, unless `fresh`: see `ReserveOptions`); throws
+   * InsufficientCreditError at once.
+   */
   reserve(request: ReserveRequest, options: ReserveOptions = {}): Pending<number> {
-    if (this.journal) return this.run(options.lazy === true, () => this.holds.reserve(request, options.fresh === true), false);
+    if (this.journal)
+      return this.run(options.lazy === true, () => this.holds.reserve(request, options.fresh === true), false);
     return this.run(options.lazy === true, () => {
-      const existing = options.fresh ? undefined : this.statements.existing.get(request.requestId, request.requestId)?.amount;
+      const existing = options.fresh
+        ? undefined
+        : this.statements.existing.get(request.requestId, request.requestId)?.amount;
       if (existing !== undefined) return { value: existing, record: undefined };
       const account = accounts.credit(request.orgId);
       const amount = holdAmount(request, this.statements.available.get(account)?.available ?? 0);
-      if (this.statements.takeHold.run(amount, account, amount).changes === 0) throw new InsufficientCreditError(amount, 0);
+      if (this.statements.takeHold.run(amount, account, amount).changes === 0)
+        throw new InsufficientCreditError(amount, 0);
       const row = holdRow(request, amount, Date.now());
       this.statements.insertHold.run(row);
       this.inFlight.add(request.requestId);
@@ -115,7 +148,10 @@ export class SqliteLedgerWriter {
     });
   }
 
-  /** Ends a hold: charges its cost (at most the hold), releases the rest, records the usage. False if already settled or unknown. */
+  /**
+   * Ends a hold: charges its cost (at most the hold), releases the rest, records the usage. False if already settled or
+   * unknown.
+   */
   settle(requestId: string, usage: SettleUsage): Pending<boolean> {
     const record: JournalRecord = { t: "settle", requestId, usage, at: Date.now() };
     const live = this.holds.get(requestId);
@@ -139,7 +175,8 @@ export class SqliteLedgerWriter {
       const value = this.apply(record);
       return { value, record: value ? record : undefined };
     });
-    // The last request in flight has no one to share a commit with: waiting for the end of the turn would only add latency.
+    // The last request in flight has no one to share a commit with: waiting for the end of the turn would only add
+    // latency.
     if (!this.journal && this.inFlight.size === 0) this.flush();
     return pending;
   }
@@ -158,7 +195,10 @@ export class SqliteLedgerWriter {
     }
   }
 
-  /** Applies one operation whose decisions are made (the live path after its checks, or a replay of the journal): false when it had already happened. */
+  /**
+   * Applies one operation whose decisions are made (the live path after its checks, or a replay of the journal): false
+   * when it had already happened.
+   */
   apply(record: JournalRecord): boolean {
     const applied = this.tables.apply(record);
     if (record.t === "settle") this.inFlight.delete(record.requestId);
@@ -170,7 +210,9 @@ export class SqliteLedgerWriter {
     this.flush(false);
   };
 
-  /** Applies a dead process's journal in one transaction (already applied operations are skipped); how many took effect. */
+  /**
+   * Applies a dead process's journal in one transaction (already applied operations are skipped); how many took effect.
+   */
   replay(records: JournalRecord[]): number {
     this.flush();
     return this.db.transaction(() => records.filter((record) => this.apply(record)).length).immediate();
@@ -217,7 +259,9 @@ export class SqliteLedgerWriter {
 
   private readonly flushSoon = () => this.flush(false);
 
-  /** Opens the batch's write transaction if none is open (waiting, up to busy_timeout, for another writer to finish). */
+  /**
+   * Opens the batch's write transaction if none is open (waiting, up to busy_timeout, for another writer to finish).
+   */
   private begin(): void {
     if (this.waiters) return;
     this.statements.begin.run();
@@ -242,9 +286,14 @@ export class SqliteLedgerWriter {
    * so the batch is rolled back: without a journal every operation in it fails;
    * with one, the journal's operations are applied again and only this one fails.
    */
-  private run<T>(lazy: boolean, operation: () => { value: T; record: JournalRecord | undefined }, onTables = true): Pending<T> {
-    // An operation on the tables runs in the batch's write transaction, after every operation decided before it (a failure there rebuilds the batch).
-    // One decided in memory (journal mode) needs no transaction: it reads the committed balance, and its rows are written by the next commit.
+  private run<T>(
+    lazy: boolean,
+    operation: () => { value: T; record: JournalRecord | undefined },
+    onTables = true,
+  ): Pending<T> {
+    // An operation on the tables runs in the batch's write transaction, after every operation decided before it (a
+    // failure there rebuilds the batch). One decided in memory (journal mode) needs no transaction: it reads the
+    // committed balance, and its rows are written by the next commit.
     if (onTables) {
       this.drain();
       this.holds.forgetCommitted();
@@ -338,9 +387,11 @@ export class SqliteLedgerWriter {
     this.waiters = undefined;
     this.batchOps = 0;
     this.unschedule();
-    // The batch's holds are gone; which they were is not kept, so forget them all (the set only decides when to commit).
+    // The batch's holds are gone; which they were is not kept, so forget them all (the set only decides when to
+    // commit).
     this.inFlight.clear();
-    // What was decided in memory is in the journal (the rebuild writes it to the tables) or was never durable; holds still open settle on the tables from now on.
+    // What was decided in memory is in the journal (the rebuild writes it to the tables) or was never durable; holds
+    // still open settle on the tables from now on.
     this.holds.clear();
     // Operations not yet in the journal go with the batch.
     clearTimeout(this.lazyTimer);
@@ -356,9 +407,11 @@ export class SqliteLedgerWriter {
   private rebuild(cause: unknown): void {
     try {
       const records = this.journal!.records();
-      this.db.transaction(() => {
-        for (const record of records) this.apply(record);
-      }).immediate();
+      this.db
+        .transaction(() => {
+          for (const record of records) this.apply(record);
+        })
+        .immediate();
       this.journal!.reset();
     } catch (error) {
       if (this.db.inTransaction) this.statements.rollback.run();
@@ -374,7 +427,8 @@ export class SqliteLedgerWriter {
    */
   read<T>(reads: (all: (query: { sql: string; parameters: readonly unknown[] }) => unknown[]) => T): T {
     this.drain();
-    const all = (query: { sql: string; parameters: readonly unknown[] }) => this.db.prepare(query.sql).all(...query.parameters);
+    const all = (query: { sql: string; parameters: readonly unknown[] }) =>
+      this.db.prepare(query.sql).all(...query.parameters);
     return this.db.transaction(() => reads(all))();
   }
 

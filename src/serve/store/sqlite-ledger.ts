@@ -3,7 +3,14 @@ import type { CompiledQuery } from "kysely";
 import { errorMessage, FileError, InputError } from "../../core/errors.ts";
 import type { WalCheckpointer } from "./checkpointer.ts";
 import type { Db } from "./database.ts";
-import { deadJournals, LedgerJournal, otherServers, parseJournal, readDeadJournal, removeDeadJournal } from "./ledger-journal.ts";
+import {
+  deadJournals,
+  LedgerJournal,
+  otherServers,
+  parseJournal,
+  readDeadJournal,
+  removeDeadJournal,
+} from "./ledger-journal.ts";
 import { voidChargeIn } from "./ledger-sql.ts";
 import type { Hold, Ledger, ReserveOptions, ReserveRequest, SettleUsage, SnapshotRows } from "./ledger.ts";
 import { SqliteLedgerWriter } from "./sqlite-ledger-writer.ts";
@@ -31,7 +38,13 @@ export class SqliteLedger implements Ledger {
    * batch, then opens the ledger. `path` is the file ("" or ":memory:" for
    * none: no journal then).
    */
-  static open(db: Db, sqlite: SQLite.Database, path: string, checkpointer: WalCheckpointer | undefined, options: SqliteLedgerOptions = {}): SqliteLedger {
+  static open(
+    db: Db,
+    sqlite: SQLite.Database,
+    path: string,
+    checkpointer: WalCheckpointer | undefined,
+    options: SqliteLedgerOptions = {},
+  ): SqliteLedger {
     const file = path !== "" && path !== ":memory:";
     const dead = file ? deadJournals(path) : [];
     const recovery = dead.length > 0 ? new SqliteLedgerWriter(sqlite) : undefined;
@@ -41,7 +54,11 @@ export class SqliteLedger implements Ledger {
       try {
         recovery!.replay(parseJournal(text));
       } catch (error) {
-        throw new FileError(journal, `the ledger journal of a stopped server cannot be applied (${errorMessage(error)}); it is kept, and nothing in it is lost`, { cause: error });
+        throw new FileError(
+          journal,
+          `the ledger journal of a stopped server cannot be applied (${errorMessage(error)}); it is kept, and nothing in it is lost`,
+          { cause: error },
+        );
       }
       removeDeadJournal(journal);
     }
@@ -49,15 +66,24 @@ export class SqliteLedger implements Ledger {
     try {
       journal = file && options.journal ? new LedgerJournal(path) : undefined;
     } catch (error) {
-      throw new FileError(path, `cannot create the ledger journal beside the SQLite store (${errorMessage(error)})`, { cause: error });
+      throw new FileError(path, `cannot create the ledger journal beside the SQLite store (${errorMessage(error)})`, {
+        cause: error,
+      });
     }
-    // A server decides credit on the committed balance plus its own unwritten rows: a second server of the same file would not see the first's.
+    // A server decides credit on the committed balance plus its own unwritten rows: a second server of the same file
+    // would not see the first's.
     const others = journal ? otherServers(path) : [];
     if (others.length > 0) {
       journal!.close();
-      throw new InputError(`another server (pid ${others.join(", ")}) is serving ${path}: one server per SQLite file (replicas share a PostgreSQL store)`);
+      throw new InputError(
+        `another server (pid ${others.join(", ")}) is serving ${path}: one server per SQLite file (replicas share a PostgreSQL store)`,
+      );
     }
-    const writer = new SqliteLedgerWriter(sqlite, journal, typeof options.journal === "object" ? options.journal.commitMs : undefined);
+    const writer = new SqliteLedgerWriter(
+      sqlite,
+      journal,
+      typeof options.journal === "object" ? options.journal.commitMs : undefined,
+    );
     if (journal) checkpointer?.onCaughtUp(writer.checkpointCaughtUp);
     return new SqliteLedger(db, writer, checkpointer);
   }
@@ -93,10 +119,15 @@ export class SqliteLedger implements Ledger {
     return voidChargeIn(this.writes(), requestId, outcome);
   }
 
-  /** In one synchronous step after this process's decided rows are written: no commit, of this process or another, lands between the reads. */
+  /**
+   * In one synchronous step after this process's decided rows are written: no commit, of this process or another, lands
+   * between the reads.
+   */
   async snapshot<Q extends Record<string, CompiledQuery>>(queries: Q): Promise<SnapshotRows<Q>> {
     const names = Object.keys(queries) as (keyof Q)[];
-    return this.writer.read((all) => Object.fromEntries(names.map((name) => [name, all(queries[name]!)])) as SnapshotRows<Q>);
+    return this.writer.read(
+      (all) => Object.fromEntries(names.map((name) => [name, all(queries[name]!)])) as SnapshotRows<Q>,
+    );
   }
 
   /** False once its tables failed and could not be rebuilt (the next process applies its journal). */

@@ -17,7 +17,12 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
     });
 
     it("creates keys shown once and stored hashed; revokes and rotates them", async () => {
-      const { key, row } = await store.createKey({ org: "acme", name: "ci", scopes: ["tiny-qwen"], limits: { rpm: 60 } });
+      const { key, row } = await store.createKey({
+        org: "acme",
+        name: "ci",
+        scopes: ["tiny-qwen"],
+        limits: { rpm: 60 },
+      });
       expect(key).toMatch(/^avo_[A-Za-z0-9_-]{32}$/);
       expect(row.prefix).toBe(key.slice(0, 12));
       const stored = await store.keyBySecret(key);
@@ -50,10 +55,14 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
       expect(await store.balance(org)).toEqual({ available: 6_000, reserved: 4_000 });
       expect((await store.reserve({ ...base, requestId: "r1", amount: 4_000 })).amount).toBe(4_000);
       expect(await store.balance(org)).toEqual({ available: 6_000, reserved: 4_000 });
-      const settles = await Promise.all([1, 2, 3].map(() => store.settle("r1", { promptTokens: 10, completionTokens: 20, cost: 1_234, outcome: "ok" })));
+      const settles = await Promise.all(
+        [1, 2, 3].map(() => store.settle("r1", { promptTokens: 10, completionTokens: 20, cost: 1_234, outcome: "ok" })),
+      );
       expect(settles.filter(Boolean)).toHaveLength(1);
       expect(await store.balance(org)).toEqual({ available: 8_766, reserved: 0 });
-      await expect(store.reserve({ ...base, requestId: "r2", amount: 9_000 })).rejects.toBeInstanceOf(InsufficientCreditError);
+      await expect(store.reserve({ ...base, requestId: "r2", amount: 9_000 })).rejects.toBeInstanceOf(
+        InsufficientCreditError,
+      );
       expect(await store.balance(org)).toEqual({ available: 8_766, reserved: 0 });
       expect((await store.reserve({ ...base, requestId: "r3", amount: 9_000, minimum: 100 })).amount).toBe(8_766);
       await store.settle("r3", { promptTokens: 1, completionTokens: 0, cost: 99_999, outcome: "ok" });
@@ -75,7 +84,9 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
       expect(voids.sort()).toEqual([0, 1_500]);
       expect(await store.voidCharge("unknown", "ledger_unavailable")).toBe(0);
       expect(await store.balance(org)).toEqual({ available: 10_000, reserved: 0 });
-      expect(await store.usage({ orgId: org })).toEqual([expect.objectContaining({ requests: 1, prompt_tokens: 10, completion_tokens: 20, cost: 0 })]);
+      expect(await store.usage({ orgId: org })).toEqual([
+        expect.objectContaining({ requests: 1, prompt_tokens: 10, completion_tokens: 20, cost: 0 }),
+      ]);
       expect((await store.audit()).problems).toEqual([]);
       // The audit would see a request charged other than its revenue entries say (here, tampered with by hand).
       await store.db.updateTable("requests").set({ charged: 7 }).where("request_id", "=", "v1").execute();
@@ -92,13 +103,18 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
         Array.from({ length: 200 }, async (_, i) => {
           const requestId = `crowd-${i}`;
           try {
-            await (await store.reserve({ requestId, orgId: org, keyId: key.id, model: "m", amount: 1_000, instance: "i" })).durable;
+            await (
+              await store.reserve({ requestId, orgId: org, keyId: key.id, model: "m", amount: 1_000, instance: "i" })
+            ).durable;
           } catch (error) {
             if (error instanceof InsufficientCreditError) return 0;
             throw error;
           }
           const cost = 500 + (i % 7) * 50;
-          await Promise.all([store.settle(requestId, { promptTokens: 5, completionTokens: i % 7, cost, outcome: "ok" }), store.settle(requestId, { promptTokens: 5, completionTokens: i % 7, cost, outcome: "ok" })]);
+          await Promise.all([
+            store.settle(requestId, { promptTokens: 5, completionTokens: i % 7, cost, outcome: "ok" }),
+            store.settle(requestId, { promptTokens: 5, completionTokens: i % 7, cost, outcome: "ok" }),
+          ]);
           return cost;
         }),
       );
@@ -147,11 +163,13 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
       const base = { orgId: org, keyId: key.id, model: "m", instance: "i1", amount: 1_000 };
       // On SQLite the lookup is one prepared statement: a fresh id never runs it, any other reserve does.
       const ledger = store["ledger"];
-      const lookups = ledger instanceof SqliteLedger ? vi.spyOn(ledger.writer["statements"].existing, "get") : undefined;
+      const lookups =
+        ledger instanceof SqliteLedger ? vi.spyOn(ledger.writer["statements"].existing, "get") : undefined;
       expect((await store.reserve({ ...base, requestId: "f1" }, { fresh: true })).amount).toBe(1_000);
       expect(lookups?.mock.calls.length ?? 0).toBe(0);
       expect(await store.settle("f1", { promptTokens: 1, completionTokens: 1, cost: 100, outcome: "ok" })).toBe(true);
-      // (Reading the balance writes what the server decided in memory: the retry below finds the settled row in the tables.)
+      // (Reading the balance writes what the server decided in memory: the retry below finds the settled row in the
+      // tables.)
       expect(await store.balance(org)).toEqual({ available: 9_900, reserved: 0 });
       // A retry of a settled id (not fresh) takes nothing more.
       expect((await store.reserve({ ...base, requestId: "f1" })).amount).toBe(1_000);
@@ -173,7 +191,10 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
         const load = Array.from({ length: 4 }, async (_, lane) => {
           for (let i = 0; !stop; i++) {
             const requestId = `audit-${lane}-${i}`;
-            await busy.reserve({ requestId, orgId: org, keyId: key.id, model: "m", amount: 100, instance: "i" }, { fresh: true });
+            await busy.reserve(
+              { requestId, orgId: org, keyId: key.id, model: "m", amount: 100, instance: "i" },
+              { fresh: true },
+            );
             await busy.settle(requestId, { promptTokens: 1, completionTokens: 1, cost: 7, outcome: "ok" });
             settled++;
             // Requests arrive from the network: each lane waits for the next turn of the event loop.
@@ -202,7 +223,8 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
       expect(await store.ledgerAvailable()).toBe(true);
       if (kind !== "postgres") return;
       const { store: doomed, drop: dropDoomed } = await freshStore(kind, "health");
-      // Used, then its pool ended (Kysely starts a pool on first use: ending one never used leaves the next query a fresh start).
+      // Used, then its pool ended (Kysely starts a pool on first use: ending one never used leaves the next query a
+      // fresh start).
       await doomed.balance("org_none");
       await doomed.db.destroy();
       expect(await doomed.ledgerAvailable(500)).toBe(false);

@@ -3,11 +3,30 @@ import { InputError } from "../../core/errors.ts";
 import type { Logger } from "../../core/logger.ts";
 import { openDatabase, type Database, type StoreKind } from "./database.ts";
 import { KeyStore, type ApiKeyRow, type KeyLimits, type NewKey } from "./key-store.ts";
-import { accounts, CreditCeilingError, InsufficientCreditError, MAX_ISSUED, type Hold, type Ledger, type ReserveOptions, type ReserveRequest, type SettleUsage } from "./ledger.ts";
+import {
+  accounts,
+  CreditCeilingError,
+  InsufficientCreditError,
+  MAX_ISSUED,
+  type Hold,
+  type Ledger,
+  type ReserveOptions,
+  type ReserveRequest,
+  type SettleUsage,
+} from "./ledger.ts";
 import { PostgresLedger } from "./postgres-ledger.ts";
 import { SqliteLedger } from "./sqlite-ledger.ts";
 
-export { accounts, CreditCeilingError, InsufficientCreditError, MAX_ISSUED, type ApiKeyRow, type Hold, type KeyLimits, type NewKey };
+export {
+  accounts,
+  CreditCeilingError,
+  InsufficientCreditError,
+  MAX_ISSUED,
+  type ApiKeyRow,
+  type Hold,
+  type KeyLimits,
+  type NewKey,
+};
 
 export interface UsageRow {
   org_id: string;
@@ -41,11 +60,19 @@ export class Store extends KeyStore {
    * (a long-running server on SQLite): the ledger's operations become durable
    * in a journal and its tables commit in batches (see `SqliteLedgerWriter`).
    */
-  static async open(url: string, options: { journal?: boolean | { commitMs: number }; logger?: Logger; statementTimeoutMs?: number } = {}): Promise<Store> {
-    const { db, kind, sqlite, checkpointer } = await openDatabase(url, options.logger, { statementTimeoutMs: options.statementTimeoutMs });
+  static async open(
+    url: string,
+    options: { journal?: boolean | { commitMs: number }; logger?: Logger; statementTimeoutMs?: number } = {},
+  ): Promise<Store> {
+    const { db, kind, sqlite, checkpointer } = await openDatabase(url, options.logger, {
+      statementTimeoutMs: options.statementTimeoutMs,
+    });
     if (!sqlite) return new Store(new PostgresLedger(db), kind);
     try {
-      return new Store(SqliteLedger.open(db, sqlite, url.slice("sqlite:".length), checkpointer, { journal: options.journal }), kind);
+      return new Store(
+        SqliteLedger.open(db, sqlite, url.slice("sqlite:".length), checkpointer, { journal: options.journal }),
+        kind,
+      );
     } catch (error) {
       await checkpointer?.close();
       await db.destroy();
@@ -70,14 +97,19 @@ export class Store extends KeyStore {
 
   /** Adds prepaid credit (a top-up, a free-tier grant); idempotent by key. */
   async grant(orgName: string, amount: number, idempotencyKey: string, memo = "credit"): Promise<boolean> {
-    if (!Number.isSafeInteger(amount) || amount <= 0) throw new InputError(`a credit must be a positive integer of micro-units (found ${amount})`);
+    if (!Number.isSafeInteger(amount) || amount <= 0)
+      throw new InputError(`a credit must be a positive integer of micro-units (found ${amount})`);
     const orgId = await this.ensureOrg(orgName);
     return this.ledger.grant(orgId, amount, idempotencyKey, memo);
   }
 
   /** An org's spendable credit, and the part of its credit held for requests in flight. */
   async balance(orgId: string): Promise<{ available: number; reserved: number }> {
-    const row = await this.db.selectFrom("balances").select(["amount", "held"]).where("account", "=", accounts.credit(orgId)).executeTakeFirst();
+    const row = await this.db
+      .selectFrom("balances")
+      .select(["amount", "held"])
+      .where("account", "=", accounts.credit(orgId))
+      .executeTakeFirst();
     return { available: (row?.amount ?? 0) - (row?.held ?? 0), reserved: row?.held ?? 0 };
   }
 
@@ -128,26 +160,52 @@ export class Store extends KeyStore {
   async audit(): Promise<{ ok: boolean; problems: string[]; entries: number }> {
     const problems: string[] = [];
     const queries = {
-      unbalanced: this.db.selectFrom("ledger_entries").select(["transaction_id", sql<number>`cast(sum(amount) as bigint)`.as("total")]).groupBy("transaction_id").having(sql`sum(amount)`, "!=", 0).compile(),
-      sums: this.db.selectFrom("ledger_entries").select(["account", sql<number>`cast(sum(amount) as bigint)`.as("total")]).groupBy("account").compile(),
+      unbalanced: this.db
+        .selectFrom("ledger_entries")
+        .select(["transaction_id", sql<number>`cast(sum(amount) as bigint)`.as("total")])
+        .groupBy("transaction_id")
+        .having(sql`sum(amount)`, "!=", 0)
+        .compile(),
+      sums: this.db
+        .selectFrom("ledger_entries")
+        .select(["account", sql<number>`cast(sum(amount) as bigint)`.as("total")])
+        .groupBy("account")
+        .compile(),
       balances: this.db.selectFrom("balances").selectAll().compile(),
-      open: this.db.selectFrom("holds").select(["org_id", sql<number>`cast(sum(amount) as bigint)`.as("total")]).groupBy("org_id").compile(),
+      open: this.db
+        .selectFrom("holds")
+        .select(["org_id", sql<number>`cast(sum(amount) as bigint)`.as("total")])
+        .groupBy("org_id")
+        .compile(),
       // A request's charge, less what was given back of it, is what its revenue entries say.
       mismatched: this.db
         .selectFrom("requests")
         .leftJoin("ledger_entries", (join) =>
           join
-            .on((eb) => eb.or([eb("ledger_entries.transaction_id", "=", sql<string>`'charge:' || requests.request_id`), eb("ledger_entries.transaction_id", "=", sql<string>`'refund:' || requests.request_id`)]))
+            .on((eb) =>
+              eb.or([
+                eb("ledger_entries.transaction_id", "=", sql<string>`'charge:' || requests.request_id`),
+                eb("ledger_entries.transaction_id", "=", sql<string>`'refund:' || requests.request_id`),
+              ]),
+            )
             .on("ledger_entries.account", "=", accounts.revenue),
         )
-        .select(["requests.request_id", "requests.charged", sql<number | null>`sum(ledger_entries.amount)`.as("amount")])
+        .select([
+          "requests.request_id",
+          "requests.charged",
+          sql<number | null>`sum(ledger_entries.amount)`.as("amount"),
+        ])
         .groupBy(["requests.request_id", "requests.charged"])
         .having(sql`coalesce(sum(ledger_entries.amount), 0)`, "!=", sql`requests.charged`)
         .limit(20)
         .compile(),
-      entries: this.db.selectFrom("ledger_entries").select(sql<number>`count(*)`.as("n")).compile(),
+      entries: this.db
+        .selectFrom("ledger_entries")
+        .select(sql<number>`count(*)`.as("n"))
+        .compile(),
     };
-    // All on one state of the ledger: a commit landing between two of these reads (the server's, under load) would show a balance that disagrees with its entries.
+    // All on one state of the ledger: a commit landing between two of these reads (the server's, under load) would show
+    // a balance that disagrees with its entries.
     const rows = await this.ledger.snapshot(queries);
     for (const row of rows.unbalanced) problems.push(`transaction ${row.transaction_id} sums to ${row.total}`);
     const sums = new Map(rows.sums.map((s) => [s.account, Number(s.total)]));
@@ -156,11 +214,16 @@ export class Store extends KeyStore {
     for (const balance of balances) {
       const total = sums.get(balance.account) ?? 0;
       if (total !== balance.amount) problems.push(`${balance.account}: balance ${balance.amount}, entries ${total}`);
-      if (balance.account.startsWith("org:") && balance.amount - balance.held < 0) problems.push(`${balance.account}: available credit is negative (${balance.amount - balance.held})`);
-      if ((open.get(balance.account) ?? 0) !== balance.held) problems.push(`${balance.account}: ${balance.held} held, open requests hold ${open.get(balance.account) ?? 0}`);
+      if (balance.account.startsWith("org:") && balance.amount - balance.held < 0)
+        problems.push(`${balance.account}: available credit is negative (${balance.amount - balance.held})`);
+      if ((open.get(balance.account) ?? 0) !== balance.held)
+        problems.push(`${balance.account}: ${balance.held} held, open requests hold ${open.get(balance.account) ?? 0}`);
     }
-    for (const [account, held] of open) if (!balances.some((b) => b.account === account)) problems.push(`${account}: open requests hold ${held} on no balance`);
-    for (const row of rows.mismatched) problems.push(`request ${row.request_id}: charged ${row.charged}, revenue entry ${row.amount ?? "none"}`);
+    for (const [account, held] of open)
+      if (!balances.some((b) => b.account === account))
+        problems.push(`${account}: open requests hold ${held} on no balance`);
+    for (const row of rows.mismatched)
+      problems.push(`request ${row.request_id}: charged ${row.charged}, revenue entry ${row.amount ?? "none"}`);
     return { ok: problems.length === 0, problems, entries: Number(rows.entries[0]?.n ?? 0) };
   }
 
@@ -196,9 +259,20 @@ export class Store extends KeyStore {
       .orderBy("key_id")
       .orderBy("model");
     // Through the org's keys: requests are indexed by key and time.
-    if (filter.orgId) query = query.where("key_id", "in", this.db.selectFrom("api_keys").select("id").where("org_id", "=", filter.orgId));
+    if (filter.orgId)
+      query = query.where(
+        "key_id",
+        "in",
+        this.db.selectFrom("api_keys").select("id").where("org_id", "=", filter.orgId),
+      );
     if (filter.from) query = query.where("day", ">=", filter.from);
     if (filter.to) query = query.where("day", "<=", filter.to);
-    return (await query.execute()).map((r) => ({ ...r, requests: Number(r.requests), prompt_tokens: Number(r.prompt_tokens), completion_tokens: Number(r.completion_tokens), cost: Number(r.cost) }));
+    return (await query.execute()).map((r) => ({
+      ...r,
+      requests: Number(r.requests),
+      prompt_tokens: Number(r.prompt_tokens),
+      completion_tokens: Number(r.completion_tokens),
+      cost: Number(r.cost),
+    }));
   }
 }

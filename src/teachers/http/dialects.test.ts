@@ -28,7 +28,11 @@ interface Recorded {
 const FOLDER = join(PROJECT_ROOT, "test", "data", "dialects");
 const CASES = readdirSync(FOLDER)
   .filter((name) => name.endsWith(".json"))
-  .map((name) => ({ name: name.replace(/\.json$/, ""), engine: name.split(/[-.]/)[0] as HttpEngine, recorded: JSON.parse(readFileSync(join(FOLDER, name), "utf8")) as Recorded }));
+  .map((name) => ({
+    name: name.replace(/\.json$/, ""),
+    engine: name.split(/[-.]/)[0] as HttpEngine,
+    recorded: JSON.parse(readFileSync(join(FOLDER, name), "utf8")) as Recorded,
+  }));
 
 describe.each(CASES)("the $name dialect, against answers in its documented format", ({ engine, recorded }) => {
   let server: Server;
@@ -42,7 +46,10 @@ describe.each(CASES)("the $name dialect, against answers in its documented forma
       request.on("end", () => {
         const sent = JSON.parse(body) as Record<string, unknown>;
         received.push(sent);
-        if (!sent.stream) return void response.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(recorded.chat));
+        if (!sent.stream)
+          return void response
+            .writeHead(200, { "content-type": "application/json" })
+            .end(JSON.stringify(recorded.chat));
         response.writeHead(200, { "content-type": "text/event-stream" });
         for (const event of recorded.stream) response.write(`data: ${JSON.stringify(event)}\n\n`);
         response.end("data: [DONE]\n\n");
@@ -50,7 +57,13 @@ describe.each(CASES)("the $name dialect, against answers in its documented forma
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
-    teacher = new HttpTeacher({ name: `${engine}-teacher`, family: recorded.ask.family ?? "qwen", engine, baseUrl, model: "m" });
+    teacher = new HttpTeacher({
+      name: `${engine}-teacher`,
+      family: recorded.ask.family ?? "qwen",
+      engine,
+      baseUrl,
+      model: "m",
+    });
   });
   afterAll(async () => {
     await teacher?.close();
@@ -85,19 +98,28 @@ describe.each(CASES)("the $name dialect, against answers in its documented forma
     }
   });
 
-  it.runIf(engine === "ollama")("refuses log-probs, which this server does not serve, before sending anything", async () => {
-    const before = received.length;
-    await expect(teacher.generate({ ...request(), topLogprobs: 1 })).rejects.toMatchObject({ kind: "unsupported" });
-    expect(received).toHaveLength(before);
-  });
+  it.runIf(engine === "ollama")(
+    "refuses log-probs, which this server does not serve, before sending anything",
+    async () => {
+      const before = received.length;
+      await expect(teacher.generate({ ...request(), topLogprobs: 1 })).rejects.toMatchObject({ kind: "unsupported" });
+      expect(received).toHaveLength(before);
+    },
+  );
 
   it("reads a stream to the same answer", async () => {
     const events: TeacherEvent[] = [];
     for await (const event of teacher.stream(request())) events.push(event);
     const done = events.at(-1)!;
     if (done.type !== "done") throw new Error("the stream did not end with its answer");
-    const streamed = (type: "content" | "reasoning") => events.flatMap((event) => (event.type === type ? [event.text] : [])).join("");
-    expect([streamed("content"), streamed("reasoning"), done.response.content, done.response.usage.completionTokens]).toEqual([
+    const streamed = (type: "content" | "reasoning") =>
+      events.flatMap((event) => (event.type === type ? [event.text] : [])).join("");
+    expect([
+      streamed("content"),
+      streamed("reasoning"),
+      done.response.content,
+      done.response.usage.completionTokens,
+    ]).toEqual([
       recorded.expect.content,
       recorded.expect.reasoning,
       recorded.expect.content,

@@ -9,18 +9,33 @@ export type HttpEngine = (typeof HTTP_ENGINES)[number];
  * Everything else is the shared OpenAI chat-completions protocol.
  */
 export interface Dialect {
-  /** The most `top_logprobs` the server accepts per token (vLLM's default --max-logprobs is 20, TGI caps at 5); undefined: it serves none. */
+  /**
+   * The most `top_logprobs` the server accepts per token (vLLM's default --max-logprobs is 20, TGI caps at 5);
+   * undefined: it serves none.
+   */
   maxTopLogprobs: number | undefined;
-  /** How a given continuation is scored: vLLM's `prompt_logprobs` on /v1/completions (ids from its /tokenize), or not at all. */
+  /**
+   * How a given continuation is scored: vLLM's `prompt_logprobs` on /v1/completions (ids from its /tokenize), or not at
+   * all.
+   */
   score: "prompt-logprobs" | "none";
   /** Extra request fields for thinking on/off and reasoning effort. */
-  reasoningFields(request: Pick<TeacherRequest, "thinking" | "reasoningEffort">, family: TeacherFamily): Record<string, unknown>;
+  reasoningFields(
+    request: Pick<TeacherRequest, "thinking" | "reasoningEffort">,
+    family: TeacherFamily,
+  ): Record<string, unknown>;
   /** Extra request fields for top-k log-probs beyond the OpenAI ones. */
   logprobFields(topLogprobs: number): Record<string, unknown>;
 }
 
-/** vLLM, SGLang and llama.cpp pass `chat_template_kwargs` to the template: Qwen3's `enable_thinking`, gpt-oss's `reasoning_effort`. */
-function templateKwargs(request: Pick<TeacherRequest, "thinking" | "reasoningEffort">, family: TeacherFamily): Record<string, unknown> {
+/**
+ * vLLM, SGLang and llama.cpp pass `chat_template_kwargs` to the template: Qwen3's `enable_thinking`, gpt-oss's
+ * `reasoning_effort`.
+ */
+function templateKwargs(
+  request: Pick<TeacherRequest, "thinking" | "reasoningEffort">,
+  family: TeacherFamily,
+): Record<string, unknown> {
   const kwargs: Record<string, unknown> = {};
   if (request.thinking !== undefined && family !== "gptoss") kwargs.enable_thinking = request.thinking;
   if (request.reasoningEffort !== undefined && family === "gptoss") kwargs.reasoning_effort = request.reasoningEffort;
@@ -42,13 +57,23 @@ export const DIALECTS: Record<HttpEngine, Dialect> = {
     logprobFields: none,
   },
   // llama.cpp server: `n_probs` is its native name for top-k probabilities (older builds ignore `top_logprobs`).
-  llamacpp: { maxTopLogprobs: 20, score: "none", reasoningFields: templateKwargs, logprobFields: (k) => ({ n_probs: k }) },
-  // Ollama /v1: `reasoning_effort` switches thinking models, "none" turns thinking off; its request has no log-prob fields.
+  llamacpp: {
+    maxTopLogprobs: 20,
+    score: "none",
+    reasoningFields: templateKwargs,
+    logprobFields: (k) => ({ n_probs: k }),
+  },
+  // Ollama /v1: `reasoning_effort` switches thinking models, "none" turns thinking off; its request has no log-prob
+  // fields.
   ollama: {
     maxTopLogprobs: undefined,
     score: "none",
     reasoningFields: (request) =>
-      request.reasoningEffort !== undefined ? { reasoning_effort: request.reasoningEffort } : request.thinking === false ? { reasoning_effort: "none" } : {},
+      request.reasoningEffort !== undefined
+        ? { reasoning_effort: request.reasoningEffort }
+        : request.thinking === false
+          ? { reasoning_effort: "none" }
+          : {},
     logprobFields: none,
   },
   // TGI's Messages API: top_logprobs at most 5, no reasoning parser.
@@ -56,7 +81,8 @@ export const DIALECTS: Record<HttpEngine, Dialect> = {
   openai: {
     maxTopLogprobs: 20,
     score: "none",
-    reasoningFields: (request) => (request.reasoningEffort !== undefined ? { reasoning_effort: request.reasoningEffort } : {}),
+    reasoningFields: (request) =>
+      request.reasoningEffort !== undefined ? { reasoning_effort: request.reasoningEffort } : {},
     logprobFields: none,
   },
 };

@@ -18,7 +18,9 @@ import type { HttpEngine } from "./dialects.ts";
 
 const SECRET = "sk-avocado-TEST-7f3a9c2e1b";
 
-/** A conformance subject: the test server in front of a real tiny teacher, reached through the configured teacher stack. */
+/**
+ * A conformance subject: the test server in front of a real tiny teacher, reached through the configured teacher stack.
+ */
 function served(
   label: string,
   gguf: "tiny-qwen" | "tiny-gptoss",
@@ -34,8 +36,21 @@ function served(
     prompts,
     reasons: true,
     open: async () => {
-      backend = await new OpenAiCompatibleTestServer(await EmbeddedEngine.load(teacherGguf(gguf), { sequences: 2 }), { model: gguf, apiKey: SECRET, ...server }).start();
-      const config = teacherConfigSchema.parse({ name: `${gguf}-http`, family, transport: "http", engine, baseUrl: backend.baseUrl, model: gguf, apiKeyEnv: "TEST_TEACHER_KEY", ...extra });
+      backend = await new OpenAiCompatibleTestServer(await EmbeddedEngine.load(teacherGguf(gguf), { sequences: 2 }), {
+        model: gguf,
+        apiKey: SECRET,
+        ...server,
+      }).start();
+      const config = teacherConfigSchema.parse({
+        name: `${gguf}-http`,
+        family,
+        transport: "http",
+        engine,
+        baseUrl: backend.baseUrl,
+        model: gguf,
+        apiKeyEnv: "TEST_TEACHER_KEY",
+        ...extra,
+      });
       const teacher = await openTeacher(config, { environment: { TEST_TEACHER_KEY: SECRET } });
       const close = teacher.close.bind(teacher);
       teacher.close = async () => {
@@ -48,19 +63,65 @@ function served(
   });
 }
 
-const QWEN_PROMPTS: [string, string, string] = ["What is 25*12?", "Reverse the word 'fosa'.", "What is the capital of Zorvia?"];
-const GPTOSS_PROMPTS: [string, string, string] = ["What is 25*12?", "Convert 20 kg to g.", "Cy is taller than Ann. Jo is taller than Cy. Who is tallest?"];
+const QWEN_PROMPTS: [string, string, string] = [
+  "What is 25*12?",
+  "Reverse the word 'fosa'.",
+  "What is the capital of Zorvia?",
+];
+const GPTOSS_PROMPTS: [string, string, string] = [
+  "What is 25*12?",
+  "Convert 20 kg to g.",
+  "Cy is taller than Ann. Jo is taller than Cy. Who is tallest?",
+];
 
-served("HTTP vLLM dialect, reasoning_content (tiny-qwen)", "tiny-qwen", "qwen", "vllm", { reasoningField: "reasoning_content" }, QWEN_PROMPTS);
-served("HTTP vLLM dialect, reasoning (tiny-gptoss, harmony)", "tiny-gptoss", "gptoss", "vllm", { reasoningField: "reasoning" }, GPTOSS_PROMPTS);
-served("HTTP without a reasoning parser: raw <think> split by the client (tiny-qwen)", "tiny-qwen", "qwen", "vllm", { reasoningField: "none" }, QWEN_PROMPTS);
-served("HTTP generic family: tokenizer_config.json template rendered here, sent to /v1/completions (tiny-qwen)", "tiny-qwen", "generic", "vllm", {}, QWEN_PROMPTS, {
-  chatTemplate: join(TEST_WORKSPACE, "teachers", "tiny-qwen", "tokenizer_config.json"),
-});
-served("HTTP llama.cpp dialect: no prompt log-probs (tiny-qwen)", "tiny-qwen", "qwen", "llamacpp", { reasoningField: "reasoning_content" }, QWEN_PROMPTS);
+served(
+  "HTTP vLLM dialect, reasoning_content (tiny-qwen)",
+  "tiny-qwen",
+  "qwen",
+  "vllm",
+  { reasoningField: "reasoning_content" },
+  QWEN_PROMPTS,
+);
+served(
+  "HTTP vLLM dialect, reasoning (tiny-gptoss, harmony)",
+  "tiny-gptoss",
+  "gptoss",
+  "vllm",
+  { reasoningField: "reasoning" },
+  GPTOSS_PROMPTS,
+);
+served(
+  "HTTP without a reasoning parser: raw <think> split by the client (tiny-qwen)",
+  "tiny-qwen",
+  "qwen",
+  "vllm",
+  { reasoningField: "none" },
+  QWEN_PROMPTS,
+);
+served(
+  "HTTP generic family: tokenizer_config.json template rendered here, sent to /v1/completions (tiny-qwen)",
+  "tiny-qwen",
+  "generic",
+  "vllm",
+  {},
+  QWEN_PROMPTS,
+  {
+    chatTemplate: join(TEST_WORKSPACE, "teachers", "tiny-qwen", "tokenizer_config.json"),
+  },
+);
+served(
+  "HTTP llama.cpp dialect: no prompt log-probs (tiny-qwen)",
+  "tiny-qwen",
+  "qwen",
+  "llamacpp",
+  { reasoningField: "reasoning_content" },
+  QWEN_PROMPTS,
+);
 
 /** A hand-written server for protocol edges no real engine here produces. */
-async function edgeServer(handler: (request: IncomingMessage, response: ServerResponse, body: string) => void): Promise<{ url: string; server: Server; bodies: unknown[] }> {
+async function edgeServer(
+  handler: (request: IncomingMessage, response: ServerResponse, body: string) => void,
+): Promise<{ url: string; server: Server; bodies: unknown[] }> {
   const bodies: unknown[] = [];
   const server = createServer((request, response) => {
     const chunks: Buffer[] = [];
@@ -85,7 +146,8 @@ const stop = (server: Server) => {
 };
 
 const sse = (value: unknown) => `data: ${JSON.stringify(value)}\n\n`;
-const chunk = (delta: Record<string, string>, finish: string | null = null) => sse({ id: "x", object: "chat.completion.chunk", model: "m", choices: [{ index: 0, delta, finish_reason: finish }] });
+const chunk = (delta: Record<string, string>, finish: string | null = null) =>
+  sse({ id: "x", object: "chat.completion.chunk", model: "m", choices: [{ index: 0, delta, finish_reason: finish }] });
 
 describe("HttpTeacher failures: a clear typed error, no hang, no key in any message or log", () => {
   const lines: string[] = [];
@@ -138,10 +200,33 @@ describe("HttpTeacher failures: a clear typed error, no hang, no key in any mess
 
     const folder = scratchFolder("tls");
     mkdirSync(folder, { recursive: true });
-    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(folder, "key.pem"), "-out", join(folder, "cert.pem"), "-days", "1", "-subj", "/CN=localhost"], { stdio: "ignore" });
-    const https = createHttpsServer({ key: readFileSync(join(folder, "key.pem")), cert: readFileSync(join(folder, "cert.pem")) }, (_request, response) => response.end("{}"));
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        join(folder, "key.pem"),
+        "-out",
+        join(folder, "cert.pem"),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+      ],
+      { stdio: "ignore" },
+    );
+    const https = createHttpsServer(
+      { key: readFileSync(join(folder, "key.pem")), cert: readFileSync(join(folder, "cert.pem")) },
+      (_request, response) => response.end("{}"),
+    );
     await new Promise<void>((resolve) => https.listen(0, "127.0.0.1", resolve));
-    const selfSigned = await failure((await teacherAt(`https://127.0.0.1:${(https.address() as AddressInfo).port}/v1`)).generate(ask));
+    const selfSigned = await failure(
+      (await teacherAt(`https://127.0.0.1:${(https.address() as AddressInfo).port}/v1`)).generate(ask),
+    );
     expect(selfSigned.kind).toBe("tls");
     expect(selfSigned.message).toMatch(/certificate/i);
     https.closeAllConnections();
@@ -149,7 +234,9 @@ describe("HttpTeacher failures: a clear typed error, no hang, no key in any mess
   });
 
   it("a non-JSON body is 'bad-response', with the start of the body", async () => {
-    const edge = await edgeServer((_request, response) => response.writeHead(200, { "content-type": "text/html" }).end("<html>502 Bad Gateway</html>"));
+    const edge = await edgeServer((_request, response) =>
+      response.writeHead(200, { "content-type": "text/html" }).end("<html>502 Bad Gateway</html>"),
+    );
     const error = await failure((await teacherAt(edge.url)).generate(ask));
     expect(error.kind).toBe("bad-response");
     expect(error.message).toMatch(/not JSON.*<html>/);
@@ -163,7 +250,9 @@ describe("HttpTeacher failures: a clear typed error, no hang, no key in any mess
   });
 
   it("a response larger than maxResponseBytes is refused", async () => {
-    const edge = await edgeServer((_request, response) => response.end(JSON.stringify({ choices: [{ message: { content: "x".repeat(20_000) }, finish_reason: "stop" }] })));
+    const edge = await edgeServer((_request, response) =>
+      response.end(JSON.stringify({ choices: [{ message: { content: "x".repeat(20_000) }, finish_reason: "stop" }] })),
+    );
     const error = await failure((await teacherAt(edge.url, { maxResponseBytes: 4096 })).generate(ask));
     expect(error.kind).toBe("bad-response");
     expect(error.message).toMatch(/larger than 4096 bytes/);
@@ -224,11 +313,26 @@ describe("HttpTeacher failures: a clear typed error, no hang, no key in any mess
   });
 
   it("a wrongly declared family is 'family-mismatch' (a Qwen model declared as gpt-oss or Gemma)", async () => {
-    const backend = await new OpenAiCompatibleTestServer(await EmbeddedEngine.load(teacherGguf("tiny-qwen")), { model: "tiny-qwen", reasoningField: "none" }).start();
+    const backend = await new OpenAiCompatibleTestServer(await EmbeddedEngine.load(teacherGguf("tiny-qwen")), {
+      model: "tiny-qwen",
+      reasoningField: "none",
+    }).start();
     try {
       for (const family of ["gptoss", "gemma"] as const) {
-        const teacher = await openTeacher(teacherConfigSchema.parse({ name: "liar", family, transport: "http", engine: "vllm", baseUrl: backend.baseUrl, model: "tiny-qwen", limits: { retries: 0 } }));
-        const error = await failure(teacher.generate({ messages: [{ role: "user", content: "What is 25*12?" }], maxTokens: 48 }));
+        const teacher = await openTeacher(
+          teacherConfigSchema.parse({
+            name: "liar",
+            family,
+            transport: "http",
+            engine: "vllm",
+            baseUrl: backend.baseUrl,
+            model: "tiny-qwen",
+            limits: { retries: 0 },
+          }),
+        );
+        const error = await failure(
+          teacher.generate({ messages: [{ role: "user", content: "What is 25*12?" }], maxTokens: 48 }),
+        );
         expect(error.kind).toBe("family-mismatch");
         expect(error.message).toMatch(new RegExp(`declared family '${family}'.*'qwen'`));
       }
@@ -243,7 +347,12 @@ describe("HttpTeacher failures: a clear typed error, no hang, no key in any mess
     const edge = await edgeServer((request, response) => {
       calls++;
       const auth = request.headers.authorization ?? "";
-      if (calls === 1) return response.writeHead(401, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: `invalid key ${auth} / ${String(request.headers["x-api-token"])}` } }));
+      if (calls === 1)
+        return response
+          .writeHead(401, { "content-type": "application/json" })
+          .end(
+            JSON.stringify({ error: { message: `invalid key ${auth} / ${String(request.headers["x-api-token"])}` } }),
+          );
       response.writeHead(500).end(`upstream failed for ${auth}`);
     });
     const auth = await failure((await teacherAt(edge.url)).generate(ask));
@@ -266,8 +375,12 @@ describe("HttpTeacher failures: a clear typed error, no hang, no key in any mess
   });
 
   afterAll(() => {
-    // The key, the secret header and their JSON-escaped forms appear nowhere: not in messages, stacks, causes' messages, or the log.
-    const everything = [...lines, ...errors.flatMap((e) => [e.message, e.stack ?? "", String((e.cause as Error | undefined)?.message ?? "")])].join("\n");
+    // The key, the secret header and their JSON-escaped forms appear nowhere: not in messages, stacks, causes'
+    // messages, or the log.
+    const everything = [
+      ...lines,
+      ...errors.flatMap((e) => [e.message, e.stack ?? "", String((e.cause as Error | undefined)?.message ?? "")]),
+    ].join("\n");
     expect(lines.length).toBeGreaterThan(5);
     expect(everything).not.toContain(SECRET);
   });
@@ -276,7 +389,9 @@ describe("HttpTeacher failures: a clear typed error, no hang, no key in any mess
 describe("HttpTeacher request dialects", () => {
   let backend: OpenAiCompatibleTestServer;
   beforeAll(async () => {
-    backend = await new OpenAiCompatibleTestServer(await EmbeddedEngine.load(teacherGguf("tiny-qwen")), { model: "tiny-qwen" }).start();
+    backend = await new OpenAiCompatibleTestServer(await EmbeddedEngine.load(teacherGguf("tiny-qwen")), {
+      model: "tiny-qwen",
+    }).start();
   });
   afterAll(async () => {
     await backend.stop();
@@ -285,21 +400,58 @@ describe("HttpTeacher request dialects", () => {
 
   it("sends Qwen's enable_thinking through chat_template_kwargs, llama.cpp's n_probs, and merges Gemma system prompts", async () => {
     const open = (engine: HttpEngine, family: "qwen" | "gemma") =>
-      openTeacher(teacherConfigSchema.parse({ name: `d-${engine}`, family, transport: "http", engine, baseUrl: backend.baseUrl, model: "tiny-qwen" }));
-    const off = await (await open("vllm", "qwen")).generate({ messages: [{ role: "user", content: "What is 25*12?" }], thinking: false, maxTokens: 16 });
+      openTeacher(
+        teacherConfigSchema.parse({
+          name: `d-${engine}`,
+          family,
+          transport: "http",
+          engine,
+          baseUrl: backend.baseUrl,
+          model: "tiny-qwen",
+        }),
+      );
+    const off = await (
+      await open("vllm", "qwen")
+    ).generate({ messages: [{ role: "user", content: "What is 25*12?" }], thinking: false, maxTokens: 16 });
     expect(off.reasoning).toBe("");
     expect(backend.received.at(-1)?.body).toMatchObject({ chat_template_kwargs: { enable_thinking: false } });
-    await (await open("llamacpp", "qwen")).generate({ messages: [{ role: "user", content: "What is 25*12?" }], topLogprobs: 2, maxTokens: 4 });
+    await (
+      await open("llamacpp", "qwen")
+    ).generate({ messages: [{ role: "user", content: "What is 25*12?" }], topLogprobs: 2, maxTokens: 4 });
     expect(backend.received.at(-1)?.body).toMatchObject({ logprobs: true, top_logprobs: 2, n_probs: 2 });
     const gemma = await open("vllm", "gemma");
-    await gemma.generate({ messages: [{ role: "system", content: "Be brief." }, { role: "user", content: "Hi" }], maxTokens: 4 }).catch(() => undefined);
+    await gemma
+      .generate({
+        messages: [
+          { role: "system", content: "Be brief." },
+          { role: "user", content: "Hi" },
+        ],
+        maxTokens: 4,
+      })
+      .catch(() => undefined);
     expect(backend.received.at(-1)?.body).toMatchObject({ messages: [{ role: "user", content: "Be brief.\n\nHi" }] });
-    await expect(gemma.generate({ messages: [{ role: "user", content: "Hi" }], topLogprobs: 21 })).rejects.toMatchObject({ kind: "bad-request" });
+    await expect(
+      gemma.generate({ messages: [{ role: "user", content: "Hi" }], topLogprobs: 21 }),
+    ).rejects.toMatchObject({ kind: "bad-request" });
     // The configured default applies unless the request chooses.
-    const configured = await openTeacher(teacherConfigSchema.parse({ name: "quiet", family: "qwen", transport: "http", engine: "vllm", baseUrl: backend.baseUrl, model: "tiny-qwen", thinking: false }));
+    const configured = await openTeacher(
+      teacherConfigSchema.parse({
+        name: "quiet",
+        family: "qwen",
+        transport: "http",
+        engine: "vllm",
+        baseUrl: backend.baseUrl,
+        model: "tiny-qwen",
+        thinking: false,
+      }),
+    );
     await configured.generate({ messages: [{ role: "user", content: "What is 25*12?" }], maxTokens: 4 });
     expect(backend.received.at(-1)?.body).toMatchObject({ chat_template_kwargs: { enable_thinking: false } });
-    await configured.generate({ messages: [{ role: "user", content: "What is 25*12?" }], maxTokens: 4, thinking: true });
+    await configured.generate({
+      messages: [{ role: "user", content: "What is 25*12?" }],
+      maxTokens: 4,
+      thinking: true,
+    });
     expect(backend.received.at(-1)?.body).toMatchObject({ chat_template_kwargs: { enable_thinking: true } });
   });
 });

@@ -2,9 +2,27 @@ import { performance } from "node:perf_hooks";
 import type { Price } from "../../core/config/teacher-schema.ts";
 import { callCost } from "../cost.ts";
 import { prepareMessages } from "../../chat/prepare-messages.ts";
-import { foreignFamilyIn, splitReasoning, StreamingReasoningSplitter, type GenericTemplate, type TeacherFamily } from "../families.ts";
+import {
+  foreignFamilyIn,
+  splitReasoning,
+  StreamingReasoningSplitter,
+  type GenericTemplate,
+  type TeacherFamily,
+} from "../families.ts";
 import { ModelError } from "../../core/model-error.ts";
-import type { FinishReason, ScoreRequest, ScoreResult, Teacher, TeacherCapabilities, TeacherEvent, TeacherHealth, TeacherRequest, TeacherResponse, TeacherUsage, TokenLogprob } from "../teacher.ts";
+import type {
+  FinishReason,
+  ScoreRequest,
+  ScoreResult,
+  Teacher,
+  TeacherCapabilities,
+  TeacherEvent,
+  TeacherHealth,
+  TeacherRequest,
+  TeacherResponse,
+  TeacherUsage,
+  TokenLogprob,
+} from "../teacher.ts";
 import { DIALECTS, type Dialect, type HttpEngine } from "./dialects.ts";
 import {
   chatChunkSchema,
@@ -66,8 +84,19 @@ export class HttpTeacher implements Teacher {
     this.name = options.name;
     this.family = options.family;
     this.dialect = DIALECTS[options.engine];
-    if (options.family === "generic" && !options.template) throw new ModelError(options.name, "bad-request", "the generic family needs a chat template (chatTemplate: a tokenizer_config.json)");
-    this.client = new OpenAiClient({ label: options.name, baseUrl: options.baseUrl, apiKey: options.apiKey, headers: options.headers, maxResponseBytes: options.maxResponseBytes });
+    if (options.family === "generic" && !options.template)
+      throw new ModelError(
+        options.name,
+        "bad-request",
+        "the generic family needs a chat template (chatTemplate: a tokenizer_config.json)",
+      );
+    this.client = new OpenAiClient({
+      label: options.name,
+      baseUrl: options.baseUrl,
+      apiKey: options.apiKey,
+      headers: options.headers,
+      maxResponseBytes: options.maxResponseBytes,
+    });
     this.capabilities = {
       streaming: true,
       logprobs: this.dialect.maxTopLogprobs !== undefined,
@@ -99,7 +128,14 @@ export class HttpTeacher implements Teacher {
       acc.usage = answer.usage ?? undefined;
       acc.model = answer.model;
     } else {
-      const answer = await this.client.json("POST", path, body, request.signal, chatCompletionSchema, "the chat completion");
+      const answer = await this.client.json(
+        "POST",
+        path,
+        body,
+        request.signal,
+        chatCompletionSchema,
+        "the chat completion",
+      );
       const choice = answer.choices[0]!;
       acc.content = choice.message.content ?? "";
       acc.reasoning = reasoningOf(choice.message);
@@ -119,20 +155,39 @@ export class HttpTeacher implements Teacher {
     // Servers without a reasoning parser leave <think> / harmony channels in the content: split it here.
     const splitter = new StreamingReasoningSplitter(this.family);
     try {
-      for await (const data of this.client.events(generic ? "/completions" : "/chat/completions", body, request.signal)) {
+      for await (const data of this.client.events(
+        generic ? "/completions" : "/chat/completions",
+        body,
+        request.signal,
+      )) {
         let json: unknown;
         try {
           json = JSON.parse(data);
         } catch {
-          throw new ModelError(this.name, "bad-response", `a stream event is not JSON (${JSON.stringify(data.slice(0, 80))})`);
+          throw new ModelError(
+            this.name,
+            "bad-response",
+            `a stream event is not JSON (${JSON.stringify(data.slice(0, 80))})`,
+          );
         }
         if (json && typeof json === "object" && "error" in json) {
-          throw new ModelError(this.name, "server", this.client.redact(`the server reported an error mid-stream: ${JSON.stringify((json as { error: unknown }).error).slice(0, 300)}`));
+          throw new ModelError(
+            this.name,
+            "server",
+            this.client.redact(
+              `the server reported an error mid-stream: ${JSON.stringify((json as { error: unknown }).error).slice(0, 300)}`,
+            ),
+          );
         }
         acc.chunks++;
         if (generic) {
           const chunk = completionSchema.safeParse(json);
-          if (!chunk.success) throw new ModelError(this.name, "bad-response", `a stream event is not a completion chunk (${chunk.error.issues[0]?.message})`);
+          if (!chunk.success)
+            throw new ModelError(
+              this.name,
+              "bad-response",
+              `a stream event is not a completion chunk (${chunk.error.issues[0]?.message})`,
+            );
           acc.usage = chunk.data.usage ?? acc.usage;
           for (const choice of chunk.data.choices) {
             if (choice.text) yield* this.rawDelta(acc, splitter, choice.text);
@@ -141,7 +196,12 @@ export class HttpTeacher implements Teacher {
           }
         } else {
           const chunk = chatChunkSchema.safeParse(json);
-          if (!chunk.success) throw new ModelError(this.name, "bad-response", `a stream event is not a chat chunk (${chunk.error.issues[0]?.message})`);
+          if (!chunk.success)
+            throw new ModelError(
+              this.name,
+              "bad-response",
+              `a stream event is not a chat chunk (${chunk.error.issues[0]?.message})`,
+            );
           acc.usage = chunk.data.usage ?? acc.usage;
           acc.model = chunk.data.model ?? acc.model;
           for (const choice of chunk.data.choices) {
@@ -158,55 +218,115 @@ export class HttpTeacher implements Teacher {
       }
     } catch (error) {
       // A stream that lost only its [DONE] after the final chunk is complete.
-      if (!(error instanceof ModelError && error.kind === "truncated-stream" && acc.finishReason !== undefined && acc.usage !== undefined)) throw error;
+      if (!(
+        error instanceof ModelError &&
+        error.kind === "truncated-stream" &&
+        acc.finishReason !== undefined &&
+        acc.usage !== undefined
+      ))
+        throw error;
     }
-    if (acc.finishReason === undefined) throw new ModelError(this.name, "truncated-stream", "the stream ended without a finish_reason");
+    if (acc.finishReason === undefined)
+      throw new ModelError(this.name, "truncated-stream", "the stream ended without a finish_reason");
     yield { type: "done", response: this.finish(acc, request, performance.now() - started) };
   }
 
   async score(request: ScoreRequest): Promise<ScoreResult> {
     if (this.dialect.score === "none") {
-      throw new ModelError(this.name, "unsupported", `scoring a given continuation needs prompt log-probs, which ${this.options.engine} does not serve (vLLM does)`);
+      throw new ModelError(
+        this.name,
+        "unsupported",
+        `scoring a given continuation needs prompt log-probs, which ${this.options.engine} does not serve (vLLM does)`,
+      );
     }
     const messages = prepareMessages(this.family, request.messages);
     const reasoning = this.dialect.reasoningFields(request, this.family);
     const prefixBody =
       this.family === "generic"
-        ? { model: this.options.model, prompt: this.options.template!.render(messages, { thinking: request.thinking }), add_special_tokens: false }
-        : { model: this.options.model, messages, add_generation_prompt: true, ...(reasoning.chat_template_kwargs ? { chat_template_kwargs: reasoning.chat_template_kwargs } : {}) };
+        ? {
+            model: this.options.model,
+            prompt: this.options.template!.render(messages, { thinking: request.thinking }),
+            add_special_tokens: false,
+          }
+        : {
+            model: this.options.model,
+            messages,
+            add_generation_prompt: true,
+            ...(reasoning.chat_template_kwargs ? { chat_template_kwargs: reasoning.chat_template_kwargs } : {}),
+          };
     const prefix = await this.tokenize(prefixBody, request.signal);
-    const continuation = await this.tokenize({ model: this.options.model, prompt: request.continuation, add_special_tokens: false }, request.signal);
+    const continuation = await this.tokenize(
+      { model: this.options.model, prompt: request.continuation, add_special_tokens: false },
+      request.signal,
+    );
     if (continuation.length === 0) throw new ModelError(this.name, "bad-request", "the continuation to score is empty");
     const topK = Math.min(request.topLogprobs ?? 0, this.dialect.maxTopLogprobs ?? 0);
     const body = await this.client.json(
       "POST",
       "/completions",
-      { model: this.options.model, prompt: [...prefix, ...continuation], max_tokens: 1, temperature: 0, prompt_logprobs: topK },
+      {
+        model: this.options.model,
+        prompt: [...prefix, ...continuation],
+        max_tokens: 1,
+        temperature: 0,
+        prompt_logprobs: topK,
+      },
       request.signal,
       completionSchema,
       "the prompt log-probs",
     );
     const entries = body.choices[0]?.prompt_logprobs;
     if (!entries || entries.length !== prefix.length + continuation.length) {
-      throw new ModelError(this.name, "bad-response", `expected ${prefix.length + continuation.length} prompt log-probs, got ${entries?.length ?? "none"}`);
+      throw new ModelError(
+        this.name,
+        "bad-response",
+        `expected ${prefix.length + continuation.length} prompt log-probs, got ${entries?.length ?? "none"}`,
+      );
     }
     const tokens = continuation.map((token, j) => {
       const scored = promptLogprobToToken(entries[prefix.length + j], token, topK);
-      if (!scored) throw new ModelError(this.name, "bad-response", `prompt log-probs lack token ${token} at position ${prefix.length + j}`);
+      if (!scored)
+        throw new ModelError(
+          this.name,
+          "bad-response",
+          `prompt log-probs lack token ${token} at position ${prefix.length + j}`,
+        );
       return scored;
     });
-    return { teacher: this.name, tokens, logprob: tokens.reduce((sum, t) => sum + t.logprob, 0), promptTokens: prefix.length };
+    return {
+      teacher: this.name,
+      tokens,
+      logprob: tokens.reduce((sum, t) => sum + t.logprob, 0),
+      promptTokens: prefix.length,
+    };
   }
 
   async health(signal?: AbortSignal): Promise<TeacherHealth> {
     const started = performance.now();
     try {
-      const models = await this.client.json("GET", "/models", undefined, signal ?? AbortSignal.timeout(10_000), modelsSchema, "the model list");
+      const models = await this.client.json(
+        "GET",
+        "/models",
+        undefined,
+        signal ?? AbortSignal.timeout(10_000),
+        modelsSchema,
+        "the model list",
+      );
       const served = models.data.map((m) => m.id);
       const ok = served.includes(this.options.model);
-      return { ok, latencyMs: performance.now() - started, detail: ok ? `serves ${this.options.model}` : `does not serve ${this.options.model} (it serves ${served.join(", ") || "nothing"})` };
+      return {
+        ok,
+        latencyMs: performance.now() - started,
+        detail: ok
+          ? `serves ${this.options.model}`
+          : `does not serve ${this.options.model} (it serves ${served.join(", ") || "nothing"})`,
+      };
     } catch (error) {
-      return { ok: false, latencyMs: performance.now() - started, detail: error instanceof ModelError ? error.message : this.client.redact(String(error)) };
+      return {
+        ok: false,
+        latencyMs: performance.now() - started,
+        detail: error instanceof ModelError ? error.message : this.client.redact(String(error)),
+      };
     }
   }
 
@@ -215,13 +335,20 @@ export class HttpTeacher implements Teacher {
   }
 
   private body(request: TeacherRequest, stream: boolean): Record<string, unknown> {
-    const maxTokens = Math.min(request.maxTokens ?? this.options.maxTokens ?? 1024, this.options.maxTokens ?? Number.MAX_SAFE_INTEGER);
+    const maxTokens = Math.min(
+      request.maxTokens ?? this.options.maxTokens ?? 1024,
+      this.options.maxTokens ?? Number.MAX_SAFE_INTEGER,
+    );
     const topLogprobs = request.topLogprobs;
     if (topLogprobs !== undefined && this.dialect.maxTopLogprobs === undefined) {
       throw new ModelError(this.name, "unsupported", `${this.options.engine} serves no log-probs`);
     }
     if (topLogprobs !== undefined && topLogprobs > this.dialect.maxTopLogprobs!) {
-      throw new ModelError(this.name, "bad-request", `top_logprobs ${topLogprobs} is more than ${this.options.engine} allows (${this.dialect.maxTopLogprobs})`);
+      throw new ModelError(
+        this.name,
+        "bad-request",
+        `top_logprobs ${topLogprobs} is more than ${this.options.engine} allows (${this.dialect.maxTopLogprobs})`,
+      );
     }
     const messages = prepareMessages(this.family, request.messages);
     const common: Record<string, unknown> = {
@@ -234,13 +361,19 @@ export class HttpTeacher implements Teacher {
       ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}),
     };
     if (this.family === "generic") {
-      return { ...common, prompt: this.options.template!.render(messages, { thinking: request.thinking }), ...(topLogprobs !== undefined ? { logprobs: topLogprobs } : {}) };
+      return {
+        ...common,
+        prompt: this.options.template!.render(messages, { thinking: request.thinking }),
+        ...(topLogprobs !== undefined ? { logprobs: topLogprobs } : {}),
+      };
     }
     return {
       ...common,
       messages,
       ...this.dialect.reasoningFields(request, this.family),
-      ...(topLogprobs !== undefined ? { logprobs: true, top_logprobs: topLogprobs, ...this.dialect.logprobFields(topLogprobs) } : {}),
+      ...(topLogprobs !== undefined
+        ? { logprobs: true, top_logprobs: topLogprobs, ...this.dialect.logprobFields(topLogprobs) }
+        : {}),
     };
   }
 
@@ -249,7 +382,16 @@ export class HttpTeacher implements Teacher {
   }
 
   private empty(): Accumulated {
-    return { raw: "", content: "", reasoning: "", finishReason: undefined, usage: undefined, logprobs: [], model: undefined, chunks: 0 };
+    return {
+      raw: "",
+      content: "",
+      reasoning: "",
+      finishReason: undefined,
+      usage: undefined,
+      logprobs: [],
+      model: undefined,
+      chunks: 0,
+    };
   }
 
   private *rawDelta(acc: Accumulated, splitter: StreamingReasoningSplitter, text: string): Generator<TeacherEvent> {
@@ -261,7 +403,12 @@ export class HttpTeacher implements Teacher {
     let { content, reasoning } = acc;
     const raw = acc.raw || content;
     const foreign = foreignFamilyIn(this.family, `${reasoning}${raw}`);
-    if (foreign) throw new ModelError(this.name, "family-mismatch", `declared family '${this.family}', but the output carries '${foreign}' control markers (check the teacher's family)`);
+    if (foreign)
+      throw new ModelError(
+        this.name,
+        "family-mismatch",
+        `declared family '${this.family}', but the output carries '${foreign}' control markers (check the teacher's family)`,
+      );
     if (reasoning === "") ({ content, reasoning } = splitReasoning(this.family, raw));
     else content = raw;
     const usage = this.usage(acc, reasoning, content);
@@ -278,7 +425,8 @@ export class HttpTeacher implements Teacher {
     };
     if (request.topLogprobs !== undefined) {
       // Asked for and not given (a server that ignores the fields): an error, not an answer silently without them.
-      if (acc.logprobs.length === 0 && content + reasoning !== "") throw new ModelError(this.name, "bad-response", "log-probs were asked for and the server returned none");
+      if (acc.logprobs.length === 0 && content + reasoning !== "")
+        throw new ModelError(this.name, "bad-response", "log-probs were asked for and the server returned none");
       response.logprobs = acc.logprobs;
     }
     return response;
@@ -287,13 +435,25 @@ export class HttpTeacher implements Teacher {
   /** The server's usage; reasoning tokens from its details, else apportioned by length (marked as estimated). */
   private usage(acc: Accumulated, reasoning: string, content: string): TeacherUsage {
     if (!acc.usage) {
-      return { promptTokens: 0, completionTokens: acc.logprobs.length || acc.chunks, reasoningTokens: 0, estimated: true };
+      return {
+        promptTokens: 0,
+        completionTokens: acc.logprobs.length || acc.chunks,
+        reasoningTokens: 0,
+        estimated: true,
+      };
     }
     const completion = acc.usage.completion_tokens;
     const reported = acc.usage.completion_tokens_details?.reasoning_tokens;
-    if (reported !== undefined && reported !== null) return { promptTokens: acc.usage.prompt_tokens, completionTokens: completion, reasoningTokens: reported };
-    if (reasoning === "") return { promptTokens: acc.usage.prompt_tokens, completionTokens: completion, reasoningTokens: 0 };
+    if (reported !== undefined && reported !== null)
+      return { promptTokens: acc.usage.prompt_tokens, completionTokens: completion, reasoningTokens: reported };
+    if (reasoning === "")
+      return { promptTokens: acc.usage.prompt_tokens, completionTokens: completion, reasoningTokens: 0 };
     const share = reasoning.length / Math.max(1, reasoning.length + content.length);
-    return { promptTokens: acc.usage.prompt_tokens, completionTokens: completion, reasoningTokens: Math.round(completion * share), estimated: true };
+    return {
+      promptTokens: acc.usage.prompt_tokens,
+      completionTokens: completion,
+      reasoningTokens: Math.round(completion * share),
+      estimated: true,
+    };
   }
 }

@@ -26,7 +26,10 @@ afterEach(async () => {
   servers = [];
 });
 
-type Decide = (index: number, request: IncomingMessage) => { status: number; headers?: Record<string, string>; delayMs?: number; tokens?: number } | "stream-then-break";
+type Decide = (
+  index: number,
+  request: IncomingMessage,
+) => { status: number; headers?: Record<string, string>; delayMs?: number; tokens?: number } | "stream-then-break";
 
 async function upstream(decide: Decide = () => ({ status: 200 })): Promise<Upstream> {
   const state: Upstream = { url: "", server: undefined as unknown as Server, arrivals: [], maxInFlight: 0 };
@@ -41,13 +44,17 @@ async function upstream(decide: Decide = () => ({ status: 200 })): Promise<Upstr
       const decision = decide(index, request);
       if (decision === "stream-then-break") {
         response.writeHead(200, { "content-type": "text/event-stream" });
-        response.write(`data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: "partial" }, finish_reason: null }] })}\n\n`);
+        response.write(
+          `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: "partial" }, finish_reason: null }] })}\n\n`,
+        );
         setTimeout(() => response.destroy(), 10);
         return;
       }
       setTimeout(() => {
         if (decision.status !== 200) {
-          response.writeHead(decision.status, { "content-type": "application/json", ...decision.headers }).end(JSON.stringify({ error: { message: `status ${decision.status}`, code: decision.status } }));
+          response
+            .writeHead(decision.status, { "content-type": "application/json", ...decision.headers })
+            .end(JSON.stringify({ error: { message: `status ${decision.status}`, code: decision.status } }));
           return;
         }
         const tokens = decision.tokens ?? 10;
@@ -71,18 +78,29 @@ async function upstream(decide: Decide = () => ({ status: 200 })): Promise<Upstr
 }
 
 function scheduled(url: string, options: SchedulerOptions): ScheduledTeacher {
-  return new ScheduledTeacher(new HttpTeacher({ name: "upstream", family: "qwen", engine: "vllm", baseUrl: url, model: "m" }), options);
+  return new ScheduledTeacher(
+    new HttpTeacher({ name: "upstream", family: "qwen", engine: "vllm", baseUrl: url, model: "m" }),
+    options,
+  );
 }
 
-const ask = (i: number, signal?: AbortSignal) => ({ messages: [{ role: "user" as const, content: `question ${i}` }], maxTokens: 8, signal });
+const ask = (i: number, signal?: AbortSignal) => ({
+  messages: [{ role: "user" as const, content: `question ${i}` }],
+  maxTokens: 8,
+  signal,
+});
 
 describe("ScheduledTeacher", () => {
   it("holds the configured RPM within 5% against an upstream answering 429 + Retry-After, and loses no request", async () => {
     const rpm = 1200;
     const rejected = new Map<number, number>();
     // Every 12th arrival is refused with Retry-After: 1 (seconds).
-    const server = await upstream((index) => (index % 12 === 11 ? { status: 429, headers: { "retry-after": "1" } } : { status: 200 }));
-    const teacher = scheduled(server.url, { limits: { rpm, concurrency: 8, retries: 5, adaptive: false, backoffMs: 10 } });
+    const server = await upstream((index) =>
+      index % 12 === 11 ? { status: 429, headers: { "retry-after": "1" } } : { status: 200 },
+    );
+    const teacher = scheduled(server.url, {
+      limits: { rpm, concurrency: 8, retries: 5, adaptive: false, backoffMs: 10 },
+    });
     const results = await Promise.all(Array.from({ length: 48 }, (_, i) => teacher.generate(ask(i))));
     expect(results).toHaveLength(48);
     expect(new Set(results.map((r) => r.content)).size).toBe(48);
@@ -91,9 +109,12 @@ describe("ScheduledTeacher", () => {
     expect(arrivals.length).toBe(48 + rejected.size);
     // The request rate at the upstream, retries included, over every window of 40 arrivals (2 s at 1200 RPM).
     let worst = 0;
-    for (let i = 0; i + 40 < arrivals.length; i++) worst = Math.max(worst, (40 / (arrivals[i + 40]! - arrivals[i]!)) * 60_000);
+    for (let i = 0; i + 40 < arrivals.length; i++)
+      worst = Math.max(worst, (40 / (arrivals[i + 40]! - arrivals[i]!)) * 60_000);
     const overall = ((arrivals.length - 1) / (arrivals.at(-1)! - arrivals[0]!)) * 60_000;
-    process.stderr.write(`RPM limiter: configured ${rpm}, overall ${overall.toFixed(0)}, worst 40-request window ${worst.toFixed(0)}, 429s ${rejected.size}\n`);
+    process.stderr.write(
+      `RPM limiter: configured ${rpm}, overall ${overall.toFixed(0)}, worst 40-request window ${worst.toFixed(0)}, 429s ${rejected.size}\n`,
+    );
     expect(worst).toBeLessThanOrEqual(rpm * 1.05);
     expect(teacher.stats()).toMatchObject({ requests: 48, rateLimited: rejected.size, retries: rejected.size });
     // Nothing was sent during a Retry-After pause: past the requests already in flight when the 429 went out
@@ -148,11 +169,15 @@ describe("ScheduledTeacher", () => {
     expect(flaky.arrivals.length).toBe(3);
 
     const bad = await upstream(() => ({ status: 400 }));
-    await expect(scheduled(bad.url, { limits: { retries: 5, backoffMs: 1 } }).generate(ask(0))).rejects.toMatchObject({ kind: "bad-request" });
+    await expect(scheduled(bad.url, { limits: { retries: 5, backoffMs: 1 } }).generate(ask(0))).rejects.toMatchObject({
+      kind: "bad-request",
+    });
     expect(bad.arrivals.length).toBe(1);
 
     const down = await upstream(() => ({ status: 500 }));
-    await expect(scheduled(down.url, { limits: { retries: 2, backoffMs: 1 } }).generate(ask(0))).rejects.toMatchObject({ kind: "server" });
+    await expect(scheduled(down.url, { limits: { retries: 2, backoffMs: 1 } }).generate(ask(0))).rejects.toMatchObject({
+      kind: "server",
+    });
     expect(down.arrivals.length).toBe(3);
   });
 

@@ -2,7 +2,16 @@ import { DEFAULT_LIMITS, type TeacherLimits } from "../../core/config/teacher-sc
 import { errorMessage } from "../../core/errors.ts";
 import { SILENT_LOGGER, type Logger } from "../../core/logger.ts";
 import { ModelError } from "../../core/model-error.ts";
-import type { ScoreRequest, ScoreResult, Teacher, TeacherEvent, TeacherHealth, TeacherRequest, TeacherResponse, TeacherUsage } from "../teacher.ts";
+import type {
+  ScoreRequest,
+  ScoreResult,
+  Teacher,
+  TeacherEvent,
+  TeacherHealth,
+  TeacherRequest,
+  TeacherResponse,
+  TeacherUsage,
+} from "../teacher.ts";
 import { AdaptiveLimit } from "./adaptive-limit.ts";
 import { CircuitBreaker } from "./circuit-breaker.ts";
 import { sleep } from "./sleep.ts";
@@ -34,7 +43,13 @@ function estimatePromptTokens(messages: readonly { content: string }[]): number 
 }
 
 /** Server-side failures count against the circuit; the caller's own mistakes and cancellations do not. */
-const NEUTRAL_KINDS = new Set<ModelError["kind"]>(["aborted", "bad-request", "unsupported", "rate-limited", "family-mismatch"]);
+const NEUTRAL_KINDS = new Set<ModelError["kind"]>([
+  "aborted",
+  "bad-request",
+  "unsupported",
+  "rate-limited",
+  "family-mismatch",
+]);
 
 /**
  * Per-teacher scheduling around any Teacher: a concurrency limit that adapts
@@ -75,17 +90,29 @@ export class ScheduledTeacher implements Teacher {
     this.defaults = options.defaults ?? {};
   }
 
-  private withDefaults<T extends { thinking?: boolean; reasoningEffort?: TeacherRequest["reasoningEffort"] }>(request: T): T {
-    return { ...request, thinking: request.thinking ?? this.defaults.thinking, reasoningEffort: request.reasoningEffort ?? this.defaults.reasoningEffort };
+  private withDefaults<T extends { thinking?: boolean; reasoningEffort?: TeacherRequest["reasoningEffort"] }>(
+    request: T,
+  ): T {
+    return {
+      ...request,
+      thinking: request.thinking ?? this.defaults.thinking,
+      reasoningEffort: request.reasoningEffort ?? this.defaults.reasoningEffort,
+    };
   }
 
   stats(): SchedulerStats {
-    return { ...this.counters, inFlight: this.concurrency.inFlight, concurrencyLimit: this.concurrency.limit, circuit: this.breaker.state };
+    return {
+      ...this.counters,
+      inFlight: this.concurrency.inFlight,
+      concurrencyLimit: this.concurrency.limit,
+      circuit: this.breaker.state,
+    };
   }
 
   async generate(request: TeacherRequest): Promise<TeacherResponse> {
     let response: TeacherResponse | undefined;
-    for await (const event of this.run(this.withDefaults(request), false)) if (event.type === "done") response = event.response;
+    for await (const event of this.run(this.withDefaults(request), false))
+      if (event.type === "done") response = event.response;
     return response!;
   }
 
@@ -122,7 +149,8 @@ export class ScheduledTeacher implements Teacher {
     // A consumer that stops reading early cancels the work.
     const local = new AbortController();
     const callerSignal = request.signal ? AbortSignal.any([request.signal, local.signal]) : local.signal;
-    // The attempts run in the background and hand events over; a retry is only possible before the first event reached the caller.
+    // The attempts run in the background and hand events over; a retry is only possible before the first event reached
+    // the caller.
     const work = this.attempts(
       callerSignal,
       estimate,
@@ -182,12 +210,21 @@ export class ScheduledTeacher implements Teacher {
    * Runs `attempt` under the limits until it succeeds, fails for good, or the
    * retries are spent. `retryable()` lets a stream refuse a retry once output reached its caller.
    */
-  private async attempts(callerSignal: AbortSignal | undefined, estimate: number, attempt: (signal: AbortSignal) => Promise<TeacherUsage>, retryable: () => boolean = () => true): Promise<void> {
+  private async attempts(
+    callerSignal: AbortSignal | undefined,
+    estimate: number,
+    attempt: (signal: AbortSignal) => Promise<TeacherUsage>,
+    retryable: () => boolean = () => true,
+  ): Promise<void> {
     this.counters.requests++;
     for (let index = 0; ; index++) {
       if (callerSignal?.aborted) throw this.cancelled(callerSignal);
       if (!this.breaker.allow()) {
-        throw new ModelError(this.name, "circuit-open", `the circuit is open after ${this.limits.breakerFailures} consecutive failures; next trial in ${Math.ceil(this.breaker.retryInMs() / 1000)} s`);
+        throw new ModelError(
+          this.name,
+          "circuit-open",
+          `the circuit is open after ${this.limits.breakerFailures} consecutive failures; next trial in ${Math.ceil(this.breaker.retryInMs() / 1000)} s`,
+        );
       }
       let error: ModelError;
       try {
@@ -213,7 +250,8 @@ export class ScheduledTeacher implements Teacher {
       if (error.kind === "rate-limited" || error.kind === "overloaded") {
         this.counters.rateLimited++;
         this.concurrency.onOverload();
-        if (error.retryAfterMs !== undefined) this.pausedUntil = Math.max(this.pausedUntil, performance.now() + error.retryAfterMs);
+        if (error.retryAfterMs !== undefined)
+          this.pausedUntil = Math.max(this.pausedUntil, performance.now() + error.retryAfterMs);
       }
       if (NEUTRAL_KINDS.has(error.kind)) this.breaker.onNeutral();
       else {
@@ -224,7 +262,14 @@ export class ScheduledTeacher implements Teacher {
       const backoff = Math.min(this.limits.maxBackoffMs, this.limits.backoffMs * 2 ** index);
       const delay = Math.max(error.retryAfterMs ?? 0, Math.round(this.random() * backoff));
       this.counters.retries++;
-      this.logger.log("warn", "teacher.retry", { teacher: this.name, attempt: index + 1, kind: error.kind, status: error.status, delayMs: delay, message: error.message });
+      this.logger.log("warn", "teacher.retry", {
+        teacher: this.name,
+        attempt: index + 1,
+        kind: error.kind,
+        status: error.status,
+        delayMs: delay,
+        message: error.message,
+      });
       try {
         await sleep(delay, callerSignal);
       } catch {
@@ -249,18 +294,22 @@ export class ScheduledTeacher implements Teacher {
   }
 
   private async pause(signal: AbortSignal | undefined): Promise<void> {
-    for (let wait = this.pausedUntil - performance.now(); wait > 0; wait = this.pausedUntil - performance.now()) await sleep(wait, signal);
+    for (let wait = this.pausedUntil - performance.now(); wait > 0; wait = this.pausedUntil - performance.now())
+      await sleep(wait, signal);
   }
 
   private asModelError(error: unknown, callerSignal: AbortSignal | undefined): ModelError {
     if (callerSignal?.aborted) return this.cancelled(callerSignal);
     if (error instanceof ModelError) return error;
-    if (error instanceof DOMException && error.name === "TimeoutError") return new ModelError(this.name, "timeout", `no answer within ${this.limits.timeoutMs} ms`);
+    if (error instanceof DOMException && error.name === "TimeoutError")
+      return new ModelError(this.name, "timeout", `no answer within ${this.limits.timeoutMs} ms`);
     return new ModelError(this.name, "engine", errorMessage(error), { cause: error });
   }
 
   private cancelled(signal: AbortSignal): ModelError {
     const reason: unknown = signal.reason;
-    return reason instanceof ModelError ? reason : new ModelError(this.name, "aborted", `request cancelled (${errorMessage(reason)})`);
+    return reason instanceof ModelError
+      ? reason
+      : new ModelError(this.name, "aborted", `request cancelled (${errorMessage(reason)})`);
   }
 }

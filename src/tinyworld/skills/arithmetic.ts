@@ -23,4 +23,8 @@ function draw(random: SeededRandom): SkillExample {
 }
 
 /** Two-digit addition with carries, and small multiplications, with worked steps. */
-export const arithmetic = generatedSkill("arithmetic", "two-digit addition and small multiplication with worked steps", draw);
+export const arithmetic = generatedSkill(
+  "arithmetic",
+  "two-digit addition and small multiplication with worked steps",
+  draw,
+);

@@ -1,7 +1,24 @@
 import type { SeededRandom } from "../../core/random.ts";
 import { generatedSkill, type SkillExample } from "../skill.ts";
 
-const NAMES = ["Ann", "Bob", "Cy", "Dee", "Eli", "Fay", "Gus", "Hal", "Ivy", "Jo", "Kim", "Lu", "Max", "Ned", "Oli", "Pam"];
+const NAMES = [
+  "Ann",
+  "Bob",
+  "Cy",
+  "Dee",
+  "Eli",
+  "Fay",
+  "Gus",
+  "Hal",
+  "Ivy",
+  "Jo",
+  "Kim",
+  "Lu",
+  "Max",
+  "Ned",
+  "Oli",
+  "Pam",
+];
 const RELATIONS = [
   { comparative: "taller", superlative: "tallest" },
   { comparative: "older", superlative: "oldest" },

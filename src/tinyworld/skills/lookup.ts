@@ -1,7 +1,24 @@
 import { SeededRandom } from "../../core/random.ts";
 import { exactAnswer, type Skill, type SkillExample } from "../skill.ts";
 
-const STEMS = ["Zor", "Quel", "Brin", "Tav", "Mol", "Kess", "Vard", "Ulm", "Rho", "Sel", "Dra", "Nim", "Pra", "Gal", "Fen", "Yor"];
+const STEMS = [
+  "Zor",
+  "Quel",
+  "Brin",
+  "Tav",
+  "Mol",
+  "Kess",
+  "Vard",
+  "Ulm",
+  "Rho",
+  "Sel",
+  "Dra",
+  "Nim",
+  "Pra",
+  "Gal",
+  "Fen",
+  "Yor",
+];
 const ENDINGS = ["via", "mar", "dor", "ria", "land", "esh"];
 const CAPITAL_ENDINGS = ["ton", "holm", "gard", "port", "burg"];
 const CURRENCIES = ["florin", "mark", "crown", "shell", "pearl", "tally"];
@@ -78,7 +95,9 @@ export const lookup: Skill = {
   },
   evaluation: (_random, count) => {
     const held: SkillExample[] = [];
-    COUNTRIES.forEach((country, c) => ATTRIBUTES.forEach((attribute, a) => isHeldOut(c, a) && held.push(question(country, attribute))));
+    COUNTRIES.forEach((country, c) =>
+      ATTRIBUTES.forEach((attribute, a) => isHeldOut(c, a) && held.push(question(country, attribute))),
+    );
     return held.slice(0, count);
   },
   verify: exactAnswer,
