@@ -1,5 +1,5 @@
 // bench/gateway: the trivial upstream called directly vs through `avocado serve`
-// (auth + limits + reservation + metering + settlement on, SQLite store), same run:
+// (auth + limits + hold + metering + settlement on, SQLite store), same run:
 // added p50 latency and req/s (non-stream), added time to first byte (stream).
 //
 // The load comes from wrk (Debian's package, installed here when missing): a C
@@ -129,7 +129,7 @@ if (process.env.BENCH_HOLD) {
 }
 const load = haveWrk() ? wrkLoad() : nodeLoad();
 process.stdout.write(
-  `upstream ${upstreamUrl}; gateway ${gatewayOrigin} (auth + limits + reservation + metering + settlement, SQLite); load from ${load.name}; ${ROUNDS} interleaved rounds, medians\n`,
+  `upstream ${upstreamUrl}; gateway ${gatewayOrigin} (auth + limits + hold + metering + settlement, SQLite); load from ${load.name}; ${ROUNDS} interleaved rounds, medians\n`,
 );
 const fixed = (value: number, digits = 3) => value.toFixed(digits);
 const verdict = (pass: boolean) => (pass ? "PASS" : "FAIL");

@@ -7,7 +7,7 @@ import {
   type ChatWrapper,
   type LlamaTextJSON,
 } from "node-llama-cpp";
-import type { Family } from "../tokenizers/reference-tokenizer.ts";
+import type { Family, TokenizerFamily } from "../core/family.ts";
 import { RenderedTemplateChatWrapper, type GenericTemplate } from "./generic-template.ts";
 import { HARMONY_CHAT_TEMPLATE } from "./harmony-template.ts";
 
@@ -37,7 +37,6 @@ import type { ReasoningEffort } from "./reasoning-effort.ts";
 export { REASONING_EFFORTS, type ReasoningEffort } from "./reasoning-effort.ts";
 
 /** The chat families: the three with a reference tokenizer, and "generic" (any Jinja chat template). */
-export type ChatFamily = Family | "generic";
 
 export interface ChatTurn {
   system?: string;
@@ -50,7 +49,7 @@ export interface ChatTurn {
  * chats with, so training and inference see the same tokens.
  */
 export interface ChatFormat {
-  readonly family: ChatFamily;
+  readonly family: Family;
   /** The Jinja chat template stored in GGUF / tokenizer_config.json for other engines. */
   readonly chatTemplate: string;
   /** Whether answers carry a separate reasoning part (Qwen `<think>`, harmony analysis). */
@@ -148,7 +147,7 @@ const gptoss = chatFormat({
   },
 });
 
-export const CHAT_FORMATS: Record<Family, ChatFormat> = { qwen, gemma, gptoss };
+export const CHAT_FORMATS: Record<TokenizerFamily, ChatFormat> = { qwen, gemma, gptoss };
 
 /**
  * The generic family: any model's own Jinja chat template (e.g. from its

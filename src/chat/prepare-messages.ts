@@ -1,4 +1,4 @@
-import type { ChatFamily } from "./chat-format.ts";
+import type { Family } from "../core/family.ts";
 
 /** A chat message with OpenAI's roles (harmony's `developer` included). */
 export interface RoleMessage {
@@ -13,7 +13,7 @@ export interface RoleMessage {
  * - gpt-oss (harmony) keeps `developer` (its instruction role) and `system`.
  * - Qwen and generic templates know `system` only: `developer` becomes `system`.
  */
-export function prepareMessages(family: ChatFamily, messages: readonly RoleMessage[]): RoleMessage[] {
+export function prepareMessages(family: Family, messages: readonly RoleMessage[]): RoleMessage[] {
   if (family === "gptoss") return messages.map((m) => ({ ...m }));
   if (family !== "gemma")
     return messages.map((m) => (m.role === "developer" ? { role: "system", content: m.content } : { ...m }));

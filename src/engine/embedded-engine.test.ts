@@ -6,7 +6,7 @@ import { isJsonPrefix } from "../../test/json-prefix.ts";
 import { FileError } from "../core/errors.ts";
 import { referenceTokenizer } from "../tokenizers/index.ts";
 import { TrimmedVocabulary } from "../tokenizers/trim.ts";
-import type { Family } from "../tokenizers/reference-tokenizer.ts";
+import type { TokenizerFamily } from "../core/family.ts";
 import { renderExample } from "../train/render.ts";
 import { EmbeddedEngine } from "./embedded-engine.ts";
 
@@ -98,7 +98,10 @@ describe("embedded engine", () => {
       const descriptor = JSON.parse(
         await readFile(join(TEST_WORKSPACE, "teachers", name, "avocado-model.json"), "utf8"),
       ) as { fullIds: number[] };
-      const vocabulary = new TrimmedVocabulary(referenceTokenizer(engine.family as Family), descriptor.fullIds);
+      const vocabulary = new TrimmedVocabulary(
+        referenceTokenizer(engine.family as TokenizerFamily),
+        descriptor.fullIds,
+      );
       const rendered = renderExample(engine.format, vocabulary.reference, {
         user: "Convert 7 km to m.",
         reasoning: "x",

@@ -1,3 +1,4 @@
+import type { Family } from "../core/family.ts";
 import {
   LlamaChat,
   LlamaCompletion,
@@ -10,9 +11,9 @@ import {
   type LlamaGrammar,
   type Token,
 } from "node-llama-cpp";
-import { CHAT_FORMATS, type ChatFamily, type ChatFormat, type WrapperOptions } from "../chat/chat-format.ts";
+import { CHAT_FORMATS, type ChatFormat, type WrapperOptions } from "../chat/chat-format.ts";
 import { AvocadoError, ContextLengthError, EngineError, FileError, InputError, errorMessage } from "../core/errors.ts";
-import { FAMILIES, type Family } from "../tokenizers/reference-tokenizer.ts";
+import { TOKENIZER_FAMILIES, type TokenizerFamily } from "../core/family.ts";
 import { checkGguf } from "./gguf-check.ts";
 import { grammarSchema } from "./json-schema.ts";
 import { sharedLlama } from "./llama.ts";
@@ -46,7 +47,7 @@ const TOKEN_CACHE_CHARACTERS = 256;
 export class EmbeddedEngine {
   private constructor(
     readonly path: string,
-    readonly family: ChatFamily,
+    readonly family: Family,
     readonly model: LlamaModel,
     private readonly context: LlamaContext,
     private readonly pool: SequencePool,
@@ -81,12 +82,16 @@ export class EmbeddedEngine {
     const info = await checkGguf(path);
     const stored = (info.metadata as unknown as Record<string, Record<string, Record<string, unknown>>>).avocado
       ?.tokenizer?.family;
-    const family: ChatFamily | undefined =
+    const family: Family | undefined =
       options.family ??
       options.format?.family ??
-      (typeof stored === "string" && (FAMILIES as readonly string[]).includes(stored) ? (stored as Family) : undefined);
+      (typeof stored === "string" && (TOKENIZER_FAMILIES as readonly string[]).includes(stored)
+        ? (stored as TokenizerFamily)
+        : undefined);
     if (!family)
-      throw new InputError(`${path}: no model family is recorded in the GGUF; pass one of ${FAMILIES.join(", ")}`);
+      throw new InputError(
+        `${path}: no model family is recorded in the GGUF; pass one of ${TOKENIZER_FAMILIES.join(", ")}`,
+      );
     const llama = await sharedLlama();
     let model: LlamaModel;
     try {
@@ -124,7 +129,7 @@ export class EmbeddedEngine {
       model,
       context,
       new SequencePool(context, sequences),
-      options.format ?? CHAT_FORMATS[family as Family],
+      options.format ?? CHAT_FORMATS[family as TokenizerFamily],
     );
   }
 

@@ -1,6 +1,6 @@
 import type { Token } from "node-llama-cpp";
 import type { ChatFormat, WrapperOptions } from "../chat/chat-format.ts";
-import type { Family } from "../tokenizers/reference-tokenizer.ts";
+import type { TokenizerFamily } from "../core/family.ts";
 
 /** What the embedded engine is asked, and what it answers: chat, raw completion, loading options. */
 export interface ChatMessage {
@@ -87,7 +87,7 @@ export interface EngineOptions {
   sequences?: number;
   contextSize?: number;
   /** Overrides the family stored in the GGUF (`avocado.tokenizer.family`). */
-  family?: Family;
+  family?: TokenizerFamily;
   /** A chat format other than the family's (e.g. a generic Jinja template); `family` is then only a label. */
   format?: ChatFormat;
   /**

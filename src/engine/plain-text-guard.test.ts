@@ -1,16 +1,17 @@
+import type { Family } from "../core/family.ts";
 import { join } from "node:path";
 import type { Token } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { teacherGguf, TEST_WORKSPACE } from "../../test/fixtures.ts";
 import { CONTROL_MARKUP, plainTextTokens as plainCount, unguardedTokens as unguarded } from "../../test/plain-text.ts";
-import { genericChatFormat, type ChatFamily } from "../chat/chat-format.ts";
+import { genericChatFormat } from "../chat/chat-format.ts";
 import { loadGenericTemplate } from "../chat/generic-template.ts";
 import { EmbeddedEngine, type ChatMessage } from "./embedded-engine.ts";
 import { InputError } from "../core/errors.ts";
 import { controlTokenIds, MAX_SPELLINGS } from "./plain-text-guard.ts";
 
 describe("untrusted text never becomes control tokens", () => {
-  const engines = new Map<ChatFamily | "generic", EmbeddedEngine>();
+  const engines = new Map<Family | "generic", EmbeddedEngine>();
 
   beforeAll(async () => {
     for (const name of ["qwen", "gemma", "gptoss"] as const)

@@ -7,7 +7,7 @@ import type { Architecture } from "../core/config/schema.ts";
 import { FileError } from "../core/errors.ts";
 import { tokenizerMetadata } from "../tokenizers/gguf-metadata.ts";
 import { referenceTokenizer } from "../tokenizers/index.ts";
-import { FAMILIES, type Family } from "../tokenizers/reference-tokenizer.ts";
+import { TOKENIZER_FAMILIES, type TokenizerFamily } from "../core/family.ts";
 import { TrimmedVocabulary } from "../tokenizers/trim.ts";
 import type { TensorEncoding } from "./gguf-writer.ts";
 import { hfTokenizerConfig, hfTokenizerJson } from "./hf-tokenizer.ts";
@@ -17,7 +17,7 @@ import { readSafetensors } from "./safetensors.ts";
 /** `avocado-model.json`: what a weights folder needs beside config.json to be exported. */
 export const modelDescriptorSchema = z.object({
   name: z.string().min(1),
-  family: z.enum(FAMILIES),
+  family: z.enum(TOKENIZER_FAMILIES),
   /** Trimmed id → the family's real id. */
   fullIds: z.array(z.number().int().nonnegative()),
 });
@@ -97,7 +97,7 @@ export async function exportModel(options: {
     rmsNormEps: config.rms_norm_eps,
     tieEmbeddings: config.tie_word_embeddings,
   };
-  const family: Family = descriptor.family;
+  const family: TokenizerFamily = descriptor.family;
   const vocabulary = new TrimmedVocabulary(referenceTokenizer(family), descriptor.fullIds);
   const format = CHAT_FORMATS[family];
   const weightsPath = join(source, "model.safetensors");

@@ -65,7 +65,7 @@ describe("the admin API and the logs", () => {
       method: "POST",
       body: JSON.stringify({ org: "acme", amount: 1_000_000, idempotencyKey: "stripe-pi-1" }),
     });
-    expect(await credit.json()).toMatchObject({ applied: true, balance: { available: 1_050_000, reserved: 0 } });
+    expect(await credit.json()).toMatchObject({ applied: true, balance: { available: 1_050_000, held: 0 } });
     expect(
       await (
         await admin("/admin/credits", {

@@ -1,3 +1,4 @@
+import { TOKENIZER_FAMILIES } from "../core/family.ts";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { request as httpRequest } from "node:http";
@@ -21,7 +22,6 @@ import { startApi, type RunningApi } from "./server.ts";
 const PRICE = { inputPerMillion: 2_000_000, outputPerMillion: 8_000_000 };
 const ADMIN = "admin-token-for-adversarial-tests-0123";
 const REDIS_URL = process.env.AVOCADO_TEST_REDIS ?? "redis://127.0.0.1:6379";
-const FAMILIES = ["qwen", "gemma", "gptoss"] as const;
 
 interface Served {
   api: RunningApi;
@@ -59,7 +59,7 @@ async function serve(overrides: Partial<ServeConfig> = {}, label = "adversarial"
       default: { rpm: 1000, tpm: 10_000_000, concurrency: 16, topLogprobs: 0 },
       tight: { rpm: 3, concurrency: 1 },
     },
-    models: FAMILIES.map((family) => ({
+    models: TOKENIZER_FAMILIES.map((family) => ({
       name: `tiny-${family}`,
       gguf: teacherGguf(`tiny-${family}`),
       price: PRICE,
@@ -140,11 +140,13 @@ describe("the paid API under attack", () => {
   it("reads control markup in every message field as text, on every family: the prompt costs what its characters cost as text", async () => {
     const engines = new Map(
       await Promise.all(
-        FAMILIES.map(async (family) => [family, await EmbeddedEngine.load(teacherGguf(`tiny-${family}`))] as const),
+        TOKENIZER_FAMILIES.map(
+          async (family) => [family, await EmbeddedEngine.load(teacherGguf(`tiny-${family}`))] as const,
+        ),
       ),
     );
     try {
-      for (const family of FAMILIES) {
+      for (const family of TOKENIZER_FAMILIES) {
         const engine = engines.get(family)!;
         const benign = "[a b]";
         // Short enough for every role on a 128-token context.
@@ -448,9 +450,9 @@ for (const limits of ["in-process", "redis"] as const) {
       expect({ status: failure?.status, code: failure?.code }).toEqual({ status: 429, code: "rate_limit_concurrency" });
       stream.controller.abort();
       // Settled before the suite closes the server (a generation still running would outlive its model).
-      for (let i = 0; i < 150 && (await served.api.store.openReservations()).length > 0; i++)
+      for (let i = 0; i < 150 && (await served.api.store.openHolds()).length > 0; i++)
         await new Promise((resolve) => setTimeout(resolve, 20));
-      expect(await served.api.store.openReservations()).toEqual([]);
+      expect(await served.api.store.openHolds()).toEqual([]);
     });
   });
 }

@@ -72,7 +72,7 @@ for (const kind of ["sqlite", "postgres"] as const) {
       expect(`${message.reasoning_content ?? ""}${message.content ?? ""}`.length).toBeGreaterThan(0);
       expect(completion.usage!.prompt_tokens).toBeGreaterThan(0);
       const after = await store.balance(org);
-      expect(after.reserved).toBe(0);
+      expect(after.held).toBe(0);
       expect(before.available - after.available).toBe(
         costOf(PRICE, completion.usage!.prompt_tokens, completion.usage!.completion_tokens),
       );
@@ -150,7 +150,7 @@ for (const kind of ["sqlite", "postgres"] as const) {
       expect(finish).toEqual(whole.choices.map((c) => c.finish_reason));
       expect(usage).toEqual(whole.usage);
       const after = await store.balance(org);
-      expect(after.reserved).toBe(0);
+      expect(after.held).toBe(0);
       expect(before.available - after.available).toBe(costOf(PRICE, usage!.prompt_tokens, usage!.completion_tokens));
     });
 
@@ -484,7 +484,7 @@ for (const kind of ["sqlite", "postgres"] as const) {
       expect(charged).toBe(served.reduce((a, b) => a + b, 0));
       expect(usage.reduce((sum, row) => sum + row.requests, 0)).toBe(served.length);
       const balance = await store.balance(orgId);
-      expect(balance).toEqual({ available: worst * 50 - charged, reserved: 0 });
+      expect(balance).toEqual({ available: worst * 50 - charged, held: 0 });
       expect((await store.audit()).problems).toEqual([]);
     }, 120_000);
   });

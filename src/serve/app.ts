@@ -31,7 +31,7 @@ export interface ApiDependencies {
   store: Store;
   limiter: Limiter;
   models: Map<string, ServedModel>;
-  /** This server process (its reservations are recovered after a crash). */
+  /** This server process (its holds are recovered after a crash). */
   instance: string;
   /** Where settlements the store could not take wait to be tried again (closed with the app). */
   retries: SettlementRetry;
@@ -189,7 +189,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     return reply.status(ok ? 200 : 503).send({ ok, ledger, limits, models: served });
   });
 
-  /** Everything a chat or text completion shares: auth, limits, reservation, generation, settlement. */
+  /** Everything a chat or text completion shares: auth, limits, hold, generation, settlement. */
   async function complete(
     route: "chat" | "completions",
     request: FastifyRequest,

@@ -12,7 +12,7 @@ import { startApi, type RunningApi } from "./server.ts";
 /**
  * Bad input, fuzzed: bodies, headers and client behaviour. The API answers 4xx
  * (or 200 when the fuzzer happens to write a valid request), never 5xx, never
- * crashes, leaves no reservation open, and its memory stays bounded.
+ * crashes, leaves no hold open, and its memory stays bounded.
  */
 describe("avocado serve under fuzzed input", () => {
   let api: RunningApi;
@@ -221,7 +221,7 @@ describe("avocado serve under fuzzed input", () => {
     expect(big.status).toBe(413);
   }, 120_000);
 
-  it("survives slow, abandoning and disconnecting clients, with no reservation left open and memory bounded", async () => {
+  it("survives slow, abandoning and disconnecting clients, with no hold left open and memory bounded", async () => {
     const before = process.memoryUsage().rss;
     // A client that sends half a body and goes away.
     for (let i = 0; i < 20; i++) {
@@ -267,7 +267,7 @@ describe("avocado serve under fuzzed input", () => {
         )
       ).text();
     await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(await api.store.openReservations()).toEqual([]);
+    expect(await api.store.openHolds()).toEqual([]);
     expect((await api.store.audit()).problems).toEqual([]);
     const grown = (process.memoryUsage().rss - before) / 1024 / 1024;
     expect(grown).toBeLessThan(150);
@@ -311,7 +311,7 @@ describe("avocado serve under fuzzed input", () => {
     }
     const huge = await trickle(`GET /v1/models HTTP/1.1\r\nhost: x\r\nx-filler: ${"a".repeat(20_000)}\r\n\r\n`, "");
     expect(huge.response).toMatch(/^HTTP\/1\.1 431 /);
-    expect(await api.store.openReservations()).toEqual([]);
+    expect(await api.store.openHolds()).toEqual([]);
     expect((await fetch(`${url}/health`)).status).toBe(200);
   }, 30_000);
 });

@@ -223,12 +223,12 @@ describe("PostgreSQL unreachable", () => {
       await partition.up();
       await until(() => events.includes("api.settle_retried"), 20_000);
 
-      expect(await api.store.openReservations()).toEqual([]);
+      expect(await api.store.openHolds()).toEqual([]);
       const rows = await api.store.usage();
       const charged = rows.reduce((sum, row) => sum + row.cost, 0);
       expect(rows.reduce((sum, row) => sum + row.requests, 0)).toBe(3);
       expect(charged).toBeGreaterThanOrEqual(usage!.prompt_tokens * 1 + usage!.completion_tokens * 4);
-      expect(await api.store.balance(org)).toEqual({ available: 10_000_000 - charged, reserved: 0 });
+      expect(await api.store.balance(org)).toEqual({ available: 10_000_000 - charged, held: 0 });
       expect((await api.store.audit()).problems).toEqual([]);
     } finally {
       await api.close();
@@ -297,7 +297,7 @@ describe("PostgreSQL unreachable", () => {
       partition.delayMs = 0;
       await partition.up();
       await ask();
-      expect(await api.store.openReservations()).toEqual([]);
+      expect(await api.store.openHolds()).toEqual([]);
       expect((await api.store.audit()).problems).toEqual([]);
     } finally {
       await close();
@@ -319,7 +319,7 @@ describe("PostgreSQL unreachable", () => {
       // The link is healthy again: the requests that follow get connections that work (the lost one was closed).
       partition.delayMs = 0;
       for (let i = 0; i < 3; i++) await ask();
-      expect(await api.store.openReservations()).toEqual([]);
+      expect(await api.store.openHolds()).toEqual([]);
       expect((await api.store.audit()).problems).toEqual([]);
     } finally {
       await close();
@@ -369,7 +369,7 @@ describe("PostgreSQL unreachable", () => {
       expect(Date.now() - started).toBeLessThan(5_000);
       await admin.query("rollback");
       await ask();
-      expect(await api.store.openReservations()).toEqual([]);
+      expect(await api.store.openHolds()).toEqual([]);
       expect((await api.store.audit()).problems).toEqual([]);
     } finally {
       await admin.end().catch(() => undefined);

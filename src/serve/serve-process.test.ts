@@ -82,7 +82,7 @@ describe("avocado serve as a process: keys and billing CLI, kill -9 mid-stream, 
     await rm(folder, { recursive: true, force: true });
   });
 
-  it("creates a key and credit from the CLI, survives kill -9 mid-stream, and recovers the reservation on restart", async () => {
+  it("creates a key and credit from the CLI, survives kill -9 mid-stream, and recovers the hold on restart", async () => {
     const created = await avocado(["--json", "keys", "create", "--org", "acme", "--name", "ci"], folder);
     expect(created.code, created.stderr).toBe(0);
     const key = (JSON.parse(created.stdout.trim().split("\n").at(-1)!) as { key: string }).key;
@@ -131,15 +131,15 @@ describe("avocado serve as a process: keys and billing CLI, kill -9 mid-stream, 
 
     const store = await Store.open(`sqlite:${join(folder, "ws", "avocado.db")}`);
     const org = (await store.orgByName("acme"))!.id;
-    const open = await store.openReservations();
+    const open = await store.openHolds();
     expect(open).toHaveLength(1);
-    expect((await store.balance(org)).reserved).toBeGreaterThan(0);
+    expect((await store.balance(org)).held).toBeGreaterThan(0);
     await store.close();
 
     server = await serve(folder);
-    expect(server.output()).toMatch(/recovered 1 open reservation|"recovered":1/);
+    expect(server.output()).toMatch(/recovered 1 open hold|"recovered":1/);
     const after = await Store.open(`sqlite:${join(folder, "ws", "avocado.db")}`);
-    expect(await after.balance(org)).toEqual({ available: 5_000_000 - paid, reserved: 0 });
+    expect(await after.balance(org)).toEqual({ available: 5_000_000 - paid, held: 0 });
     expect((await after.audit()).problems).toEqual([]);
     await after.close();
 
@@ -255,11 +255,11 @@ describe("avocado serve killed (kill -9) under load", () => {
             ]),
           );
           for (const answer of received) expect(rows.get(answer.id)?.charged, answer.id).toBe(answer.cost);
-          expect(await check.openReservations()).toEqual([]);
+          expect(await check.openHolds()).toEqual([]);
           expect((await check.audit()).problems).toEqual([]);
           const charged = [...rows.values()].reduce((sum, row) => sum + row.charged, 0);
           expect(charged).toBeGreaterThanOrEqual(received.reduce((sum, answer) => sum + answer.cost, 0));
-          expect(await check.balance(org)).toEqual({ available: 100_000_000 - charged, reserved: 0 });
+          expect(await check.balance(org)).toEqual({ available: 100_000_000 - charged, held: 0 });
         } finally {
           await check.close();
         }
@@ -314,9 +314,9 @@ describe("avocado serve killed while its PostgreSQL is away", () => {
       expect(restarted.output()).toMatch(/"event":"api.resumed_settlements"[^\n]*"settled":1/);
       expect(readdirSync(pendingFolder)).toEqual([]);
       const cost = usage!.prompt_tokens * 1 + usage!.completion_tokens * 4;
-      expect(await fresh.store.openReservations()).toEqual([]);
+      expect(await fresh.store.openHolds()).toEqual([]);
       expect((await fresh.store.usage()).reduce((sum, row) => sum + row.cost, 0)).toBe(cost);
-      expect(await fresh.store.balance(org)).toEqual({ available: 10_000_000 - cost, reserved: 0 });
+      expect(await fresh.store.balance(org)).toEqual({ available: 10_000_000 - cost, held: 0 });
       expect((await fresh.store.audit()).problems).toEqual([]);
     } finally {
       child?.kill("SIGKILL");

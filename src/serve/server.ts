@@ -17,8 +17,8 @@ import { SettlementRetry } from "./settlement-retry.ts";
 import { storeUrl } from "./store/store-url.ts";
 import { Store } from "./store/store.ts";
 
-/** Reservations older than this are released whatever instance holds them (no request runs this long). */
-const STALE_RESERVATION_MS = 60 * 60_000;
+/** Holds older than this are released whatever instance holds them (no request runs this long). */
+const STALE_HOLD_MS = 60 * 60_000;
 
 export interface RunningApi {
   app: FastifyInstance;
@@ -30,28 +30,28 @@ export interface RunningApi {
 }
 
 /**
- * Settles what a dead server left open: every reservation of this instance
+ * Settles what a dead server left open: every hold of this instance
  * name (a server restarting on the same host and port is its successor), and
- * any reservation older than an hour. They are released, refunding the hold:
+ * any hold older than an hour. They are released, refunding what they held:
  * the usage of a request that died with its server is unknown. (Those whose
  * usage is known, a settlement the store could not take before the server
  * died, are settled from the server's pending file first: `SettlementRetry.resumeDead`.)
  */
-export async function recoverReservations(
+export async function recoverHolds(
   store: Store,
   instance: string | undefined,
   pending?: SettlementRetry,
 ): Promise<number> {
   const open = [
-    ...(instance ? await store.openReservations({ instance }) : []),
-    ...(await store.openReservations({ olderThanMs: STALE_RESERVATION_MS })),
+    ...(instance ? await store.openHolds({ instance }) : []),
+    ...(await store.openHolds({ olderThanMs: STALE_HOLD_MS })),
   ];
   let recovered = 0;
-  for (const reservation of open) {
+  for (const hold of open) {
     // A hold whose settlement (its usage known) waits for the store to take it is not released.
-    if (pending?.has(reservation.request_id)) continue;
+    if (pending?.has(hold.request_id)) continue;
     if (
-      await store.settle(reservation.request_id, {
+      await store.settle(hold.request_id, {
         promptTokens: 0,
         completionTokens: 0,
         cost: 0,
@@ -132,8 +132,8 @@ export async function startApi(options: {
         settled: resumed.settled,
         pending: retries.size,
       });
-    recovered = await recoverReservations(store, instance, retries);
-    if (recovered > 0) logger.log("warn", "api.recovered_reservations", { instance, recovered });
+    recovered = await recoverHolds(store, instance, retries);
+    if (recovered > 0) logger.log("warn", "api.recovered_holds", { instance, recovered });
     limiter = config.redis ? await RedisLimiter.connect(config.redis, config.redisPrefix, logger) : new MemoryLimiter();
     const opener = limiter;
     opened.push(() => opener.close());
@@ -173,10 +173,7 @@ export async function startApi(options: {
     throw error;
   }
   // Every five minutes: only the stale holds (older than an hour), whoever left them.
-  const sweep = setInterval(
-    () => void recoverReservations(store, undefined, retries).catch(() => undefined),
-    5 * 60_000,
-  );
+  const sweep = setInterval(() => void recoverHolds(store, undefined, retries).catch(() => undefined), 5 * 60_000);
   sweep.unref();
   return {
     app,

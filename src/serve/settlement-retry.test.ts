@@ -43,7 +43,7 @@ describe("SettlementRetry's pending file", () => {
       expect(retry.size).toBe(0);
       expect((await fresh.store.usage()).reduce((sum, row) => sum + row.cost, 0)).toBe(300);
       expect(readdirSync(folder)).toEqual([]);
-      expect((await fresh.store.openReservations()).map((r) => r.request_id)).toEqual(["r3"]);
+      expect((await fresh.store.openHolds()).map((r) => r.request_id)).toEqual(["r3"]);
 
       // On disk before `add` returns; gone once it has landed.
       retry.add("r3", usage(300));
@@ -52,7 +52,7 @@ describe("SettlementRetry's pending file", () => {
       expect(readFileSync(join(folder, own!), "utf8")).toBe(line("r3", 300));
       await retry.close();
       expect(readdirSync(folder)).toEqual([]);
-      expect(await fresh.store.openReservations()).toEqual([]);
+      expect(await fresh.store.openHolds()).toEqual([]);
       expect((await fresh.store.audit()).problems).toEqual([]);
     } finally {
       await fresh.store.close();
@@ -83,7 +83,7 @@ describe("SettlementRetry's pending file", () => {
         retry.add("lost-ack", { ...usage(0), outcome: WITHHELD });
         await retry.close();
         expect(retry.size).toBe(0);
-        expect(await fresh.store.balance(org)).toEqual({ available: 1_000_000, reserved: 0 });
+        expect(await fresh.store.balance(org)).toEqual({ available: 1_000_000, held: 0 });
         expect(await fresh.store.usage()).toEqual([expect.objectContaining({ requests: 1, cost: 0 })]);
         expect((await fresh.store.audit()).problems).toEqual([]);
       } finally {

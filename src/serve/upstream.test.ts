@@ -229,7 +229,7 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
         })(),
       ).rejects.toThrow(/the model's server failed/);
       await new Promise((resolve) => setTimeout(resolve, 50));
-      expect(await broken.store.openReservations()).toEqual([]);
+      expect(await broken.store.openHolds()).toEqual([]);
       const once = await broken.store.usage();
       // Two choices, each broken after one token: the stream ends with the error (the first failure stops the other),
       // and each choice is charged what it streamed.
@@ -252,7 +252,7 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       expect(after[0]!.requests - once[0]!.requests).toBe(1);
       expect(after[0]!.completion_tokens - once[0]!.completion_tokens).toBe(seen.size);
       expect(after[0]!.prompt_tokens - once[0]!.prompt_tokens).toBe(seen.size * once[0]!.prompt_tokens);
-      expect(await broken.store.openReservations()).toEqual([]);
+      expect(await broken.store.openHolds()).toEqual([]);
       // This server's metrics are public (metricsPublic): no token needed.
       expect(await (await fetch(`${broken.url}/metrics`)).text()).toMatch(
         /avocado_requests_total\{route="chat",model="broken"/,
@@ -335,14 +335,14 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       for (const stream of [false, true]) {
         const request = call(stream);
         await new Promise((resolve) => setTimeout(resolve, 200));
-        expect(await slow.store.openReservations()).toHaveLength(1);
+        expect(await slow.store.openHolds()).toHaveLength(1);
         request.destroy();
         for (let i = 0; i < 50 && closed.length < (stream ? 2 : 1); i++)
           await new Promise((resolve) => setTimeout(resolve, 20));
         expect(closed).toEqual(stream ? ["whole", "stream"] : ["whole"]);
       }
       await new Promise((resolve) => setTimeout(resolve, 50));
-      expect(await slow.store.openReservations()).toEqual([]);
+      expect(await slow.store.openHolds()).toEqual([]);
       const usage = await slow.store.usage();
       expect(usage.map((row) => [row.requests, row.cost])).toEqual([[2, 0]]);
       expect(
@@ -448,7 +448,7 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       ).rejects.toThrow(/did not answer in time/);
       await until(() => closed.length === 2);
       expect(closed).toEqual(["whole", "stream"]);
-      expect(await slow.store.openReservations()).toEqual([]);
+      expect(await slow.store.openHolds()).toEqual([]);
       expect((await slow.store.usage()).map((row) => [row.requests, row.cost])).toEqual([[2, 0]]);
       expect(
         (await slow.store.db.selectFrom("requests").select("outcome").execute()).map((row) => row.outcome),
@@ -472,7 +472,7 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       call(false);
       call(true);
       await new Promise((resolve) => setTimeout(resolve, 200));
-      expect(await slow.store.openReservations()).toHaveLength(2);
+      expect(await slow.store.openHolds()).toHaveLength(2);
       const started = Date.now();
       await slow.close();
       const took = Date.now() - started;
@@ -482,7 +482,7 @@ describe("avocado serve in front of a pool of upstream OpenAI-compatible servers
       expect(closed.sort()).toEqual(["stream", "whole"]);
       const after = await Store.open(url);
       try {
-        expect(await after.openReservations()).toEqual([]);
+        expect(await after.openHolds()).toEqual([]);
         expect((await after.db.selectFrom("requests").select("outcome").execute()).map((row) => row.outcome)).toEqual([
           "cancelled",
           "cancelled",
@@ -594,7 +594,7 @@ describe("a streamed answer its client does not read", () => {
       await until(() => logged.includes("api.stream_not_read"), 30_000);
       await until(() => logged.includes("api.request"), 10_000);
       socket.destroy();
-      expect(await api.store.openReservations()).toEqual([]);
+      expect(await api.store.openHolds()).toEqual([]);
       const [row] = await api.store.usage();
       // Charged what was generated before the cut: what the network's buffers and the bound held, a fraction of the 20
       // MB.

@@ -1,3 +1,4 @@
+import type { Family } from "../core/family.ts";
 import { performance } from "node:perf_hooks";
 import { CHAT_FORMATS, genericChatFormat, type ChatFormat } from "../chat/chat-format.ts";
 import { genericTemplate } from "../chat/generic-template.ts";
@@ -13,13 +14,7 @@ import {
 import { checkGguf } from "../engine/gguf-check.ts";
 import { callCost } from "./cost.ts";
 import { prepareMessages } from "../chat/prepare-messages.ts";
-import {
-  familyOfTemplate,
-  foreignFamilyIn,
-  loadGenericTemplate,
-  splitReasoning,
-  type TeacherFamily,
-} from "./families.ts";
+import { familyOfTemplate, foreignFamilyIn, loadGenericTemplate, splitReasoning } from "./families.ts";
 import { ModelError } from "../core/model-error.ts";
 import type {
   ScoreRequest,
@@ -35,7 +30,7 @@ import type {
 
 export interface EmbeddedTeacherOptions {
   name: string;
-  family: TeacherFamily;
+  family: Family;
   path: string;
   /** Generic family: a tokenizer_config.json whose template to use instead of the GGUF's. */
   chatTemplate?: string;
@@ -66,7 +61,7 @@ export class EmbeddedTeacher implements Teacher {
   readonly capabilities: TeacherCapabilities;
   private constructor(
     readonly name: string,
-    readonly family: TeacherFamily,
+    readonly family: Family,
     readonly engine: EmbeddedEngine,
     private readonly options: EmbeddedTeacherOptions,
     /** Trimmed tiny-world vocabularies map back to the family's real ids. */

@@ -1,17 +1,14 @@
-import type { ChatFamily } from "../chat/chat-format.ts";
-
-export type TeacherFamily = ChatFamily;
-export const TEACHER_FAMILIES = ["qwen", "gemma", "gptoss", "generic"] as const satisfies readonly TeacherFamily[];
+import type { Family } from "../core/family.ts";
 
 /** The control markers each family's raw output can contain. */
-const MARKERS: Record<Exclude<TeacherFamily, "generic">, readonly string[]> = {
+const MARKERS: Record<Exclude<Family, "generic">, readonly string[]> = {
   qwen: ["<|im_start|>", "<|im_end|>", "<think>", "</think>"],
   gemma: ["<start_of_turn>", "<end_of_turn>"],
   gptoss: ["<|channel|>", "<|message|>", "<|start|>", "<|return|>"],
 };
 
 /** The family whose chat template this is, judged by its turn markers; undefined for an unknown template. */
-export function familyOfTemplate(template: string): Exclude<TeacherFamily, "generic"> | undefined {
+export function familyOfTemplate(template: string): Exclude<Family, "generic"> | undefined {
   if (template.includes("<|channel|>") || template.includes("<|start|>")) return "gptoss";
   if (template.includes("<start_of_turn>")) return "gemma";
   if (template.includes("<|im_start|>")) return "qwen";
@@ -23,9 +20,9 @@ export function familyOfTemplate(template: string): Exclude<TeacherFamily, "gene
  * of a wrongly declared family (e.g. a Qwen server declared as gpt-oss). The
  * generic family makes no claim, so nothing is foreign to it.
  */
-export function foreignFamilyIn(declared: TeacherFamily, text: string): Exclude<TeacherFamily, "generic"> | undefined {
+export function foreignFamilyIn(declared: Family, text: string): Exclude<Family, "generic"> | undefined {
   if (declared === "generic") return undefined;
-  for (const [family, markers] of Object.entries(MARKERS) as [Exclude<TeacherFamily, "generic">, readonly string[]][]) {
+  for (const [family, markers] of Object.entries(MARKERS) as [Exclude<Family, "generic">, readonly string[]][]) {
     if (family === declared) continue;
     if (markers.some((marker) => !MARKERS[declared].includes(marker) && text.includes(marker))) return family;
   }
@@ -46,7 +43,7 @@ const HARMONY_FINAL = /<\|channel\|>final<\|message\|>/;
  *   (templates that open the block in the prompt).
  * - gpt-oss: harmony's analysis channel, then the final channel.
  */
-export function splitReasoning(family: TeacherFamily, raw: string): SplitText {
+export function splitReasoning(family: Family, raw: string): SplitText {
   if (family === "gptoss") {
     const final = HARMONY_FINAL.exec(raw);
     const analysis = /<\|channel\|>analysis<\|message\|>([\s\S]*?)(?:<\|end\|>|$)/.exec(raw);
@@ -79,7 +76,7 @@ const LONGEST_MARKER = 32;
 export class StreamingReasoningSplitter {
   private raw = "";
   private emitted: SplitText = { reasoning: "", content: "" };
-  constructor(private readonly family: TeacherFamily) {}
+  constructor(private readonly family: Family) {}
 
   feed(delta: string): { type: "reasoning" | "content"; text: string }[] {
     this.raw += delta;

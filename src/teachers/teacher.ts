@@ -1,5 +1,5 @@
+import type { Family } from "../core/family.ts";
 import type { ReasoningEffort } from "../chat/chat-format.ts";
-import type { TeacherFamily } from "./families.ts";
 import type { RoleMessage } from "../chat/prepare-messages.ts";
 import type { TokenLogprob } from "../openai/token-logprob.ts";
 
@@ -12,7 +12,7 @@ export type { TokenLogprob };
  */
 export interface Teacher {
   readonly name: string;
-  readonly family: TeacherFamily;
+  readonly family: Family;
   readonly capabilities: TeacherCapabilities;
   /** One complete response. */
   generate(request: TeacherRequest): Promise<TeacherResponse>;

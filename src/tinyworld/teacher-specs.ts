@@ -1,5 +1,5 @@
 import type { Architecture, Optimization } from "../core/config/schema.ts";
-import type { Family } from "../tokenizers/reference-tokenizer.ts";
+import type { TokenizerFamily } from "../core/family.ts";
 import type { SkillName } from "./skill.ts";
 import type { WorldSize } from "./world.ts";
 
@@ -9,7 +9,7 @@ export interface FamilyLicence {
   obligations: string;
 }
 
-export const FAMILY_LICENCES: Record<Family, FamilyLicence> = {
+export const FAMILY_LICENCES: Record<TokenizerFamily, FamilyLicence> = {
   qwen: { name: "Apache-2.0 (Qwen3)", obligations: "Keep the licence and NOTICE; no naming or user-count conditions." },
   gemma: {
     name: "Gemma Terms of Use",
@@ -24,7 +24,7 @@ export const FAMILY_LICENCES: Record<Family, FamilyLicence> = {
 
 export interface TeacherSpec {
   name: string;
-  family: Family;
+  family: TokenizerFamily;
   /** The tiny world's skills this teacher is trained on; the others it has never seen. */
   skills: SkillName[];
   /** Stands in for this real model family. */

@@ -1,12 +1,13 @@
 import { Gemma3Tokenizer } from "./gemma3.ts";
 import { O200kHarmonyTokenizer } from "./o200k-harmony.ts";
 import { Qwen3Tokenizer } from "./qwen3.ts";
-import type { Family, ReferenceTokenizer } from "./reference-tokenizer.ts";
+import type { TokenizerFamily } from "../core/family.ts";
+import type { ReferenceTokenizer } from "./reference-tokenizer.ts";
 
-const cache = new Map<Family, ReferenceTokenizer>();
+const cache = new Map<TokenizerFamily, ReferenceTokenizer>();
 
 /** The family's full reference tokenizer (loaded once per process; Gemma's takes ~1 s). */
-export function referenceTokenizer(family: Family): ReferenceTokenizer {
+export function referenceTokenizer(family: TokenizerFamily): ReferenceTokenizer {
   let tokenizer = cache.get(family);
   if (!tokenizer) {
     tokenizer =

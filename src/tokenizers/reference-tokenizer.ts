@@ -1,6 +1,5 @@
 /** The three model families whose real tokenizers and chat formats the project speaks. */
-export const FAMILIES = ["qwen", "gemma", "gptoss"] as const;
-export type Family = (typeof FAMILIES)[number];
+import type { TokenizerFamily } from "../core/family.ts";
 
 /** llama.cpp token types (llama_token_type / gguf `tokenizer.ggml.token_type`). */
 export const TokenType = { normal: 1, unknown: 2, control: 3, userDefined: 4, byte: 6 } as const;
@@ -21,7 +20,7 @@ export interface SpecialRoles {
  * GGUF tokenizer metadata (`tokenizer.ggml.*`).
  */
 export interface ReferenceTokenizer {
-  readonly family: Family;
+  readonly family: TokenizerFamily;
   readonly description: string;
   /** llama.cpp tokenizer model: byte-level BPE ("gpt2") or SentencePiece-style ("llama"). */
   readonly ggufModel: "gpt2" | "llama";

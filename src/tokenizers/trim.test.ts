@@ -7,10 +7,10 @@ import { CHAT_FORMATS } from "../chat/chat-format.ts";
 import { sharedLlama } from "../engine/llama.ts";
 import { encodeLlamaText } from "./encode-llama-text.ts";
 import { referenceTokenizer } from "./index.ts";
-import { FAMILIES, type Family } from "./reference-tokenizer.ts";
+import { TOKENIZER_FAMILIES, type TokenizerFamily } from "../core/family.ts";
 import { TrimmedVocabulary } from "./trim.ts";
 
-const TEACHERS: Record<Family, string> = { qwen: "tiny-qwen", gemma: "tiny-gemma", gptoss: "tiny-gptoss" };
+const TEACHERS: Record<TokenizerFamily, string> = { qwen: "tiny-qwen", gemma: "tiny-gemma", gptoss: "tiny-gptoss" };
 
 /** The teacher's corpus: its skills' training texts and every held-out prompt. */
 async function corpus(teacher: string, withReasoning: boolean): Promise<string[]> {
@@ -34,7 +34,7 @@ async function corpus(teacher: string, withReasoning: boolean): Promise<string[]
   return lines;
 }
 
-describe.each(FAMILIES)("trimmed %s vocabulary", (family) => {
+describe.each(TOKENIZER_FAMILIES)("trimmed %s vocabulary", (family) => {
   let model: LlamaModel;
   let vocabulary: TrimmedVocabulary;
   let lines: string[];

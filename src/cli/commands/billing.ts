@@ -33,7 +33,7 @@ export function registerBilling(program: Command): void {
           const applied = await store.grant(options.org, amount, options.idempotencyKey, options.memo);
           const balance = await store.balance((await store.orgByName(options.org))!.id);
           context.print(
-            `${applied ? "credited" : "already credited (same idempotency key)"}; ${options.org} has ${balance.available} micro-units available, ${balance.reserved} held`,
+            `${applied ? "credited" : "already credited (same idempotency key)"}; ${options.org} has ${balance.available} micro-units available, ${balance.held} held`,
             { applied, ...balance },
           );
         } finally {

@@ -78,7 +78,7 @@ export function registerServe(program: Command): void {
           admin: Boolean(adminToken),
         });
         context.print(
-          `avocado serve: ${api.url}/v1 (${config.models.map((m) => m.name).join(", ")}); recovered ${api.recovered} open reservation(s)`,
+          `avocado serve: ${api.url}/v1 (${config.models.map((m) => m.name).join(", ")}); recovered ${api.recovered} open hold(s)`,
           { url: api.url, recovered: api.recovered },
         );
         const stop = async () => {

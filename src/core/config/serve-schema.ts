@@ -1,3 +1,4 @@
+import { TOKENIZER_FAMILIES } from "../family.ts";
 import { z } from "zod";
 
 const micros = z.number().int().nonnegative();
@@ -37,7 +38,7 @@ export const servedModelSchema = z
         "upstreams: 'continuous' asks for usage on every stream event (vLLM's stream_options.continuous_usage_stats), so a cut stream is charged the upstream's own count",
       ),
     tokenizer: z
-      .enum(["qwen", "gemma", "gptoss"])
+      .enum(TOKENIZER_FAMILIES)
       .optional()
       .describe(
         "upstreams: the model's tokenizer family; without per-event usage, a stream cut before its usage is charged this tokenizer's count of the text it streamed",

@@ -1,3 +1,4 @@
+import { FAMILIES } from "../family.ts";
 import { z } from "zod";
 
 const micros = z.number().int().nonnegative();
@@ -38,7 +39,7 @@ export const DEFAULT_LIMITS: TeacherLimits = limitsSchema.parse({});
 
 const common = {
   name: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]*$/, "letters, digits, '.', '_' or '-'"),
-  family: z.enum(["qwen", "gemma", "gptoss", "generic"]),
+  family: z.enum(FAMILIES),
   licence: z.string().optional().describe("e.g. apache-2.0, gemma, qwen-research; see docs/licences.md"),
   maxTokens: z.number().int().min(1).default(1024).describe("default and cap of generated tokens"),
   thinking: z.boolean().optional().describe("Qwen: enable_thinking"),

@@ -76,7 +76,7 @@ export class UpstreamServedModel implements ServedModel {
   }
 
   /**
-   * An upper bound of the prompt's tokens, for the reservation only (the upstream's usage is what is billed):
+   * An upper bound of the prompt's tokens, for the hold only (the upstream's usage is what is billed):
    * byte-level tokenizers never produce more tokens than UTF-8 bytes, plus a few template tokens per message.
    * Holding too much is harmless (settlement returns it); holding too little would under-charge.
    */

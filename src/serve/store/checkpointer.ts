@@ -4,7 +4,7 @@ import { Worker } from "node:worker_threads";
 const require = createRequire(import.meta.url);
 
 // Runs in a worker thread with its own connection: a WAL checkpoint copies pages and
-// fsyncs, which on the request thread showed up as 6–9 ms stalls of a reservation.
+// fsyncs, which on the request thread showed up as 6–9 ms stalls of a hold.
 // Often (every 100 ms), so that what is left for the ledger's WAL restart (on the
 // request thread, between two batches) is little.
 const SOURCE = `

@@ -67,7 +67,7 @@ export interface Database {
     /** What was authorized (the worst case, or the credit left). */
     amount: number;
     created_at: number;
-    /** The server instance that reserved it (recovery releases a dead instance's holds). */
+    /** The server instance that took it (recovery releases a dead instance's holds). */
     instance: string;
   };
   /** One row per settled request, written once, with its charge, in the settlement's transaction. */

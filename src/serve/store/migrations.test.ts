@@ -55,7 +55,7 @@ describe.each(["sqlite", "postgres"] as const)("a store of the previous release,
     const store = await Store.open(await databaseWith(kind, statements(V2)));
     try {
       const acme = (await store.orgByName("acme"))!;
-      expect(await store.balance(acme.id)).toEqual({ available: 4_949_907, reserved: 50_000 });
+      expect(await store.balance(acme.id)).toEqual({ available: 4_949_907, held: 50_000 });
       expect((await store.keyBySecret(V2_KEY))?.rpm).toBe(60);
       expect((await store.listKeys("acme")).map((key) => [key.name, key.revoked_at])).toEqual([
         ["prod", null],
@@ -64,13 +64,13 @@ describe.each(["sqlite", "postgres"] as const)("a store of the previous release,
       expect(
         (await store.usage()).map((row) => [row.requests, row.prompt_tokens, row.completion_tokens, row.cost]),
       ).toEqual([[3, 33, 63, 93]]);
-      expect((await store.openReservations()).map((hold) => hold.request_id)).toEqual(["req-open"]);
+      expect((await store.openHolds()).map((hold) => hold.request_id)).toEqual(["req-open"]);
       expect(await store.audit()).toMatchObject({ ok: true, entries: 10 });
       // The request in flight when the old server stopped settles in the new one.
       expect(await store.settle("req-open", { promptTokens: 5, completionTokens: 5, cost: 10, outcome: "ok" })).toBe(
         true,
       );
-      expect(await store.balance(acme.id)).toEqual({ available: 4_999_897, reserved: 0 });
+      expect(await store.balance(acme.id)).toEqual({ available: 4_999_897, held: 0 });
       expect((await store.audit()).problems).toEqual([]);
       const ran = await sql<{ name: string }>`select name from schema_migrations order by name`.execute(store.db);
       expect(ran.rows.map((row) => row.name)).toEqual(["0001_ledger", "0002_migrator_keeps_the_version"]);

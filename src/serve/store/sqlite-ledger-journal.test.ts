@@ -107,8 +107,8 @@ describe("SqliteLedgerWriter with a journal", () => {
 
     const after = await Store.open(url);
     expect(journals(folder)).toEqual([]);
-    expect(await after.balance(org)).toEqual({ available: 10_000 - 400 - 2_500, reserved: 2_500 });
-    expect((await after.openReservations()).map((h) => h.request_id).sort()).toEqual(["lazy", "open"]);
+    expect(await after.balance(org)).toEqual({ available: 10_000 - 400 - 2_500, held: 2_500 });
+    expect((await after.openHolds()).map((h) => h.request_id).sort()).toEqual(["lazy", "open"]);
     expect((await after.usage()).map((row) => [row.requests, row.cost])).toEqual([[1, 400]]);
     expect((await after.audit()).problems).toEqual([]);
     await after.close();
@@ -129,7 +129,7 @@ describe("SqliteLedgerWriter with a journal", () => {
     // Killed between the commit and the journal's reset, and a power cut in the middle of a last record.
     writeFileSync(journal, `${lines}{"t":"grant","orgId":"${org}","amount":99`);
     const after = await Store.open(url);
-    expect(await after.balance(org)).toEqual({ available: 9_700, reserved: 0 });
+    expect(await after.balance(org)).toEqual({ available: 9_700, held: 0 });
     expect((await after.audit()).problems).toEqual([]);
     await after.close();
   });
@@ -148,7 +148,7 @@ describe("SqliteLedgerWriter with a journal", () => {
     );
     const other = await Store.open(url);
     expect(journals(folder)).toEqual([name]);
-    expect(await other.balance(org)).toEqual({ available: 1_000, reserved: 0 });
+    expect(await other.balance(org)).toEqual({ available: 1_000, held: 0 });
     await other.close();
     await store.close();
   });
@@ -178,7 +178,7 @@ describe("SqliteLedgerWriter with a journal", () => {
     await y.durable;
     expect(sqlite.prepare("select count(*) as n from holds where request_id = 'y'").get()).toEqual({ n: 1 });
     // The hand-made hold (committed on its own) and y remain; the failed settlement left nothing.
-    expect(await store.balance(org)).toEqual({ available: 990 - 100 - 200, reserved: 300 });
+    expect(await store.balance(org)).toEqual({ available: 990 - 100 - 200, held: 300 });
     expect(journals(folder)).toHaveLength(1);
     await store.close();
   });
@@ -204,7 +204,7 @@ describe("SqliteLedgerWriter with a journal", () => {
     expect(sqlite.prepare("select count(*) as n from requests").get()).toEqual({ n: 0 });
     // A read of the store writes the batch first: b (open) gets its row, a (settled) never does; the org's balance is
     // updated once (revenue's row opens).
-    expect(await store.balance(org)).toEqual({ available: 1_000 - 120 - 400, reserved: 400 });
+    expect(await store.balance(org)).toEqual({ available: 1_000 - 120 - 400, held: 400 });
     expect(seen().sort()).toEqual(["hold b", `update org:${org}:credit`]);
     expect(sqlite.prepare("select request_id, charged from requests").all()).toEqual([
       { request_id: "a", charged: 120 },
@@ -212,7 +212,7 @@ describe("SqliteLedgerWriter with a journal", () => {
     // b outlives the batch: its settlement is still decided in memory, and its row is deleted with the next batch.
     ledger.flush();
     expect(ledger.settle("b", usage(50)).value).toBe(true);
-    expect(await store.balance(org)).toEqual({ available: 1_000 - 120 - 50, reserved: 0 });
+    expect(await store.balance(org)).toEqual({ available: 1_000 - 120 - 50, held: 0 });
     expect(sqlite.prepare("select count(*) as n from holds").get()).toEqual({ n: 0 });
     expect((await store.usage()).map((row) => [row.requests, row.cost])).toEqual([[2, 170]]);
     expect((await store.audit()).problems).toEqual([]);
@@ -235,7 +235,7 @@ describe("SqliteLedgerWriter with a journal", () => {
     // Written and committed as a slice: no transaction stays open (the CLI may write between two commits).
     expect(sqlite.prepare("select count(*) as n from requests").get()).toEqual({ n: 260 });
     expect(sqlite.inTransaction).toBe(false);
-    expect(await store.balance(org)).toEqual({ available: 100_000 - 2_600, reserved: 0 });
+    expect(await store.balance(org)).toEqual({ available: 100_000 - 2_600, held: 0 });
     expect((await store.audit()).problems).toEqual([]);
     await store.close();
   });
@@ -305,10 +305,10 @@ describe("SqliteLedgerWriter with a journal", () => {
     const c = ledger.settle("c", usage(30));
     expect(c.value).toBe(true);
     await expect(c.durable).rejects.toThrow(/ENOSPC/);
-    expect(await store.balance(org)).toEqual({ available: 1_000 - 10 - 20 - 200, reserved: 200 });
+    expect(await store.balance(org)).toEqual({ available: 1_000 - 10 - 20 - 200, held: 200 });
     append.mockRestore();
     expect(await store.settle("c", usage(30))).toBe(true);
-    expect(await store.balance(org)).toEqual({ available: 1_000 - 10 - 20 - 30 - 100, reserved: 100 });
+    expect(await store.balance(org)).toEqual({ available: 1_000 - 10 - 20 - 30 - 100, held: 100 });
     expect((await store.audit()).problems).toEqual([]);
     await store.close();
   });
@@ -335,7 +335,7 @@ describe("SqliteLedgerWriter with a journal", () => {
     const journal = await crash(store, folder);
     const [first, second] = await Promise.all([Store.open(url), Store.open(url)]);
     expect(journals(folder)).toEqual([]);
-    expect(await first!.balance(org)).toEqual({ available: 1_000, reserved: 0 });
+    expect(await first!.balance(org)).toEqual({ available: 1_000, held: 0 });
     await first!.close();
     await second!.close();
     // The race itself, made certain: a journal listed as dead and then removed by the other process.
@@ -371,7 +371,7 @@ describe("SqliteLedgerWriter with a journal", () => {
     await new Promise((resolve) => setTimeout(resolve, 60));
     expect(other.prepare("select count(*) as n from requests").get()).toEqual({ n: 1 });
     other.close();
-    expect(await store.balance(org)).toEqual({ available: 960, reserved: 0 });
+    expect(await store.balance(org)).toEqual({ available: 960, held: 0 });
     await store.close();
   });
 
@@ -416,7 +416,7 @@ describe("SqliteLedgerWriter with a journal", () => {
     expect(credit.stdout).toMatch(/^credited/);
     expect(created.code, created.stderr).toBe(0);
     expect(settled).toBeGreaterThan(100);
-    expect(await store.balance(org)).toEqual({ available: 1_000_000_000 + 7 - 10 * settled, reserved: 0 });
+    expect(await store.balance(org)).toEqual({ available: 1_000_000_000 + 7 - 10 * settled, held: 0 });
     expect((await store.audit()).problems).toEqual([]);
 
     // A second server of the same file would decide credit without seeing this one's undecided rows: refused.

@@ -41,7 +41,7 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
       const org = await store.ensureOrg("grants");
       expect(await store.grant("grants", 1_000_000, "topup-1")).toBe(true);
       expect(await store.grant("grants", 1_000_000, "topup-1")).toBe(false);
-      expect(await store.balance(org)).toEqual({ available: 1_000_000, reserved: 0 });
+      expect(await store.balance(org)).toEqual({ available: 1_000_000, held: 0 });
       await expect(store.grant("grants", -5, "bad")).rejects.toThrow(/positive integer/);
       expect((await store.audit()).problems).toEqual([]);
     });
@@ -52,21 +52,21 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
       const { row: key } = await store.createKey({ org: "settle", name: "k" });
       const base = { orgId: org, keyId: key.id, model: "m", instance: "i1" };
       expect((await store.reserve({ ...base, requestId: "r1", amount: 4_000 })).amount).toBe(4_000);
-      expect(await store.balance(org)).toEqual({ available: 6_000, reserved: 4_000 });
+      expect(await store.balance(org)).toEqual({ available: 6_000, held: 4_000 });
       expect((await store.reserve({ ...base, requestId: "r1", amount: 4_000 })).amount).toBe(4_000);
-      expect(await store.balance(org)).toEqual({ available: 6_000, reserved: 4_000 });
+      expect(await store.balance(org)).toEqual({ available: 6_000, held: 4_000 });
       const settles = await Promise.all(
         [1, 2, 3].map(() => store.settle("r1", { promptTokens: 10, completionTokens: 20, cost: 1_234, outcome: "ok" })),
       );
       expect(settles.filter(Boolean)).toHaveLength(1);
-      expect(await store.balance(org)).toEqual({ available: 8_766, reserved: 0 });
+      expect(await store.balance(org)).toEqual({ available: 8_766, held: 0 });
       await expect(store.reserve({ ...base, requestId: "r2", amount: 9_000 })).rejects.toBeInstanceOf(
         InsufficientCreditError,
       );
-      expect(await store.balance(org)).toEqual({ available: 8_766, reserved: 0 });
+      expect(await store.balance(org)).toEqual({ available: 8_766, held: 0 });
       expect((await store.reserve({ ...base, requestId: "r3", amount: 9_000, minimum: 100 })).amount).toBe(8_766);
       await store.settle("r3", { promptTokens: 1, completionTokens: 0, cost: 99_999, outcome: "ok" });
-      expect(await store.balance(org)).toEqual({ available: 0, reserved: 0 });
+      expect(await store.balance(org)).toEqual({ available: 0, held: 0 });
       const usage = await store.usage({ orgId: org });
       expect(usage).toHaveLength(1);
       expect(usage[0]).toMatchObject({ requests: 2, prompt_tokens: 11, completion_tokens: 20, cost: 1_234 + 8_766 });
@@ -79,11 +79,11 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
       const { row: key } = await store.createKey({ org: "void", name: "k" });
       await store.reserve({ orgId: org, keyId: key.id, model: "m", instance: "i1", requestId: "v1", amount: 4_000 });
       await store.settle("v1", { promptTokens: 10, completionTokens: 20, cost: 1_500, outcome: "ok" });
-      expect(await store.balance(org)).toEqual({ available: 8_500, reserved: 0 });
+      expect(await store.balance(org)).toEqual({ available: 8_500, held: 0 });
       const voids = await Promise.all([1, 2].map(() => store.voidCharge("v1", "ledger_unavailable")));
       expect(voids.sort()).toEqual([0, 1_500]);
       expect(await store.voidCharge("unknown", "ledger_unavailable")).toBe(0);
-      expect(await store.balance(org)).toEqual({ available: 10_000, reserved: 0 });
+      expect(await store.balance(org)).toEqual({ available: 10_000, held: 0 });
       expect(await store.usage({ orgId: org })).toEqual([
         expect.objectContaining({ requests: 1, prompt_tokens: 10, completion_tokens: 20, cost: 0 }),
       ]);
@@ -122,7 +122,7 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
       expect(served.length).toBeGreaterThanOrEqual(50);
       const balance = await store.balance(org);
       expect(balance.available).toBeGreaterThanOrEqual(0);
-      expect(balance.reserved).toBe(0);
+      expect(balance.held).toBe(0);
       const metered = served.reduce((a, b) => a + b, 0);
       const usage = await store.usage({ orgId: org });
       expect(usage.reduce((sum, row) => sum + row.cost, 0)).toBe(metered);
@@ -142,12 +142,12 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
         expect(await bank.grant("whale", MAX_ISSUED - 10, "big")).toBe(false);
         expect(await bank.grant("whale", 10, "last")).toBe(true);
         await expect(bank.grant("whale", 1, "beyond")).rejects.toThrow(/may not exceed/);
-        expect(await bank.balance(org)).toEqual({ available: MAX_ISSUED, reserved: 0 });
+        expect(await bank.balance(org)).toEqual({ available: MAX_ISSUED, held: 0 });
         // The refusals wrote nothing, and the ledger still works.
         const { row: key } = await bank.createKey({ org: "whale", name: "k" });
         await bank.reserve({ requestId: "w1", orgId: org, keyId: key.id, model: "m", amount: 7, instance: "i" });
         expect(await bank.settle("w1", { promptTokens: 1, completionTokens: 1, cost: 5, outcome: "ok" })).toBe(true);
-        expect(await bank.balance(org)).toEqual({ available: MAX_ISSUED - 5, reserved: 0 });
+        expect(await bank.balance(org)).toEqual({ available: MAX_ISSUED - 5, held: 0 });
         const audit = await bank.audit();
         expect(audit.problems).toEqual([]);
       } finally {
@@ -170,12 +170,12 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
       expect(await store.settle("f1", { promptTokens: 1, completionTokens: 1, cost: 100, outcome: "ok" })).toBe(true);
       // (Reading the balance writes what the server decided in memory: the retry below finds the settled row in the
       // tables.)
-      expect(await store.balance(org)).toEqual({ available: 9_900, reserved: 0 });
+      expect(await store.balance(org)).toEqual({ available: 9_900, held: 0 });
       // A retry of a settled id (not fresh) takes nothing more.
       expect((await store.reserve({ ...base, requestId: "f1" })).amount).toBe(1_000);
       if (lookups) expect(lookups.mock.calls.length).toBeGreaterThan(0);
       lookups?.mockRestore();
-      expect(await store.balance(org)).toEqual({ available: 9_900, reserved: 0 });
+      expect(await store.balance(org)).toEqual({ available: 9_900, held: 0 });
       expect((await store.audit()).problems).toEqual([]);
     });
 

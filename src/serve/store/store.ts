@@ -40,7 +40,7 @@ export interface UsageRow {
 }
 
 /**
- * Keys, the double-entry credit ledger, reservations and usage, on SQLite or
+ * Keys, the double-entry credit ledger, holds and usage, on SQLite or
  * PostgreSQL. Every money movement is one transaction whose entries sum to
  * zero; reserve and settle are each one database transaction, and settle is
  * idempotent (a retry, or a recovery racing a live settle, never charges twice).
@@ -104,13 +104,13 @@ export class Store extends KeyStore {
   }
 
   /** An org's spendable credit, and the part of its credit held for requests in flight. */
-  async balance(orgId: string): Promise<{ available: number; reserved: number }> {
+  async balance(orgId: string): Promise<{ available: number; held: number }> {
     const row = await this.db
       .selectFrom("balances")
       .select(["amount", "held"])
       .where("account", "=", accounts.credit(orgId))
       .executeTakeFirst();
-    return { available: (row?.amount ?? 0) - (row?.held ?? 0), reserved: row?.held ?? 0 };
+    return { available: (row?.amount ?? 0) - (row?.held ?? 0), held: row?.held ?? 0 };
   }
 
   /**
@@ -144,7 +144,7 @@ export class Store extends KeyStore {
   }
 
   /** Holds of requests in flight, of one instance or all, older than `olderThanMs`. */
-  async openReservations(options: { instance?: string; olderThanMs?: number } = {}): Promise<Database["holds"][]> {
+  async openHolds(options: { instance?: string; olderThanMs?: number } = {}): Promise<Database["holds"][]> {
     let query = this.db.selectFrom("holds").selectAll();
     if (options.instance) query = query.where("instance", "=", options.instance);
     if (options.olderThanMs !== undefined) query = query.where("created_at", "<", Date.now() - options.olderThanMs);

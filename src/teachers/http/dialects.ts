@@ -1,5 +1,5 @@
+import type { Family } from "../../core/family.ts";
 import type { HTTP_ENGINES } from "../../core/config/teacher-schema.ts";
-import type { TeacherFamily } from "../families.ts";
 import type { TeacherRequest } from "../teacher.ts";
 
 export type HttpEngine = (typeof HTTP_ENGINES)[number];
@@ -22,7 +22,7 @@ export interface Dialect {
   /** Extra request fields for thinking on/off and reasoning effort. */
   reasoningFields(
     request: Pick<TeacherRequest, "thinking" | "reasoningEffort">,
-    family: TeacherFamily,
+    family: Family,
   ): Record<string, unknown>;
   /** Extra request fields for top-k log-probs beyond the OpenAI ones. */
   logprobFields(topLogprobs: number): Record<string, unknown>;
@@ -34,7 +34,7 @@ export interface Dialect {
  */
 function templateKwargs(
   request: Pick<TeacherRequest, "thinking" | "reasoningEffort">,
-  family: TeacherFamily,
+  family: Family,
 ): Record<string, unknown> {
   const kwargs: Record<string, unknown> = {};
   if (request.thinking !== undefined && family !== "gptoss") kwargs.enable_thinking = request.thinking;

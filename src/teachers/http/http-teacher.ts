@@ -1,14 +1,9 @@
+import type { Family } from "../../core/family.ts";
 import { performance } from "node:perf_hooks";
 import type { Price } from "../../core/config/teacher-schema.ts";
 import { callCost } from "../cost.ts";
 import { prepareMessages } from "../../chat/prepare-messages.ts";
-import {
-  foreignFamilyIn,
-  splitReasoning,
-  StreamingReasoningSplitter,
-  type GenericTemplate,
-  type TeacherFamily,
-} from "../families.ts";
+import { foreignFamilyIn, splitReasoning, StreamingReasoningSplitter, type GenericTemplate } from "../families.ts";
 import { ModelError } from "../../core/model-error.ts";
 import type {
   FinishReason,
@@ -40,7 +35,7 @@ import { OpenAiClient } from "../../openai/client.ts";
 
 export interface HttpTeacherOptions {
   name: string;
-  family: TeacherFamily;
+  family: Family;
   engine: HttpEngine;
   baseUrl: string;
   model: string;
@@ -75,7 +70,7 @@ interface Accumulated {
  */
 export class HttpTeacher implements Teacher {
   readonly name: string;
-  readonly family: TeacherFamily;
+  readonly family: Family;
   readonly capabilities: TeacherCapabilities;
   private readonly dialect: Dialect;
   private readonly client: OpenAiClient;
