@@ -311,7 +311,7 @@ describe("avocado serve killed while its PostgreSQL is away", () => {
       await partition.up();
       const restarted = await serve(folder);
       child = restarted.child;
-      expect(restarted.output()).toMatch(/"event":"api.resumed_settlements"[^\n]*"settled":1/);
+      expect(restarted.output()).toMatch(/"settled":1[^\n]*"event":"api.resumed_settlements"/);
       expect(readdirSync(pendingFolder)).toEqual([]);
       const cost = usage!.prompt_tokens * 1 + usage!.completion_tokens * 4;
       expect(await fresh.store.openHolds()).toEqual([]);
