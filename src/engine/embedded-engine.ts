@@ -15,7 +15,7 @@ import { CHAT_FORMATS, type ChatFormat, type WrapperOptions } from "../chat/chat
 import { AvocadoError, ContextLengthError, EngineError, FileError, InputError, errorMessage } from "../core/errors.ts";
 import { TOKENIZER_FAMILIES, type TokenizerFamily } from "../core/family.ts";
 import { checkGguf } from "./gguf-check.ts";
-import { grammarSchema } from "./json-schema.ts";
+import { SchemaGrammars } from "./json-schema.ts";
 import { sharedLlama } from "./llama.ts";
 import { guardOutputOrder } from "./output-order-guard.ts";
 import { guardPlainText } from "./plain-text-guard.ts";
@@ -74,8 +74,7 @@ export class EmbeddedEngine {
   /** Chat wrappers are stateless renderers: one per engine and rendering option. */
   private readonly wrappers = new Map<string, ChatWrapper>();
   /** Grammars of the JSON schemas asked for lately (a client sends the same schema with each request). */
-  private readonly schemaGrammars = new Map<string, Promise<LlamaGrammar>>();
-  private readonly schemaKeys = new WeakMap<object, string>();
+  private readonly schemaGrammars = new SchemaGrammars();
   private readonly tokenCache = new Map<string, Token[]>();
 
   static async load(path: string, options: EngineOptions = {}): Promise<EmbeddedEngine> {
@@ -313,29 +312,8 @@ export class EmbeddedEngine {
    * The grammar of a JSON schema (compiled once per schema): an InputError
    * names a keyword the grammar cannot enforce, rather than ignoring it.
    */
-  async schemaGrammar(schema: Record<string, unknown>): Promise<LlamaGrammar> {
-    // One request asks for its schema's grammar more than once (checked before its hold, then per choice): its key is
-    // worked out once per schema object (a request's parsed body, never changed after).
-    let key = this.schemaKeys.get(schema);
-    if (key === undefined) {
-      key = JSON.stringify(schema);
-      this.schemaKeys.set(schema, key);
-    }
-    let grammar = this.schemaGrammars.get(key);
-    if (!grammar) {
-      const enforced = grammarSchema(schema);
-      grammar = sharedLlama().then((llama) =>
-        llama.createGrammarForJsonSchema(enforced as Parameters<typeof llama.createGrammarForJsonSchema>[0]),
-      );
-      if (this.schemaGrammars.size >= 256) this.schemaGrammars.clear();
-      this.schemaGrammars.set(key, grammar);
-    }
-    try {
-      return await grammar;
-    } catch (error) {
-      this.schemaGrammars.delete(key);
-      throw new InputError(`the JSON schema cannot be made a grammar (${errorMessage(error)})`);
-    }
+  schemaGrammar(schema: Record<string, unknown>): Promise<LlamaGrammar> {
+    return this.schemaGrammars.get(schema);
   }
 
   private wrapper(options: WrapperOptions): ChatWrapper {

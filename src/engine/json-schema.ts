@@ -1,4 +1,6 @@
-import { InputError } from "../core/errors.ts";
+import type { LlamaGrammar } from "node-llama-cpp";
+import { errorMessage, InputError } from "../core/errors.ts";
+import { sharedLlama } from "./llama.ts";
 
 /** What llama.cpp's JSON-schema grammar (through node-llama-cpp) enforces. */
 const ENFORCED = new Set([
@@ -87,4 +89,35 @@ export function grammarSchema(schema: unknown, path = "schema"): Record<string, 
     }
   }
   return out;
+}
+
+/** Compiled grammars of JSON schemas, by schema (the most recent 256). */
+export class SchemaGrammars {
+  private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
+  private readonly keys = new WeakMap<object, string>();
+
+  async get(schema: Record<string, unknown>): Promise<LlamaGrammar> {
+    // One request asks for its schema's grammar more than once (checked before its hold, then per choice): its key is
+    // worked out once per schema object (a request's parsed body, never changed after).
+    let key = this.keys.get(schema);
+    if (key === undefined) {
+      key = JSON.stringify(schema);
+      this.keys.set(schema, key);
+    }
+    let grammar = this.grammars.get(key);
+    if (!grammar) {
+      const enforced = grammarSchema(schema);
+      grammar = sharedLlama().then((llama) =>
+        llama.createGrammarForJsonSchema(enforced as Parameters<typeof llama.createGrammarForJsonSchema>[0]),
+      );
+      if (this.grammars.size >= 256) this.grammars.clear();
+      this.grammars.set(key, grammar);
+    }
+    try {
+      return await grammar;
+    } catch (error) {
+      this.grammars.delete(key);
+      throw new InputError(`the JSON schema cannot be made a grammar (${errorMessage(error)})`);
+    }
+  }
 }

@@ -24,3 +24,11 @@ export const DRAIN_SETTLEMENTS = 256;
 
 /** Journal mode: how soon a commit that found another process writing tries again. */
 export const BUSY_RETRY_MS = 5;
+
+export const RESOLVED = Promise.resolve();
+
+/** Who waits for a batch's commit, or for a journal line's write. */
+export interface Waiter {
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}

@@ -17,6 +17,8 @@ import {
 import { LiveHolds } from "./sqlite-ledger-live.ts";
 import { LedgerTables } from "./sqlite-ledger-tables.ts";
 import {
+  RESOLVED,
+  type Waiter,
   BUSY_RETRY_MS,
   DRAIN_SETTLEMENTS,
   JOURNAL_COMMIT_BYTES,
@@ -26,42 +28,18 @@ import {
 } from "./sqlite-ledger-batches.ts";
 import { WalRestarter, withoutWaiting } from "./wal-restarter.ts";
 
-const RESOLVED = Promise.resolve();
-
-interface Waiter {
-  resolve: () => void;
-  reject: (error: unknown) => void;
-}
-
 /**
- * The ledger's writes on SQLite: prepared statements, executed at once, in one
- * write transaction per turn of the event loop (group commit).
+ * The ledger's writes on SQLite: prepared statements, executed at once, in one write transaction per turn of the
+ * event loop (group commit). A caller knows its answer (a hold, a refusal, a settlement) synchronously and starts its
+ * work while the commit is to come; it waits for `durable` only before anything leaves the process.
  *
- * Executing at once means a caller knows its answer (a hold, a refusal, a
- * settlement) synchronously, and can start its work while the commit is still
- * to come: it waits for `durable` only before anything leaves the process.
- * The same movements as the Kysely path (and the same conformance suite),
- * at a few microseconds each.
- *
- * With a journal (a long-running server), an operation is durable once its
- * line is in the journal: one `write` per turn instead of a commit. A hold
- * and its settlement are then decided in memory, with no transaction open:
- * the credit available is the committed balance plus what this process's
- * unwritten operations do to it. That is the whole truth because this is the
- * only server of the file (`Store.open` refuses a second one) and other
- * processes (the CLI) only add credit and change keys. The rows are written
- * and committed together (`drain` + commit, in one synchronous step: every
- * JOURNAL_COMMIT_MS, every DRAIN_SETTLEMENTS settlements, before any read):
- * a hold settled before that never gets a `holds` row, and each balance is
- * updated once per commit. The write lock is held only for that step, so the
- * CLI can write between two commits; a commit that finds the CLI writing does
- * not wait but tries again BUSY_RETRY_MS later. After each commit the journal
- * is emptied. If a batch must be rolled back (an operation failed halfway, a
- * commit failed), the journal's operations are applied again, so what was
- * durable stays so; a process killed before its commit leaves the journal to
- * the next one (`Store.open` replays it).
+ * With a journal (a long-running server), an operation is durable once its line is in the journal. Holds and their
+ * settlements are then decided in memory (the committed balance plus this process's unwritten operations: the whole
+ * truth, as this is the only server of the file and other processes only add credit), and their rows written and
+ * committed in one synchronous step every JOURNAL_COMMIT_MS, every DRAIN_SETTLEMENTS settlements, and before any read;
+ * a commit that finds the CLI writing tries again BUSY_RETRY_MS later. A batch that must roll back is rebuilt from the
+ * journal; a process killed before its commit leaves the journal to the next `Store.open`. See docs/serve.md.
  */
-
 export class SqliteLedgerWriter {
   private readonly statements;
   /** The waiters of the open write transaction, or undefined when none is open. */
@@ -209,14 +187,6 @@ export class SqliteLedgerWriter {
     this.sliceScheduled = false;
     this.flush(false);
   };
-
-  /**
-   * Applies a dead process's journal in one transaction (already applied operations are skipped); how many took effect.
-   */
-  replay(records: JournalRecord[]): number {
-    this.flush();
-    return this.db.transaction(() => records.filter((record) => this.apply(record)).length).immediate();
-  }
 
   /**
    * Commits the open write transaction now (before a statement that must not
@@ -417,19 +387,6 @@ export class SqliteLedgerWriter {
       if (this.db.inTransaction) this.statements.rollback.run();
       this.broken = new LedgerUnavailableError(error ?? cause);
     }
-  }
-
-  /**
-   * Runs read queries on one state of the tables: this process's decided rows
-   * written first, then every query in one transaction (a savepoint inside an
-   * open batch), synchronously, so no commit, of this process or another,
-   * lands between them.
-   */
-  read<T>(reads: (all: (query: { sql: string; parameters: readonly unknown[] }) => unknown[]) => T): T {
-    this.drain();
-    const all = (query: { sql: string; parameters: readonly unknown[] }) =>
-      this.db.prepare(query.sql).all(...query.parameters);
-    return this.db.transaction(() => reads(all))();
   }
 
   /** Commits what is open and removes the journal (at close). */

@@ -13,6 +13,7 @@ import {
 } from "./ledger-journal.ts";
 import { voidChargeIn } from "./ledger-sql.ts";
 import type { Hold, Ledger, ReserveOptions, ReserveRequest, SettleUsage, SnapshotRows } from "./ledger.ts";
+import { LedgerTables } from "./sqlite-ledger-tables.ts";
 import { SqliteLedgerWriter } from "./sqlite-ledger-writer.ts";
 
 export interface SqliteLedgerOptions {
@@ -29,6 +30,7 @@ export interface SqliteLedgerOptions {
 export class SqliteLedger implements Ledger {
   private constructor(
     private readonly db: Db,
+    private readonly sqlite: SQLite.Database,
     readonly writer: SqliteLedgerWriter,
     private readonly checkpointer: WalCheckpointer | undefined,
   ) {}
@@ -47,12 +49,14 @@ export class SqliteLedger implements Ledger {
   ): SqliteLedger {
     const file = path !== "" && path !== ":memory:";
     const dead = file ? deadJournals(path) : [];
-    const recovery = dead.length > 0 ? new SqliteLedgerWriter(sqlite) : undefined;
+    const tables = dead.length > 0 ? new LedgerTables(sqlite) : undefined;
     for (const journal of dead) {
       const text = readDeadJournal(journal);
       if (text === undefined) continue;
       try {
-        recovery!.replay(parseJournal(text));
+        // In one transaction; what was already applied (committed before the process died) is skipped.
+        const records = parseJournal(text);
+        sqlite.transaction(() => records.forEach((record) => tables!.apply(record))).immediate();
       } catch (error) {
         throw new FileError(
           journal,
@@ -85,7 +89,7 @@ export class SqliteLedger implements Ledger {
       typeof options.journal === "object" ? options.journal.commitMs : undefined,
     );
     if (journal) checkpointer?.onCaughtUp(writer.checkpointCaughtUp);
-    return new SqliteLedger(db, writer, checkpointer);
+    return new SqliteLedger(db, sqlite, writer, checkpointer);
   }
 
   reads(): Db {
@@ -120,14 +124,16 @@ export class SqliteLedger implements Ledger {
   }
 
   /**
-   * In one synchronous step after this process's decided rows are written: no commit, of this process or another, lands
-   * between the reads.
+   * In one synchronous step, after this process's decided rows are written: every query in one transaction (a
+   * savepoint inside an open batch), so no commit, of this process or another, lands between them.
    */
   async snapshot<Q extends Record<string, CompiledQuery>>(queries: Q): Promise<SnapshotRows<Q>> {
+    this.writer.drain();
+    const all = (query: CompiledQuery) => this.sqlite.prepare(query.sql).all(...query.parameters);
     const names = Object.keys(queries) as (keyof Q)[];
-    return this.writer.read(
-      (all) => Object.fromEntries(names.map((name) => [name, all(queries[name]!)])) as SnapshotRows<Q>,
-    );
+    return this.sqlite.transaction(
+      () => Object.fromEntries(names.map((name) => [name, all(queries[name]!)])) as SnapshotRows<Q>,
+    )();
   }
 
   /** False once its tables failed and could not be rebuilt (the next process applies its journal). */
