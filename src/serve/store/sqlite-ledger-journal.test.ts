@@ -1,62 +1,14 @@
-import SQLite from "better-sqlite3";
-import { execFile } from "node:child_process";
-import { readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { afterEach, describe, expect, it, vi } from "vitest";
-import { freshStore } from "../../../test/stores.ts";
-import { PROJECT_ROOT } from "../../core/paths.ts";
-import { readDeadJournal, removeDeadJournal } from "./ledger-journal.ts";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it, vi } from "vitest";
 import { Store } from "./store.ts";
 import { InsufficientCreditError } from "./ledger.ts";
-import { SqliteLedger } from "./sqlite-ledger.ts";
 
-const ledgerOf = (store: Store) => store["ledger"] as SqliteLedger;
-const writerOf = (store: Store) => ledgerOf(store).writer;
+import { crash, journaledStores, journals, ledgerOf, usage, writerOf } from "../../../test/journaled-stores.ts";
 
-/** The group commit itself (the store suite covers the movements on both stores). */
+/** The group commit with a journal, in one process (the store suite covers the movements on both stores). */
 describe("SqliteLedgerWriter with a journal", () => {
-  const drops: (() => Promise<void>)[] = [];
-  afterEach(async () => {
-    for (const drop of drops.splice(0)) await drop();
-  });
-
-  /** A store whose ledger batch stays open until a test commits it (or `commitMs` passes). */
-  async function journaled(commitMs = 60_000): Promise<{ store: Store; url: string; folder: string }> {
-    const { store: plain, url, drop } = await freshStore("sqlite", "journal");
-    await plain.close();
-    drops.push(drop);
-    const store = await Store.open(url, { journal: { commitMs } });
-    return { store, url, folder: dirname(url.slice("sqlite:".length)) };
-  }
-
-  /** A journaled store with an org ("acme"), a key, and credit granted ("g1"). */
-  async function funded(credit: number) {
-    const journaledStore = await journaled();
-    const org = await journaledStore.store.ensureOrg("acme");
-    const { row: key } = await journaledStore.store.createKey({ org: "acme", name: "k" });
-    await journaledStore.store.grant("acme", credit, "g1");
-    return { ...journaledStore, org, key, base: { orgId: org, keyId: key.id, model: "m", instance: "i" } };
-  }
-
-  const journals = (folder: string) => readdirSync(folder).filter((name) => name.endsWith(".journal"));
-
-  /**
-   * kill -9, as far as the store can tell: the connection goes without a commit, and the journal's owner is no longer
-   * running.
-   */
-  async function crash(store: Store, folder: string): Promise<string> {
-    await ledgerOf(store)["checkpointer"]?.close();
-    await ledgerOf(store)["db"].destroy();
-    const [name] = journals(folder);
-    // <db>-ledger.<boot>.<pid>.<start>.<random>.journal: a pid that does not run.
-    const parts = name!.split(".");
-    parts[parts.length - 4] = "999999999";
-    const dead = parts.join(".");
-    renameSync(join(folder, name!), join(folder, dead));
-    return join(folder, dead);
-  }
-
-  const usage = (cost: number) => ({ promptTokens: 3, completionTokens: 4, cost, outcome: "ok" });
+  const { journaled, funded } = journaledStores();
 
   it("is durable on the journal's write, before the tables commit", async () => {
     const { store, folder } = await journaled(50);
@@ -312,130 +264,4 @@ describe("SqliteLedgerWriter with a journal", () => {
     expect((await store.audit()).problems).toEqual([]);
     await store.close();
   });
-
-  it("refuses to open a store whose stopped server's journal cannot be applied, and keeps that journal", async () => {
-    const { store, url, folder } = await journaled();
-    await store.grant("acme", 1_000, "g1");
-    const journal = await crash(store, folder);
-    // A record no ledger would write (an amount that is not a number): corruption, never skipped silently.
-    writeFileSync(
-      journal,
-      `${JSON.stringify({ t: "grant", orgId: "o", amount: "lots", key: "g2", memo: "credit", at: 0 })}\n`,
-    );
-    await expect(Store.open(url)).rejects.toThrow(
-      /the ledger journal of a stopped server cannot be applied .*it is kept/,
-    );
-    expect(readFileSync(journal, "utf8")).toContain('"lots"');
-  });
-
-  it("lets two processes open the store at once after a crash: one replays, the other finds the journal gone", async () => {
-    const { store, url, folder } = await journaled();
-    await store.grant("acme", 1_000, "g1");
-    const org = (await store.orgByName("acme"))!.id;
-    const journal = await crash(store, folder);
-    const [first, second] = await Promise.all([Store.open(url), Store.open(url)]);
-    expect(journals(folder)).toEqual([]);
-    expect(await first!.balance(org)).toEqual({ available: 1_000, held: 0 });
-    await first!.close();
-    await second!.close();
-    // The race itself, made certain: a journal listed as dead and then removed by the other process.
-    expect(readDeadJournal(journal)).toBeUndefined();
-    expect(() => removeDeadJournal(journal)).not.toThrow();
-  });
-
-  it("does not wait for another process's write lock: its commit tries again later, and what it decided stays durable meanwhile", async () => {
-    const { store, url } = await journaled(20);
-    const org = await store.ensureOrg("acme");
-    const { row: key } = await store.createKey({ org: "acme", name: "k" });
-    await store.grant("acme", 1_000, "g1");
-    writerOf(store).flush();
-    const other = new SQLite(url.slice("sqlite:".length));
-    other.exec("begin immediate");
-    const started = performance.now();
-    const hold = await store.reserve({
-      requestId: "r1",
-      orgId: org,
-      keyId: key.id,
-      model: "m",
-      amount: 300,
-      instance: "i",
-    });
-    await hold.durable;
-    expect(await store.settle("r1", usage(40))).toBe(true);
-    // Several commit attempts come and go: none waits for the lock (the event loop keeps turning), nothing reaches the
-    // tables.
-    await new Promise((resolve) => setTimeout(resolve, 120));
-    expect(performance.now() - started).toBeLessThan(1_000);
-    expect(other.prepare("select count(*) as n from requests").get()).toEqual({ n: 0 });
-    other.exec("rollback");
-    await new Promise((resolve) => setTimeout(resolve, 60));
-    expect(other.prepare("select count(*) as n from requests").get()).toEqual({ n: 1 });
-    other.close();
-    expect(await store.balance(org)).toEqual({ available: 960, held: 0 });
-    await store.close();
-  });
-
-  it("lets the CLI write while the server is under load (the write lock is held only while a commit writes), and refuses a second server of the file", async () => {
-    const { store, url, folder } = await journaled(20);
-    const org = await store.ensureOrg("acme");
-    const { row: key } = await store.createKey({ org: "acme", name: "k" });
-    await store.grant("acme", 1_000_000_000, "g1");
-    const cli = (args: string[]) =>
-      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
-        execFile(
-          process.execPath,
-          [join(PROJECT_ROOT, "bin", "avocado.js"), ...args, "--store", url],
-          { cwd: folder, encoding: "utf8" },
-          (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr }),
-        ),
-      );
-    // The server's load: holds and settlements all the time, committed every 20 ms and every 256 settlements.
-    let running = true;
-    let settled = 0;
-    const load = (async () => {
-      while (running) {
-        for (let i = 0; i < 16; i++) {
-          const requestId = `load-${settled}`;
-          await store.reserve(
-            { requestId, orgId: org, keyId: key.id, model: "m", amount: 100, instance: "i" },
-            { lazy: true },
-          );
-          await store.settle(requestId, usage(10));
-          settled++;
-        }
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-    })();
-    const [credit, created] = await Promise.all([
-      cli(["billing", "credit", "--org", "acme", "--amount", "7", "--idempotency-key", "cli-1"]),
-      cli(["--json", "keys", "create", "--org", "acme"]),
-    ]);
-    running = false;
-    await load;
-    expect(credit.code, credit.stderr).toBe(0);
-    expect(credit.stdout).toMatch(/^credited/);
-    expect(created.code, created.stderr).toBe(0);
-    expect(settled).toBeGreaterThan(100);
-    expect(await store.balance(org)).toEqual({ available: 1_000_000_000 + 7 - 10 * settled, held: 0 });
-    expect((await store.audit()).problems).toEqual([]);
-
-    // A second server of the same file would decide credit without seeing this one's undecided rows: refused.
-    writeFileSync(
-      join(folder, "second.ts"),
-      `import { Store } from ${JSON.stringify(join(PROJECT_ROOT, "src", "serve", "store", "store.ts"))};\nawait Store.open(process.argv[2]!, { journal: true }).then(() => console.log("opened"), (error: Error) => console.log(error.message));\n`,
-    );
-    const second = await new Promise<string>((resolve) =>
-      execFile(
-        process.execPath,
-        [join(PROJECT_ROOT, "bin", "run-ts.js"), join(folder, "second.ts"), url],
-        { encoding: "utf8" },
-        (_error, stdout) => resolve(stdout),
-      ),
-    );
-    expect(second).toMatch(
-      new RegExp(`another server \\(pid ${process.pid}\\) is serving .*one server per SQLite file`),
-    );
-    expect(journals(folder)).toHaveLength(1);
-    await store.close();
-  }, 60_000);
 });

@@ -26,12 +26,11 @@ import {
   completionSchema,
   legacyLogprobsToTokens,
   modelsSchema,
-  promptLogprobToToken,
   reasoningOf,
-  tokenizeSchema,
   type WireUsage,
 } from "../../openai/protocol.ts";
 import { OpenAiClient } from "../../openai/client.ts";
+import { scoreByPromptLogprobs } from "./prompt-logprobs.ts";
 
 export interface HttpTeacherOptions {
   name: string;
@@ -226,74 +225,11 @@ export class HttpTeacher implements Teacher {
     yield { type: "done", response: this.finish(acc, request, performance.now() - started) };
   }
 
-  async score(request: ScoreRequest): Promise<ScoreResult> {
-    if (this.dialect.score === "none") {
-      throw new ModelError(
-        this.name,
-        "unsupported",
-        `scoring a given continuation needs prompt log-probs, which ${this.options.engine} does not serve (vLLM does)`,
-      );
-    }
-    const messages = prepareMessages(this.family, request.messages);
-    const reasoning = this.dialect.reasoningFields(request, this.family);
-    const prefixBody =
-      this.family === "generic"
-        ? {
-            model: this.options.model,
-            prompt: this.options.template!.render(messages, { thinking: request.thinking }),
-            add_special_tokens: false,
-          }
-        : {
-            model: this.options.model,
-            messages,
-            add_generation_prompt: true,
-            ...(reasoning.chat_template_kwargs ? { chat_template_kwargs: reasoning.chat_template_kwargs } : {}),
-          };
-    const prefix = await this.tokenize(prefixBody, request.signal);
-    const continuation = await this.tokenize(
-      { model: this.options.model, prompt: request.continuation, add_special_tokens: false },
-      request.signal,
+  score(request: ScoreRequest): Promise<ScoreResult> {
+    return scoreByPromptLogprobs(
+      { name: this.name, family: this.family, options: this.options, dialect: this.dialect, client: this.client },
+      request,
     );
-    if (continuation.length === 0) throw new ModelError(this.name, "bad-request", "the continuation to score is empty");
-    const topK = Math.min(request.topLogprobs ?? 0, this.dialect.maxTopLogprobs ?? 0);
-    const body = await this.client.json(
-      "POST",
-      "/completions",
-      {
-        model: this.options.model,
-        prompt: [...prefix, ...continuation],
-        max_tokens: 1,
-        temperature: 0,
-        prompt_logprobs: topK,
-      },
-      request.signal,
-      completionSchema,
-      "the prompt log-probs",
-    );
-    const entries = body.choices[0]?.prompt_logprobs;
-    if (!entries || entries.length !== prefix.length + continuation.length) {
-      throw new ModelError(
-        this.name,
-        "bad-response",
-        `expected ${prefix.length + continuation.length} prompt log-probs, got ${entries?.length ?? "none"}`,
-      );
-    }
-    const tokens = continuation.map((token, j) => {
-      const scored = promptLogprobToToken(entries[prefix.length + j], token, topK);
-      if (!scored)
-        throw new ModelError(
-          this.name,
-          "bad-response",
-          `prompt log-probs lack token ${token} at position ${prefix.length + j}`,
-        );
-      return scored;
-    });
-    return {
-      teacher: this.name,
-      tokens,
-      logprob: tokens.reduce((sum, t) => sum + t.logprob, 0),
-      promptTokens: prefix.length,
-    };
   }
 
   async health(signal?: AbortSignal): Promise<TeacherHealth> {
@@ -370,10 +306,6 @@ export class HttpTeacher implements Teacher {
         ? { logprobs: true, top_logprobs: topLogprobs, ...this.dialect.logprobFields(topLogprobs) }
         : {}),
     };
-  }
-
-  private async tokenize(body: Record<string, unknown>, signal: AbortSignal | undefined): Promise<number[]> {
-    return (await this.client.json("POST", "//tokenize", body, signal, tokenizeSchema, "the tokenization")).tokens;
   }
 
   private empty(): Accumulated {
