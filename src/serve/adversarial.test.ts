@@ -6,104 +6,15 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ENDLESS_QWEN_PROMPT, failureOf, teacherGguf } from "../../test/fixtures.ts";
 import { CONTROL_MARKUP, plainTextTokens } from "../../test/plain-text.ts";
-import { freshStore } from "../../test/stores.ts";
-import { serveSchema, type ServeConfig } from "../core/config/serve-schema.ts";
-import type { Logger } from "../core/logger.ts";
 import { EmbeddedEngine } from "../engine/embedded-engine.ts";
-import { EmbeddedServedModel } from "./models/embedded-model.ts";
-import { costOf, type ServedModel } from "./models/served-model.ts";
-import { startApi, type RunningApi } from "./server.ts";
+import { costOf } from "./models/served-model.ts";
 
 /**
  * What a hostile customer tried against the paid API, each kept as a case that
  * must go on failing for them. Reproductions run a served tiny world with keys
  * of little or no credit.
  */
-const PRICE = { inputPerMillion: 2_000_000, outputPerMillion: 8_000_000 };
-const ADMIN = "admin-token-for-adversarial-tests-0123";
-const REDIS_URL = process.env.AVOCADO_TEST_REDIS ?? "redis://127.0.0.1:6379";
-
-interface Served {
-  api: RunningApi;
-  events: { event: string; fields: Record<string, unknown> }[];
-  close: () => Promise<void>;
-}
-
-/** Called at each token the slowed model generates. */
-let slowToken: (() => void) | undefined;
-
-/** A served model slowed to ~2 ms a token (the tiny ones answer in milliseconds): a client can leave mid-answer. */
-function slowed(model: ServedModel): ServedModel {
-  return Object.assign(Object.create(model) as ServedModel, {
-    generate: (request: Parameters<ServedModel["generate"]>[0]) => {
-      const onDelta = request.onDelta;
-      // Observing every token changes nothing of the generation; the wait holds the engine's thread of control.
-      request.onDelta = (delta) => {
-        const until = performance.now() + 2;
-        while (performance.now() < until);
-        slowToken?.();
-        onDelta?.(delta);
-      };
-      return model.generate(request).finally(() => (request.onDelta = onDelta));
-    },
-  });
-}
-
-async function serve(overrides: Partial<ServeConfig> = {}, label = "adversarial"): Promise<Served> {
-  const fresh = await freshStore("sqlite", label);
-  await fresh.store.close();
-  const config = serveSchema.parse({
-    port: 0,
-    store: fresh.url,
-    plans: {
-      default: { rpm: 1000, tpm: 10_000_000, concurrency: 16, topLogprobs: 0 },
-      tight: { rpm: 3, concurrency: 1 },
-    },
-    models: TOKENIZER_FAMILIES.map((family) => ({
-      name: `tiny-${family}`,
-      gguf: teacherGguf(`tiny-${family}`),
-      price: PRICE,
-      maxTokens: 64,
-      sequences: 2,
-    })),
-    ...overrides,
-  });
-  const models = new Map<string, ServedModel>();
-  for (const model of config.models) models.set(model.name, await EmbeddedServedModel.load(model, model.gguf!));
-  models.set("slow-qwen", slowed(models.get("tiny-qwen")!));
-  const events: Served["events"] = [];
-  const logger: Logger = {
-    log: (_level, event, fields = {}) => void events.push({ event, fields }),
-    addSecret: () => undefined,
-  };
-  const api = await startApi({ config, workspace: "/nonexistent", adminToken: ADMIN, models, logger });
-  return {
-    api,
-    events,
-    close: async () => {
-      await api.close();
-      await fresh.drop();
-    },
-  };
-}
-
-function client(api: RunningApi, key: string): OpenAI {
-  return new OpenAI({ apiKey: key, baseURL: `${api.url}/v1`, maxRetries: 0 });
-}
-
-async function post(
-  api: RunningApi,
-  path: string,
-  body: unknown,
-  headers: Record<string, string>,
-): Promise<{ status: number; body: { error?: { message: string; code: string | null; param: string | null } } }> {
-  const response = await fetch(`${api.url}${path}`, {
-    method: "POST",
-    headers: { "content-type": "application/json", ...headers },
-    body: JSON.stringify(body),
-  });
-  return { status: response.status, body: (await response.json()) as never };
-}
+import { ADMIN, client, post, PRICE, serve, slowModel, type Served } from "../../test/served-api.ts";
 
 /** Four clients without credit sending 1 MB prompts as fast as they are refused; each refusal's status on a line. */
 const ATTACKERS = `
@@ -275,8 +186,8 @@ describe("the paid API under attack", () => {
       }).then((response) => response.text());
       // Mid-answer: after its fifth token.
       let tokens = 0;
-      await new Promise<void>((resolve) => (slowToken = () => ++tokens === 5 && resolve()));
-      slowToken = undefined;
+      await new Promise<void>((resolve) => (slowModel.onToken = () => ++tokens === 5 && resolve()));
+      slowModel.onToken = undefined;
       controller.abort();
       await call.catch(() => undefined);
       const cancelled = () =>
@@ -401,58 +312,3 @@ describe("the paid API under attack", () => {
     }
   });
 });
-
-for (const limits of ["in-process", "redis"] as const) {
-  describe(`a rotated key and its successor share one budget (${limits})`, () => {
-    let served: Served;
-    beforeAll(async () => {
-      served = await serve(
-        limits === "redis" ? { redis: REDIS_URL, redisPrefix: `avocado:adversarial:${process.pid}:${Date.now()}` } : {},
-        `rotation_${limits}`,
-      );
-      await served.api.store.grant("acme", 100_000_000, "start");
-    });
-    afterAll(async () => served?.close());
-
-    it("RPM: 3 a minute across both keys", async () => {
-      const first = await served.api.store.createKey({ org: "acme", name: "rotating", plan: "tight" });
-      const second = await served.api.store.rotateKey(first.row.id, 60_000);
-      const statuses: number[] = [];
-      for (let i = 0; i < 6; i++) {
-        const key = i % 2 === 0 ? first.key : second.key;
-        statuses.push(
-          (
-            await failureOf(
-              client(served.api, key).completions.create({ model: "tiny-qwen", prompt: "hi", max_tokens: 1 }),
-            )
-          )?.status ?? 200,
-        );
-      }
-      expect(statuses.filter((status) => status === 200)).toHaveLength(3);
-      expect(statuses.filter((status) => status === 429)).toHaveLength(3);
-    });
-
-    it("concurrency: one request in flight across both keys", async () => {
-      const first = await served.api.store.createKey({ org: "acme", name: "concurrent", plan: "tight" });
-      const second = await served.api.store.rotateKey(first.row.id, 60_000);
-      const running = client(served.api, first.key).completions.create({
-        model: "tiny-qwen",
-        prompt: ENDLESS_QWEN_PROMPT,
-        max_tokens: 64,
-        stream: true,
-      });
-      const stream = await running;
-      const iterator = stream[Symbol.asyncIterator]();
-      await iterator.next();
-      const failure = await failureOf(
-        client(served.api, second.key).completions.create({ model: "tiny-qwen", prompt: "hi", max_tokens: 1 }),
-      );
-      expect({ status: failure?.status, code: failure?.code }).toEqual({ status: 429, code: "rate_limit_concurrency" });
-      stream.controller.abort();
-      // Settled before the suite closes the server (a generation still running would outlive its model).
-      for (let i = 0; i < 150 && (await served.api.store.openHolds()).length > 0; i++)
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      expect(await served.api.store.openHolds()).toEqual([]);
-    });
-  });
-}
