@@ -1,4 +1,6 @@
 import { ESLint } from "eslint";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { PROJECT_ROOT } from "../src/core/paths.ts";
 
@@ -32,5 +34,26 @@ describe("stage boundaries (eslint)", () => {
     expect(
       await restricted("src/teachers/probe.ts", 'import "../openai/sse.ts";\nimport "../core/model-error.ts";\n'),
     ).toBe(0);
+  });
+});
+
+describe("file size", () => {
+  it("keeps every file in src/ at 400 lines or fewer (a longer one is split by what it does)", () => {
+    const files = readdirSync(join(PROJECT_ROOT, "src"), { recursive: true, encoding: "utf8" }).filter((name) =>
+      name.endsWith(".ts"),
+    );
+    const long = files
+      .map(
+        (name) =>
+          [
+            name,
+            readFileSync(join(PROJECT_ROOT, "src", name), "utf8")
+              .trimEnd()
+              .split("\n").length,
+          ] as const,
+      )
+      .filter(([, lines]) => lines > 400);
+    expect(files.length).toBeGreaterThan(100);
+    expect(long).toEqual([]);
   });
 });
