@@ -51,7 +51,5 @@ export class LimiterUnavailableError extends AvocadoError {
   }
 }
 
-/** Token-bucket state after refilling to `now`. */
-export function refill(level: number, updated: number, perMinute: number, now: number): number {
-  return Math.min(perMinute, level + ((now - updated) * perMinute) / 60_000);
-}
+/** A limit's bucket holds a minute's allowance: see `core/token-bucket.ts`. */
+export { refill } from "../../core/token-bucket.ts";

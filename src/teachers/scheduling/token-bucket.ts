@@ -1,7 +1,8 @@
+import { refill } from "../../core/token-bucket.ts";
 import { sleep } from "./sleep.ts";
 
 /**
- * A token bucket refilled continuously at `perMinute`. Its capacity is one
+ * A token bucket refilled continuously at `perMinute` (`core/token-bucket.ts`). Its capacity is one
  * second's worth (at least 1), so requests are spread evenly instead of bursting
  * a minute's allowance at once. A take may leave the level negative (a request
  * larger than the capacity still runs); later takes wait for the debt to refill.
@@ -14,7 +15,7 @@ export class TokenBucket {
   private queue: Promise<void> = Promise.resolve();
 
   constructor(
-    perMinute: number,
+    private readonly perMinute: number,
     private readonly now: () => number = () => performance.now(),
   ) {
     this.perMs = perMinute / 60_000;
@@ -25,7 +26,7 @@ export class TokenBucket {
 
   private refill(): void {
     const now = this.now();
-    this.level = Math.min(this.capacity, this.level + (now - this.updated) * this.perMs);
+    this.level = refill(this.level, this.updated, this.perMinute, now, this.capacity);
     this.updated = now;
   }
 
