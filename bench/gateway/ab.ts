@@ -16,7 +16,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PROJECT_ROOT } from "../../src/core/paths.ts";
 import { median } from "../shared.ts";
-import { body, cpuSeconds, haveWrk, runWrk, startGateway, startUpstream, streamBody, wrkScript } from "./harness.ts";
+import {
+  body,
+  cpuSeconds,
+  haveWrk,
+  runWrk,
+  sequential,
+  startGateway,
+  startUpstream,
+  streamBody,
+  wrkScript,
+} from "./harness.ts";
 
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 6);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
@@ -67,6 +77,7 @@ try {
     rate: [] as number[],
     p99: [] as number[],
     p50: [] as number[],
+    firstByte: [] as number[],
   }));
   for (let pair = 0; pair < PAIRS; pair++) {
     const order = pair % 2 === 0 ? [0, 1] : [1, 0];
@@ -78,6 +89,9 @@ try {
       samples[index]!.rate.push(loaded.rate);
       samples[index]!.p99.push(loaded.p99);
       samples[index]!.p50.push(runWrk(g.origin, 1, Math.max(1, Math.round(SECONDS / 2)), scripts[index]!).p50);
+      // A stream's time to first byte, from a Node client on one connection.
+      if (payload === streamBody)
+        samples[index]!.firstByte.push((await sequential(g.origin, g.key, payload, 300)).firstByteP50);
     }
     const ratio = samples[1]!.cpu[pair]! / samples[0]!.cpu[pair]!;
     process.stdout.write(
@@ -89,6 +103,18 @@ try {
       `${index === 0 ? "A" : "B"}: CPU per request median ${median(s.cpu).toFixed(1)} µs, ${median(s.rate).toFixed(0)} req/s (p99 ${median(s.p99).toFixed(2)} ms), one-connection p50 ${median(s.p50).toFixed(3)} ms\n`,
     );
   }
+  // "No slower": B's req/s over A's, and A's times over B's (above 1: B is faster).
+  const paired = (values: (s: (typeof samples)[number]) => number[], invert: boolean) =>
+    median(
+      values(samples[1]!).map((b, pair) => (invert ? values(samples[0]!)[pair]! / b : b / values(samples[0]!)[pair]!)),
+    );
+  process.stdout.write(
+    `speed of B against A (median of paired ratios, 1 = the same, above 1 = B faster): req/s ${paired((s) => s.rate, false).toFixed(3)}, one-connection p50 ${paired((s) => s.p50, true).toFixed(3)}` +
+      (payload === streamBody
+        ? `, stream first byte ${paired((s) => s.firstByte, true).toFixed(3)} (A ${median(samples[0]!.firstByte).toFixed(3)} ms, B ${median(samples[1]!.firstByte).toFixed(3)} ms)`
+        : "") +
+      "\n",
+  );
   const ratios = samples[1]!.cpu.map((cpu, pair) => cpu / samples[0]!.cpu[pair]!);
   process.stdout.write(
     `B/A CPU per request: median of the paired ratios ${median(ratios).toFixed(3)}; B used less in ${ratios.filter((r) => r < 1).length} of ${PAIRS} pairs\n`,

@@ -1,6 +1,8 @@
 // What bench/gateway's two programs share: starting the servers, a store with a
 // key and credit, an `avocado.yaml` serving the trivial upstream, wrk, and a
 // process's CPU time.
+import { median } from "../shared.ts";
+import { Pool } from "undici";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
@@ -156,4 +158,38 @@ export function runWrk(
   const p50 = percentile(50);
   if (!rate || Number.isNaN(p50)) throw new Error(`cannot read wrk's output:\n${out}${result.stderr}`);
   return { rate, requests, p50, p99: percentile(99) };
+}
+
+/** One chat completion on `pool`: its whole time and its time to first byte (ms). */
+export async function once(pool: Pool, key: string, payload: string): Promise<{ total: number; firstByte: number }> {
+  const headers = { "content-type": "application/json", authorization: `Bearer ${key}` };
+  const started = performance.now();
+  const response = await pool.request({ path: "/v1/chat/completions", method: "POST", headers, body: payload });
+  if (response.statusCode !== 200) throw new Error(`status ${response.statusCode}: ${await response.body.text()}`);
+  let firstByte = 0;
+  for await (const part of response.body) {
+    void part;
+    firstByte ||= performance.now() - started;
+  }
+  return { total: performance.now() - started, firstByte };
+}
+
+/** `count` requests one after another on one connection (after 200 to warm up): the medians of both times. */
+export async function sequential(
+  origin: string,
+  key: string,
+  payload: string,
+  count: number,
+): Promise<{ p50: number; firstByteP50: number }> {
+  const pool = new Pool(origin, { connections: 1 });
+  for (let i = 0; i < 200; i++) await once(pool, key, payload);
+  const totals: number[] = [];
+  const firsts: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const r = await once(pool, key, payload);
+    totals.push(r.total);
+    firsts.push(r.firstByte);
+  }
+  await pool.close();
+  return { p50: median(totals), firstByteP50: median(firsts) };
 }

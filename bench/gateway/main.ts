@@ -16,7 +16,9 @@ import {
   body,
   cpuSeconds,
   haveWrk,
+  once,
   runWrk,
+  sequential,
   start,
   startGateway,
   startUpstream,
@@ -42,7 +44,6 @@ const profile = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${pro
 const gateway = await startGateway(PROJECT_ROOT, folder, upstreamUrl, profile);
 const gatewayOrigin = gateway.origin;
 const key = gateway.key;
-const headers = { "content-type": "application/json", authorization: `Bearer ${key}` };
 
 interface Load {
   name: string;
@@ -66,32 +67,6 @@ function wrkLoad(): Load {
   };
 }
 
-async function once(pool: Pool, payload: string): Promise<{ total: number; firstByte: number }> {
-  const started = performance.now();
-  const response = await pool.request({ path: "/v1/chat/completions", method: "POST", headers, body: payload });
-  if (response.statusCode !== 200) throw new Error(`status ${response.statusCode}: ${await response.body.text()}`);
-  let firstByte = 0;
-  for await (const part of response.body) {
-    void part;
-    firstByte ||= performance.now() - started;
-  }
-  return { total: performance.now() - started, firstByte };
-}
-
-async function sequential(origin: string, payload: string): Promise<{ p50: number; firstByteP50: number }> {
-  const pool = new Pool(origin, { connections: 1 });
-  for (let i = 0; i < 200; i++) await once(pool, payload);
-  const totals: number[] = [];
-  const firsts: number[] = [];
-  for (let i = 0; i < SEQUENTIAL; i++) {
-    const r = await once(pool, payload);
-    totals.push(r.total);
-    firsts.push(r.firstByte);
-  }
-  await pool.close();
-  return { p50: median(totals), firstByteP50: median(firsts) };
-}
-
 function nodeLoad(): Load {
   /** Requests a second of `payload` over CONNECTIONS connections (after half a second of warm-up). */
   async function rate(origin: string, payload: string): Promise<{ rate: number; requests: number }> {
@@ -103,7 +78,7 @@ function nodeLoad(): Load {
     await Promise.all(
       Array.from({ length: CONNECTIONS }, async () => {
         while (performance.now() < until) {
-          await once(pool, payload);
+          await once(pool, key, payload);
           if (performance.now() >= warm) {
             started ||= performance.now();
             done++;
@@ -116,7 +91,7 @@ function nodeLoad(): Load {
   }
   return {
     name: "a Node client (undici)",
-    latency: async (origin) => (await sequential(origin, body)).p50,
+    latency: async (origin) => (await sequential(origin, key, body, SEQUENTIAL)).p50,
     throughput: (origin) => rate(origin, body),
     streamThroughput: (origin) => rate(origin, streamBody),
   };
@@ -202,8 +177,8 @@ for (let round = 0; round < ROUNDS; round++) {
 process.stdout.write(
   `stream throughput (${CONNECTIONS} connections, ${SECONDS} s, 6 events each): direct ${fixed(median(streamDirect), 0)} req/s, through avocado serve ${fixed(median(streamThrough), 0)} req/s at ${fixed(median(streamCpu), 1)} µs of CPU per request\n`,
 );
-const directStream = await sequential(upstreamUrl, streamBody);
-const gatewayStream = await sequential(gatewayOrigin, streamBody);
+const directStream = await sequential(upstreamUrl, key, streamBody, SEQUENTIAL);
+const gatewayStream = await sequential(gatewayOrigin, key, streamBody, SEQUENTIAL);
 const firstByte = gatewayStream.firstByteP50 - directStream.firstByteP50;
 process.stdout.write(
   `stream first byte p50 (Node client): direct ${fixed(directStream.firstByteP50)} ms, through avocado serve ${fixed(gatewayStream.firstByteP50)} ms; added ${fixed(firstByte)} ms (target ≤ 1) ${verdict(firstByte <= 1)}\n`,
