@@ -144,6 +144,13 @@ export async function startApi(options: {
           : new UpstreamServedModel(model);
         models.set(model.name, served);
         opened.push(() => served.close());
+        // Without per-event usage or a tokenizer, a stream cut before its usage can only be counted one token an event.
+        if (model.upstreams && model.streamUsage === "final" && !model.tokenizer) {
+          logger.log("warn", "api.stream_metering_by_event", {
+            model: model.name,
+            fix: "set streamUsage: continuous (vLLM) or the model's tokenizer family",
+          });
+        }
       }
     }
     if (models.size === 0)

@@ -86,6 +86,8 @@ serve:
   #    upstreamModel: avocado-1
   #    price: { inputPerMillion: 200000, outputPerMillion: 800000 }
   #    timeoutMs: 300000          # an upstream silent this long (no answer, or a stream that stopped): 504
+  #    streamUsage: continuous    # vLLM: usage on every event, so a cut stream is charged the upstream's count
+  #    tokenizer: qwen            # else: the family whose tokenizer counts a cut stream's text
 `;
 
 export function configJsonSchema(): unknown {
