@@ -29,6 +29,8 @@ const FORBIDDEN = {
   chat: ["engine", "teachers", "tinyworld", "distill", "evals", "serve", "cli"],
   engine: ["teachers", "tinyworld", "distill", "evals", "serve", "cli"],
   teachers: ["distill", "evals", "serve", "cli"],
+  // The evals judge teachers and students; distillation and training build on them, never the other way.
+  evals: ["distill", "train", "serve", "cli"],
   serve: ["teachers", "distill", "train", "evals", "tinyworld", "cli"],
 };
 // The tokenizers' tests check trimmed vocabularies against llama.cpp itself: they may load the engine.
