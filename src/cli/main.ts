@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "commander";
 import { AvocadoError, FileError, InputError, NotBuiltError, errorMessage } from "../core/errors.ts";
 import { registerBilling } from "./commands/billing.ts";
+import { registerEval } from "./commands/eval.ts";
 import { registerExport } from "./commands/export.ts";
 import { registerInit } from "./commands/init.ts";
 import { registerKeys } from "./commands/keys.ts";
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
   registerServe(program);
   registerKeys(program);
   registerBilling(program);
+  registerEval(program);
   const order = [
     "init",
     "tinyworld",

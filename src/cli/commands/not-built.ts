@@ -8,11 +8,6 @@ const PLANNED: { name: string; description: string; issue: string }[] = [
     description: "turn a prompt set into a training set with several teachers",
     issue: "the distillation issue",
   },
-  {
-    name: "eval",
-    description: "benchmark a model against its teachers, paired statistics, release gate",
-    issue: "the evals issue",
-  },
 ];
 
 export function registerNotBuilt(program: Command): void {

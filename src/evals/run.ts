@@ -1,0 +1,226 @@
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { writeFileAtomic } from "../core/atomic-write.ts";
+import { errorMessage } from "../core/errors.ts";
+import type { Progress } from "../core/progress.ts";
+import type { Teacher } from "../teachers/teacher.ts";
+import {
+  differenceSd,
+  mcnemarExact,
+  minimumDetectableEffect,
+  pairedBootstrap,
+  wilson,
+  type Interval,
+} from "./stats.ts";
+import type { EvalItem, Suite } from "./suite.ts";
+
+/** One model's answer to one item, as `items.jsonl` holds it. */
+export interface ItemRecord {
+  model: string;
+  item: string;
+  group: string;
+  /** One boolean per metric of the suite; absent when the call failed. */
+  scores?: Record<string, boolean>;
+  answer?: string;
+  reasoning?: string;
+  /** The call failed (after the teacher's own retries): the item counts as an error, never dropped. */
+  error?: string;
+  completionTokens?: number;
+  latencyMs?: number;
+}
+
+export interface ModelUnderTest {
+  name: string;
+  teacher: Teacher;
+}
+
+export interface EvalRunOptions {
+  suite: Suite;
+  models: ModelUnderTest[];
+  /** `items.jsonl` and `summary.json` go here; records already there are kept, and their calls not made again. */
+  out: string;
+  /** Calls in flight per model (each teacher's scheduler may hold them to less). */
+  concurrency?: number;
+  progress: Progress;
+  seed?: number;
+}
+
+const key = (model: string, item: string) => `${model}\u0000${item}`;
+
+/** The records of an earlier, interrupted run (a torn last line is dropped: its call is made again). */
+function previousRecords(path: string): Map<string, ItemRecord> {
+  const records = new Map<string, ItemRecord>();
+  if (!existsSync(path)) return records;
+  for (const line of readFileSync(path, "utf8").split("\n")) {
+    if (line.trim() === "") continue;
+    try {
+      const record = JSON.parse(line) as ItemRecord;
+      // A failed call is tried again on a rerun; an answer is kept.
+      if (record.error === undefined) records.set(key(record.model, record.item), record);
+    } catch {
+      // the line being written when the run was killed
+    }
+  }
+  return records;
+}
+
+/**
+ * Asks every model every item (greedy, the suite's max tokens), scores each answer, and appends each record to
+ * `items.jsonl` as it lands, so a killed run resumes without repeating a call. At the end `items.jsonl` is rewritten
+ * in a fixed order (models, then items) and `summary.json` written: the same records give the same files.
+ */
+export async function runEval(
+  options: EvalRunOptions,
+): Promise<{ summary: EvalSummary; reused: number; called: number }> {
+  const { suite, models, out, progress } = options;
+  mkdirSync(out, { recursive: true });
+  const itemsPath = join(out, "items.jsonl");
+  const done = previousRecords(itemsPath);
+  const reused = [...done.keys()].length;
+  let called = 0;
+  await Promise.all(
+    models.map(async (model) => {
+      const todo = suite.items.filter((item) => !done.has(key(model.name, item.id)));
+      const task = progress.task(model.name, suite.items.length, "items");
+      let finished = suite.items.length - todo.length;
+      task.update(finished);
+      let next = 0;
+      const worker = async () => {
+        while (next < todo.length) {
+          const item = todo[next++]!;
+          const record = await ask(model, item, suite);
+          called++;
+          appendFileSync(itemsPath, `${JSON.stringify(record)}\n`);
+          done.set(key(model.name, item.id), record);
+          task.update(++finished);
+        }
+      };
+      await Promise.all(Array.from({ length: options.concurrency ?? 4 }, worker));
+      task.finish();
+    }),
+  );
+  const ordered = models.flatMap((model) => suite.items.map((item) => done.get(key(model.name, item.id))!));
+  await writeFileAtomic(itemsPath, ordered.map((record) => `${JSON.stringify(record)}\n`).join(""));
+  const summary = summarize(
+    suite,
+    models.map((model) => model.name),
+    ordered,
+    options.seed ?? 1,
+  );
+  await writeFileAtomic(join(out, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
+  return { summary, reused, called };
+}
+
+async function ask(model: ModelUnderTest, item: EvalItem, suite: Suite): Promise<ItemRecord> {
+  const started = performance.now();
+  try {
+    const response = await model.teacher.generate({
+      messages: item.messages,
+      maxTokens: suite.maxTokens,
+      temperature: 0,
+    });
+    return {
+      model: model.name,
+      item: item.id,
+      group: item.group,
+      scores: suite.score(item, response.content),
+      answer: response.content,
+      reasoning: response.reasoning === "" ? undefined : response.reasoning,
+      completionTokens: response.usage.completionTokens,
+      latencyMs: Math.round(performance.now() - started),
+    };
+  } catch (error) {
+    return { model: model.name, item: item.id, group: item.group, error: errorMessage(error) };
+  }
+}
+
+export interface GroupScore extends Interval {
+  correct: number;
+  total: number;
+  errors: number;
+}
+
+export interface Comparison {
+  a: string;
+  b: string;
+  group: string;
+  metric: string;
+  /** b − a, with its paired-bootstrap interval. */
+  difference: Interval;
+  mcnemarP: number;
+  /** The smallest difference this many items detects at 80 % power (from the observed spread of differences). */
+  minimumDetectable: number;
+  significant: boolean;
+}
+
+export interface EvalSummary {
+  suite: string;
+  items: number;
+  models: string[];
+  metrics: string[];
+  /** model → metric → group ("all" included) → score. Errors count as wrong, and are counted. */
+  scores: Record<string, Record<string, Record<string, GroupScore>>>;
+  /** Every pair of models, on the primary metric, per group and overall. */
+  comparisons: Comparison[];
+}
+
+/** Accuracy with Wilson intervals per model, metric and group, and paired comparisons of every two models. */
+export function summarize(suite: Suite, models: string[], records: ItemRecord[], seed: number): EvalSummary {
+  const groups = ["all", ...new Set(suite.items.map((item) => item.group))];
+  const byModel = new Map(models.map((model) => [model, records.filter((record) => record.model === model)]));
+  const scores: EvalSummary["scores"] = {};
+  for (const model of models) {
+    scores[model] = {};
+    for (const metric of suite.metrics) {
+      scores[model][metric] = {};
+      for (const group of groups) {
+        const mine = byModel.get(model)!.filter((record) => group === "all" || record.group === group);
+        const correct = mine.filter((record) => record.scores?.[metric] === true).length;
+        const errors = mine.filter((record) => record.error !== undefined).length;
+        scores[model][metric][group] = { ...wilson(correct, mine.length), correct, total: mine.length, errors };
+      }
+    }
+  }
+  const metric = suite.metrics[0]!;
+  const comparisons: Comparison[] = [];
+  for (let i = 0; i < models.length; i++) {
+    for (let j = i + 1; j < models.length; j++) {
+      for (const group of groups) {
+        const items = suite.items.filter((item) => group === "all" || item.group === group);
+        const value = (model: string) => {
+          const index = new Map(byModel.get(model)!.map((record) => [record.item, record]));
+          return items.map((item) => (index.get(item.id)?.scores?.[metric] ? 1 : 0));
+        };
+        const a = value(models[i]!);
+        const b = value(models[j]!);
+        const difference = pairedBootstrap(a, b, { seed, resamples: 10_000 });
+        const mcnemar = mcnemarExact(
+          a.map((v) => v === 1),
+          b.map((v) => v === 1),
+        );
+        comparisons.push({
+          a: models[i]!,
+          b: models[j]!,
+          group,
+          metric,
+          difference: { estimate: difference.estimate, low: difference.low, high: difference.high },
+          mcnemarP: mcnemar.pValue,
+          minimumDetectable: minimumDetectableEffect(items.length, spreadOf(a, b)),
+          significant: mcnemar.pValue < 0.05,
+        });
+      }
+    }
+  }
+  return { suite: suite.name, items: suite.items.length, models, metrics: suite.metrics, scores, comparisons };
+}
+
+/**
+ * The spread of per-item differences for the detectable effect: the observed one, or where the two models never
+ * disagreed, the spread two independent models of their pooled accuracy would show (0.5 at the extremes).
+ */
+function spreadOf(a: number[], b: number[]): number {
+  const observed = differenceSd(a, b);
+  if (observed > 0) return observed;
+  const p = (a.reduce((s, v) => s + v, 0) + b.reduce((s, v) => s + v, 0)) / (2 * a.length);
+  return p > 0 && p < 1 ? Math.sqrt(2 * p * (1 - p)) : 0.5;
+}

@@ -1,0 +1,79 @@
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { scratchFolder, TEST_WORKSPACE } from "../../test/fixtures.ts";
+import { loadSuiteFile, openSuite } from "./suite.ts";
+
+describe("eval suites", () => {
+  const folder = scratchFolder("suites");
+  mkdirSync(folder, { recursive: true });
+  afterAll(() => rmSync(folder, { recursive: true, force: true }));
+
+  const write = (name: string, text: string) => {
+    writeFileSync(join(folder, name), text);
+    return join(folder, name);
+  };
+  write("items.jsonl", '{"q": "What is 2+2?", "a": "#### 4", "topic": "sums"}\n{"q": "3+3?", "a": "#### 6"}\n');
+
+  it("reads the built-in suites: the tiny world's held-out skills and GSM8K test, from the repository", () => {
+    const tiny = openSuite("tinyworld", TEST_WORKSPACE);
+    expect(new Set(tiny.items.map((item) => item.group))).toEqual(
+      new Set(["arithmetic", "reverse", "lookup", "units", "logic"]),
+    );
+    const gsm8k = openSuite("gsm8k", TEST_WORKSPACE);
+    expect(gsm8k.items).toHaveLength(1_319);
+    expect(gsm8k.metrics).toEqual(["strict", "flexible"]);
+    expect(gsm8k.items[0]!.messages[0]!.content).toMatch(/^Question: Janet.*\nAnswer:$/s);
+    expect(gsm8k.score(gsm8k.items[0]!, "She makes 9 * 2 = $18.\n#### 18")).toEqual({ strict: true, flexible: true });
+  });
+
+  it("reads a suite file: a template over the item's fields, a group, a scorer", () => {
+    const path = write(
+      "sums.yaml",
+      [
+        "name: sums",
+        "items: items.jsonl",
+        'prompt: "Solve: {q}"',
+        "reference: a",
+        "scorer: gsm8k",
+        "maxTokens: 16",
+      ].join("\n"),
+    );
+    const suite = loadSuiteFile(path);
+    expect(suite.items.map((item) => [item.id, item.messages[0]!.content, item.group])).toEqual([
+      ["sums/1", "Solve: What is 2+2?", "sums"],
+      ["sums/2", "Solve: 3+3?", "sums"],
+    ]);
+    expect(suite.score(suite.items[1]!, "#### 6")).toEqual({ strict: true, flexible: true });
+  });
+
+  it("names the file and line of what is wrong: a missing field, a bad regex, a bad item, no items, no such suite", () => {
+    const missing = write("missing.yaml", ["name: m", "items: items.jsonl", "prompt: q", "scorer: exact"].join("\n"));
+    expect(() => loadSuiteFile(missing)).toThrow(/missing\.yaml: reference: /);
+    const badRegex = write(
+      "regex.yaml",
+      ["name: r", "items: items.jsonl", "prompt: q", "reference: a", "scorer: regex", 'pattern: "(unclosed"'].join(
+        "\n",
+      ),
+    );
+    expect(() => loadSuiteFile(badRegex)).toThrow(/regex\.yaml:6: pattern: not a regular expression/);
+    const typo = write(
+      "typo.yaml",
+      ["name: t", "items: items.jsonl", "prompt: q", "reference: a", "scorer: exact", "maxTokens: lots"].join("\n"),
+    );
+    expect(() => loadSuiteFile(typo)).toThrow(/typo\.yaml:6: maxTokens: /);
+    write("broken.jsonl", '{"q": "fine", "a": "1"}\n{"q": "no answer"}\nnot json\n');
+    const broken = write(
+      "broken.yaml",
+      ["name: b", "items: broken.jsonl", "prompt: q", "reference: a", "scorer: exact"].join("\n"),
+    );
+    expect(() => loadSuiteFile(broken)).toThrow(/broken\.jsonl:2: no field 'a'/);
+    write("empty.jsonl", "\n");
+    const empty = write(
+      "empty.yaml",
+      ["name: e", "items: empty.jsonl", "prompt: q", "reference: a", "scorer: exact"].join("\n"),
+    );
+    expect(() => loadSuiteFile(empty)).toThrow(/empty\.jsonl: the suite has no items/);
+    expect(() => openSuite("nonesuch", TEST_WORKSPACE)).toThrow(/no suite 'nonesuch' \(built in: tinyworld, gsm8k/);
+  });
+});

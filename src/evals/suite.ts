@@ -1,0 +1,198 @@
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import { LineCounter, parseDocument } from "yaml";
+import { z } from "zod";
+import { FileError, InputError } from "../core/errors.ts";
+import { PROJECT_ROOT } from "../core/paths.ts";
+import type { TeacherMessage } from "../teachers/teacher.ts";
+import { SKILL_NAMES, type SkillName } from "../tinyworld/skill.ts";
+import { SKILLS } from "../tinyworld/skills/index.ts";
+import { scoreGsm8k } from "./gsm8k.ts";
+
+/** One thing to ask: its messages, what a right answer is, and the group it is reported under (a skill, a category). */
+export interface EvalItem {
+  id: string;
+  group: string;
+  messages: TeacherMessage[];
+  reference: string;
+}
+
+/** A suite: its items, how long an answer may be, and how an answer is scored (one boolean per metric). */
+export interface Suite {
+  name: string;
+  items: EvalItem[];
+  maxTokens: number;
+  /** The metrics each item gets, the first being the one comparisons and the gate use. */
+  metrics: string[];
+  score(item: EvalItem, answer: string): Record<string, boolean>;
+}
+
+const SCORERS = ["gsm8k", "exact", "regex", "skill"] as const;
+
+/** A suite file (YAML): where its items are and how to read and score them. */
+export const suiteFileSchema = z
+  .object({
+    name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/),
+    description: z.string().optional(),
+    items: z.string().describe("a JSONL file of items, relative to the suite file"),
+    prompt: z.string().describe("the item field holding the question, or a template with {field} placeholders"),
+    reference: z.string().describe("the item field holding the right answer"),
+    group: z.string().optional().describe("the item field to report items under (one group when absent)"),
+    system: z.string().optional(),
+    scorer: z.enum(SCORERS),
+    pattern: z.string().optional().describe("scorer regex: the answer is right when it matches"),
+    maxTokens: z.number().int().min(1).max(32_768).default(256),
+  })
+  .strict()
+  .refine((suite) => suite.scorer !== "regex" || suite.pattern !== undefined, {
+    message: "the regex scorer needs a pattern",
+    path: ["pattern"],
+  });
+export type SuiteFile = z.infer<typeof suiteFileSchema>;
+
+/** `file:line` of a YAML node at `path`, for an error message. */
+function lineOf(text: string, file: string, path: readonly PropertyKey[]): string {
+  const counter = new LineCounter();
+  const document = parseDocument(text, { lineCounter: counter });
+  const node = document.getIn(path.map(String), true) as { range?: [number, number] } | undefined;
+  const offset = node?.range?.[0];
+  return offset === undefined ? file : `${file}:${counter.linePos(offset).line}`;
+}
+
+/** Reads and checks a suite file; every error names the file and, where it can, the line. */
+export function loadSuiteFile(path: string): Suite {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new FileError(path, "cannot be read as a suite file", { cause: error });
+  }
+  const document = parseDocument(text);
+  if (document.errors.length > 0) {
+    const first = document.errors[0]!;
+    throw new InputError(`${path}:${first.linePos?.[0]?.line ?? "?"}: not YAML (${first.message.split("\n")[0]})`);
+  }
+  const parsed = suiteFileSchema.safeParse(document.toJS());
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new InputError(
+      `${lineOf(text, path, issue.path)}: ${issue.path.join(".") || "(the file)"}: ${issue.message}`,
+    );
+  }
+  const spec = parsed.data;
+  let pattern: RegExp | undefined;
+  if (spec.pattern !== undefined) {
+    try {
+      pattern = new RegExp(spec.pattern, "i");
+    } catch (error) {
+      throw new InputError(`${lineOf(text, path, ["pattern"])}: pattern: not a regular expression (${String(error)})`);
+    }
+  }
+  const itemsPath = isAbsolute(spec.items) ? spec.items : resolve(dirname(path), spec.items);
+  const items = readItems(itemsPath, spec);
+  return {
+    name: spec.name,
+    items,
+    maxTokens: spec.maxTokens,
+    metrics: spec.scorer === "gsm8k" ? ["strict", "flexible"] : ["correct"],
+    score: (item, answer) => {
+      if (spec.scorer === "gsm8k") return scoreGsm8k(answer, item.reference);
+      if (spec.scorer === "regex") return { correct: pattern!.test(answer) };
+      if (spec.scorer === "skill") return { correct: skillCorrect(item.group, answer, item.reference) };
+      return { correct: answer.trim().toLowerCase() === item.reference.trim().toLowerCase() };
+    },
+  };
+}
+
+/** The items of a JSONL file, each line checked; a bad line is an error naming the file and line. */
+function readItems(path: string, spec: SuiteFile): EvalItem[] {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new FileError(path, "cannot be read as the suite's items", { cause: error });
+  }
+  const template = spec.prompt.includes("{") ? spec.prompt : `{${spec.prompt}}`;
+  const items: EvalItem[] = [];
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    if (line === "") continue;
+    let row: Record<string, unknown>;
+    try {
+      row = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      throw new InputError(`${path}:${i + 1}: not a JSON object`);
+    }
+    const field = (name: string) => {
+      const value = row[name];
+      if (typeof value !== "string" && typeof value !== "number")
+        throw new InputError(`${path}:${i + 1}: no field '${name}' (text or number)`);
+      return String(value);
+    };
+    const prompt = template.replace(/\{([^}]+)\}/g, (_, name: string) => field(name));
+    const messages: TeacherMessage[] = spec.system ? [{ role: "system", content: spec.system }] : [];
+    messages.push({ role: "user", content: prompt });
+    items.push({
+      id: `${spec.name}/${items.length + 1}`,
+      group: spec.group ? field(spec.group) : spec.name,
+      messages,
+      reference: field(spec.reference),
+    });
+  }
+  if (items.length === 0) throw new InputError(`${path}: the suite has no items`);
+  return items;
+}
+
+function skillCorrect(group: string, answer: string, reference: string): boolean {
+  if (!(SKILL_NAMES as readonly string[]).includes(group)) return false;
+  return SKILLS[group as SkillName].verify(answer, reference);
+}
+
+/** The suites built in: the tiny world's held-out skills (from the workspace), and those in `data/suites/`. */
+export function builtInSuiteNames(): string[] {
+  return ["tinyworld", "gsm8k"];
+}
+
+/**
+ * A suite by name or path: `tinyworld` (the held-out split of the world built in `workspace`), a built-in suite file
+ * (`data/suites/<name>.yaml`), or a suite file's path.
+ */
+export function openSuite(nameOrPath: string, workspace: string): Suite {
+  if (nameOrPath === "tinyworld") return tinyWorldSuite(workspace);
+  const builtIn = join(PROJECT_ROOT, "data", "suites", `${nameOrPath}.yaml`);
+  if (existsSync(builtIn)) return loadSuiteFile(builtIn);
+  if (nameOrPath.endsWith(".yaml") || nameOrPath.endsWith(".yml")) return loadSuiteFile(resolve(nameOrPath));
+  throw new InputError(
+    `no suite '${nameOrPath}' (built in: ${builtInSuiteNames().join(", ")}; or a suite file's path)`,
+  );
+}
+
+/** The tiny world's held-out split, one group a skill, scored by each skill's own checker (as the build scores it). */
+export function tinyWorldSuite(workspace: string): Suite {
+  const root = join(workspace, "tinyworld");
+  const size = ["default", "test"].find((candidate) => existsSync(join(root, candidate, "data")));
+  if (!size) throw new InputError(`no tiny world in ${workspace}: run 'avocado tinyworld build' first`);
+  const items: EvalItem[] = [];
+  for (const skill of SKILL_NAMES) {
+    const path = join(root, size, "data", `${skill}.eval.jsonl`);
+    const lines = readFileSync(path, "utf8").split("\n").filter(Boolean);
+    lines.forEach((line, index) => {
+      const row = JSON.parse(line) as { prompt: string; answer: string };
+      items.push({
+        id: `tinyworld/${skill}/${index + 1}`,
+        group: skill,
+        messages: [{ role: "user", content: row.prompt }],
+        reference: row.answer,
+      });
+    });
+  }
+  return {
+    name: "tinyworld",
+    items,
+    // What the build's own evaluation gives each answer.
+    maxTokens: 96,
+    metrics: ["correct"],
+    score: (item, answer) => ({ correct: SKILLS[item.group as SkillName].verify(answer, item.reference) }),
+  };
+}
