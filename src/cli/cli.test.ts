@@ -42,11 +42,16 @@ describe("avocado CLI", () => {
   });
 
   it("says a stage is not built yet and exits 2", () => {
-    for (const stage of ["distill", "eval"]) {
-      const { code, stderr } = avocado([stage, "--anything"]);
-      expect(code, stage).toBe(2);
-      expect(stderr).toMatch(new RegExp(`'avocado ${stage}' is not built yet`));
-    }
+    const { code, stderr } = avocado(["distill", "--anything"]);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/'avocado distill' is not built yet/);
+  });
+
+  it("refuses an eval of an unknown model or suite with a clear error and exit 2", () => {
+    const unknownSuite = avocado(["eval", "run", "--models", "tiny-qwen", "--suite", "nonesuch"]);
+    expect([unknownSuite.code, unknownSuite.stderr]).toEqual([2, expect.stringMatching(/no suite 'nonesuch'/)]);
+    const unknownModel = avocado(["eval", "run", "--models", "nobody", "--suite", "gsm8k"]);
+    expect([unknownModel.code, unknownModel.stderr]).toEqual([2, expect.stringMatching(/no teacher named 'nobody'/)]);
   });
 
   it("init writes a commented default config and its JSON Schema; a typo then gets a clear error", async () => {

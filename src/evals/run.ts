@@ -14,7 +14,7 @@ import {
 } from "./stats.ts";
 import type { EvalItem, Suite } from "./suite.ts";
 
-/** One model's answer to one item, as `items.jsonl` holds it. */
+/** One model's answer to one item, as `items.jsonl` holds it (no timings: the same answers give the same file). */
 export interface ItemRecord {
   model: string;
   item: string;
@@ -26,7 +26,6 @@ export interface ItemRecord {
   /** The call failed (after the teacher's own retries): the item counts as an error, never dropped. */
   error?: string;
   completionTokens?: number;
-  latencyMs?: number;
 }
 
 export interface ModelUnderTest {
@@ -112,7 +111,6 @@ export async function runEval(
 }
 
 async function ask(model: ModelUnderTest, item: EvalItem, suite: Suite): Promise<ItemRecord> {
-  const started = performance.now();
   try {
     const response = await model.teacher.generate({
       messages: item.messages,
@@ -127,7 +125,6 @@ async function ask(model: ModelUnderTest, item: EvalItem, suite: Suite): Promise
       answer: response.content,
       reasoning: response.reasoning === "" ? undefined : response.reasoning,
       completionTokens: response.usage.completionTokens,
-      latencyMs: Math.round(performance.now() - started),
     };
   } catch (error) {
     return { model: model.name, item: item.id, group: item.group, error: errorMessage(error) };
