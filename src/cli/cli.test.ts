@@ -47,6 +47,55 @@ describe("avocado CLI", () => {
     expect(stderr).toMatch(/'avocado distill' is not built yet/);
   });
 
+  it("gates a candidate on the tiny world: exit 0 passes, 1 fails (an underpowered suite too), 2 is bad input", () => {
+    const env = { AVOCADO_WORKSPACE: TEST_WORKSPACE };
+    const out = join(scratch, "gate");
+    const same = avocado(
+      [
+        "eval",
+        "gate",
+        "--candidate",
+        "tiny-qwen",
+        "--baseline",
+        "tiny-qwen",
+        "--suite",
+        "tinyworld",
+        "--out",
+        `${out}-same`,
+      ],
+      PROJECT_ROOT,
+      env,
+    );
+    expect([same.code, same.stdout]).toEqual([0, expect.stringMatching(/: PASS\n {2}correct: PASS/)]);
+    // 112 items cannot tell a 5-point drop: not a pass, whatever the difference.
+    const small = avocado(
+      [
+        "eval",
+        "gate",
+        "--candidate",
+        "tiny-gemma",
+        "--baseline",
+        "tiny-qwen",
+        "--suite",
+        "tinyworld",
+        "--out",
+        `${out}-small`,
+      ],
+      PROJECT_ROOT,
+      env,
+    );
+    expect([small.code, small.stderr]).toEqual([
+      1,
+      expect.stringMatching(/the gate failed: correct underpowered: 112 items/),
+    ]);
+    const bad = avocado(
+      ["eval", "gate", "--candidate", "a", "--baseline", "b", "--suite", "tinyworld", "--margin", "7"],
+      PROJECT_ROOT,
+      env,
+    );
+    expect([bad.code, bad.stderr]).toEqual([2, expect.stringMatching(/--margin must be a fraction/)]);
+  });
+
   it("refuses an eval of an unknown model or suite with a clear error and exit 2", () => {
     const unknownSuite = avocado(["eval", "run", "--models", "tiny-qwen", "--suite", "nonesuch"]);
     expect([unknownSuite.code, unknownSuite.stderr]).toEqual([2, expect.stringMatching(/no suite 'nonesuch'/)]);

@@ -213,11 +213,9 @@ export function summarize(suite: Suite, models: string[], records: ItemRecord[],
 
 /**
  * The spread of per-item differences for the detectable effect: the observed one, or where the two models never
- * disagreed, the spread two independent models of their pooled accuracy would show (0.5 at the extremes).
+ * disagreed, the most a discordance rate consistent with none seen allows (the rule of three: q ≤ 3/n, sd ≤ √q).
  */
-function spreadOf(a: number[], b: number[]): number {
+export function spreadOf(a: readonly number[], b: readonly number[]): number {
   const observed = differenceSd(a, b);
-  if (observed > 0) return observed;
-  const p = (a.reduce((s, v) => s + v, 0) + b.reduce((s, v) => s + v, 0)) / (2 * a.length);
-  return p > 0 && p < 1 ? Math.sqrt(2 * p * (1 - p)) : 0.5;
+  return observed > 0 ? observed : Math.sqrt(3 / Math.max(1, a.length));
 }

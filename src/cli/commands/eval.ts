@@ -1,10 +1,45 @@
 import type { Command } from "commander";
+import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { InputError } from "../../core/errors.ts";
+import { AvocadoError, InputError } from "../../core/errors.ts";
 import { newId } from "../../core/ids.ts";
 import { JsonLogger } from "../../core/logger.ts";
-import { commandContext, type GlobalOptions } from "../context.ts";
+import type { ItemRecord } from "../../evals/run.ts";
+import type { Teacher } from "../../teachers/teacher.ts";
+import { commandContext, type CommandContext, type GlobalOptions } from "../context.ts";
 import { positiveInteger } from "../options.ts";
+
+interface GateOptions {
+  candidate: string;
+  baseline: string;
+  suite: string;
+  margin: string;
+  out?: string;
+}
+
+/** The candidate failed the gate: exit 1 (2 is bad input). */
+class GateFailedError extends AvocadoError {
+  constructor(reason: string) {
+    super("gate_failed", `the gate failed: ${reason}`);
+  }
+}
+
+/** Opens models by name (configured or tiny teachers, GGUF paths), warnings logged on stderr. */
+async function openModels(context: CommandContext, names: string[]) {
+  const { findTeacher, openTeacher } = await import("../../teachers/registry.ts");
+  const logger = new JsonLogger(undefined, "warn");
+  const models: { name: string; teacher: Teacher }[] = [];
+  try {
+    for (const name of names) {
+      const entry = await findTeacher(context.config, context.workspace, name);
+      models.push({ name, teacher: await openTeacher(entry.config, { logger }) });
+    }
+  } catch (error) {
+    for (const model of models) await model.teacher.close();
+    throw error;
+  }
+  return models;
+}
 
 interface RunOptions {
   models: string;
@@ -32,7 +67,6 @@ export function registerEval(program: Command): void {
       const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
       const { openSuite } = await import("../../evals/suite.ts");
       const { runEval } = await import("../../evals/run.ts");
-      const { findTeacher, openTeacher } = await import("../../teachers/registry.ts");
       const names = options.models
         .split(",")
         .map((name) => name.trim())
@@ -40,13 +74,8 @@ export function registerEval(program: Command): void {
       if (names.length === 0) throw new InputError("--models names no model");
       const suite = openSuite(options.suite, context.workspace);
       if (options.limit !== undefined) suite.items = suite.items.slice(0, positiveInteger(options.limit, "--limit"));
-      const logger = new JsonLogger(undefined, "warn");
-      const models = [];
+      const models = await openModels(context, names);
       try {
-        for (const name of names) {
-          const entry = await findTeacher(context.config, context.workspace, name);
-          models.push({ name, teacher: await openTeacher(entry.config, { logger }) });
-        }
         const out = resolve(options.out ?? join(context.workspace, "evals", newId("eval")));
         const { summary, reused, called } = await runEval({
           suite,
@@ -75,6 +104,54 @@ export function registerEval(program: Command): void {
         }
         lines.push(`records: ${join(out, "items.jsonl")}; summary: ${join(out, "summary.json")}`);
         context.print(lines.join("\n"), { out, reused, called, summary });
+      } finally {
+        for (const model of models) await model.teacher.close();
+      }
+    });
+
+  evals
+    .command("gate")
+    .description("non-inferiority of a candidate against a baseline: exit 0 passes, 1 fails, 2 bad input")
+    .requiredOption("--candidate <name>", "the model that would ship")
+    .requiredOption("--baseline <name>", "the model it must be no worse than")
+    .requiredOption("--suite <name>", "tinyworld, gsm8k, or a suite file (YAML)")
+    .option("--margin <m>", "the largest drop allowed, as a fraction (0.05 = 5 points)", "0.05")
+    .option("--out <dir>", "records of both models (reused when there; default: <workspace>/evals/<new id>)")
+    .action(async (options: GateOptions, command: Command) => {
+      const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
+      const margin = Number(options.margin);
+      if (!(margin > 0 && margin < 1))
+        throw new InputError(`--margin must be a fraction between 0 and 1 (found '${options.margin}')`);
+      const { openSuite } = await import("../../evals/suite.ts");
+      const { runEval } = await import("../../evals/run.ts");
+      const { gate } = await import("../../evals/gate.ts");
+      const suite = openSuite(options.suite, context.workspace);
+      const models = await openModels(context, [options.candidate, options.baseline]);
+      try {
+        const out = resolve(options.out ?? join(context.workspace, "evals", newId("gate")));
+        await runEval({ suite, models, out, progress: context.progress });
+        const records = readFileSync(join(out, "items.jsonl"), "utf8")
+          .trim()
+          .split("\n")
+          .map((line) => JSON.parse(line) as ItemRecord);
+        const result = gate(suite, records, options.candidate, options.baseline, margin);
+        const lines = result.checks.map(
+          (check) =>
+            `  ${check.metric}: ${check.verdict.toUpperCase()}: ${options.candidate} − ${options.baseline} ${percent(check.difference)} [${percent(check.low)}, ${percent(check.high)}]; ${check.reason}`,
+        );
+        context.print(
+          [
+            `gate on ${suite.name} (${result.items} items, margin ${percent(margin)}): ${result.pass ? "PASS" : "FAIL"}`,
+            ...lines,
+          ].join("\n"),
+          { out, ...result },
+        );
+        if (!result.pass) {
+          const failed = result.checks.filter((check) => check.verdict !== "pass");
+          throw new GateFailedError(
+            failed.map((check) => `${check.metric} ${check.verdict}: ${check.reason}`).join("; "),
+          );
+        }
       } finally {
         for (const model of models) await model.teacher.close();
       }
