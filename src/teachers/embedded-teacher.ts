@@ -208,7 +208,9 @@ export class EmbeddedTeacher implements Teacher {
 
   private response(result: ChatResult, latencyMs: number): TeacherResponse {
     let { content, reasoning } = result;
-    if (this.family === "generic" && reasoning === "") ({ content, reasoning } = splitReasoning("generic", content));
+    // Reasoning markup left in the content (a thought the chat wrapper did not take as one) is split off as every
+    // transport splits it, so a model answers the same through its GGUF and through a server.
+    if (reasoning === "") ({ content, reasoning } = splitReasoning(this.family, content));
     const foreign = foreignFamilyIn(this.family, `${reasoning}${content}`);
     if (foreign)
       throw new ModelError(
