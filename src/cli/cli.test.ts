@@ -96,6 +96,27 @@ describe("avocado CLI", () => {
     expect([bad.code, bad.stderr]).toEqual([2, expect.stringMatching(/--margin must be a fraction/)]);
   });
 
+  it("checks a dataset against a suite for shared 13-grams", async () => {
+    await mkdir(scratch, { recursive: true });
+    const leaked = "Janet’s ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins.";
+    await writeFile(
+      join(scratch, "dataset.jsonl"),
+      `${JSON.stringify({ prompt: leaked })}\n${JSON.stringify({ prompt: "hi" })}\n`,
+    );
+    const { code, stdout } = avocado([
+      "eval",
+      "contamination",
+      "--dataset",
+      join(scratch, "dataset.jsonl"),
+      "--suite",
+      "gsm8k",
+    ]);
+    expect([code, stdout]).toEqual([
+      0,
+      expect.stringMatching(/^1 of 2 records share a 13-gram with gsm8k \(1 of 1319 items touched\); lines 1/),
+    ]);
+  });
+
   it("refuses an eval of an unknown model or suite with a clear error and exit 2", () => {
     const unknownSuite = avocado(["eval", "run", "--models", "tiny-qwen", "--suite", "nonesuch"]);
     expect([unknownSuite.code, unknownSuite.stderr]).toEqual([2, expect.stringMatching(/no suite 'nonesuch'/)]);

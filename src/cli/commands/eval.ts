@@ -156,4 +156,27 @@ export function registerEval(program: Command): void {
         for (const model of models) await model.teacher.close();
       }
     });
+
+  evals
+    .command("contamination")
+    .description("n-gram overlap between a dataset (JSONL) and a suite: the records that hold an item's words")
+    .requiredOption("--dataset <file>", "a JSONL dataset (chat records, prompts, anything with text in it)")
+    .requiredOption("--suite <name>", "tinyworld, gsm8k, or a suite file (YAML)")
+    .option("--n <words>", "the n-gram length", "13")
+    .action(async (options: { dataset: string; suite: string; n: string }, command: Command) => {
+      const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
+      const { openSuite } = await import("../../evals/suite.ts");
+      const { contamination } = await import("../../evals/contamination.ts");
+      const suite = openSuite(options.suite, context.workspace);
+      const texts = suite.items.map((item) => item.messages.map((message) => message.content).join("\n"));
+      const report = contamination(resolve(options.dataset), texts, positiveInteger(options.n, "--n"));
+      context.print(
+        `${report.contaminated} of ${report.records} records share a ${report.n}-gram with ${suite.name} ` +
+          `(${report.itemsTouched} of ${report.items} items touched)` +
+          (report.lines.length > 0
+            ? `; lines ${report.lines.slice(0, 20).join(", ")}${report.lines.length > 20 ? ", …" : ""}`
+            : ""),
+        report,
+      );
+    });
 }
