@@ -1,3 +1,4 @@
+import SQLite from "better-sqlite3";
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -101,6 +102,7 @@ describe("avocado eval run on the tiny world (real teachers)", () => {
 
   it("after kill -9 mid-run, the rerun repeats no call and writes the records an uninterrupted run writes", async () => {
     const out = join(folder, "killed");
+    const cache = join(folder, "killed-cache.db");
     const args = [
       "bin/avocado.js",
       "--json",
@@ -112,6 +114,8 @@ describe("avocado eval run on the tiny world (real teachers)", () => {
       "tinyworld",
       "--out",
       out,
+      "--cache",
+      `sqlite:${cache}`,
     ];
     const env = { ...process.env, AVOCADO_WORKSPACE: TEST_WORKSPACE };
     const lines = () =>
@@ -124,15 +128,25 @@ describe("avocado eval run on the tiny world (real teachers)", () => {
     child.kill("SIGKILL");
     await new Promise((resolve) => child.once("exit", resolve));
     const written = lines();
+    // What the killed run got from the model: every answer is in the cache before its record is written.
+    const answered = (
+      new SQLite(cache, { readonly: true }).prepare("select count(*) as n from responses").get() as { n: number }
+    ).n;
     const rerun = spawn(process.execPath, args, { cwd: PROJECT_ROOT, env, stdio: ["ignore", "pipe", "inherit"] });
     let stdout = "";
     rerun.stdout.on("data", (part: Buffer) => (stdout += part.toString()));
     expect(await new Promise((resolve) => rerun.once("exit", resolve))).toBe(0);
-    const result = JSON.parse(stdout.trim().split("\n").at(-1)!) as { reused: number; called: number };
+    const result = JSON.parse(stdout.trim().split("\n").at(-1)!) as {
+      reused: number;
+      called: number;
+      modelCalls: number;
+    };
     const items = openSuite("tinyworld", TEST_WORKSPACE).items.length;
-    // Every record written before the kill was kept (a torn last line, if any, made again): no call repeated.
+    // Every record written before the kill was kept (a torn last line, if any, asked again: the cache answers it).
     expect(result.reused).toBeGreaterThanOrEqual(written - 1);
     expect(result.reused + result.called).toBe(items);
+    // No model call made twice across the two runs.
+    expect(answered + result.modelCalls).toBe(items);
     const uninterrupted = readFileSync(join(folder, "all", "items.jsonl"), "utf8")
       .split("\n")
       .filter((line) => line.includes('"model":"tiny-qwen"'));

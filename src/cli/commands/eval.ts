@@ -10,6 +10,7 @@ import { commandContext, type CommandContext, type GlobalOptions } from "../cont
 import { positiveInteger } from "../options.ts";
 
 interface GateOptions {
+  cache?: string;
   candidate: string;
   baseline: string;
   suite: string;
@@ -24,24 +25,35 @@ class GateFailedError extends AvocadoError {
   }
 }
 
-/** Opens models by name (configured or tiny teachers, GGUF paths), warnings logged on stderr. */
-async function openModels(context: CommandContext, names: string[]) {
+/**
+ * Opens models by name (configured or tiny teachers, GGUF paths), warnings logged on stderr, every answer going
+ * through the response cache (`--cache`, by default `<workspace>/evals/cache.db`).
+ */
+async function openModels(context: CommandContext, names: string[], cacheUrl: string | undefined) {
   const { findTeacher, openTeacher } = await import("../../teachers/registry.ts");
+  const { ResponseCache, cachedTeacher, modelIdentity } = await import("../../evals/cache.ts");
+  const cache = await ResponseCache.open(cacheUrl ?? `sqlite:${join(context.workspace, "evals", "cache.db")}`);
   const logger = new JsonLogger(undefined, "warn");
   const models: { name: string; teacher: Teacher }[] = [];
+  const close = async () => {
+    for (const model of models) await model.teacher.close();
+    await cache.close();
+  };
   try {
     for (const name of names) {
       const entry = await findTeacher(context.config, context.workspace, name);
-      models.push({ name, teacher: await openTeacher(entry.config, { logger }) });
+      const teacher = await openTeacher(entry.config, { logger });
+      models.push({ name, teacher: cachedTeacher(teacher, modelIdentity(entry.config), cache) });
     }
   } catch (error) {
-    for (const model of models) await model.teacher.close();
+    await close();
     throw error;
   }
-  return models;
+  return { models, cache, close };
 }
 
 interface RunOptions {
+  cache?: string;
   models: string;
   suite: string;
   out?: string;
@@ -63,6 +75,7 @@ export function registerEval(program: Command): void {
     .option("--out <dir>", "where items.jsonl and summary.json go (default: <workspace>/evals/<new id>)")
     .option("--limit <n>", "only the first n items (a quick look; the statistics say how little n decides)")
     .option("--concurrency <n>", "calls in flight per model")
+    .option("--cache <url>", "the response cache: sqlite:<path> or postgres://… (default: <workspace>/evals/cache.db)")
     .action(async (options: RunOptions, command: Command) => {
       const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
       const { openSuite } = await import("../../evals/suite.ts");
@@ -74,7 +87,7 @@ export function registerEval(program: Command): void {
       if (names.length === 0) throw new InputError("--models names no model");
       const suite = openSuite(options.suite, context.workspace);
       if (options.limit !== undefined) suite.items = suite.items.slice(0, positiveInteger(options.limit, "--limit"));
-      const models = await openModels(context, names);
+      const { models, cache, close } = await openModels(context, names, options.cache);
       try {
         const out = resolve(options.out ?? join(context.workspace, "evals", newId("eval")));
         const { summary, reused, called } = await runEval({
@@ -86,7 +99,10 @@ export function registerEval(program: Command): void {
           progress: context.progress,
         });
         const metric = summary.metrics[0]!;
-        const lines = [`${summary.suite}: ${summary.items} items, ${called} calls made, ${reused} answers reused`];
+        const lines = [
+          `${summary.suite}: ${summary.items} items; ${reused} answers reused from ${out}, ${called} asked: ` +
+            `${cache.hits} from the response cache, ${cache.misses} calls to the models`,
+        ];
         for (const model of summary.models) {
           const all = summary.scores[model]![metric]!["all"]!;
           const groups = Object.entries(summary.scores[model]![metric]!)
@@ -103,9 +119,16 @@ export function registerEval(program: Command): void {
           );
         }
         lines.push(`records: ${join(out, "items.jsonl")}; summary: ${join(out, "summary.json")}`);
-        context.print(lines.join("\n"), { out, reused, called, summary });
+        context.print(lines.join("\n"), {
+          out,
+          reused,
+          called,
+          cacheHits: cache.hits,
+          modelCalls: cache.misses,
+          summary,
+        });
       } finally {
-        for (const model of models) await model.teacher.close();
+        await close();
       }
     });
 
@@ -117,6 +140,7 @@ export function registerEval(program: Command): void {
     .requiredOption("--suite <name>", "tinyworld, gsm8k, or a suite file (YAML)")
     .option("--margin <m>", "the largest drop allowed, as a fraction (0.05 = 5 points)", "0.05")
     .option("--out <dir>", "records of both models (reused when there; default: <workspace>/evals/<new id>)")
+    .option("--cache <url>", "the response cache: sqlite:<path> or postgres://… (default: <workspace>/evals/cache.db)")
     .action(async (options: GateOptions, command: Command) => {
       const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
       const margin = Number(options.margin);
@@ -126,7 +150,7 @@ export function registerEval(program: Command): void {
       const { runEval } = await import("../../evals/run.ts");
       const { gate } = await import("../../evals/gate.ts");
       const suite = openSuite(options.suite, context.workspace);
-      const models = await openModels(context, [options.candidate, options.baseline]);
+      const { models, close } = await openModels(context, [options.candidate, options.baseline], options.cache);
       try {
         const out = resolve(options.out ?? join(context.workspace, "evals", newId("gate")));
         await runEval({ suite, models, out, progress: context.progress });
@@ -153,7 +177,7 @@ export function registerEval(program: Command): void {
           );
         }
       } finally {
-        for (const model of models) await model.teacher.close();
+        await close();
       }
     });
 

@@ -1,0 +1,76 @@
+import { copyFileSync, mkdirSync, rmSync, utimesSync } from "node:fs";
+import { join } from "node:path";
+import pg from "pg";
+import { afterAll, describe, expect, it } from "vitest";
+import { scratchFolder, teacherGguf } from "../../test/fixtures.ts";
+import { POSTGRES_URL } from "../../test/stores.ts";
+import { teacherConfigSchema } from "../core/config/teacher-schema.ts";
+import { openTeacher } from "../teachers/registry.ts";
+import type { Teacher, TeacherRequest } from "../teachers/teacher.ts";
+import { cachedTeacher, modelIdentity, ResponseCache } from "./cache.ts";
+
+describe.each(["sqlite", "postgres"] as const)("the response cache (%s)", (kind) => {
+  const folder = scratchFolder(`cache-${kind}`);
+  mkdirSync(folder, { recursive: true });
+  const schema = `cache_${process.pid}_${Date.now()}`;
+  afterAll(async () => {
+    rmSync(folder, { recursive: true, force: true });
+    if (kind === "postgres") {
+      const admin = new pg.Client({ connectionString: POSTGRES_URL });
+      await admin.connect();
+      await admin.query(`drop schema if exists ${schema} cascade`);
+      await admin.end();
+    }
+  });
+
+  async function url(): Promise<string> {
+    if (kind === "sqlite") return `sqlite:${join(folder, "cache.db")}`;
+    const admin = new pg.Client({ connectionString: POSTGRES_URL });
+    await admin.connect();
+    await admin.query(`create schema if not exists ${schema}`);
+    await admin.end();
+    return `${POSTGRES_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+  }
+
+  it("answers a request it has seen from the cache, and only that request, across reopenings", async () => {
+    const path = join(folder, "tiny-qwen.gguf");
+    copyFileSync(teacherGguf("tiny-qwen"), path);
+    const config = teacherConfigSchema.parse({ name: "q", family: "qwen", transport: "embedded", path });
+    const teacher = await openTeacher(config);
+    let calls = 0;
+    const counted: Teacher = Object.assign(Object.create(teacher) as Teacher, {
+      generate: (request: TeacherRequest) => {
+        calls++;
+        return request.maxTokens === 1 ? Promise.reject(new Error("refused")) : teacher.generate(request);
+      },
+    });
+    const ask: TeacherRequest = {
+      messages: [{ role: "user", content: "Convert 2 kg to g." }],
+      maxTokens: 24,
+      temperature: 0,
+    };
+    try {
+      const cache = await ResponseCache.open(await url());
+      const cached = cachedTeacher(counted, modelIdentity(config), cache);
+      const first = await cached.generate(ask);
+      expect(await cached.generate(ask)).toEqual(first);
+      expect(await cached.generate({ ...ask, maxTokens: 16 })).toBeDefined();
+      // A failure is not kept: asked again.
+      await expect(cached.generate({ ...ask, maxTokens: 1 })).rejects.toThrow(/refused/);
+      await expect(cached.generate({ ...ask, maxTokens: 1 })).rejects.toThrow(/refused/);
+      expect([calls, cache.hits, cache.misses]).toEqual([4, 1, 4]);
+      await cache.close();
+      // Reopened (another run, after a crash): still there.
+      const again = await ResponseCache.open(await url());
+      expect(await cachedTeacher(counted, modelIdentity(config), again).generate(ask)).toEqual(first);
+      expect([calls, again.hits]).toEqual([4, 1]);
+      // The same path retrained (another modification time) is another model.
+      utimesSync(path, new Date(), new Date(Date.now() + 60_000));
+      await cachedTeacher(counted, modelIdentity(config), again).generate(ask);
+      expect(calls).toBe(5);
+      await again.close();
+    } finally {
+      await teacher.close();
+    }
+  });
+});

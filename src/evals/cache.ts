@@ -1,0 +1,137 @@
+import SQLite from "better-sqlite3";
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Migration } from "kysely";
+import { mkdirSync, statSync } from "node:fs";
+import { dirname } from "node:path";
+import pg from "pg";
+import type { TeacherConfig } from "../core/config/teacher-schema.ts";
+import { errorMessage, InputError } from "../core/errors.ts";
+import { sha256, stableStringify } from "../core/hash.ts";
+import type { Teacher, TeacherRequest, TeacherResponse } from "../teachers/teacher.ts";
+
+interface CacheTables {
+  responses: { key: string; model: string; response: string; created_at: number };
+}
+
+const MIGRATIONS: Record<string, Migration> = {
+  "0001_responses": {
+    up: async (db) => {
+      await db.schema
+        .createTable("responses")
+        .ifNotExists()
+        .addColumn("key", "text", (c) => c.primaryKey())
+        .addColumn("model", "text", (c) => c.notNull())
+        .addColumn("response", "text", (c) => c.notNull())
+        .addColumn("created_at", "bigint", (c) => c.notNull())
+        .execute();
+    },
+  },
+};
+
+/**
+ * Model answers by content: the key is a hash of the model's identity and everything in the request that shapes the
+ * answer, the value the whole response. An eval (and the distillation engine) asks the cache first, so a killed or
+ * repeated run makes no call twice. SQLite by default (`sqlite:<path>`), PostgreSQL when several machines share it.
+ */
+export class ResponseCache {
+  hits = 0;
+  misses = 0;
+
+  private constructor(private readonly db: Kysely<CacheTables>) {}
+
+  static async open(url: string): Promise<ResponseCache> {
+    let db: Kysely<CacheTables>;
+    if (url.startsWith("sqlite:")) {
+      const path = url.slice("sqlite:".length);
+      mkdirSync(dirname(path), { recursive: true });
+      const database = new SQLite(path);
+      database.pragma("journal_mode = WAL");
+      database.pragma("busy_timeout = 5000");
+      db = new Kysely<CacheTables>({ dialect: new SqliteDialect({ database }) });
+    } else if (/^postgres(ql)?:\/\//.test(url)) {
+      db = new Kysely<CacheTables>({
+        dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 4 }) }),
+      });
+    } else {
+      throw new InputError(`cache '${url}': use sqlite:<path> or postgres://user@host/db`);
+    }
+    const schema = url.startsWith("sqlite:")
+      ? undefined
+      : (await sql<{ schema: string }>`select current_schema() as schema`.execute(db)).rows[0]!.schema;
+    const { error } = await new Migrator({
+      db,
+      provider: { getMigrations: async () => MIGRATIONS },
+      migrationTableName: "cache_migrations",
+      migrationLockTableName: "cache_migrations_lock",
+      migrationTableSchema: schema,
+    }).migrateToLatest();
+    if (error) {
+      await db.destroy();
+      throw new InputError(`the response cache at ${url} cannot be opened (${errorMessage(error)})`);
+    }
+    return new ResponseCache(db);
+  }
+
+  async get(key: string): Promise<TeacherResponse | undefined> {
+    const row = await this.db.selectFrom("responses").select("response").where("key", "=", key).executeTakeFirst();
+    if (!row) return undefined;
+    return JSON.parse(row.response) as TeacherResponse;
+  }
+
+  async put(key: string, model: string, response: TeacherResponse): Promise<void> {
+    await this.db
+      .insertInto("responses")
+      .values({ key, model, response: JSON.stringify(response), created_at: Date.now() })
+      .onConflict((c) => c.column("key").doNothing())
+      .execute();
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+}
+
+/**
+ * A model's identity for the cache: its whole configuration, and for a local file its size and modification time (a
+ * retrained model at the same path is another model). A server's model is trusted to stay what its name says.
+ */
+export function modelIdentity(config: TeacherConfig): string {
+  const file = config.transport === "embedded" ? statSync(config.path) : undefined;
+  return sha256(stableStringify({ config, file: file ? { size: file.size, modified: file.mtimeMs } : null }));
+}
+
+/** The cache key of one request to one model: what shapes the answer, not how long one may wait for it. */
+export function requestKey(identity: string, request: TeacherRequest): string {
+  const { messages, maxTokens, temperature, topP, seed, stop, topLogprobs, thinking, reasoningEffort } = request;
+  return sha256(
+    stableStringify({
+      identity,
+      messages,
+      maxTokens: maxTokens ?? null,
+      temperature: temperature ?? null,
+      topP: topP ?? null,
+      seed: seed ?? null,
+      stop: stop ?? null,
+      topLogprobs: topLogprobs ?? null,
+      thinking: thinking ?? null,
+      reasoningEffort: reasoningEffort ?? null,
+    }),
+  );
+}
+
+/** A teacher whose answers go through the cache (only answers are kept: a failure is asked again next time). */
+export function cachedTeacher(teacher: Teacher, identity: string, cache: ResponseCache): Teacher {
+  return Object.assign(Object.create(teacher) as Teacher, {
+    generate: async (request: TeacherRequest): Promise<TeacherResponse> => {
+      const key = requestKey(identity, request);
+      const cached = await cache.get(key);
+      if (cached) {
+        cache.hits++;
+        return cached;
+      }
+      cache.misses++;
+      const response = await teacher.generate(request);
+      await cache.put(key, teacher.name, response);
+      return response;
+    },
+  });
+}
