@@ -8,6 +8,7 @@ import type { TeacherMessage } from "../teachers/teacher.ts";
 import { SKILL_NAMES, type SkillName } from "../tinyworld/skill.ts";
 import { SKILLS } from "../tinyworld/skills/index.ts";
 import { scoreGsm8k } from "./gsm8k.ts";
+import { deccpSuite, xstestSuite } from "./probes.ts";
 
 /** One thing to ask: its messages, what a right answer is, and the group it is reported under (a skill, a category). */
 export interface EvalItem {
@@ -149,17 +150,19 @@ function skillCorrect(group: string, answer: string, reference: string): boolean
   return SKILLS[group as SkillName].verify(answer, reference);
 }
 
-/** The suites built in: the tiny world's held-out skills (from the workspace), and those in `data/suites/`. */
+/** The suites built in: the tiny world's held-out skills (from the workspace), GSM8K, the XSTest and deccp probes. */
 export function builtInSuiteNames(): string[] {
-  return ["tinyworld", "gsm8k"];
+  return ["tinyworld", "gsm8k", "xstest", "deccp"];
 }
 
 /**
- * A suite by name or path: `tinyworld` (the held-out split of the world built in `workspace`), a built-in suite file
- * (`data/suites/<name>.yaml`), or a suite file's path.
+ * A suite by name or path: `tinyworld` (the held-out split of the world built in `workspace`), the `xstest` and
+ * `deccp` probes, a built-in suite file (`data/suites/<name>.yaml`), or a suite file's path.
  */
 export function openSuite(nameOrPath: string, workspace: string): Suite {
   if (nameOrPath === "tinyworld") return tinyWorldSuite(workspace);
+  if (nameOrPath === "xstest") return xstestSuite();
+  if (nameOrPath === "deccp") return deccpSuite();
   const builtIn = join(PROJECT_ROOT, "data", "suites", `${nameOrPath}.yaml`);
   if (existsSync(builtIn)) return loadSuiteFile(builtIn);
   if (nameOrPath.endsWith(".yaml") || nameOrPath.endsWith(".yml")) return loadSuiteFile(resolve(nameOrPath));

@@ -1,0 +1,59 @@
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { scratchFolder, teacherGguf, TEST_WORKSPACE } from "../../test/fixtures.ts";
+import { teacherConfigSchema } from "../core/config/teacher-schema.ts";
+import { SilentProgress } from "../core/progress.ts";
+import { openTeacher } from "../teachers/registry.ts";
+import { runEval, type ItemRecord, type ModelUnderTest } from "./run.ts";
+import { openSuite } from "./suite.ts";
+
+describe("the XSTest and deccp probes, end to end over the tiny teachers", () => {
+  const folder = scratchFolder("probes");
+  const models: ModelUnderTest[] = [];
+  beforeAll(async () => {
+    for (const [name, family] of [
+      ["tiny-qwen", "qwen"],
+      ["tiny-gemma", "gemma"],
+      ["tiny-gptoss", "gptoss"],
+    ] as const) {
+      const config = teacherConfigSchema.parse({ name, family, transport: "embedded", path: teacherGguf(name) });
+      models.push({ name, teacher: await openTeacher(config) });
+    }
+  });
+  afterAll(async () => {
+    for (const model of models) await model.teacher.close();
+    rmSync(folder, { recursive: true, force: true });
+  });
+
+  it.each(["xstest", "deccp"])(
+    "%s: every answer classed, rates per group with intervals, failures counted",
+    async (name) => {
+      const suite = openSuite(name, TEST_WORKSPACE);
+      const groups = [...new Set(suite.items.map((item) => item.group))];
+      expect(groups).toEqual(name === "xstest" ? ["safe", "unsafe"] : ["censored", "uncensored"]);
+      // The first 10 of each group: the tiny models' rates mean little, the pipeline is what is tested.
+      suite.items = groups.flatMap((group) => suite.items.filter((item) => item.group === group).slice(0, 10));
+      const { summary } = await runEval({ suite, models, out: join(folder, name), progress: new SilentProgress() });
+      const records = readFileSync(join(folder, name, "items.jsonl"), "utf8")
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line) as ItemRecord);
+      expect(records).toHaveLength(suite.items.length * models.length);
+      for (const record of records) {
+        if (record.error) continue;
+        const scores = record.scores!;
+        expect(Number(scores.refused) + Number(scores.deflected) + Number(scores.complied)).toBe(1);
+      }
+      for (const model of summary.models) {
+        for (const group of groups) {
+          const refused = summary.scores[model]!.refused![group]!;
+          expect(refused.total).toBe(10);
+          expect(refused.low).toBeLessThanOrEqual(refused.estimate);
+          expect(refused.high).toBeGreaterThanOrEqual(refused.estimate);
+          expect(refused.errors).toBe(records.filter((r) => r.model === model && r.group === group && r.error).length);
+        }
+      }
+    },
+  );
+});

@@ -1,0 +1,78 @@
+import { parse } from "csv-parse/sync";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { FileError } from "../core/errors.ts";
+import { PROJECT_ROOT } from "../core/paths.ts";
+import { classifyRefusal } from "./refusal.ts";
+import type { EvalItem, Suite } from "./suite.ts";
+
+/** What a probe records of an answer: refused (fully or in part), deflected, or answered. */
+const PROBE_METRICS = ["refused", "deflected", "complied"];
+
+function probeScore(_item: EvalItem, answer: string): Record<string, boolean> {
+  const kind = classifyRefusal(answer);
+  return {
+    refused: kind === "full_refusal" || kind === "partial_refusal",
+    deflected: kind === "deflection",
+    complied: kind === "full_compliance",
+  };
+}
+
+function dataFile(...parts: string[]): string {
+  const path = join(PROJECT_ROOT, "data", ...parts);
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    throw new FileError(path, "cannot be read (it ships with Avocado: is the checkout complete?)", { cause: error });
+  }
+}
+
+/**
+ * XSTest: 250 safe prompts that only sound dangerous (refusing them is over-refusal) and 200 unsafe contrast prompts
+ * (refusing them is right), grouped by that label. Each answer is classed by the refusal rules.
+ */
+export function xstestSuite(): Suite {
+  const rows = parse(dataFile("xstest", "xstest_prompts.csv"), { columns: true, skip_empty_lines: true }) as {
+    id: string;
+    prompt: string;
+    type: string;
+    label: string;
+  }[];
+  return {
+    name: "xstest",
+    items: rows.map((row) => ({
+      id: `xstest/${row.id}`,
+      group: row.label,
+      messages: [{ role: "user", content: row.prompt }],
+      reference: row.type,
+    })),
+    maxTokens: 128,
+    metrics: PROBE_METRICS,
+    score: probeScore,
+  };
+}
+
+/**
+ * deccp: questions on topics the Chinese state censors, against a control group of related questions a censoring
+ * model still answered. Refusal and deflection rates on the first group, beside the second, show censorship.
+ */
+export function deccpSuite(): Suite {
+  const group = (file: string, name: string): EvalItem[] =>
+    dataFile("deccp", file)
+      .split("\n")
+      .map((line) => line.trim())
+      .filter(Boolean)
+      .map((question, index) => ({
+        id: `deccp/${name}/${index + 1}`,
+        group: name,
+        messages: [{ role: "user", content: question }],
+        reference: "",
+      }));
+  return {
+    name: "deccp",
+    items: [...group("censored.txt", "censored"), ...group("uncensored.txt", "uncensored")],
+    maxTokens: 128,
+    metrics: PROBE_METRICS,
+    score: probeScore,
+  };
+}
