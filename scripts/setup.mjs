@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Set-up for a fresh machine, run by `npm run quickstart` and `npm test`:
 // 1. npm packages (npm ci when node_modules is missing or older than the lock file);
-// 2. Debian's python3-torch + libopenblas0-pthread when the configured Python cannot import torch.
+// 2. Debian's python3-torch + libopenblas0-pthread when the configured Python cannot import torch;
+// 3. with --browser (npm test): Debian's chromium, for the browser tests of the HTML reports.
 // Uses only Node's standard library, since it runs before the packages exist.
 import { spawnSync } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
@@ -33,6 +34,21 @@ function canImportTorch(python) {
   return result.status === 0;
 }
 
+function apt(args) {
+  const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  return isRoot ? run("apt-get", args, { env }) : run("sudo", ["-n", "apt-get", ...args], { env });
+}
+
+function chromium() {
+  if (existsSync("/usr/bin/chromium")) return;
+  log("installing Debian's chromium (the browser tests of the eval reports)");
+  if (apt(["update", "-qq"]) !== 0 || apt(["install", "-y", "-qq", "--no-install-recommends", "chromium"]) !== 0) {
+    log("could not install chromium; as root run: apt-get install --no-install-recommends chromium");
+    process.exit(1);
+  }
+}
+
 function torch() {
   const python = process.env.AVOCADO_PYTHON || "/usr/bin/python3";
   if (canImportTorch(python)) return;
@@ -41,11 +57,6 @@ function torch() {
     process.exit(1);
   }
   log("installing Debian's python3-torch and libopenblas0-pthread (the trainer's PyTorch)");
-  const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
-  const prefix = isRoot ? [] : ["sudo", "-n"];
-  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-  const apt = (args) =>
-    isRoot ? run("apt-get", args, { env }) : run(prefix[0], [...prefix.slice(1), "apt-get", ...args], { env });
   if (
     apt(["update", "-qq"]) !== 0 ||
     apt(["install", "-y", "-qq", "python3-torch", "libopenblas0-pthread"]) !== 0 ||
@@ -58,3 +69,4 @@ function torch() {
 
 npmPackages();
 torch();
+if (process.argv.includes("--browser")) chromium();

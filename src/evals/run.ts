@@ -12,6 +12,7 @@ import {
   wilson,
   type Interval,
 } from "./stats.ts";
+import { renderReport } from "./report.ts";
 import type { EvalItem, Suite } from "./suite.ts";
 
 /** One model's answer to one item, as `items.jsonl` holds it (no timings: the same answers give the same file). */
@@ -66,7 +67,8 @@ function previousRecords(path: string): Map<string, ItemRecord> {
 /**
  * Asks every model every item (greedy, the suite's max tokens), scores each answer, and appends each record to
  * `items.jsonl` as it lands, so a killed run resumes without repeating a call. At the end `items.jsonl` is rewritten
- * in a fixed order (models, then items) and `summary.json` written: the same records give the same files.
+ * in a fixed order (models, then items), and `summary.json` and `report.html` written: the same records give the same
+ * files.
  */
 export async function runEval(
   options: EvalRunOptions,
@@ -107,6 +109,7 @@ export async function runEval(
     options.seed ?? 1,
   );
   await writeFileAtomic(join(out, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
+  await writeFileAtomic(join(out, "report.html"), renderReport(summary));
   return { summary, reused, called };
 }
 

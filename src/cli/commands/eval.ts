@@ -118,7 +118,7 @@ export function registerEval(program: Command): void {
             `  ${c.b} − ${c.a} on ${c.group}: ${percent(c.difference.estimate)} [${percent(c.difference.low)}, ${percent(c.difference.high)}], McNemar p ${c.mcnemarP.toPrecision(2)} (detectable: ${percent(c.minimumDetectable)})`,
           );
         }
-        lines.push(`records: ${join(out, "items.jsonl")}; summary: ${join(out, "summary.json")}`);
+        lines.push(`report: ${join(out, "report.html")} (records: items.jsonl, summary.json)`);
         context.print(lines.join("\n"), {
           out,
           reused,
