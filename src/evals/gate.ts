@@ -44,37 +44,17 @@ export function gate(
     const { estimate, low, high } = pairedBootstrap(b, c, { seed, resamples: 10_000 });
     const minimumDetectable = minimumDetectableEffect(suite.items.length, spreadOf(b, c));
     const points = (x: number) => `${(100 * x).toFixed(1)} points`;
+    const measured = { metric, difference: estimate, low, high, minimumDetectable };
     if (minimumDetectable > margin) {
-      return {
-        metric,
-        difference: estimate,
-        low,
-        high,
-        minimumDetectable,
-        verdict: "underpowered",
-        reason: `${suite.items.length} items detect a change of ${points(minimumDetectable)} at best, more than the margin of ${points(margin)}`,
-      };
+      const reason = `${suite.items.length} items detect a change of ${points(minimumDetectable)} at best, more than the margin of ${points(margin)}`;
+      return { ...measured, verdict: "underpowered", reason };
     }
     if (low < -margin) {
-      return {
-        metric,
-        difference: estimate,
-        low,
-        high,
-        minimumDetectable,
-        verdict: "worse",
-        reason: `the candidate may be worse by up to ${points(-low)} (lower bound), past the margin of ${points(margin)} by ${points(-low - margin)}`,
-      };
+      const reason = `the candidate may be worse by up to ${points(-low)} (lower bound), past the margin of ${points(margin)} by ${points(-low - margin)}`;
+      return { ...measured, verdict: "worse", reason };
     }
-    return {
-      metric,
-      difference: estimate,
-      low,
-      high,
-      minimumDetectable,
-      verdict: "pass",
-      reason: `no worse than ${points(-low)} at the lower bound, within the margin of ${points(margin)}`,
-    };
+    const reason = `no worse than ${points(-low)} at the lower bound, within the margin of ${points(margin)}`;
+    return { ...measured, verdict: "pass", reason };
   });
   return { pass: checks.every((check) => check.verdict === "pass"), margin, items: suite.items.length, checks };
 }
