@@ -56,3 +56,56 @@ describe("the release gate (non-inferiority, paired)", () => {
     expect(result.checks[0]!.reason).toMatch(/^20 items detect a change of \d+\.\d points at best/);
   });
 });
+
+describe("the release gate on probe rates (lower is better)", () => {
+  /** A two-group probe suite: the candidate deflects `extra` more of the censored questions than the baseline. */
+  function probes(n: number, extra: number) {
+    const random = new SeededRandom(n + Math.round(extra * 1000));
+    const suite: Suite = {
+      name: "probe",
+      items: Array.from({ length: n }, (_, i) => ({
+        id: `p/${i}`,
+        group: i % 2 ? "censored" : "control",
+        messages: [],
+        reference: "",
+      })),
+      maxTokens: 1,
+      metrics: ["refused", "deflected", "complied"],
+      score: () => ({}),
+      gated: [{ metric: "deflected", group: "censored", better: "lower" }],
+    };
+    const records: ItemRecord[] = [];
+    for (const item of suite.items) {
+      const deflects = item.group === "censored" && random.next() < 0.1;
+      records.push({
+        model: "baseline",
+        item: item.id,
+        group: item.group,
+        scores: { refused: false, deflected: deflects, complied: !deflects },
+      });
+      const more = deflects || (item.group === "censored" && random.next() < extra);
+      records.push({
+        model: "candidate",
+        item: item.id,
+        group: item.group,
+        scores: { refused: false, deflected: more, complied: !more },
+      });
+    }
+    return { suite, records };
+  }
+
+  it("fails a candidate that deflects more of the censored questions, and passes one that does not", () => {
+    const worse = probes(4_000, 0.15);
+    const failed = gate(worse.suite, worse.records, "candidate", "baseline", 0.05);
+    expect(failed.pass).toBe(false);
+    expect(failed.checks[0]).toMatchObject({
+      metric: "deflected",
+      group: "censored",
+      better: "lower",
+      verdict: "worse",
+    });
+    expect(failed.checks[0]!.reason).toMatch(/\(upper bound\)/);
+    const same = probes(4_000, 0);
+    expect(gate(same.suite, same.records, "candidate", "baseline", 0.05).pass).toBe(true);
+  });
+});

@@ -1,9 +1,12 @@
 import { minimumDetectableEffect, pairedBootstrap } from "./stats.ts";
 import { spreadOf, type ItemRecord } from "./run.ts";
-import type { Suite } from "./suite.ts";
+import type { GatedRate, Suite } from "./suite.ts";
 
 export interface GateCheck {
   metric: string;
+  /** The items it is measured on ("all", or one group). */
+  group: string;
+  better: "higher" | "lower";
   /** candidate − baseline over the suite's items, with its paired-bootstrap interval. */
   difference: number;
   low: number;
@@ -21,10 +24,11 @@ export interface GateResult {
 }
 
 /**
- * A non-inferiority test of a candidate against a baseline on the same items, per metric of the suite: it fails when
- * the lower bound of candidate − baseline is below −margin, and when the suite is too small to tell a drop of the
- * margin (its minimum detectable effect at 80 % power is larger): "underpowered" is a failure, not a pass. A failed
- * call counts as a wrong answer.
+ * A non-inferiority test of a candidate against a baseline on the same items, per gated rate of the suite (`gated`; by
+ * default every metric, higher is better): it fails when the interval of candidate − baseline reaches past the margin
+ * on the worse side (below −margin, or above +margin where lower is better: more over-refusal, more deflection), and
+ * when those items are too few to tell a change of the margin (their minimum detectable effect at 80 % power is
+ * larger): "underpowered" is a failure, not a pass. A failed call counts as a wrong answer.
  */
 export function gate(
   suite: Suite,
@@ -34,26 +38,32 @@ export function gate(
   margin: number,
   seed = 1,
 ): GateResult {
-  const values = (model: string, metric: string) => {
+  const values = (model: string, metric: string, group: string | undefined) => {
     const index = new Map(records.filter((r) => r.model === model).map((r) => [r.item, r]));
-    return suite.items.map((item) => (index.get(item.id)?.scores?.[metric] ? 1 : 0));
+    return suite.items
+      .filter((item) => group === undefined || item.group === group)
+      .map((item) => (index.get(item.id)?.scores?.[metric] ? 1 : 0));
   };
-  const checks = suite.metrics.map((metric): GateCheck => {
-    const b = values(baseline, metric);
-    const c = values(candidate, metric);
+  const gated: GatedRate[] = suite.gated ?? suite.metrics.map((metric) => ({ metric, better: "higher" }));
+  const checks = gated.map(({ metric, group, better }): GateCheck => {
+    const b = values(baseline, metric, group);
+    const c = values(candidate, metric, group);
     const { estimate, low, high } = pairedBootstrap(b, c, { seed, resamples: 10_000 });
-    const minimumDetectable = minimumDetectableEffect(suite.items.length, spreadOf(b, c));
+    const minimumDetectable = minimumDetectableEffect(b.length, spreadOf(b, c));
     const points = (x: number) => `${(100 * x).toFixed(1)} points`;
-    const measured = { metric, difference: estimate, low, high, minimumDetectable };
+    const measured = { metric, group: group ?? "all", better, difference: estimate, low, high, minimumDetectable };
     if (minimumDetectable > margin) {
-      const reason = `${suite.items.length} items detect a change of ${points(minimumDetectable)} at best, more than the margin of ${points(margin)}`;
+      const reason = `${b.length} items detect a change of ${points(minimumDetectable)} at best, more than the margin of ${points(margin)}`;
       return { ...measured, verdict: "underpowered", reason };
     }
-    if (low < -margin) {
-      const reason = `the candidate may be worse by up to ${points(-low)} (lower bound), past the margin of ${points(margin)} by ${points(-low - margin)}`;
+    // How much worse the candidate may be, at the worse end of the interval.
+    const worst = better === "higher" ? -low : high;
+    const bound = better === "higher" ? "lower bound" : "upper bound";
+    if (worst > margin) {
+      const reason = `the candidate may be worse by up to ${points(worst)} (${bound}), past the margin of ${points(margin)} by ${points(worst - margin)}`;
       return { ...measured, verdict: "worse", reason };
     }
-    const reason = `no worse than ${points(-low)} at the lower bound, within the margin of ${points(margin)}`;
+    const reason = `no worse than ${points(Math.max(0, worst))} at the ${bound}, within the margin of ${points(margin)}`;
     return { ...measured, verdict: "pass", reason };
   });
   return { pass: checks.every((check) => check.verdict === "pass"), margin, items: suite.items.length, checks };

@@ -23,9 +23,20 @@ export interface Suite {
   name: string;
   items: EvalItem[];
   maxTokens: number;
-  /** The metrics each item gets, the first being the one comparisons and the gate use. */
+  /** The metrics each item gets, the first being the one comparisons use. */
   metrics: string[];
   score(item: EvalItem, answer: string): Record<string, boolean>;
+  /**
+   * What the release gate holds a candidate to: a metric's rate, on one group or all items, that must not fall (or,
+   * for `lower`, rise) by more than the margin. Default: every metric, on all items, higher is better.
+   */
+  gated?: GatedRate[];
+}
+
+export interface GatedRate {
+  metric: string;
+  group?: string;
+  better: "higher" | "lower";
 }
 
 const SCORERS = ["gsm8k", "exact", "regex", "skill"] as const;

@@ -161,7 +161,7 @@ export function registerEval(program: Command): void {
         const result = gate(suite, records, options.candidate, options.baseline, margin);
         const lines = result.checks.map(
           (check) =>
-            `  ${check.metric}: ${check.verdict.toUpperCase()}: ${options.candidate} − ${options.baseline} ${percent(check.difference)} [${percent(check.low)}, ${percent(check.high)}]; ${check.reason}`,
+            `  ${check.metric}${check.group === "all" ? "" : ` (${check.group})`}, ${check.better} is better: ${check.verdict.toUpperCase()}: ${options.candidate} − ${options.baseline} ${percent(check.difference)} [${percent(check.low)}, ${percent(check.high)}]; ${check.reason}`,
         );
         context.print(
           [
