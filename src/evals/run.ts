@@ -2,6 +2,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "../core/atomic-write.ts";
 import { errorMessage } from "../core/errors.ts";
+import type { Family } from "../core/family.ts";
 import type { Progress } from "../core/progress.ts";
 import type { Teacher } from "../teachers/teacher.ts";
 import {
@@ -114,6 +115,7 @@ export async function runEval(
 }
 
 async function ask(model: ModelUnderTest, item: EvalItem, suite: Suite): Promise<ItemRecord> {
+  if (item.choices) return choose(model, item);
   try {
     const response = await model.teacher.generate({
       messages: item.messages,
@@ -128,6 +130,43 @@ async function ask(model: ModelUnderTest, item: EvalItem, suite: Suite): Promise
       answer: response.content,
       reasoning: response.reasoning === "" ? undefined : response.reasoning,
       completionTokens: response.usage.completionTokens,
+    };
+  } catch (error) {
+    return { model: model.name, item: item.id, group: item.group, error: errorMessage(error) };
+  }
+}
+
+/** What a family's model writes when its answer is done (a generic template's end is not known: nothing). */
+const END_OF_ANSWER: Record<Family, string> = {
+  qwen: "<|im_end|>",
+  gemma: "<end_of_turn>",
+  gptoss: "<|return|>",
+  generic: "",
+};
+
+/**
+ * A multiple-choice item, scored as lm-evaluation-harness does: the model's log-likelihood of each answer after the
+ * question (`Teacher.score`, teacher-forced, the answer followed by the end of the model's turn), the most likely one
+ * chosen (`acc`), and the most likely per character (`acc_norm`, fairer to long answers). A teacher that cannot
+ * score (an HTTP server without prompt log-probs) fails the item with its clear error, counted.
+ */
+async function choose(model: ModelUnderTest, item: EvalItem): Promise<ItemRecord> {
+  try {
+    // Each answer and then the end of the turn: "2000" must not win over "20000" by stopping short.
+    const end = END_OF_ANSWER[model.teacher.family];
+    const logprobs: number[] = [];
+    for (const choice of item.choices!) {
+      logprobs.push((await model.teacher.score({ messages: item.messages, continuation: choice + end })).logprob);
+    }
+    const best = (values: number[]) => values.indexOf(Math.max(...values));
+    const right = item.choices!.indexOf(item.reference);
+    const chosen = best(logprobs);
+    return {
+      model: model.name,
+      item: item.id,
+      group: item.group,
+      scores: { acc: chosen === right, acc_norm: best(logprobs.map((l, i) => l / item.choices![i]!.length)) === right },
+      answer: item.choices![chosen],
     };
   } catch (error) {
     return { model: model.name, item: item.id, group: item.group, error: errorMessage(error) };

@@ -16,6 +16,8 @@ export interface EvalItem {
   group: string;
   messages: TeacherMessage[];
   reference: string;
+  /** A multiple-choice item: the answers, each scored by the model's log-likelihood; `reference` is the right one. */
+  choices?: string[];
 }
 
 /** A suite: its items, how long an answer may be, and how an answer is scored (one boolean per metric). */
@@ -39,7 +41,7 @@ export interface GatedRate {
   better: "higher" | "lower";
 }
 
-const SCORERS = ["gsm8k", "exact", "regex", "skill"] as const;
+const SCORERS = ["gsm8k", "exact", "regex", "skill", "choice"] as const;
 
 /** A suite file (YAML): where its items are and how to read and score them. */
 export const suiteFileSchema = z
@@ -53,12 +55,17 @@ export const suiteFileSchema = z
     system: z.string().optional(),
     scorer: z.enum(SCORERS),
     pattern: z.string().optional().describe("scorer regex: the answer is right when it matches"),
+    choices: z.string().optional().describe("scorer choice: the item field holding the answers (a list of texts)"),
     maxTokens: z.number().int().min(1).max(32_768).default(256),
   })
   .strict()
   .refine((suite) => suite.scorer !== "regex" || suite.pattern !== undefined, {
     message: "the regex scorer needs a pattern",
     path: ["pattern"],
+  })
+  .refine((suite) => suite.scorer !== "choice" || suite.choices !== undefined, {
+    message: "the choice scorer needs the field of the choices",
+    path: ["choices"],
   });
 export type SuiteFile = z.infer<typeof suiteFileSchema>;
 
@@ -106,7 +113,8 @@ export function loadSuiteFile(path: string): Suite {
     name: spec.name,
     items,
     maxTokens: spec.maxTokens,
-    metrics: spec.scorer === "gsm8k" ? ["strict", "flexible"] : ["correct"],
+    metrics:
+      spec.scorer === "gsm8k" ? ["strict", "flexible"] : spec.scorer === "choice" ? ["acc", "acc_norm"] : ["correct"],
     score: (item, answer) => {
       if (spec.scorer === "gsm8k") return scoreGsm8k(answer, item.reference);
       if (spec.scorer === "regex") return { correct: pattern!.test(answer) };
@@ -145,12 +153,21 @@ function readItems(path: string, spec: SuiteFile): EvalItem[] {
     const prompt = template.replace(/\{([^}]+)\}/g, (_, name: string) => field(name));
     const messages: TeacherMessage[] = spec.system ? [{ role: "system", content: spec.system }] : [];
     messages.push({ role: "user", content: prompt });
-    items.push({
+    const item: EvalItem = {
       id: `${spec.name}/${items.length + 1}`,
       group: spec.group ? field(spec.group) : spec.name,
       messages,
       reference: field(spec.reference),
-    });
+    };
+    if (spec.choices !== undefined) {
+      const choices = row[spec.choices];
+      if (!Array.isArray(choices) || choices.length < 2 || !choices.every((c) => typeof c === "string" && c !== ""))
+        throw new InputError(`${path}:${i + 1}: '${spec.choices}' must list at least two answers`);
+      if (!choices.includes(item.reference))
+        throw new InputError(`${path}:${i + 1}: the reference '${item.reference}' is not one of the choices`);
+      item.choices = choices as string[];
+    }
+    items.push(item);
   }
   if (items.length === 0) throw new InputError(`${path}: the suite has no items`);
   return items;
