@@ -47,6 +47,23 @@ describe("eval suites", () => {
     expect(suite.score(suite.items[1]!, "#### 6")).toEqual({ strict: true, flexible: true });
   });
 
+  it("puts few-shot examples before each question as earlier turns, and says when too few are given", () => {
+    write("shots.jsonl", '{"q": "1+1?", "a": "#### 2"}\n{"q": "2+3?", "a": "#### 5"}\n');
+    const lines = ["name: shot", "items: items.jsonl", 'prompt: "Q: {q}"', "reference: a", "scorer: gsm8k"];
+    const suite = loadSuiteFile(
+      write("shot.yaml", [...lines, "shots:", "  items: shots.jsonl", "  count: 2"].join("\n")),
+    );
+    expect(suite.items[1]!.messages).toEqual([
+      { role: "user", content: "Q: 1+1?" },
+      { role: "assistant", content: "#### 2" },
+      { role: "user", content: "Q: 2+3?" },
+      { role: "assistant", content: "#### 5" },
+      { role: "user", content: "Q: 3+3?" },
+    ]);
+    const many = write("many.yaml", [...lines, "shots:", "  items: shots.jsonl", "  count: 5"].join("\n"));
+    expect(() => loadSuiteFile(many)).toThrow(/shots\.jsonl: 5 examples are asked for, the file has 2/);
+  });
+
   it("names the file and line of what is wrong: a missing field, a bad regex, a bad item, no items, no such suite", () => {
     const missing = write("missing.yaml", ["name: m", "items: items.jsonl", "prompt: q", "scorer: exact"].join("\n"));
     expect(() => loadSuiteFile(missing)).toThrow(/missing\.yaml: reference: /);

@@ -57,6 +57,15 @@ export const suiteFileSchema = z
     pattern: z.string().optional().describe("scorer regex: the answer is right when it matches"),
     choices: z.string().optional().describe("scorer choice: the item field holding the answers (a list of texts)"),
     maxTokens: z.number().int().min(1).max(32_768).default(256),
+    shots: z
+      .object({
+        items: z.string().describe("a JSONL file of solved examples (same fields), relative to the suite file"),
+        count: z.number().int().min(1).max(64),
+        answer: z.string().optional().describe("the field holding an example's answer (default: the reference field)"),
+      })
+      .strict()
+      .optional()
+      .describe("few-shot: the first `count` examples go before each question, as earlier turns of the chat"),
   })
   .strict()
   .refine((suite) => suite.scorer !== "regex" || suite.pattern !== undefined, {
@@ -108,7 +117,8 @@ export function loadSuiteFile(path: string): Suite {
     }
   }
   const itemsPath = isAbsolute(spec.items) ? spec.items : resolve(dirname(path), spec.items);
-  const items = readItems(itemsPath, spec);
+  const shots = spec.shots ? readShots(resolve(dirname(path), spec.shots.items), spec) : [];
+  const items = readItems(itemsPath, spec, shots);
   return {
     name: spec.name,
     items,
@@ -125,7 +135,7 @@ export function loadSuiteFile(path: string): Suite {
 }
 
 /** The items of a JSONL file, each line checked; a bad line is an error naming the file and line. */
-function readItems(path: string, spec: SuiteFile): EvalItem[] {
+function readItems(path: string, spec: SuiteFile, shots: TeacherMessage[] = []): EvalItem[] {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -152,7 +162,7 @@ function readItems(path: string, spec: SuiteFile): EvalItem[] {
     };
     const prompt = template.replace(/\{([^}]+)\}/g, (_, name: string) => field(name));
     const messages: TeacherMessage[] = spec.system ? [{ role: "system", content: spec.system }] : [];
-    messages.push({ role: "user", content: prompt });
+    messages.push(...shots, { role: "user", content: prompt });
     const item: EvalItem = {
       id: `${spec.name}/${items.length + 1}`,
       group: spec.group ? field(spec.group) : spec.name,
@@ -171,6 +181,35 @@ function readItems(path: string, spec: SuiteFile): EvalItem[] {
   }
   if (items.length === 0) throw new InputError(`${path}: the suite has no items`);
   return items;
+}
+
+/** The few-shot turns: each example's question (the suite's template) and its answer, as a user and assistant turn. */
+function readShots(path: string, spec: SuiteFile): TeacherMessage[] {
+  const examples = readItems(path, {
+    ...spec,
+    name: `${spec.name}-shots`,
+    shots: undefined,
+    system: undefined,
+    choices: undefined,
+  });
+  const count = spec.shots!.count;
+  if (examples.length < count)
+    throw new InputError(`${path}: ${count} examples are asked for, the file has ${examples.length}`);
+  const answerField = spec.shots!.answer;
+  const answers = answerField
+    ? readItems(path, {
+        ...spec,
+        name: `${spec.name}-shots`,
+        reference: answerField,
+        shots: undefined,
+        system: undefined,
+        choices: undefined,
+      })
+    : examples;
+  return examples.slice(0, count).flatMap((example, i): TeacherMessage[] => [
+    { role: "user", content: example.messages.at(-1)!.content },
+    { role: "assistant", content: answers[i]!.reference },
+  ]);
 }
 
 function skillCorrect(group: string, answer: string, reference: string): boolean {
