@@ -76,6 +76,14 @@ describe("avocado eval run on the tiny world (real teachers)", () => {
     expect(readFileSync(join(out, "items.jsonl"), "utf8")).toBe(before);
   });
 
+  it("refuses a folder holding a run of other items, rather than lend it records", async () => {
+    const suite = openSuite("tinyworld", TEST_WORKSPACE);
+    suite.items = suite.items.slice(0, 5);
+    await expect(runEval({ suite, models, out: join(folder, "all"), progress: new SilentProgress() })).rejects.toThrow(
+      /holds a run of other items of 'tinyworld': give another --out/,
+    );
+  });
+
   it("records a model's failures as errors, counted in the summary, never dropped", async () => {
     const suite = openSuite("tinyworld", TEST_WORKSPACE);
     const qwen = models[0]!.teacher;

@@ -1,7 +1,8 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "../core/atomic-write.ts";
-import { errorMessage } from "../core/errors.ts";
+import { errorMessage, InputError } from "../core/errors.ts";
+import { sha256, stableStringify } from "../core/hash.ts";
 import type { Family } from "../core/family.ts";
 import type { Progress } from "../core/progress.ts";
 import type { Teacher } from "../teachers/teacher.ts";
@@ -76,6 +77,7 @@ export async function runEval(
 ): Promise<{ summary: EvalSummary; reused: number; called: number }> {
   const { suite, models, out, progress } = options;
   mkdirSync(out, { recursive: true });
+  await checkSameSuite(out, suite);
   const itemsPath = join(out, "items.jsonl");
   const done = previousRecords(itemsPath);
   const reused = [...done.keys()].length;
@@ -112,6 +114,31 @@ export async function runEval(
   await writeFileAtomic(join(out, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
   await writeFileAtomic(join(out, "report.html"), renderReport(summary));
   return { summary, reused, called };
+}
+
+/**
+ * Records are reused by model and item id: a folder holding a run of another suite, or of this one with other items or
+ * another answer length, must not lend them. Its fingerprint is kept in `run.json`.
+ */
+async function checkSameSuite(out: string, suite: Suite): Promise<void> {
+  const fingerprint = sha256(
+    stableStringify({
+      suite: suite.name,
+      maxTokens: suite.maxTokens,
+      items: suite.items.map((item) => [item.id, item.messages, item.reference, item.choices ?? null]),
+    }),
+  );
+  const path = join(out, "run.json");
+  if (existsSync(path)) {
+    const previous = JSON.parse(readFileSync(path, "utf8")) as { suite?: string; fingerprint?: string };
+    if (previous.fingerprint !== fingerprint) {
+      throw new InputError(
+        `${out} holds a run of ${previous.suite === suite.name ? "other items of" : `the suite '${previous.suite}', not`} '${suite.name}': give another --out`,
+      );
+    }
+    return;
+  }
+  await writeFileAtomic(path, `${JSON.stringify({ suite: suite.name, fingerprint }, null, 2)}\n`);
 }
 
 async function ask(model: ModelUnderTest, item: EvalItem, suite: Suite): Promise<ItemRecord> {
