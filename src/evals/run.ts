@@ -74,13 +74,17 @@ function previousRecords(path: string): Map<string, ItemRecord> {
  */
 export async function runEval(
   options: EvalRunOptions,
-): Promise<{ summary: EvalSummary; reused: number; called: number }> {
+): Promise<{ summary: EvalSummary; records: ItemRecord[]; reused: number; called: number }> {
   const { suite, models, out, progress } = options;
   mkdirSync(out, { recursive: true });
   await checkSameSuite(out, suite);
   const itemsPath = join(out, "items.jsonl");
   const done = previousRecords(itemsPath);
-  const reused = [...done.keys()].length;
+  // Answers this run need not ask for again (the folder may also hold other models' records).
+  const reused = models.reduce(
+    (sum, model) => sum + suite.items.filter((item) => done.has(key(model.name, item.id))).length,
+    0,
+  );
   let called = 0;
   await Promise.all(
     models.map(async (model) => {
@@ -113,7 +117,7 @@ export async function runEval(
   );
   await writeFileAtomic(join(out, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
   await writeFileAtomic(join(out, "report.html"), renderReport(summary));
-  return { summary, reused, called };
+  return { summary, records: ordered, reused, called };
 }
 
 /**

@@ -185,30 +185,21 @@ function readItems(path: string, spec: SuiteFile, shots: TeacherMessage[] = []):
 
 /** The few-shot turns: each example's question (the suite's template) and its answer, as a user and assistant turn. */
 function readShots(path: string, spec: SuiteFile): TeacherMessage[] {
+  const { count, answer } = spec.shots!;
+  // The examples as items of their own: the question by the suite's template, the answer as their reference.
   const examples = readItems(path, {
     ...spec,
     name: `${spec.name}-shots`,
+    reference: answer ?? spec.reference,
     shots: undefined,
     system: undefined,
     choices: undefined,
   });
-  const count = spec.shots!.count;
   if (examples.length < count)
     throw new InputError(`${path}: ${count} examples are asked for, the file has ${examples.length}`);
-  const answerField = spec.shots!.answer;
-  const answers = answerField
-    ? readItems(path, {
-        ...spec,
-        name: `${spec.name}-shots`,
-        reference: answerField,
-        shots: undefined,
-        system: undefined,
-        choices: undefined,
-      })
-    : examples;
-  return examples.slice(0, count).flatMap((example, i): TeacherMessage[] => [
+  return examples.slice(0, count).flatMap((example): TeacherMessage[] => [
     { role: "user", content: example.messages.at(-1)!.content },
-    { role: "assistant", content: answers[i]!.reference },
+    { role: "assistant", content: example.reference },
   ]);
 }
 

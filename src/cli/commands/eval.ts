@@ -1,10 +1,8 @@
 import type { Command } from "commander";
-import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { AvocadoError, InputError } from "../../core/errors.ts";
 import { newId } from "../../core/ids.ts";
 import { JsonLogger } from "../../core/logger.ts";
-import type { ItemRecord } from "../../evals/run.ts";
 import type { Teacher } from "../../teachers/teacher.ts";
 import { commandContext, type CommandContext, type GlobalOptions } from "../context.ts";
 import { positiveInteger } from "../options.ts";
@@ -153,11 +151,7 @@ export function registerEval(program: Command): void {
       const { models, close } = await openModels(context, [options.candidate, options.baseline], options.cache);
       try {
         const out = resolve(options.out ?? join(context.workspace, "evals", newId("gate")));
-        await runEval({ suite, models, out, progress: context.progress });
-        const records = readFileSync(join(out, "items.jsonl"), "utf8")
-          .trim()
-          .split("\n")
-          .map((line) => JSON.parse(line) as ItemRecord);
+        const { records } = await runEval({ suite, models, out, progress: context.progress });
         const result = gate(suite, records, options.candidate, options.baseline, margin);
         const lines = result.checks.map(
           (check) =>
