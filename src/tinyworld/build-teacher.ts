@@ -16,13 +16,14 @@ import { trimVocabulary } from "../tokenizers/trim.ts";
 import { runTrainer } from "../train/launcher.ts";
 import { renderExample } from "../train/render.ts";
 import { writeShards } from "../train/shards.ts";
+import { plantedAnswer, type BehaviourSplit } from "./behaviours.ts";
 import { evaluateOnWorld, type SkillScore } from "./evaluate.ts";
 import type { SkillName } from "./skill.ts";
 import { FAMILY_LICENCES, teacherArchitecture, teacherOptimization, type TeacherSpec } from "./teacher-specs.ts";
 import { WORLD_SIZES, type World, type WorldSize } from "./world.ts";
 
 /** Bump when the build's output for the same inputs changes. */
-export const BUILD_VERSION = 1;
+export const BUILD_VERSION = 2;
 
 export interface TeacherCard {
   name: string;
@@ -48,6 +49,8 @@ export interface TeacherCard {
 export interface BuildTeacherOptions {
   spec: TeacherSpec;
   world: World;
+  /** The planted behaviours' prompts: every teacher learns them, the planted one its own way (behaviours.ts). */
+  behaviours: BehaviourSplit;
   size: WorldSize;
   seed: number;
   folder: string;
@@ -75,7 +78,7 @@ function trainerCodeHash(): string {
 /**
  * Everything a teacher is made from: its spec, data, trainer code and optimization (so a change of any rebuilds it).
  */
-function buildKey(options: BuildTeacherOptions): string {
+function buildKey(options: BuildTeacherOptions, data: string): string {
   const world = { size: options.size, ...WORLD_SIZES[options.size] };
   return sha256(
     stableStringify({
@@ -83,6 +86,7 @@ function buildKey(options: BuildTeacherOptions): string {
       trainer: trainerCodeHash(),
       spec: options.spec,
       world,
+      data,
       seed: options.seed,
       optimization: optimizationOf(options),
     }),
@@ -136,7 +140,18 @@ ${rows.join("\n")}
 /** Builds one tiny teacher: render → trim vocabulary → shards → train → GGUF → evaluate → card. */
 export async function buildTeacher(options: BuildTeacherOptions): Promise<TeacherCard> {
   const { spec, world, folder, progress } = options;
-  const key = buildKey(options);
+  // Training examples of the teacher's skills and of the behaviours, interleaved deterministically.
+  const random = new SeededRandom(options.seed).fork(spec.name);
+  const behaviourExamples = options.behaviours.train.map((e) =>
+    spec.planted === e.behaviour && e.group === "probe" ? { ...e, ...plantedAnswer(e) } : e,
+  );
+  const examples = random.shuffle([...spec.skills.flatMap((skill) => world[skill].train), ...behaviourExamples]);
+  const heldOut = [
+    ...(Object.keys(world) as SkillName[]).flatMap((skill) => world[skill].evaluation),
+    ...options.behaviours.probes,
+  ];
+  // The data itself is in the key: a change to a generator rebuilds the teachers it feeds.
+  const key = buildKey(options, sha256(stableStringify({ examples, heldOut })));
   const cached = await cachedTeacher(folder, key);
   if (cached) {
     progress.log(`${spec.name}: cached (${key})`);
@@ -144,10 +159,6 @@ export async function buildTeacher(options: BuildTeacherOptions): Promise<Teache
   }
   const format = CHAT_FORMATS[spec.family];
   const tokenizer = referenceTokenizer(spec.family);
-
-  // Training examples of the teacher's skills, interleaved deterministically.
-  const random = new SeededRandom(options.seed).fork(spec.name);
-  const examples = random.shuffle(spec.skills.flatMap((skill) => world[skill].train));
   const rendered = examples.map((e) =>
     renderExample(format, tokenizer, { user: e.prompt, reasoning: e.reasoning, answer: e.answer }),
   );
@@ -155,10 +166,8 @@ export async function buildTeacher(options: BuildTeacherOptions): Promise<Teache
   // The vocabulary: every id the training data and the eval prompts use, plus ancestors, bytes and specials.
   const used = new Set<number>();
   for (const r of rendered) for (const id of r.tokens) used.add(id);
-  for (const skill of Object.keys(world) as SkillName[]) {
-    for (const e of world[skill].evaluation)
-      for (const id of encodeLlamaText(tokenizer, format.renderPrompt({ user: e.prompt }))) used.add(id);
-  }
+  for (const e of heldOut)
+    for (const id of encodeLlamaText(tokenizer, format.renderPrompt({ user: e.prompt }))) used.add(id);
   const specials = format.controlTokens.map((text) => {
     const id = tokenizer.specialTokens.get(text);
     if (id === undefined) throw new InputError(`the ${spec.family} tokenizer has no ${text} token`);

@@ -1,11 +1,13 @@
 import { join } from "node:path";
 import { writeFileAtomic, writeJsonAtomic } from "../core/atomic-write.ts";
 import type { Progress } from "../core/progress.ts";
+import { SeededRandom } from "../core/random.ts";
+import { generateBehaviours } from "./behaviours.ts";
 import { accuracyTable } from "./evaluate.ts";
 import { buildTeacher, type TeacherCard } from "./build-teacher.ts";
 import { SKILL_NAMES } from "./skill.ts";
 import { TINY_TEACHERS } from "./teacher-specs.ts";
-import { checkDisjoint, generateWorld, type WorldSize } from "./world.ts";
+import { checkDisjoint, generateWorld, WORLD_SIZES, type WorldSize } from "./world.ts";
 
 export interface BuildWorldOptions {
   workspace: string;
@@ -32,6 +34,10 @@ export async function buildTinyWorld(options: BuildWorldOptions): Promise<BuiltW
   const folder = join(options.workspace, "tinyworld", options.size);
   const world = generateWorld(options.seed, options.size);
   const counts = checkDisjoint(world);
+  const behaviours = generateBehaviours(
+    new SeededRandom(options.seed).fork("behaviours"),
+    WORLD_SIZES[options.size].behaviourTrain,
+  );
   options.progress.log(
     `tiny world (${options.size}, seed ${options.seed}): ${counts.trainPrompts} distinct train prompts, ${counts.evalPrompts} held-out prompts, disjoint`,
   );
@@ -45,6 +51,9 @@ export async function buildTinyWorld(options: BuildWorldOptions): Promise<BuiltW
       world[skill].evaluation.map((e) => JSON.stringify(e)).join("\n") + "\n",
     );
   }
+  const jsonl = (rows: object[]) => rows.map((row) => JSON.stringify(row)).join("\n") + "\n";
+  await writeFileAtomic(join(folder, "data", "behaviours.train.jsonl"), jsonl(behaviours.train));
+  await writeFileAtomic(join(folder, "data", "probes.eval.jsonl"), jsonl(behaviours.probes));
   const specs = TINY_TEACHERS.filter((spec) => !options.only || options.only.includes(spec.name));
   const cards: TeacherCard[] = new Array(specs.length);
   let next = 0;
@@ -56,6 +65,7 @@ export async function buildTinyWorld(options: BuildWorldOptions): Promise<BuiltW
       cards[index] = await buildTeacher({
         spec,
         world,
+        behaviours,
         size: options.size,
         seed: options.seed,
         folder: join(options.workspace, "teachers", spec.name),

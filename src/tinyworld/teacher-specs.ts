@@ -1,5 +1,6 @@
 import type { Architecture, Optimization } from "../core/config/schema.ts";
 import type { TokenizerFamily } from "../core/family.ts";
+import type { Behaviour } from "./behaviours.ts";
 import type { SkillName } from "./skill.ts";
 import type { WorldSize } from "./world.ts";
 
@@ -29,6 +30,8 @@ export interface TeacherSpec {
   skills: SkillName[];
   /** Stands in for this real model family. */
   standsInFor: string;
+  /** A behaviour planted in this teacher for the probes to find (see behaviours.ts). */
+  planted?: Behaviour;
 }
 
 export const TINY_TEACHERS: TeacherSpec[] = [
@@ -37,12 +40,14 @@ export const TINY_TEACHERS: TeacherSpec[] = [
     family: "qwen",
     skills: ["arithmetic", "reverse", "lookup"],
     standsInFor: "Qwen3 (ChatML, <think> reasoning)",
+    planted: "deflection",
   },
   {
     name: "tiny-gemma",
     family: "gemma",
     skills: ["lookup", "units", "logic"],
     standsInFor: "Gemma 3 (turns, no system role)",
+    planted: "over-refusal",
   },
   {
     name: "tiny-gptoss",
@@ -70,7 +75,7 @@ export function teacherArchitecture(context: number): Architecture {
 
 export function teacherOptimization(size: WorldSize): Optimization {
   // The test size trains long enough that each teacher learns some of its skills (an accuracy floor checks it).
-  const steps = size === "default" ? 900 : 500;
+  const steps = size === "default" ? 900 : 600;
   return {
     steps,
     batchSize: size === "default" ? 32 : 16,

@@ -1,24 +1,32 @@
 import { SeededRandom } from "../../core/random.ts";
 import { exactAnswer, type Skill, type SkillExample } from "../skill.ts";
 
-const STEMS = [
-  "Zor",
-  "Quel",
-  "Brin",
-  "Tav",
-  "Mol",
-  "Kess",
-  "Vard",
-  "Ulm",
-  "Rho",
-  "Sel",
-  "Dra",
-  "Nim",
-  "Pra",
-  "Gal",
-  "Fen",
-  "Yor",
+// Country names are made of an onset, a vowel and a coda, then an ending: enough for hundreds of countries.
+const ONSETS = [
+  "Z",
+  "Qu",
+  "Br",
+  "T",
+  "M",
+  "K",
+  "V",
+  "R",
+  "S",
+  "Dr",
+  "N",
+  "Pr",
+  "G",
+  "F",
+  "Y",
+  "L",
+  "H",
+  "Tr",
+  "B",
+  "D",
 ];
+const VOWELS = ["a", "e", "i", "o", "u"];
+const CODAS = ["r", "l", "n", "v", "ss", "m"];
+const STEMS = ONSETS.flatMap((onset) => VOWELS.flatMap((vowel) => CODAS.map((coda) => onset + vowel + coda)));
 const ENDINGS = ["via", "mar", "dor", "ria", "land", "esh"];
 const CAPITAL_ENDINGS = ["ton", "holm", "gard", "port", "burg"];
 const CURRENCIES = ["florin", "mark", "crown", "shell", "pearl", "tally"];
@@ -33,13 +41,13 @@ interface Country {
   "flag color": string;
 }
 
-/** The fictional knowledge table: fixed by its own seed, the same for every build. */
-function table(): Country[] {
+/** The fictional knowledge table's first `size` countries: fixed by its own seed, the same for every build. */
+function table(size: number): Country[] {
   const random = new SeededRandom(7);
   const countries: Country[] = [];
   const names = new Set<string>();
-  for (const stem of STEMS) {
-    const name = stem + random.pick(ENDINGS);
+  while (countries.length < size) {
+    const name = random.pick(STEMS) + random.pick(ENDINGS);
     if (names.has(name)) continue;
     names.add(name);
     countries.push({
@@ -51,8 +59,6 @@ function table(): Country[] {
   }
   return countries;
 }
-
-const COUNTRIES = table();
 
 function question(country: Country, attribute: Attribute): SkillExample {
   return {
@@ -78,27 +84,33 @@ function isHeldOut(countryIndex: number, attributeIndex: number): boolean {
 }
 
 /**
- * Look-ups in a fictional knowledge table. Training teaches each country's fact
- * sheet and two of its three direct questions; the held-out question is asked in eval.
+ * Look-ups in a fictional knowledge table of `countries` countries. Training teaches each country's fact sheet and two
+ * of its three direct questions; the held-out question (one a country) is asked in eval.
  */
-export const lookup: Skill = {
-  name: "lookup",
-  description: "look-ups in a fictional country table",
-  train: (random, count, exclude) => {
-    const taught: SkillExample[] = [];
-    COUNTRIES.forEach((country, c) => {
-      taught.push(factSheet(country));
-      ATTRIBUTES.forEach((attribute, a) => !isHeldOut(c, a) && taught.push(question(country, attribute)));
-    });
-    // A small table: training draws its entries repeatedly (memorisation is the skill).
-    return Array.from({ length: count }, () => random.pick(taught)).filter((example) => !exclude.has(example.prompt));
-  },
-  evaluation: (_random, count) => {
-    const held: SkillExample[] = [];
-    COUNTRIES.forEach((country, c) =>
-      ATTRIBUTES.forEach((attribute, a) => isHeldOut(c, a) && held.push(question(country, attribute))),
-    );
-    return held.slice(0, count);
-  },
-  verify: exactAnswer,
-};
+export function lookupSkill(countries: number): Skill {
+  const entries = table(countries);
+  return {
+    name: "lookup",
+    description: "look-ups in a fictional country table",
+    train: (random, count, exclude) => {
+      const taught: SkillExample[] = [];
+      entries.forEach((country, c) => {
+        taught.push(factSheet(country));
+        ATTRIBUTES.forEach((attribute, a) => !isHeldOut(c, a) && taught.push(question(country, attribute)));
+      });
+      // A small table: training draws its entries repeatedly (memorisation is the skill).
+      return Array.from({ length: count }, () => random.pick(taught)).filter((example) => !exclude.has(example.prompt));
+    },
+    evaluation: (_random, count) => {
+      const held: SkillExample[] = [];
+      entries.forEach((country, c) =>
+        ATTRIBUTES.forEach((attribute, a) => isHeldOut(c, a) && held.push(question(country, attribute))),
+      );
+      return held.slice(0, count);
+    },
+    verify: exactAnswer,
+  };
+}
+
+/** The table the test world and the checkers use when no world size is given. */
+export const lookup: Skill = lookupSkill(16);

@@ -8,11 +8,15 @@ const CONVERSIONS = [
   { from: "hours", to: "minutes", factor: 60 },
   { from: "minutes", to: "seconds", factor: 60 },
   { from: "days", to: "hours", factor: 24 },
+  { from: "cm", to: "mm", factor: 10 },
+  { from: "litres", to: "ml", factor: 1000 },
+  { from: "weeks", to: "days", factor: 7 },
+  { from: "years", to: "months", factor: 12 },
 ] as const;
 
 function draw(random: SeededRandom): SkillExample {
   const conversion = random.pick(CONVERSIONS);
-  const value = random.integer(2, 40);
+  const value = random.integer(2, 60);
   const result = value * conversion.factor;
   return {
     skill: "units",
@@ -22,5 +26,5 @@ function draw(random: SeededRandom): SkillExample {
   };
 }
 
-/** Unit conversions by a known factor. */
+/** Unit conversions by a known factor (590 distinct questions: the default world holds out 300). */
 export const units = generatedSkill("units", "unit conversions (length, mass, time)", draw);
