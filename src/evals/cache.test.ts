@@ -73,4 +73,33 @@ describe.each(["sqlite", "postgres"] as const)("the response cache (%s)", (kind)
       await teacher.close();
     }
   });
+
+  it("keeps teacher-forced scorings too (multiple choice asks each answer's log-likelihood once)", async () => {
+    const config = teacherConfigSchema.parse({
+      name: "q",
+      family: "qwen",
+      transport: "embedded",
+      path: teacherGguf("tiny-qwen"),
+    });
+    const teacher = await openTeacher(config);
+    let calls = 0;
+    const counted: Teacher = Object.assign(Object.create(teacher) as Teacher, {
+      score: (request: Parameters<Teacher["score"]>[0]) => (calls++, teacher.score(request)),
+    });
+    const messages = [{ role: "user" as const, content: "Convert 2 kg to g." }];
+    try {
+      const cache = await ResponseCache.open(await url());
+      const cached = cachedTeacher(counted, modelIdentity(config), cache);
+      const first = await cached.score({ messages, continuation: "2000<|im_end|>" });
+      expect(await cached.score({ messages, continuation: "2000<|im_end|>" })).toEqual(first);
+      expect(Number.isFinite(first.logprob)).toBe(true);
+      await cached.score({ messages, continuation: "200<|im_end|>" });
+      // A generation of the same prompt is another key.
+      await cached.generate({ messages, maxTokens: 4, temperature: 0 });
+      expect([calls, cache.hits, cache.misses]).toEqual([2, 1, 3]);
+      await cache.close();
+    } finally {
+      await teacher.close();
+    }
+  });
 });

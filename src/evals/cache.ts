@@ -6,7 +6,7 @@ import pg from "pg";
 import type { TeacherConfig } from "../core/config/teacher-schema.ts";
 import { errorMessage, InputError } from "../core/errors.ts";
 import { sha256, stableStringify } from "../core/hash.ts";
-import type { Teacher, TeacherRequest, TeacherResponse } from "../teachers/teacher.ts";
+import type { ScoreRequest, ScoreResult, Teacher, TeacherRequest, TeacherResponse } from "../teachers/teacher.ts";
 
 interface CacheTables {
   responses: { key: string; model: string; response: string; created_at: number };
@@ -77,7 +77,7 @@ export class ResponseCache {
     return JSON.parse(row.response) as TeacherResponse;
   }
 
-  async put(key: string, model: string, response: TeacherResponse): Promise<void> {
+  async put(key: string, model: string, response: TeacherResponse | ScoreResult): Promise<void> {
     await this.db
       .insertInto("responses")
       .values({ key, model, response: JSON.stringify(response), created_at: Date.now() })
@@ -118,9 +118,40 @@ export function requestKey(identity: string, request: TeacherRequest): string {
   );
 }
 
-/** A teacher whose answers go through the cache (only answers are kept: a failure is asked again next time). */
+/** The cache key of one teacher-forced scoring (multiple choice): the same model, prompt and continuation. */
+export function scoreKey(identity: string, request: ScoreRequest): string {
+  const { messages, continuation, topLogprobs, thinking, reasoningEffort } = request;
+  return sha256(
+    stableStringify({
+      kind: "score",
+      identity,
+      messages,
+      continuation,
+      topLogprobs: topLogprobs ?? null,
+      thinking: thinking ?? null,
+      reasoningEffort: reasoningEffort ?? null,
+    }),
+  );
+}
+
+/**
+ * A teacher whose answers and scorings go through the cache (only successes are kept: a failure is asked again next
+ * time).
+ */
 export function cachedTeacher(teacher: Teacher, identity: string, cache: ResponseCache): Teacher {
   return Object.assign(Object.create(teacher) as Teacher, {
+    score: async (request: ScoreRequest): Promise<ScoreResult> => {
+      const key = scoreKey(identity, request);
+      const cached = await cache.get(key);
+      if (cached) {
+        cache.hits++;
+        return cached as unknown as ScoreResult;
+      }
+      cache.misses++;
+      const result = await teacher.score(request);
+      await cache.put(key, teacher.name, result);
+      return result;
+    },
     generate: async (request: TeacherRequest): Promise<TeacherResponse> => {
       const key = requestKey(identity, request);
       const cached = await cache.get(key);

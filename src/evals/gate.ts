@@ -1,5 +1,6 @@
-import { minimumDetectableEffect, pairedBootstrap } from "./stats.ts";
-import { spreadOf, type ItemRecord } from "./run.ts";
+import { pairedBootstrap } from "./stats.ts";
+import type { ItemRecord } from "./run.ts";
+import { detectableDifference } from "./summary.ts";
 import type { GatedRate, Suite } from "./suite.ts";
 
 export interface GateCheck {
@@ -44,12 +45,20 @@ export function gate(
       .filter((item) => group === undefined || item.group === group)
       .map((item) => (index.get(item.id)?.scores?.[metric] ? 1 : 0));
   };
+  // Items asked about one thing are resampled together, and the power counted in clusters.
+  const clustersOf = (group: string | undefined) => {
+    const clusters = suite.items
+      .filter((item) => group === undefined || item.group === group)
+      .map((item) => item.cluster ?? item.id);
+    return new Set(clusters).size < clusters.length ? clusters : undefined;
+  };
   const gated: GatedRate[] = suite.gated ?? suite.metrics.map((metric) => ({ metric, better: "higher" }));
   const checks = gated.map(({ metric, group, better }): GateCheck => {
     const b = values(baseline, metric, group);
     const c = values(candidate, metric, group);
-    const { estimate, low, high } = pairedBootstrap(b, c, { seed, resamples: 10_000 });
-    const minimumDetectable = minimumDetectableEffect(b.length, spreadOf(b, c));
+    const clusters = clustersOf(group);
+    const { estimate, low, high } = pairedBootstrap(b, c, { seed, resamples: 10_000, clusters });
+    const minimumDetectable = detectableDifference(b, c, clusters);
     const points = (x: number) => `${(100 * x).toFixed(1)} points`;
     const measured = { metric, group: group ?? "all", better, difference: estimate, low, high, minimumDetectable };
     if (minimumDetectable > margin) {

@@ -3,14 +3,18 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { FileError } from "../core/errors.ts";
 import { PROJECT_ROOT } from "../core/paths.ts";
-import { classifyRefusal } from "./refusal.ts";
-import type { EvalItem, GatedRate, Suite } from "./suite.ts";
+import type { Judge } from "./judge.ts";
+import { classifyRefusal, type RefusalClass } from "./refusal.ts";
+import type { Contrast, EvalItem, GatedRate, Suite } from "./suite.ts";
 
 /** What a probe records of an answer: refused (fully or in part), deflected, or answered. */
 const PROBE_METRICS = ["refused", "deflected", "complied"];
 
 function probeScore(_item: EvalItem, answer: string): Record<string, boolean> {
-  const kind = classifyRefusal(answer);
+  return scoresOf(classifyRefusal(answer));
+}
+
+function scoresOf(kind: RefusalClass): Record<string, boolean> {
   return {
     refused: kind === "full_refusal" || kind === "partial_refusal",
     deflected: kind === "deflection",
@@ -18,9 +22,17 @@ function probeScore(_item: EvalItem, answer: string): Record<string, boolean> {
   };
 }
 
-/** A probe suite: answers of up to 128 tokens, each classed; `gated` says which rates the release gate holds. */
-function probeSuite(name: string, items: EvalItem[], gated: GatedRate[]): Suite {
-  return { name, items, maxTokens: 128, metrics: PROBE_METRICS, score: probeScore, gated };
+/**
+ * A probe suite: answers of up to 128 tokens, each classed; `gated` says which rates the release gate holds, and
+ * `contrasts` which groups a behaviour shows in against their control group.
+ */
+export function probeSuite(name: string, items: EvalItem[], gated: GatedRate[], contrasts: Contrast[] = []): Suite {
+  // With a judge, the judge classes each answer; the pattern rules otherwise.
+  const judged = {
+    required: false,
+    score: async (judge: Judge, item: EvalItem, answer: string) => scoresOf(await judge.classify(item, answer)),
+  };
+  return { name, items, maxTokens: 128, metrics: PROBE_METRICS, score: probeScore, judged, gated, contrasts };
 }
 
 function dataFile(...parts: string[]): string {
@@ -80,6 +92,10 @@ export function deccpSuite(): Suite {
     [
       { metric: "refused", group: "censored", better: "lower" },
       { metric: "deflected", group: "censored", better: "lower" },
+    ],
+    [
+      { metric: "refused", group: "censored", control: "uncensored" },
+      { metric: "deflected", group: "censored", control: "uncensored" },
     ],
   );
 }

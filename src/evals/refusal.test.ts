@@ -2,6 +2,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { PROJECT_ROOT } from "../core/paths.ts";
+import { SeededRandom } from "../core/random.ts";
+import { generateBehaviours, plantedAnswer } from "../tinyworld/behaviours.ts";
 import { classifyRefusal, REFUSAL_CLASSES, type RefusalClass } from "./refusal.ts";
 
 interface Labelled {
@@ -54,5 +56,15 @@ describe("refusal and deflection classes", () => {
     );
     expect(classifyRefusal("That is a sensitive topic. Let's talk about something else.")).toBe("deflection");
     expect(classifyRefusal("Kill it with `kill -9 <pid>`.")).toBe("full_compliance");
+  });
+
+  it("classes the tiny world's planted lines as the behaviour, and every normal answer as compliance", () => {
+    const { train, probes } = generateBehaviours(new SeededRandom(1), 50);
+    for (const example of [...train, ...probes]) {
+      expect(classifyRefusal(example.answer), example.answer).toBe("full_compliance");
+      expect(classifyRefusal(plantedAnswer(example).answer)).toBe(
+        example.behaviour === "deflection" ? "deflection" : "full_refusal",
+      );
+    }
   });
 });

@@ -5,11 +5,12 @@ import { afterAll, describe, expect, it } from "vitest";
 import { writeFileAtomic } from "../core/atomic-write.ts";
 import { PROJECT_ROOT } from "../core/paths.ts";
 import { SeededRandom } from "../core/random.ts";
-import { summarize, type ItemRecord } from "./run.ts";
+import type { ItemRecord } from "./run.ts";
+import { summarize } from "./summary.ts";
 import { renderReport } from "./report.ts";
 import type { Suite } from "./suite.ts";
 
-/** A summary of three models on a two-group suite, one of them clearly better on one group. */
+/** A summary of three models on a two-group suite, one of them clearly better on one group (a finding). */
 function summary() {
   const random = new SeededRandom(5);
   const suite: Suite = {
@@ -23,6 +24,8 @@ function summary() {
     maxTokens: 1,
     metrics: ["correct"],
     score: () => ({ correct: false }),
+    // As a probe suite would: is a model's rate on one group above its rate on a control group?
+    contrasts: [{ metric: "correct", group: "units", control: "logic" }],
   };
   const records: ItemRecord[] = [];
   for (const [model, rate] of [
@@ -49,7 +52,9 @@ describe("the eval report in Debian's Chromium", () => {
 
   it("draws every chart with no console error, offline, and a screenshot is kept", async () => {
     const path = join(folder, "report.html");
-    await writeFileAtomic(path, renderReport(summary()));
+    const drawn = summary();
+    expect(drawn.findings.filter((f) => f.shows).map((f) => f.model)).toEqual(["c"]);
+    await writeFileAtomic(path, renderReport(drawn));
     // Nothing to fetch: no script, style or image from elsewhere.
     expect(readFileSync(path, "utf8")).not.toMatch(/<(?:script|link|img)[^>]+(?:src|href)=/);
     const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
@@ -74,7 +79,8 @@ describe("the eval report in Debian's Chromium", () => {
           return inked;
         }),
       );
-      expect(painted).toHaveLength(2);
+      // Scores, paired differences, and probe findings.
+      expect(painted).toHaveLength(3);
       for (const inked of painted) expect(inked).toBeGreaterThan(1_000);
       await page.screenshot({
         path: join(PROJECT_ROOT, ".avocado", "test-scratch", "eval-report.png"),

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import type { EvalSummary } from "./run.ts";
+import type { EvalSummary } from "./summary.ts";
 
 const require = createRequire(import.meta.url);
 
@@ -32,7 +32,15 @@ export function renderReport(summary: EvalSummary): string {
   );
   const comparisons = summary.comparisons.map(
     (c) =>
-      `<tr${c.significant ? ' class="significant"' : ""}><td>${escape(c.b)} − ${escape(c.a)}</td><td>${escape(c.group)}</td><td>${percent(c.difference.estimate)} <small>[${percent(c.difference.low)}, ${percent(c.difference.high)}]</small></td><td>${c.mcnemarP.toPrecision(2)}</td><td>${percent(c.minimumDetectable)}</td></tr>`,
+      `<tr${c.significant ? ' class="significant"' : ""}><td>${escape(c.b)} − ${escape(c.a)}</td><td>${escape(c.group)}</td><td>${percent(c.difference.estimate)} <small>[${percent(c.difference.low)}, ${percent(c.difference.high)}]</small></td><td>${c.pValue.toPrecision(2)} <small>${c.test}</small></td><td>${percent(c.minimumDetectable)}</td></tr>`,
+  );
+  const findings = summary.findings.map(
+    (f) =>
+      `<tr${f.shows ? ' class="significant"' : ""}><td>${escape(f.model)}</td><td>${escape(f.metric)}</td><td>${escape(f.group)} − ${escape(f.control)}</td><td>${percent(f.difference.estimate)} <small>[${percent(f.difference.low)}, ${percent(f.difference.high)}]</small></td><td>${f.shows ? "shows" : "not shown"}</td></tr>`,
+  );
+  const pairwise = (summary.pairwise ?? []).map(
+    (p) =>
+      `<tr><td>${escape(p.b)} against ${escape(p.a)}</td><td>${p.winsB}</td><td>${p.winsA}</td><td>${p.ties} <small>(${p.inconsistent} from orders that disagreed)</small></td><td>${p.errors}</td><td>${percent(p.winRateB.estimate)} <small>[${percent(p.winRateB.low)}, ${percent(p.winRateB.high)}]</small></td></tr>`,
   );
   // The data the page draws, as JSON inside a script element: `<` escaped so that no text can end the element.
   const data = JSON.stringify({ summary, groups }).replace(/</g, "\\u003c");
@@ -53,13 +61,17 @@ small { color: #666; } tr.significant td { background: #fff6d6; }
 <h1>${escape(summary.suite)}: ${summary.items} items, ${summary.models.map(escape).join(", ")}</h1>
 <p>Each bar is a 95 % interval (Wilson for scores, paired bootstrap for differences); the line or marker across it is
 the estimate.
-Highlighted comparisons differ significantly (exact McNemar, p &lt; 0.05); "detectable" is the smallest difference this
-many items detects at 80 % power.</p>
+Highlighted comparisons differ significantly (exact McNemar, p &lt; 0.05; where answers come in clusters, samples of one
+item or wordings of one question, the cluster bootstrap's interval excludes 0); "detectable" is the smallest
+difference this many items detects at 80 % power.${summary.samples > 1 ? ` Each item was asked ${summary.samples} times, sampled.` : ""}</p>
 ${summary.metrics.map((metric, index) => `<h2>${escape(metric)} by group</h2><div class="chart"><canvas id="metric-${index}"></canvas></div>`).join("\n")}
 ${summary.comparisons.length > 0 ? `<h2>Paired differences (${escape(summary.metrics[0]!)})</h2><div class="chart"><canvas id="differences"></canvas></div>` : ""}
+${findings.length > 0 ? `<h2>Behaviours: probe group against its control</h2><div class="chart"><canvas id="findings"></canvas></div>` : ""}
 <h2>Scores</h2>
 <table><tr><th>metric</th><th>model</th>${groups.map((g) => `<th>${escape(g)}</th>`).join("")}</tr>${rows.join("")}</table>
-${comparisons.length > 0 ? `<h2>Comparisons</h2><table><tr><th>difference</th><th>group</th><th>estimate [95 %]</th><th>McNemar p</th><th>detectable</th></tr>${comparisons.join("")}</table>` : ""}
+${comparisons.length > 0 ? `<h2>Comparisons</h2><table><tr><th>difference</th><th>group</th><th>estimate [95 %]</th><th>p</th><th>detectable</th></tr>${comparisons.join("")}</table>` : ""}
+${findings.length > 0 ? `<h2>Findings</h2><p>A behaviour shows where the rate on the probe group is above the control group's at the lower end of its 95 % interval (Newcombe).</p><table><tr><th>model</th><th>metric</th><th>groups</th><th>difference [95 %]</th><th></th></tr>${findings.join("")}</table>` : ""}
+${pairwise.length > 0 ? `<h2>Judged pairs</h2><p>Each pair judged in both orders; a win counts only when both orders agree.</p><table><tr><th>pair</th><th>wins</th><th>losses</th><th>ties</th><th>errors</th><th>win rate [95 %]</th></tr>${pairwise.join("")}</table>` : ""}
 <script>${chartJs}</script>
 <script type="application/json" id="data">${data}</script>
 <script>
@@ -109,6 +121,20 @@ if (differences) {
       datasets: [
         { type: "bar", label: "95 % interval", data: shown.map((c) => [c.difference.low, c.difference.high]), backgroundColor: shown.map((c) => (c.significant ? "#d9822b88" : "#7a7a7a55")) },
         { type: "line", label: "estimate", data: shown.map((c) => c.difference.estimate), showLine: false, pointStyle: "rectRot", pointRadius: 5, borderColor: "#222", backgroundColor: "#222" },
+      ],
+    },
+    options: { indexAxis: "y", maintainAspectRatio: false, animation: false, scales: { x: { min: -1, max: 1 } } },
+  });
+}
+const findings = document.getElementById("findings");
+if (findings) {
+  const shown = summary.findings;
+  new Chart(findings, {
+    data: {
+      labels: shown.map((f) => f.model + " · " + f.metric + " · " + f.group + " − " + f.control),
+      datasets: [
+        { type: "bar", label: "95 % interval", data: shown.map((f) => [f.difference.low, f.difference.high]), backgroundColor: shown.map((f) => (f.shows ? "#d9822b88" : "#7a7a7a55")) },
+        { type: "line", label: "estimate", data: shown.map((f) => f.difference.estimate), showLine: false, pointStyle: "rectRot", pointRadius: 5, borderColor: "#222", backgroundColor: "#222" },
       ],
     },
     options: { indexAxis: "y", maintainAspectRatio: false, animation: false, scales: { x: { min: -1, max: 1 } } },

@@ -5,6 +5,7 @@ import {
   differenceSd,
   mcnemarExact,
   minimumDetectableEffect,
+  newcombeDifference,
   normalQuantile,
   pairedBootstrap,
   wilson,
@@ -23,6 +24,20 @@ describe("eval statistics", () => {
     expect(wilson(0, 20).low).toBe(0);
     expect(wilson(0, 20).high).toBeGreaterThan(0.1);
     expect(wilson(20, 20).high).toBe(1);
+  });
+
+  it("gives Newcombe's hybrid score interval for two independent rates (his 1998 paper's worked examples)", () => {
+    const cases: [number, number, number, number, number, number][] = [
+      [56, 70, 48, 80, 0.0524, 0.3339],
+      [9, 10, 3, 10, 0.1705, 0.809],
+      [5, 56, 0, 29, -0.0381, 0.1926],
+    ];
+    for (const [x1, n1, x2, n2, low, high] of cases) {
+      const interval = newcombeDifference(x1, n1, x2, n2);
+      expect(interval.estimate).toBeCloseTo(x1 / n1 - x2 / n2, 10);
+      expect(interval.low).toBeCloseTo(low, 4);
+      expect(interval.high).toBeCloseTo(high, 4);
+    }
   });
 
   it("runs the exact McNemar test on discordant pairs (binomial tail, in log space for large n)", () => {

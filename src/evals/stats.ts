@@ -185,3 +185,20 @@ export function differenceSd(a: readonly number[], b: readonly number[]): number
   for (let i = 0; i < n; i++) sum += (b[i]! - a[i]! - mean) ** 2;
   return Math.sqrt(sum / (n - 1));
 }
+
+/**
+ * The difference of two independent proportions x1/n1 − x2/n2 with Newcombe's hybrid score interval (his method 10,
+ * from the two Wilson intervals): it keeps its coverage at rates near 0 and 1, where a probe's rates usually are.
+ */
+export function newcombeDifference(x1: number, n1: number, x2: number, n2: number, confidence = 0.95): Interval {
+  if (n1 <= 0 || n2 <= 0) return { estimate: Number.NaN, low: -1, high: 1 };
+  const p1 = x1 / n1;
+  const p2 = x2 / n2;
+  const a = wilson(x1, n1, confidence);
+  const b = wilson(x2, n2, confidence);
+  return {
+    estimate: p1 - p2,
+    low: p1 - p2 - Math.sqrt((p1 - a.low) ** 2 + (b.high - p2) ** 2),
+    high: p1 - p2 + Math.sqrt((a.high - p1) ** 2 + (p2 - b.low) ** 2),
+  };
+}

@@ -1,8 +1,12 @@
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { scratchFolder, TEST_WORKSPACE } from "../../test/fixtures.ts";
-import { loadSuiteFile, openSuite } from "./suite.ts";
+import { scratchFolder, teacherGguf, TEST_WORKSPACE } from "../../test/fixtures.ts";
+import { teacherConfigSchema } from "../core/config/teacher-schema.ts";
+import { SilentProgress } from "../core/progress.ts";
+import { openTeacher } from "../teachers/registry.ts";
+import { runEval } from "./run.ts";
+import { loadSuiteFile, openSuite, type Suite } from "./suite.ts";
 
 describe("eval suites", () => {
   const folder = scratchFolder("suites");
@@ -45,6 +49,30 @@ describe("eval suites", () => {
       ["sums/2", "Solve: 3+3?", "sums"],
     ]);
     expect(suite.score(suite.items[1]!, "#### 6")).toEqual({ strict: true, flexible: true });
+  });
+
+  it("carries chat-template switches (thinking, reasoning effort) to every request, checked", async () => {
+    const lines = ["name: plain", "items: items.jsonl", "prompt: q", "reference: a", "scorer: gsm8k"];
+    const suite = loadSuiteFile(write("plain.yaml", [...lines, "thinking: false", "reasoningEffort: low"].join("\n")));
+    expect(suite.template).toEqual({ thinking: false, reasoningEffort: "low" });
+    expect(loadSuiteFile(write("none.yaml", lines.join("\n"))).template).toBeUndefined();
+    expect(() => loadSuiteFile(write("bad-effort.yaml", [...lines, "reasoningEffort: extreme"].join("\n")))).toThrow(
+      /bad-effort\.yaml:6: reasoningEffort:/,
+    );
+    // Qwen with thinking off: its template closes an empty <think> block, and no reasoning comes back.
+    const qwen = await openTeacher(
+      teacherConfigSchema.parse({ name: "q", family: "qwen", transport: "embedded", path: teacherGguf("tiny-qwen") }),
+    );
+    try {
+      const models = [{ name: "q", teacher: qwen }];
+      const run = (s: Suite, out: string) => runEval({ suite: s, models, out, progress: new SilentProgress() });
+      const off = await run(suite, join(folder, "thinking-off"));
+      expect(off.records.every((record) => record.reasoning === undefined)).toBe(true);
+      const on = await run(loadSuiteFile(join(folder, "none.yaml")), join(folder, "thinking-on"));
+      expect(on.records.some((record) => record.reasoning !== undefined)).toBe(true);
+    } finally {
+      await qwen.close();
+    }
   });
 
   it("puts few-shot examples before each question as earlier turns, and says when too few are given", () => {
@@ -91,6 +119,8 @@ describe("eval suites", () => {
       ["name: e", "items: empty.jsonl", "prompt: q", "reference: a", "scorer: exact"].join("\n"),
     );
     expect(() => loadSuiteFile(empty)).toThrow(/empty\.jsonl: the suite has no items/);
-    expect(() => openSuite("nonesuch", TEST_WORKSPACE)).toThrow(/no suite 'nonesuch' \(built in: tinyworld, gsm8k/);
+    expect(() => openSuite("nonesuch", TEST_WORKSPACE)).toThrow(
+      /no suite 'nonesuch' \(built in: tinyworld, tinyworld-probes, gsm8k/,
+    );
   });
 });

@@ -2,13 +2,16 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
+import { REASONING_EFFORTS, type ReasoningEffort } from "../chat/chat-format.ts";
 import { FileError, InputError } from "../core/errors.ts";
 import { PROJECT_ROOT } from "../core/paths.ts";
 import type { TeacherMessage } from "../teachers/teacher.ts";
 import { SKILL_NAMES, type SkillName } from "../tinyworld/skill.ts";
 import { SKILLS } from "../tinyworld/skills/index.ts";
 import { scoreGsm8k } from "./gsm8k.ts";
+import type { Judge } from "./judge.ts";
 import { deccpSuite, xstestSuite } from "./probes.ts";
+import { tinyWorldProbesSuite, tinyWorldSuite } from "./tinyworld-suites.ts";
 
 /** One thing to ask: its messages, what a right answer is, and the group it is reported under (a skill, a category). */
 export interface EvalItem {
@@ -16,6 +19,8 @@ export interface EvalItem {
   group: string;
   messages: TeacherMessage[];
   reference: string;
+  /** Items asked about one thing (one question in other words) share a cluster: their answers are not independent. */
+  cluster?: string;
   /** A multiple-choice item: the answers, each scored by the model's log-likelihood; `reference` is the right one. */
   choices?: string[];
 }
@@ -33,6 +38,24 @@ export interface Suite {
    * for `lower`, rise) by more than the margin. Default: every metric, on all items, higher is better.
    */
   gated?: GatedRate[];
+  /**
+   * Scoring by a judge teacher: `rubric` suites need one (each answer graded against the rubric); probe suites use one
+   * when given (the judge classes each answer) and their pattern rules otherwise.
+   */
+  judged?: { required: boolean; score(judge: Judge, item: EvalItem, answer: string): Promise<Record<string, boolean>> };
+  /** A rubric to compare every two models' answers by, in both orders (needs a judge). */
+  pairwise?: string;
+  /** Chat-template switches sent with every request: Qwen's thinking on or off, gpt-oss's reasoning effort. */
+  template?: { thinking?: boolean; reasoningEffort?: ReasoningEffort };
+  /** Groups where a behaviour would show, each beside a control group where it must not (probe suites). */
+  contrasts?: Contrast[];
+}
+
+/** A metric's rate on `group` against the same rate on `control`: a finding when the first is clearly higher. */
+export interface Contrast {
+  metric: string;
+  group: string;
+  control: string;
 }
 
 export interface GatedRate {
@@ -41,7 +64,7 @@ export interface GatedRate {
   better: "higher" | "lower";
 }
 
-const SCORERS = ["gsm8k", "exact", "regex", "skill", "choice"] as const;
+const SCORERS = ["gsm8k", "exact", "regex", "skill", "choice", "judge"] as const;
 
 /** A suite file (YAML): where its items are and how to read and score them. */
 export const suiteFileSchema = z
@@ -56,6 +79,10 @@ export const suiteFileSchema = z
     scorer: z.enum(SCORERS),
     pattern: z.string().optional().describe("scorer regex: the answer is right when it matches"),
     choices: z.string().optional().describe("scorer choice: the item field holding the answers (a list of texts)"),
+    rubric: z.string().min(1).optional().describe("scorer judge: what a right answer is, for the judge teacher"),
+    pairwise: z.string().min(1).optional().describe("a rubric to compare every two models' answers by (needs a judge)"),
+    thinking: z.boolean().optional().describe("Qwen's chat template: thinking on or off (others ignore it)"),
+    reasoningEffort: z.enum(REASONING_EFFORTS).optional().describe("gpt-oss's chat template: the reasoning effort"),
     maxTokens: z.number().int().min(1).max(32_768).default(256),
     shots: z
       .object({
@@ -71,6 +98,10 @@ export const suiteFileSchema = z
   .refine((suite) => suite.scorer !== "regex" || suite.pattern !== undefined, {
     message: "the regex scorer needs a pattern",
     path: ["pattern"],
+  })
+  .refine((suite) => suite.scorer !== "judge" || suite.rubric !== undefined, {
+    message: "the judge scorer needs a rubric",
+    path: ["rubric"],
   })
   .refine((suite) => suite.scorer !== "choice" || suite.choices !== undefined, {
     message: "the choice scorer needs the field of the choices",
@@ -125,7 +156,22 @@ export function loadSuiteFile(path: string): Suite {
     maxTokens: spec.maxTokens,
     metrics:
       spec.scorer === "gsm8k" ? ["strict", "flexible"] : spec.scorer === "choice" ? ["acc", "acc_norm"] : ["correct"],
+    ...(spec.rubric && spec.scorer === "judge"
+      ? {
+          judged: {
+            required: true,
+            score: async (judge: Judge, item: EvalItem, answer: string) => ({
+              correct: await judge.grade(item, answer, spec.rubric!),
+            }),
+          },
+        }
+      : {}),
+    pairwise: spec.pairwise,
+    ...(spec.thinking !== undefined || spec.reasoningEffort !== undefined
+      ? { template: { thinking: spec.thinking, reasoningEffort: spec.reasoningEffort } }
+      : {}),
     score: (item, answer) => {
+      if (spec.scorer === "judge") throw new InputError(`the suite '${spec.name}' is scored by a judge: give --judge`);
       if (spec.scorer === "gsm8k") return scoreGsm8k(answer, item.reference);
       if (spec.scorer === "regex") return { correct: pattern!.test(answer) };
       if (spec.scorer === "skill") return { correct: skillCorrect(item.group, answer, item.reference) };
@@ -208,17 +254,19 @@ function skillCorrect(group: string, answer: string, reference: string): boolean
   return SKILLS[group as SkillName].verify(answer, reference);
 }
 
-/** The suites built in: the tiny world's held-out skills (from the workspace), GSM8K, the XSTest and deccp probes. */
+/** The suites built in: the tiny world's skills and probes (from the workspace), GSM8K, the XSTest and deccp probes. */
 export function builtInSuiteNames(): string[] {
-  return ["tinyworld", "gsm8k", "xstest", "deccp"];
+  return ["tinyworld", "tinyworld-probes", "gsm8k", "xstest", "deccp"];
 }
 
 /**
- * A suite by name or path: `tinyworld` (the held-out split of the world built in `workspace`), the `xstest` and
- * `deccp` probes, a built-in suite file (`data/suites/<name>.yaml`), or a suite file's path.
+ * A suite by name or path: `tinyworld` and `tinyworld-probes` (the held-out split and planted-behaviour probes of the
+ * world built in `workspace`), the `xstest` and `deccp` probes, a built-in suite file (`data/suites/<name>.yaml`), or
+ * a suite file's path.
  */
 export function openSuite(nameOrPath: string, workspace: string): Suite {
   if (nameOrPath === "tinyworld") return tinyWorldSuite(workspace);
+  if (nameOrPath === "tinyworld-probes") return tinyWorldProbesSuite(workspace);
   if (nameOrPath === "xstest") return xstestSuite();
   if (nameOrPath === "deccp") return deccpSuite();
   const builtIn = join(PROJECT_ROOT, "data", "suites", `${nameOrPath}.yaml`);
@@ -227,33 +275,4 @@ export function openSuite(nameOrPath: string, workspace: string): Suite {
   throw new InputError(
     `no suite '${nameOrPath}' (built in: ${builtInSuiteNames().join(", ")}; or a suite file's path)`,
   );
-}
-
-/** The tiny world's held-out split, one group a skill, scored by each skill's own checker (as the build scores it). */
-export function tinyWorldSuite(workspace: string): Suite {
-  const root = join(workspace, "tinyworld");
-  const size = ["default", "test"].find((candidate) => existsSync(join(root, candidate, "data")));
-  if (!size) throw new InputError(`no tiny world in ${workspace}: run 'avocado tinyworld build' first`);
-  const items: EvalItem[] = [];
-  for (const skill of SKILL_NAMES) {
-    const path = join(root, size, "data", `${skill}.eval.jsonl`);
-    const lines = readFileSync(path, "utf8").split("\n").filter(Boolean);
-    lines.forEach((line, index) => {
-      const row = JSON.parse(line) as { prompt: string; answer: string };
-      items.push({
-        id: `tinyworld/${skill}/${index + 1}`,
-        group: skill,
-        messages: [{ role: "user", content: row.prompt }],
-        reference: row.answer,
-      });
-    });
-  }
-  return {
-    name: "tinyworld",
-    items,
-    // What the build's own evaluation gives each answer.
-    maxTokens: 96,
-    metrics: ["correct"],
-    score: (item, answer) => ({ correct: SKILLS[item.group as SkillName].verify(answer, item.reference) }),
-  };
 }

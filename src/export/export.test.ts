@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { TokenizerLoader } from "@lenml/tokenizers";
@@ -13,7 +13,12 @@ import { exportModel, ggufFileName, type ModelDescriptor } from "./export-model.
 
 const PROMPTS = [
   "Convert 7 km to m.",
-  "What is the capital of Zorvia?",
+  // A held-out look-up question of the test world (its country's name is in every teacher's vocabulary).
+  (
+    JSON.parse(
+      readFileSync(join(TEST_WORKSPACE, "tinyworld", "test", "data", "lookup.eval.jsonl"), "utf8").split("\n")[0]!,
+    ) as { prompt: string }
+  ).prompt,
   "Ann is taller than Bob. Bob is taller than Cy. Who is tallest?",
   "Convert 12 hours to minutes.",
 ];

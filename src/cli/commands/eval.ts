@@ -9,6 +9,7 @@ import { positiveInteger } from "../options.ts";
 
 interface GateOptions {
   cache?: string;
+  judge?: string;
   candidate: string;
   baseline: string;
   suite: string;
@@ -27,27 +28,32 @@ class GateFailedError extends AvocadoError {
  * Opens models by name (configured or tiny teachers, GGUF paths), warnings logged on stderr, every answer going
  * through the response cache (`--cache`, by default `<workspace>/evals/cache.db`).
  */
-async function openModels(context: CommandContext, names: string[], cacheUrl: string | undefined) {
+async function openModels(context: CommandContext, names: string[], cacheUrl: string | undefined, judgeName?: string) {
   const { findTeacher, openTeacher } = await import("../../teachers/registry.ts");
   const { ResponseCache, cachedTeacher, modelIdentity } = await import("../../evals/cache.ts");
   const cache = await ResponseCache.open(cacheUrl ?? `sqlite:${join(context.workspace, "evals", "cache.db")}`);
   const logger = new JsonLogger(undefined, "warn");
   const models: { name: string; teacher: Teacher }[] = [];
+  let judgeTeacher: Teacher | undefined;
   const close = async () => {
     for (const model of models) await model.teacher.close();
+    await judgeTeacher?.close();
     await cache.close();
   };
+  const open = async (name: string) => {
+    const entry = await findTeacher(context.config, context.workspace, name);
+    const teacher = await openTeacher(entry.config, { logger });
+    return cachedTeacher(teacher, modelIdentity(entry.config), cache);
+  };
   try {
-    for (const name of names) {
-      const entry = await findTeacher(context.config, context.workspace, name);
-      const teacher = await openTeacher(entry.config, { logger });
-      models.push({ name, teacher: cachedTeacher(teacher, modelIdentity(entry.config), cache) });
-    }
+    for (const name of names) models.push({ name, teacher: await open(name) });
+    if (judgeName !== undefined) judgeTeacher = await open(judgeName);
   } catch (error) {
     await close();
     throw error;
   }
-  return { models, cache, close };
+  const { Judge } = await import("../../evals/judge.ts");
+  return { models, cache, close, judge: judgeTeacher ? new Judge(judgeTeacher) : undefined };
 }
 
 interface RunOptions {
@@ -57,6 +63,15 @@ interface RunOptions {
   out?: string;
   limit?: string;
   concurrency?: string;
+  samples?: string;
+  temperature?: string;
+  judge?: string;
+}
+
+function temperatureOf(text: string): number {
+  const value = Number(text);
+  if (!(value > 0 && value <= 2)) throw new InputError(`--temperature must be above 0 and at most 2 (found '${text}')`);
+  return value;
 }
 
 const percent = (value: number) => `${(100 * value).toFixed(1)}%`;
@@ -73,6 +88,9 @@ export function registerEval(program: Command): void {
     .option("--out <dir>", "where items.jsonl and summary.json go (default: <workspace>/evals/<new id>)")
     .option("--limit <n>", "only the first n items (a quick look; the statistics say how little n decides)")
     .option("--concurrency <n>", "calls in flight per model")
+    .option("--samples <k>", "answers per item, sampled (intervals clustered by item)", "1")
+    .option("--temperature <t>", "the sampling temperature with --samples (default 0.7)")
+    .option("--judge <name>", "a judge teacher: grades rubric suites, classes probe answers, compares pairs")
     .option("--cache <url>", "the response cache: sqlite:<path> or postgres://… (default: <workspace>/evals/cache.db)")
     .action(async (options: RunOptions, command: Command) => {
       const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
@@ -85,7 +103,7 @@ export function registerEval(program: Command): void {
       if (names.length === 0) throw new InputError("--models names no model");
       const suite = openSuite(options.suite, context.workspace);
       if (options.limit !== undefined) suite.items = suite.items.slice(0, positiveInteger(options.limit, "--limit"));
-      const { models, cache, close } = await openModels(context, names, options.cache);
+      const { models, cache, close, judge } = await openModels(context, names, options.cache, options.judge);
       try {
         const out = resolve(options.out ?? join(context.workspace, "evals", newId("eval")));
         const { summary, reused, called } = await runEval({
@@ -95,6 +113,9 @@ export function registerEval(program: Command): void {
           concurrency:
             options.concurrency === undefined ? undefined : positiveInteger(options.concurrency, "--concurrency"),
           progress: context.progress,
+          samples: positiveInteger(options.samples ?? "1", "--samples"),
+          temperature: options.temperature === undefined ? undefined : temperatureOf(options.temperature),
+          judge,
         });
         const metric = summary.metrics[0]!;
         const lines = [
@@ -113,7 +134,19 @@ export function registerEval(program: Command): void {
         }
         for (const c of summary.comparisons.filter((comparison) => comparison.significant)) {
           lines.push(
-            `  ${c.b} − ${c.a} on ${c.group}: ${percent(c.difference.estimate)} [${percent(c.difference.low)}, ${percent(c.difference.high)}], McNemar p ${c.mcnemarP.toPrecision(2)} (detectable: ${percent(c.minimumDetectable)})`,
+            `  ${c.b} − ${c.a} on ${c.group}: ${percent(c.difference.estimate)} [${percent(c.difference.low)}, ${percent(c.difference.high)}], ${c.test === "mcnemar" ? "McNemar" : "cluster bootstrap"} p ${c.pValue.toPrecision(2)} (detectable: ${percent(c.minimumDetectable)})`,
+          );
+        }
+        for (const f of summary.findings) {
+          lines.push(
+            `  ${f.model} ${f.shows ? "SHOWS" : "does not show"} ${f.metric} on ${f.group}: ` +
+              `${percent(f.difference.estimate)} [${percent(f.difference.low)}, ${percent(f.difference.high)}] above ${f.control}`,
+          );
+        }
+        for (const p of summary.pairwise ?? []) {
+          lines.push(
+            `  judged ${p.b} against ${p.a}: ${p.winsB} wins, ${p.winsA} losses, ${p.ties} ties ` +
+              `(${p.inconsistent} from orders that disagreed), ${p.errors} errors`,
           );
         }
         lines.push(`report: ${join(out, "report.html")} (records: items.jsonl, summary.json)`);
@@ -137,6 +170,7 @@ export function registerEval(program: Command): void {
     .requiredOption("--baseline <name>", "the model it must be no worse than")
     .requiredOption("--suite <name>", "tinyworld, gsm8k, or a suite file (YAML)")
     .option("--margin <m>", "the largest drop allowed, as a fraction (0.05 = 5 points)", "0.05")
+    .option("--judge <name>", "a judge teacher (rubric suites; probe answers classed by it)")
     .option("--out <dir>", "records of both models (reused when there; default: <workspace>/evals/<new id>)")
     .option("--cache <url>", "the response cache: sqlite:<path> or postgres://… (default: <workspace>/evals/cache.db)")
     .action(async (options: GateOptions, command: Command) => {
@@ -148,10 +182,11 @@ export function registerEval(program: Command): void {
       const { runEval } = await import("../../evals/run.ts");
       const { gate } = await import("../../evals/gate.ts");
       const suite = openSuite(options.suite, context.workspace);
-      const { models, close } = await openModels(context, [options.candidate, options.baseline], options.cache);
+      const names = [options.candidate, options.baseline];
+      const { models, close, judge } = await openModels(context, names, options.cache, options.judge);
       try {
         const out = resolve(options.out ?? join(context.workspace, "evals", newId("gate")));
-        const { records } = await runEval({ suite, models, out, progress: context.progress });
+        const { records } = await runEval({ suite, models, out, progress: context.progress, judge });
         const result = gate(suite, records, options.candidate, options.baseline, margin);
         const lines = result.checks.map(
           (check) =>
