@@ -31,6 +31,8 @@ const FORBIDDEN = {
   teachers: ["distill", "evals", "serve", "cli"],
   // The evals judge teachers and students; distillation and training build on them, never the other way.
   evals: ["distill", "train", "serve", "cli"],
+  // Distillation uses the teachers and the evals (cache, decontamination, probes); training reads its output files.
+  distill: ["train", "serve", "cli"],
   serve: ["teachers", "distill", "train", "evals", "tinyworld", "cli"],
 };
 // The tokenizers' tests check trimmed vocabularies against llama.cpp itself: they may load the engine.

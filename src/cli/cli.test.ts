@@ -41,12 +41,6 @@ describe("avocado CLI", () => {
     }
   });
 
-  it("says a stage is not built yet and exits 2", () => {
-    const { code, stderr } = avocado(["distill", "--anything"]);
-    expect(code).toBe(2);
-    expect(stderr).toMatch(/'avocado distill' is not built yet/);
-  });
-
   it("gates a candidate on the tiny world: exit 0 passes, 1 fails (an underpowered suite too), 2 is bad input", () => {
     const env = { AVOCADO_WORKSPACE: TEST_WORKSPACE };
     const out = join(scratch, "gate");

@@ -1,20 +1,20 @@
 import { Command, CommanderError } from "commander";
-import { AvocadoError, FileError, InputError, NotBuiltError, errorMessage } from "../core/errors.ts";
+import { AvocadoError, FileError, InputError, errorMessage } from "../core/errors.ts";
 import { registerBilling } from "./commands/billing.ts";
+import { registerDistill } from "./commands/distill.ts";
 import { registerEval } from "./commands/eval.ts";
 import { registerExport } from "./commands/export.ts";
 import { registerInit } from "./commands/init.ts";
 import { registerKeys } from "./commands/keys.ts";
-import { registerNotBuilt } from "./commands/not-built.ts";
 import { registerQuickstart } from "./commands/quickstart.ts";
 import { registerServe } from "./commands/serve.ts";
 import { registerTeachers } from "./commands/teachers.ts";
 import { registerTinyworld } from "./commands/tinyworld.ts";
 import { registerTrain } from "./commands/train.ts";
 
-/** Exit codes: 0 ok, 1 failure, 2 bad input or a stage not built yet. */
+/** Exit codes: 0 ok, 1 failure, 2 bad input. */
 export function exitCode(error: unknown): number {
-  if (error instanceof NotBuiltError || error instanceof InputError || error instanceof FileError) return 2;
+  if (error instanceof InputError || error instanceof FileError) return 2;
   return 1;
 }
 
@@ -37,7 +37,7 @@ export function buildProgram(): Command {
   registerInit(program);
   registerTinyworld(program);
   registerTeachers(program);
-  registerNotBuilt(program);
+  registerDistill(program);
   registerTrain(program);
   registerExport(program);
   registerQuickstart(program);

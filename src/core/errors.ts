@@ -50,12 +50,6 @@ export class EngineError extends AvocadoError {
 }
 
 /** A stage of the pipeline that does not exist yet. Exit code 2 in the CLI. */
-export class NotBuiltError extends AvocadoError {
-  constructor(stage: string, issue: string) {
-    super("not_built", `'avocado ${stage}' is not built yet (see ${issue}).`);
-  }
-}
-
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }

@@ -5,8 +5,14 @@ import type { EvalSummary } from "./summary.ts";
 
 const require = createRequire(import.meta.url);
 
+/** Chart.js's browser build, to inline: the reports fetch nothing. */
+export function chartJsSource(): string {
+  // The browser build beside the package's main file (its exports name no path to it).
+  return readFileSync(join(dirname(require.resolve("chart.js")), "chart.umd.min.js"), "utf8");
+}
+
 /** Text safe inside HTML (and inside a <script> holding JSON: no `</script>` can close it early). */
-const escape = (text: string) =>
+export const escapeHtml = (text: string) =>
   text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
 const percent = (value: number) => (Number.isFinite(value) ? `${(100 * value).toFixed(1)}%` : "–");
 
@@ -16,13 +22,12 @@ const percent = (value: number) => (Number.isFinite(value) ? `${(100 * value).to
  * numbers as tables.
  */
 export function renderReport(summary: EvalSummary): string {
-  // The browser build beside the package's main file (its exports name no path to it).
-  const chartJs = readFileSync(join(dirname(require.resolve("chart.js")), "chart.umd.min.js"), "utf8");
+  const chartJs = chartJsSource();
   const groups = Object.keys(summary.scores[summary.models[0]!]?.[summary.metrics[0]!] ?? {});
   const rows = summary.metrics.flatMap((metric) =>
     summary.models.map(
       (model) =>
-        `<tr><td>${escape(metric)}</td><td>${escape(model)}</td>${groups
+        `<tr><td>${escapeHtml(metric)}</td><td>${escapeHtml(model)}</td>${groups
           .map((group) => {
             const s = summary.scores[model]![metric]![group]!;
             return `<td>${percent(s.estimate)} <small>[${percent(s.low)}, ${percent(s.high)}]${s.errors ? `, ${s.errors} errors` : ""}</small></td>`;
@@ -32,15 +37,15 @@ export function renderReport(summary: EvalSummary): string {
   );
   const comparisons = summary.comparisons.map(
     (c) =>
-      `<tr${c.significant ? ' class="significant"' : ""}><td>${escape(c.b)} − ${escape(c.a)}</td><td>${escape(c.group)}</td><td>${percent(c.difference.estimate)} <small>[${percent(c.difference.low)}, ${percent(c.difference.high)}]</small></td><td>${c.pValue.toPrecision(2)} <small>${c.test}</small></td><td>${percent(c.minimumDetectable)}</td></tr>`,
+      `<tr${c.significant ? ' class="significant"' : ""}><td>${escapeHtml(c.b)} − ${escapeHtml(c.a)}</td><td>${escapeHtml(c.group)}</td><td>${percent(c.difference.estimate)} <small>[${percent(c.difference.low)}, ${percent(c.difference.high)}]</small></td><td>${c.pValue.toPrecision(2)} <small>${c.test}</small></td><td>${percent(c.minimumDetectable)}</td></tr>`,
   );
   const findings = summary.findings.map(
     (f) =>
-      `<tr${f.shows ? ' class="significant"' : ""}><td>${escape(f.model)}</td><td>${escape(f.metric)}</td><td>${escape(f.group)} − ${escape(f.control)}</td><td>${percent(f.difference.estimate)} <small>[${percent(f.difference.low)}, ${percent(f.difference.high)}]</small></td><td>${f.shows ? "shows" : "not shown"}</td></tr>`,
+      `<tr${f.shows ? ' class="significant"' : ""}><td>${escapeHtml(f.model)}</td><td>${escapeHtml(f.metric)}</td><td>${escapeHtml(f.group)} − ${escapeHtml(f.control)}</td><td>${percent(f.difference.estimate)} <small>[${percent(f.difference.low)}, ${percent(f.difference.high)}]</small></td><td>${f.shows ? "shows" : "not shown"}</td></tr>`,
   );
   const pairwise = (summary.pairwise ?? []).map(
     (p) =>
-      `<tr><td>${escape(p.b)} against ${escape(p.a)}</td><td>${p.winsB}</td><td>${p.winsA}</td><td>${p.ties} <small>(${p.inconsistent} from orders that disagreed)</small></td><td>${p.errors}</td><td>${percent(p.winRateB.estimate)} <small>[${percent(p.winRateB.low)}, ${percent(p.winRateB.high)}]</small></td></tr>`,
+      `<tr><td>${escapeHtml(p.b)} against ${escapeHtml(p.a)}</td><td>${p.winsB}</td><td>${p.winsA}</td><td>${p.ties} <small>(${p.inconsistent} from orders that disagreed)</small></td><td>${p.errors}</td><td>${percent(p.winRateB.estimate)} <small>[${percent(p.winRateB.low)}, ${percent(p.winRateB.high)}]</small></td></tr>`,
   );
   // The data the page draws, as JSON inside a script element: `<` escaped so that no text can end the element.
   const data = JSON.stringify({ summary, groups }).replace(/</g, "\\u003c");
@@ -48,7 +53,7 @@ export function renderReport(summary: EvalSummary): string {
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>Avocado eval: ${escape(summary.suite)}</title>
+<title>Avocado eval: ${escapeHtml(summary.suite)}</title>
 <style>
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2rem; color: #222; }
 h1 { font-size: 1.4rem; } h2 { font-size: 1.1rem; margin-top: 2rem; }
@@ -58,17 +63,17 @@ small { color: #666; } tr.significant td { background: #fff6d6; }
 </style>
 </head>
 <body>
-<h1>${escape(summary.suite)}: ${summary.items} items, ${summary.models.map(escape).join(", ")}</h1>
+<h1>${escapeHtml(summary.suite)}: ${summary.items} items, ${summary.models.map(escape).join(", ")}</h1>
 <p>Each bar is a 95 % interval (Wilson for scores, paired bootstrap for differences); the line or marker across it is
 the estimate.
 Highlighted comparisons differ significantly (exact McNemar, p &lt; 0.05; where answers come in clusters, samples of one
 item or wordings of one question, the cluster bootstrap's interval excludes 0); "detectable" is the smallest
 difference this many items detects at 80 % power.${summary.samples > 1 ? ` Each item was asked ${summary.samples} times, sampled.` : ""}</p>
-${summary.metrics.map((metric, index) => `<h2>${escape(metric)} by group</h2><div class="chart"><canvas id="metric-${index}"></canvas></div>`).join("\n")}
-${summary.comparisons.length > 0 ? `<h2>Paired differences (${escape(summary.metrics[0]!)})</h2><div class="chart"><canvas id="differences"></canvas></div>` : ""}
+${summary.metrics.map((metric, index) => `<h2>${escapeHtml(metric)} by group</h2><div class="chart"><canvas id="metric-${index}"></canvas></div>`).join("\n")}
+${summary.comparisons.length > 0 ? `<h2>Paired differences (${escapeHtml(summary.metrics[0]!)})</h2><div class="chart"><canvas id="differences"></canvas></div>` : ""}
 ${findings.length > 0 ? `<h2>Behaviours: probe group against its control</h2><div class="chart"><canvas id="findings"></canvas></div>` : ""}
 <h2>Scores</h2>
-<table><tr><th>metric</th><th>model</th>${groups.map((g) => `<th>${escape(g)}</th>`).join("")}</tr>${rows.join("")}</table>
+<table><tr><th>metric</th><th>model</th>${groups.map((g) => `<th>${escapeHtml(g)}</th>`).join("")}</tr>${rows.join("")}</table>
 ${comparisons.length > 0 ? `<h2>Comparisons</h2><table><tr><th>difference</th><th>group</th><th>estimate [95 %]</th><th>p</th><th>detectable</th></tr>${comparisons.join("")}</table>` : ""}
 ${findings.length > 0 ? `<h2>Findings</h2><p>A behaviour shows where the rate on the probe group is above the control group's at the lower end of its 95 % interval (Newcombe).</p><table><tr><th>model</th><th>metric</th><th>groups</th><th>difference [95 %]</th><th></th></tr>${findings.join("")}</table>` : ""}
 ${pairwise.length > 0 ? `<h2>Judged pairs</h2><p>Each pair judged in both orders; a win counts only when both orders agree.</p><table><tr><th>pair</th><th>wins</th><th>losses</th><th>ties</th><th>errors</th><th>win rate [95 %]</th></tr>${pairwise.join("")}</table>` : ""}

@@ -59,6 +59,42 @@ teachers: []
 #    path: models/gemma-3-1b-it-Q8_0.gguf
 #    sequences: 1
 
+# Distillation: 'avocado distill run' turns prompts into a training set (runs/distill/<run>/).
+distill:
+  sources:
+    - builtIn: tinyworld          # the built world's train prompts; or gsm8k-train; or a file:
+      limit: 300
+  #  - path: prompts.jsonl        # .jsonl, .csv or .parquet, relative to this file
+  #    prompt: question           # or messages: <a field of {role, content} messages>
+  #    reference: answer          # optional: a right answer
+  #    tags: skill                # optional: a tag or a list (routing, report groups)
+  #    verifier: exact            # exact | numeric | gsm8k | skill | none
+  badLines: skip                  # a broken line is reported, then skipped (or: fail)
+  teachers:
+    - { name: tiny-qwen, samples: 2, temperature: 0.7 }
+    - { name: tiny-gemma, samples: 2, temperature: 0.7 }
+    - { name: tiny-gptoss, samples: 2, temperature: 0.7 }
+  #  - name: qwen3-8b
+  #    samples: 4
+  #    thinking: true             # gpt-oss: reasoningEffort: low | medium | high
+  #    tags: [math]               # only prompts with one of these tags
+  #    budgetMicros: 5000000      # stops cleanly once it has cost this much (its price)
+  selection:
+    verify: true                  # drop answers the reference says are wrong
+    vote: true                    # no reference: keep answers the majority of teachers agree on
+    minVotes: 2
+    keep: 1                       # answers kept per prompt
+  curation:
+    dedupe: { threshold: 0.8, permutations: 128, bands: 32 }   # MinHash LSH over word 5-grams
+    decontaminate: { suites: [tinyworld, gsm8k], n: 13 }
+    probes: [tinyworld-probes]    # a behaviour a teacher's probe shows is filtered from its answers
+    minChars: 1
+    maxChars: 32768
+    latinShare: 0                 # language filter: least share of Latin letters (0: off)
+    reasoning: separate           # keep (inline <think>) | strip | separate (reasoning_content)
+  commercial: true                # refuse teachers whose licence forbids a commercial student
+  concurrency: 4
+
 # The official, metered API: 'avocado serve'. Keys: 'avocado keys create --org NAME'.
 serve:
   host: 127.0.0.1

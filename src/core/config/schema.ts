@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { distillSchema } from "./distill-schema.ts";
 import { serveSchema } from "./serve-schema.ts";
 import { teacherConfigSchema } from "./teacher-schema.ts";
 
@@ -68,6 +69,9 @@ export const configSchema = z
       .refine((list) => new Set(list.map((t) => t.name)).size === list.length, {
         message: "teacher names must be unique",
       }),
+    distill: distillSchema
+      .optional()
+      .describe("avocado distill run: prompts, teachers, selection, curation (absent: the tiny world's teachers)"),
     serve: serveSchema.default(serveSchema.parse({})).describe("the official, metered API: avocado serve"),
   })
   .strict();

@@ -1,0 +1,120 @@
+import type { Command } from "commander";
+import { dirname, join, resolve } from "node:path";
+import { distillSchema, type DistillConfig } from "../../core/config/distill-schema.ts";
+import { InputError } from "../../core/errors.ts";
+import { newId } from "../../core/ids.ts";
+import { JsonLogger } from "../../core/logger.ts";
+import type { Teacher } from "../../teachers/teacher.ts";
+import { commandContext, type CommandContext, type GlobalOptions } from "../context.ts";
+
+/** The config's `distill:` section, or (absent) the built tiny teachers on the tiny world's prompts. */
+async function distillConfig(context: CommandContext): Promise<DistillConfig> {
+  if (context.config.distill) return context.config.distill;
+  const { teacherEntries } = await import("../../teachers/registry.ts");
+  const tiny = (await teacherEntries(context.config, context.workspace)).filter((e) => e.source === "tinyworld");
+  if (tiny.length === 0)
+    throw new InputError(
+      "no distill section in the config and no tiny world built: run 'avocado init' or 'avocado tinyworld build'",
+    );
+  return distillSchema.parse({
+    sources: [{ builtIn: "tinyworld", limit: 300 }],
+    teachers: tiny.map((entry) => ({ name: entry.config.name, samples: 2 })),
+  });
+}
+
+/** Opens each distill teacher (refusing a licence that forbids a commercial student), its calls through the cache. */
+async function openTeachers(context: CommandContext, config: DistillConfig, cacheUrl: string | undefined) {
+  const { findTeacher, openTeacher } = await import("../../teachers/registry.ts");
+  const { ResponseCache, cachedTeacher, modelIdentity } = await import("../../evals/cache.ts");
+  const entries = await Promise.all(config.teachers.map((t) => findTeacher(context.config, context.workspace, t.name)));
+  const refused = entries.filter((entry) => entry.refused);
+  if (config.commercial && refused.length > 0)
+    throw new InputError(
+      `refused for a commercial student: ${refused.map((e) => `${e.config.name} (${e.refused})`).join("; ")}`,
+    );
+  const cache = await ResponseCache.open(cacheUrl ?? `sqlite:${join(context.workspace, "distill", "cache.db")}`);
+  const opened: Teacher[] = [];
+  const close = async () => {
+    for (const teacher of opened) await teacher.close();
+    await cache.close();
+  };
+  try {
+    const logger = new JsonLogger(undefined, "warn");
+    const teachers = [];
+    for (const [index, entry] of entries.entries()) {
+      const teacher = await openTeacher(entry.config, { logger });
+      opened.push(teacher);
+      const identity = modelIdentity(entry.config);
+      teachers.push({
+        config: config.teachers[index]!,
+        teacher: cachedTeacher(teacher, identity, cache),
+        family: entry.config.family,
+        licence: entry.licence,
+        identity,
+      });
+    }
+    return { teachers, cache, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+export function registerDistill(program: Command): void {
+  const distill = program.command("distill").description("turn a prompt set into a training set with several teachers");
+  distill
+    .command("run")
+    .description("prompts → every teacher's answers → selection → curation → dataset (resumable: nothing asked twice)")
+    .option("--run <name>", "the run's name: runs/distill/<name>/ (default: a new id; the same name resumes)")
+    .option(
+      "--cache <url>",
+      "the response cache: sqlite:<path> or postgres://… (default: <workspace>/distill/cache.db)",
+    )
+    .action(async (options: { run?: string; cache?: string }, command: Command) => {
+      const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
+      const config = await distillConfig(context);
+      if (options.run !== undefined && !/^[a-zA-Z0-9][a-zA-Z0-9._-]*$/.test(options.run))
+        throw new InputError(`--run must be letters, digits, '.', '_' or '-' (found '${options.run}')`);
+      const out = join(context.workspace, "runs", "distill", options.run ?? newId("distill"));
+      const { runDistill } = await import("../../distill/run.ts");
+      const { teachers, cache, close } = await openTeachers(context, config, options.cache);
+      // SIGINT: no new call starts, those in flight finish, every answer stays in the cache.
+      const stop = new AbortController();
+      const onSigint = () => {
+        context.progress.log("stopping: the calls in flight finish, then the run ends (run it again to go on)");
+        stop.abort();
+      };
+      process.once("SIGINT", onSigint);
+      try {
+        const manifest = await runDistill({
+          config,
+          teachers,
+          workspace: context.workspace,
+          configFolder: context.configFile ? dirname(resolve(context.configFile)) : process.cwd(),
+          out,
+          progress: context.progress,
+          signal: stop.signal,
+        });
+        const percent = (c: { correct: number; total: number } | undefined) =>
+          c && c.total ? `${((100 * c.correct) / c.total).toFixed(1)}% (${c.correct}/${c.total})` : "–";
+        const lines = [
+          `${manifest.records} records, ${manifest.preferences} preference pairs in ${out}`,
+          `  response cache: ${cache.hits} hits, ${cache.misses} calls to the teachers`,
+          ...manifest.teachers.map(
+            (t) =>
+              `  ${t.name}: ${t.contributed} records kept; accuracy ${percent(t.accuracy.all)}; ${t.errors} errors; cost ${t.costMicros}` +
+              (t.budgetReached ? "; BUDGET REACHED: stopped early" : ""),
+          ),
+          `  selected set accuracy ${percent(manifest.selectedAccuracy.all)}`,
+          ...manifest.probes.findings.map(
+            (f) => `  ${f.teacher} shows ${f.metric} (${f.suite} ${f.group}): its answers so classed are filtered`,
+          ),
+          `report: ${join(out, "report.html")}`,
+        ];
+        context.print(lines.join("\n"), { out, cacheHits: cache.hits, modelCalls: cache.misses, manifest });
+      } finally {
+        process.off("SIGINT", onSigint);
+        await close();
+      }
+    });
+}

@@ -1,0 +1,206 @@
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { DistillConfig } from "../core/config/distill-schema.ts";
+import { InputError } from "../core/errors.ts";
+import { sha256, stableStringify } from "../core/hash.ts";
+import type { Progress } from "../core/progress.ts";
+import { NgramIndex } from "../evals/contamination.ts";
+import { runEval } from "../evals/run.ts";
+import { openSuite } from "../evals/suite.ts";
+import { NearDuplicates } from "./dedupe.ts";
+import { fanOut, type TeacherRun } from "./generate.ts";
+import { writeOutputs } from "./outputs.ts";
+import { selectAnswers, type PromptSelection, type ShownBehaviour } from "./select.ts";
+import { loadPrompts, type DistillPrompt } from "./sources.ts";
+
+export interface DistillTeacherRun extends TeacherRun {
+  family: string;
+  licence: string;
+  /** The model's identity in the response cache (its configuration and file). */
+  identity: string;
+}
+
+export interface DistillRunOptions {
+  config: DistillConfig;
+  teachers: DistillTeacherRun[];
+  workspace: string;
+  configFolder: string;
+  /** The run's folder: `dataset.jsonl`, `preferences.jsonl`, `manifest.json`, `report.html`, `probes/`. */
+  out: string;
+  progress: Progress;
+  signal?: AbortSignal;
+}
+
+/** A prompt-level curation step's count: how many went in, and how many it dropped (by reason). */
+export interface StageCount {
+  stage: string;
+  in: number;
+  out: number;
+  dropped?: Record<string, number>;
+}
+
+const promptText = (prompt: DistillPrompt) => prompt.messages.map((m) => m.content).join("\n");
+
+/** The suites' item texts as n-gram indexes, one per suite. */
+function suiteIndexes(names: readonly string[], workspace: string, n: number): Map<string, NgramIndex> {
+  return new Map(
+    names.map((name) => {
+      const suite = openSuite(name, workspace);
+      return [
+        name,
+        new NgramIndex(
+          suite.items.map((item) => item.messages.map((m) => m.content).join("\n")),
+          n,
+        ),
+      ];
+    }),
+  );
+}
+
+/** The first suite a text shares an n-gram with, or undefined. */
+function contaminatedBy(indexes: Map<string, NgramIndex>, text: string): string | undefined {
+  for (const [name, index] of indexes) if (index.matches(text).size > 0) return name;
+  return undefined;
+}
+
+/**
+ * Prompts → curated prompts (exact and near duplicates, eval contamination) → the teachers' probes → every teacher's
+ * answers (through the response cache) → selection per prompt → records (decontaminated again, now with the answer)
+ * → outputs. The outputs are a pure function of the config and the cached answers: a rerun writes the same bytes.
+ */
+export async function runDistill(options: DistillRunOptions) {
+  const { config, teachers, progress } = options;
+  mkdirSync(options.out, { recursive: true });
+  const loaded = await loadPrompts(config.sources, {
+    workspace: options.workspace,
+    configFolder: options.configFolder,
+    badLines: config.badLines,
+  });
+  for (const bad of loaded.badLines) progress.log(`skipped ${bad.source}:${bad.line}: ${bad.reason}`, { ...bad });
+  if (loaded.prompts.length === 0) throw new InputError("the prompt sources hold no prompt");
+  const stages: StageCount[] = [
+    {
+      stage: "loaded",
+      in: loaded.prompts.length + loaded.badLines.length,
+      out: loaded.prompts.length,
+      dropped: loaded.badLines.length ? { "bad line": loaded.badLines.length } : {},
+    },
+  ];
+
+  // Prompts: exact, then near duplicates (the first kept), then those an eval suite holds.
+  const exact = new Set<string>();
+  const near = new NearDuplicates(
+    config.curation.dedupe.threshold,
+    config.curation.dedupe.permutations,
+    config.curation.dedupe.bands,
+  );
+  const dropped = { exact: 0, near: 0 };
+  const unique = loaded.prompts.filter((prompt) => {
+    const key = stableStringify(prompt.messages);
+    if (exact.has(key)) return (dropped.exact++, false);
+    exact.add(key);
+    if (near.add(promptText(prompt)).length > 0) return (dropped.near++, false);
+    return true;
+  });
+  stages.push({ stage: "deduplicated", in: loaded.prompts.length, out: unique.length, dropped: { ...dropped } });
+  const indexes = suiteIndexes(
+    config.curation.decontaminate.suites,
+    options.workspace,
+    config.curation.decontaminate.n,
+  );
+  const contamination: Record<string, { prompts: number; records: number }> = Object.fromEntries(
+    [...indexes.keys()].map((name) => [name, { prompts: 0, records: 0 }]),
+  );
+  const prompts = unique.filter((prompt) => {
+    const suite = contaminatedBy(indexes, promptText(prompt));
+    if (suite) contamination[suite]!.prompts++;
+    return suite === undefined;
+  });
+  stages.push({
+    stage: "decontaminated",
+    in: unique.length,
+    out: prompts.length,
+    dropped: Object.fromEntries(Object.entries(contamination).map(([suite, c]) => [suite, c.prompts])),
+  });
+
+  // What each teacher's probes found: a behaviour shown is filtered from that teacher's answers.
+  const shown = new Map<string, Set<ShownBehaviour>>(teachers.map((t) => [t.config.name, new Set()]));
+  const probeFindings: {
+    suite: string;
+    teacher: string;
+    metric: string;
+    group: string;
+    difference: number;
+    low: number;
+  }[] = [];
+  for (const name of config.curation.probes) {
+    const suite = openSuite(name, options.workspace);
+    const { summary } = await runEval({
+      suite,
+      models: teachers.map((t) => ({ name: t.config.name, teacher: t.teacher })),
+      out: join(options.out, "probes", name),
+      progress,
+    });
+    for (const finding of summary.findings) {
+      if (!finding.shows || (finding.metric !== "deflected" && finding.metric !== "refused")) continue;
+      shown.get(finding.model)!.add(finding.metric);
+      probeFindings.push({
+        suite: name,
+        teacher: finding.model,
+        metric: finding.metric,
+        group: finding.group,
+        difference: finding.difference.estimate,
+        low: finding.difference.low,
+      });
+    }
+  }
+  for (const finding of probeFindings)
+    progress.log(
+      `${finding.teacher} shows ${finding.metric} on ${finding.suite} ${finding.group}: filtered from its answers`,
+    );
+
+  const { answers, tallies, interrupted } = await fanOut(prompts, teachers, {
+    concurrency: config.concurrency,
+    progress,
+    signal: options.signal,
+  });
+  if (interrupted) throw new InterruptedError(answers.filter((a) => a.content !== undefined).length);
+
+  // Answers grouped by prompt, teachers in config order, then samples.
+  const order = new Map(teachers.map((t, i) => [t.config.name, i]));
+  const byPrompt = prompts.map(() => [] as typeof answers);
+  for (const answer of answers) byPrompt[answer.prompt]!.push(answer);
+  for (const list of byPrompt)
+    list.sort((a, b) => order.get(a.teacher)! - order.get(b.teacher)! || a.sample - b.sample);
+  const selections: PromptSelection[] = prompts.map((prompt, index) =>
+    selectAnswers(prompt, index, byPrompt[index]!, config, shown),
+  );
+  // Records: a kept answer whose text holds an eval item's n-gram goes too.
+  for (const selection of selections) {
+    selection.kept = selection.kept.filter((judged) => {
+      const suite = contaminatedBy(indexes, `${promptText(prompts[selection.prompt]!)}\n${judged.answer.content}`);
+      if (suite) contamination[suite]!.records++;
+      return suite === undefined;
+    });
+  }
+  return writeOutputs({
+    out: options.out,
+    config,
+    configHash: sha256(stableStringify(config)),
+    teachers,
+    prompts,
+    selections,
+    tallies,
+    stages,
+    contamination,
+    probeFindings,
+    badLines: loaded.badLines,
+  });
+}
+
+/** SIGINT: no new call was started, those in flight finished, and every finished answer is in the cache. */
+export class InterruptedError extends InputError {
+  constructor(answered: number) {
+    super(`interrupted: ${answered} answers are in the response cache; run again to finish (nothing is asked twice)`);
+  }
+}
