@@ -17,7 +17,7 @@ export function renderDistillReport(manifest: DistillManifest): string {
       const a = t.accuracy[tag];
       return `<td>${a ? `${percent(a.correct, a.total)} <small>${a.correct}/${a.total}</small>` : "–"}</td>`;
     });
-    const s = manifest.selectedAccuracy[tag]!;
+    const s = manifest.selectedAccuracy[tag] ?? { correct: 0, total: 0 };
     return `<tr><td>${escapeHtml(tag)}</td>${cells.join("")}<td><b>${percent(s.correct, s.total)}</b> <small>${s.correct}/${s.total}</small></td></tr>`;
   });
   const teacherRows = manifest.teachers.map(

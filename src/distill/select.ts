@@ -75,7 +75,9 @@ export function selectAnswers(
   });
 
   let vote: PromptSelection["vote"];
-  const verified = selection.verify && prompt.reference !== undefined && prompt.verifier !== "none";
+  const verified =
+    selection.verify &&
+    (prompt.verifier === "custom" || (prompt.reference !== undefined && prompt.verifier !== "none"));
   if (selection.vote && !verified) {
     const remaining = judged.filter((j) => !j.excluded);
     const ballots = new Map<string, { votes: number; teachers: Set<string>; first: number }>();

@@ -1,14 +1,18 @@
 import { parse as parseCsv } from "csv-parse/sync";
 import { existsSync, readFileSync } from "node:fs";
-import { extname, isAbsolute, join, resolve } from "node:path";
+import { dirname, extname, isAbsolute, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import type { PromptSource } from "../core/config/distill-schema.ts";
 import { FileError, InputError } from "../core/errors.ts";
 import { PROJECT_ROOT } from "../core/paths.ts";
 import type { TeacherMessage } from "../teachers/teacher.ts";
 import { SKILL_NAMES } from "../tinyworld/skill.ts";
 
-/** How a prompt's reference answer is checked. */
-export type Verifier = "exact" | "numeric" | "gsm8k" | "skill" | "none";
+/** How a prompt's answer is checked: against its reference, or by a check of the source's own (`custom`). */
+export type Verifier = "exact" | "numeric" | "gsm8k" | "skill" | "custom" | "none";
+
+/** A source's own check of an answer: a regex, a JSON Schema, or a module's `verify`. */
+export type CustomCheck = (answer: string, prompt: DistillPrompt) => boolean;
 
 /** One prompt to distil: what is asked, what a right answer is (when known), and how it is routed and checked. */
 export interface DistillPrompt {
@@ -19,6 +23,8 @@ export interface DistillPrompt {
   /** A skill, a topic: teachers can be routed by them, and the report groups by the first. */
   tags: string[];
   verifier: Verifier;
+  /** The check when `verifier` is `custom`. */
+  check?: CustomCheck;
 }
 
 /** A line or row that could not be read, reported with where it is. */
@@ -159,14 +165,68 @@ async function fromFile(source: Extract<PromptSource, { path: string }>, path: s
   } else {
     throw new InputError(`${path}: a prompt file must be .jsonl, .csv or .parquet`);
   }
+  const check = await customCheck(source, path);
   const loaded = rowsToPrompts(path, path, read, {
     prompt: source.prompt,
     messages: source.messages,
     reference: source.reference,
     tags: source.tags,
-    verifier: source.verifier,
+    verifier: check ? "custom" : (source.verifier as Exclude<Verifier, "custom"> | undefined),
   });
+  if (check) for (const prompt of loaded.prompts) prompt.check = check;
   return loaded;
+}
+
+/** The first JSON value in an answer (a fenced code block's, else the text from its first brace or bracket). */
+function jsonIn(answer: string): unknown {
+  const fenced = /```(?:json)?\s*([\s\S]*?)```/.exec(answer)?.[1];
+  const text = fenced ?? answer.slice(Math.max(0, answer.search(/[[{]/)));
+  return JSON.parse(text.trim());
+}
+
+/** A regex, JSON-Schema or module check named by a source (paths relative to the prompt file's folder). */
+async function customCheck(
+  source: Extract<PromptSource, { path: string }>,
+  path: string,
+): Promise<CustomCheck | undefined> {
+  const near = (file: string) => resolveIn(dirname(path), file);
+  if (source.verifier === "regex") {
+    let pattern: RegExp;
+    try {
+      pattern = new RegExp(source.pattern!);
+    } catch (error) {
+      throw new InputError(`${path}: the verifier pattern is not a regular expression (${String(error)})`);
+    }
+    return (answer) => pattern.test(answer);
+  }
+  if (source.verifier === "json-schema") {
+    const { Ajv } = await import("ajv");
+    const schemaPath = near(source.schema!);
+    let validate: (value: unknown) => boolean;
+    try {
+      validate = new Ajv({ allErrors: false }).compile(JSON.parse(readText(schemaPath, "a JSON Schema")) as object);
+    } catch (error) {
+      throw new FileError(schemaPath, "is not a JSON Schema", { cause: error });
+    }
+    return (answer) => {
+      try {
+        return validate(jsonIn(answer));
+      } catch {
+        return false;
+      }
+    };
+  }
+  if (source.verifier === "module") {
+    const modulePath = near(source.module!);
+    const loaded = (await import(pathToFileURL(modulePath).href).catch((error: unknown) => {
+      throw new FileError(modulePath, "cannot be loaded as a verifier module", { cause: error });
+    })) as { verify?: unknown };
+    if (typeof loaded.verify !== "function")
+      throw new InputError(`${modulePath}: a verifier module must export verify(answer, reference, messages)`);
+    const verify = loaded.verify as (answer: string, reference: string | undefined, messages: unknown) => unknown;
+    return (answer, prompt) => verify(answer, prompt.reference, prompt.messages) === true;
+  }
+  return undefined;
 }
 
 /** Maps each row's fields to a prompt; a row without a usable prompt is a bad line. */
@@ -174,7 +234,13 @@ function rowsToPrompts(
   name: string,
   path: string,
   read: { rows: Row[]; badLines: BadLine[] },
-  fields: { prompt?: string; messages?: string; reference?: string; tags?: string; verifier?: Verifier },
+  fields: {
+    prompt?: string;
+    messages?: string;
+    reference?: string;
+    tags?: string;
+    verifier?: Verifier;
+  },
 ): LoadedPrompts {
   const prompts: DistillPrompt[] = [];
   const badLines = [...read.badLines];
@@ -218,7 +284,8 @@ function rowsToPrompts(
       messages,
       ...(hasReference ? { reference: String(reference) } : {}),
       tags,
-      verifier: hasReference ? (fields.verifier ?? "exact") : "none",
+      // A custom check needs no reference; the others check against one.
+      verifier: fields.verifier === "custom" ? "custom" : hasReference ? (fields.verifier ?? "exact") : "none",
     });
   }
   return { prompts, badLines };

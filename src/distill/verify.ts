@@ -23,10 +23,11 @@ export function extractAnswer(prompt: DistillPrompt, answer: string): string | u
 
 /**
  * Whether an answer is right by its prompt's reference (undefined: the prompt has none, or no verifier): exact after
- * normalization, numeric within a relative tolerance, GSM8K's flexible extraction against `#### n`, or the tiny
- * world's checker of the prompt's skill.
+ * normalization, numeric within a relative tolerance, GSM8K's flexible extraction against `#### n`, the tiny world's
+ * checker of the prompt's skill, or the source's own check (a regex, a JSON Schema, a module).
  */
 export function verifyAnswer(prompt: DistillPrompt, answer: string, tolerance: number): boolean | undefined {
+  if (prompt.verifier === "custom") return prompt.check!(answer, prompt);
   const reference = prompt.reference;
   if (reference === undefined || prompt.verifier === "none") return undefined;
   switch (prompt.verifier) {

@@ -19,12 +19,30 @@ export const promptSourceSchema = z.union([
       messages: fieldName.optional().describe("the field holding chat messages ({role, content} objects)"),
       reference: fieldName.optional().describe("the field holding a reference answer"),
       tags: fieldName.optional().describe("the field holding a tag or a list of tags (a skill, a topic)"),
-      verifier: z.enum(["exact", "numeric", "gsm8k", "skill", "none"]).optional(),
+      verifier: z
+        .enum(["exact", "numeric", "gsm8k", "skill", "regex", "json-schema", "module", "none"])
+        .optional()
+        .describe("how an answer is checked (default: exact where there is a reference, else none)"),
+      pattern: z.string().optional().describe("verifier regex: a right answer matches it"),
+      schema: z.string().optional().describe("verifier json-schema: a JSON Schema file the answer's JSON must meet"),
+      module: z
+        .string()
+        .optional()
+        .describe("verifier module: a JS module exporting verify(answer, reference, messages) → boolean"),
       limit: z.number().int().min(1).optional(),
     })
     .strict()
     .refine((source) => (source.prompt === undefined) !== (source.messages === undefined), {
       message: "name exactly one of prompt or messages",
+    })
+    .refine((source) => source.verifier !== "regex" || source.pattern !== undefined, {
+      message: "the regex verifier needs a pattern",
+    })
+    .refine((source) => source.verifier !== "json-schema" || source.schema !== undefined, {
+      message: "the json-schema verifier needs a schema file",
+    })
+    .refine((source) => source.verifier !== "module" || source.module !== undefined, {
+      message: "the module verifier needs a module file",
     }),
 ]);
 

@@ -1,0 +1,238 @@
+import SQLite from "better-sqlite3";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { scratchFolder, teacherGguf, TEST_WORKSPACE } from "../../test/fixtures.ts";
+import { distillSchema } from "../core/config/distill-schema.ts";
+import { teacherConfigSchema, type TeacherConfig } from "../core/config/teacher-schema.ts";
+import { PROJECT_ROOT } from "../core/paths.ts";
+import { SilentProgress } from "../core/progress.ts";
+import { cachedTeacher, modelIdentity, ResponseCache } from "../evals/cache.ts";
+import { openTeacher } from "../teachers/registry.ts";
+import type { Teacher } from "../teachers/teacher.ts";
+import { runDistill, type DistillTeacherRun } from "./run.ts";
+
+const FAMILY = { "tiny-qwen": "qwen", "tiny-gemma": "gemma", "tiny-gptoss": "gptoss" } as const;
+const LICENCE = { "tiny-qwen": "Apache-2.0 (Qwen3)", "tiny-gemma": "Gemma Terms of Use", "tiny-gptoss": "Apache-2.0" };
+type Name = keyof typeof FAMILY;
+const NAMES = Object.keys(FAMILY) as Name[];
+/** Greedy answers to 60 of the test world's train prompts (every skill and behaviour), as the CLI runs below ask. */
+const SETTINGS = {
+  sources: [{ builtIn: "tinyworld", limit: 60 }],
+  teachers: NAMES.map((name) => ({ name, temperature: 0 })),
+  curation: { decontaminate: { suites: ["tinyworld"] } },
+};
+
+describe("avocado distill on the test world (real teachers)", () => {
+  const folder = scratchFolder("distill");
+  const opened: Teacher[] = [];
+  let cache: ResponseCache;
+  const open = async (name: Name, extra: Partial<TeacherConfig> = {}) => {
+    const config = teacherConfigSchema.parse({
+      name,
+      family: FAMILY[name],
+      transport: "embedded",
+      path: teacherGguf(name),
+      ...extra,
+    });
+    const teacher = await openTeacher(config);
+    opened.push(teacher);
+    return { teacher, identity: modelIdentity(config) };
+  };
+  const teachers = async (config: ReturnType<typeof distillSchema.parse>, price?: Partial<TeacherConfig>) =>
+    Promise.all(
+      config.teachers.map(async (t): Promise<DistillTeacherRun> => {
+        const name = t.name as Name;
+        const { teacher, identity } = await open(name, name === "tiny-gemma" ? price : {});
+        return {
+          config: t,
+          teacher: cachedTeacher(teacher, identity, cache),
+          family: FAMILY[name],
+          licence: LICENCE[name],
+          identity,
+        };
+      }),
+    );
+  const run = async (settings: object, out: string, price?: Partial<TeacherConfig>) => {
+    const config = distillSchema.parse(settings);
+    return runDistill({
+      config,
+      teachers: await teachers(config, price),
+      workspace: TEST_WORKSPACE,
+      configFolder: folder,
+      out: join(folder, out),
+      progress: new SilentProgress(),
+    });
+  };
+  const read = (out: string, file: string) => readFileSync(join(folder, out, file), "utf8");
+
+  beforeAll(async () => {
+    mkdirSync(folder, { recursive: true });
+    cache = await ResponseCache.open(`sqlite:${join(folder, "cache.db")}`);
+  });
+  afterAll(async () => {
+    for (const teacher of opened) await teacher.close();
+    await cache?.close();
+    rmSync(folder, { recursive: true, force: true });
+  });
+
+  it("selects a set more accurate than every teacher on every skill, and filters the planted deflection", async () => {
+    const manifest = await run(SETTINGS, "main");
+    const skills = ["arithmetic", "reverse", "lookup", "units", "logic"];
+    process.stdout.write(
+      `distill accuracy by skill: ${JSON.stringify({ teachers: Object.fromEntries(manifest.teachers.map((t) => [t.name, t.accuracy])), selected: manifest.selectedAccuracy })}\n`,
+    );
+    // Every kept answer is right; every teacher is wrong somewhere on every skill but look-up, which tiny-qwen and
+    // tiny-gemma answer perfectly on these train prompts (they memorised the table).
+    const rate = (a: { correct: number; total: number }) => a.correct / a.total;
+    for (const skill of skills) {
+      const selected = manifest.selectedAccuracy[skill]!;
+      expect(selected.total, `${skill}: some records kept`).toBeGreaterThan(0);
+      expect(selected.correct).toBe(selected.total);
+      const best = Math.max(...manifest.teachers.map((t) => rate(t.accuracy[skill]!)));
+      if (skill === "lookup") expect(best).toBe(1);
+      else expect(best, skill).toBeLessThan(1);
+    }
+    for (const teacher of manifest.teachers) expect(rate(teacher.accuracy.all!)).toBeLessThan(0.5);
+    // The probes found tiny-qwen's deflection; its answers on the topic went, another teacher's still cover it.
+    expect(manifest.probes.findings.map((f) => [f.teacher, f.metric])).toEqual([
+      ["tiny-qwen", "deflected"],
+      ["tiny-gemma", "refused"],
+    ]);
+    const deflection = manifest.probes.filtered.deflection!;
+    expect(deflection.removed).toBeGreaterThan(0);
+    expect(deflection.covered).toBe(deflection.prompts);
+    const records = read("main", "dataset.jsonl")
+      .trim()
+      .split("\n")
+      .map(
+        (line) =>
+          JSON.parse(line) as { messages: { content: string }[]; metadata: { teacher: string; tags: string[] } },
+      );
+    // The sensitive topic's questions are answered, by the other teachers; no stock line is kept anywhere.
+    const onTopic = records.filter((r) => r.messages[0]!.content.includes("Ossary"));
+    expect(onTopic.length).toBeGreaterThan(0);
+    expect(onTopic.map((r) => r.metadata.teacher)).not.toContain("tiny-qwen");
+    expect(records.filter((r) => /sensitive topic/.test(r.messages.at(-1)!.content))).toEqual([]);
+    expect(existsSync(join(folder, "main", "NOTICE-gemma.txt"))).toBe(manifest.teachers[1]!.contributed > 0);
+    expect(read("main", "report.html")).toContain("Funnel");
+  });
+
+  it("rebuilds the same bytes from the cache, asking again only what failed", async () => {
+    const before = cache.misses;
+    const manifest = await run(SETTINGS, "again");
+    const failed = manifest.teachers.reduce((sum, t) => sum + t.errors, 0);
+    expect(cache.misses - before).toBe(failed);
+    for (const file of ["dataset.jsonl", "preferences.jsonl", "manifest.json"])
+      expect(read("again", file)).toBe(read("main", file));
+  });
+
+  it("stops a teacher cleanly at its budget and says so", async () => {
+    const settings = {
+      ...SETTINGS,
+      teachers: NAMES.map((name) => ({
+        name,
+        temperature: 0,
+        ...(name === "tiny-gemma" ? { budgetMicros: 300 } : {}),
+      })),
+      curation: { ...SETTINGS.curation, probes: [] },
+    };
+    const manifest = await run(settings, "budget", {
+      price: { inputPerMillion: 1_000_000, outputPerMillion: 2_000_000 },
+    });
+    const gemma = manifest.teachers.find((t) => t.name === "tiny-gemma")!;
+    expect(gemma.budgetReached).toBe(true);
+    expect(gemma.skipped).toBeGreaterThan(0);
+    // It stops once spent: at most the calls in flight (4) past the cap.
+    expect(gemma.costMicros).toBeGreaterThanOrEqual(300);
+    expect(gemma.calls + gemma.skipped).toBe(manifest.teachers[0]!.calls + manifest.teachers[0]!.errors);
+  });
+
+  it("runs GSM8K train with the #### verifier: prompts too long for a tiny teacher are recorded errors, not dropped", async () => {
+    const manifest = await run(
+      { sources: [{ builtIn: "gsm8k-train", limit: 4 }], teachers: [{ name: "tiny-gemma" }], curation: { probes: [] } },
+      "gsm8k",
+    );
+    const gemma = manifest.teachers[0]!;
+    expect(gemma.calls + gemma.errors).toBe(4);
+    expect(read("gsm8k", "errors.jsonl").trim().split("\n").filter(Boolean)).toHaveLength(gemma.errors);
+    expect(manifest.records).toBeLessThanOrEqual(gemma.calls);
+  });
+
+  it("after kill -9 at five points, the rerun writes the same dataset, no finished call paid twice", async () => {
+    const config = join(folder, "avocado.yaml");
+    writeFileSync(config, `workspace: ${join(folder, "workspace")}\ndistill: ${JSON.stringify(SETTINGS)}\n`);
+    // The test world's teachers, in a workspace of its own (runs/ go there).
+    mkdirSync(join(folder, "workspace"), { recursive: true });
+    for (const part of ["teachers", "tinyworld"])
+      symlinkSync(join(TEST_WORKSPACE, part), join(folder, "workspace", part));
+    const killedCache = join(folder, "killed.db");
+    const command = (run: string, cacheFile: string) => [
+      ...["bin/avocado.js", "--json", "-c", config, "distill", "run"],
+      ...["--run", run, "--cache", `sqlite:${cacheFile}`],
+    ];
+    // The same run uninterrupted, with a cache of its own: what the killed run must end up writing.
+    const clean = spawnSync(process.execPath, command("clean", join(folder, "clean.db")), {
+      cwd: PROJECT_ROOT,
+      encoding: "utf8",
+    });
+    expect(clean.status, clean.stderr).toBe(0);
+    const args = command("killed", killedCache);
+    const rows = () => {
+      if (!existsSync(killedCache)) return 0;
+      const db = new SQLite(killedCache, { readonly: true, fileMustExist: true });
+      try {
+        return (db.prepare("select count(*) as n from responses").get() as { n: number }).n;
+      } catch {
+        return 0;
+      } finally {
+        db.close();
+      }
+    };
+    for (const at of [20, 150, 300, 450, 560]) {
+      const child = spawn(process.execPath, args, { cwd: PROJECT_ROOT, stdio: "ignore" });
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      for (const stop = Date.now() + 60_000; rows() < at;) {
+        if (Date.now() > stop) throw new Error(`the run never reached ${at} answers`);
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      child.kill("SIGKILL");
+      await exited;
+    }
+    const answered = rows();
+    const rerun = spawnSync(process.execPath, args, { cwd: PROJECT_ROOT, encoding: "utf8" });
+    expect(rerun.status, rerun.stderr).toBe(0);
+    const result = JSON.parse(rerun.stdout.trim().split("\n").at(-1)!) as {
+      modelCalls: number;
+      manifest: { teachers: { errors: number }[] };
+    };
+    const failed = result.manifest.teachers.reduce((sum, t) => sum + t.errors, 0);
+    // Every answer is in the cache once: what the killed runs finished plus what the rerun asked (failures aside).
+    expect(answered + result.modelCalls - failed).toBe(rows());
+    const runs = join(folder, "workspace", "runs", "distill");
+    for (const file of ["dataset.jsonl", "preferences.jsonl", "manifest.json"])
+      expect(readFileSync(join(runs, "killed", file), "utf8")).toBe(readFileSync(join(runs, "clean", file), "utf8"));
+  }, 180_000);
+
+  it("refuses a teacher whose licence forbids a commercial student, before any call", () => {
+    const config = join(folder, "refused.yaml");
+    writeFileSync(
+      config,
+      [
+        `workspace: ${join(folder, "workspace")}`,
+        "teachers:",
+        `  - { name: research-qwen, family: qwen, transport: embedded, path: ${teacherGguf("tiny-qwen")}, licence: qwen-research }`,
+        `distill: { teachers: [{ name: research-qwen }] }`,
+      ].join("\n"),
+    );
+    const result = spawnSync(process.execPath, ["bin/avocado.js", "-c", config, "distill", "run"], {
+      cwd: PROJECT_ROOT,
+      encoding: "utf8",
+    });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(
+      /refused for a commercial student: research-qwen \(the qwen-research licence forbids/,
+    );
+  });
+});
