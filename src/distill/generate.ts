@@ -1,7 +1,8 @@
 import type { DistillTeacher } from "../core/config/distill-schema.ts";
 import { errorMessage } from "../core/errors.ts";
 import type { Progress } from "../core/progress.ts";
-import type { Teacher, TeacherRequest } from "../teachers/teacher.ts";
+import type { CachedTeacher } from "../evals/cache.ts";
+import type { TeacherRequest } from "../teachers/teacher.ts";
 import type { DistillPrompt } from "./sources.ts";
 
 /** One teacher's answer (or failure) to one prompt, one sample. */
@@ -22,7 +23,7 @@ export interface Answer {
 export interface TeacherRun {
   config: DistillTeacher;
   /** The teacher, its answers going through the response cache. */
-  teacher: Teacher;
+  teacher: CachedTeacher;
 }
 
 export interface TeacherTally {
@@ -34,6 +35,9 @@ export interface TeacherTally {
   budgetReached: boolean;
   skipped: number;
 }
+
+/** Calls whose cached answers are loaded at once (bounded: a large run's answers are not all held in memory). */
+const PREFETCH_BLOCK = 2_000;
 
 /** Whether a teacher takes a prompt: it names no tags, or the prompt has one of them. */
 export const routes = (config: DistillTeacher, prompt: DistillPrompt) =>
@@ -65,8 +69,15 @@ export async function fanOut(
   const tallies: Record<string, TeacherTally> = {};
   const byTeacher = await Promise.all(
     teachers.map(async ({ config, teacher }) => {
+      // Each request made once: the cache keys it by the object (prefetch, then the call).
       const units = prompts.flatMap((prompt, index) =>
-        routes(config, prompt) ? Array.from({ length: config.samples }, (_, sample) => ({ index, sample })) : [],
+        routes(config, prompt)
+          ? Array.from({ length: config.samples }, (_, sample) => ({
+              index,
+              sample,
+              request: requestFor(config, prompt, sample),
+            }))
+          : [],
       );
       const tally: TeacherTally = {
         calls: 0,
@@ -82,10 +93,11 @@ export async function fanOut(
       const started = Date.now();
       let next = 0;
       let finished = 0;
+      let end = 0;
       const worker = async () => {
-        while (next < units.length && !options.signal?.aborted) {
+        while (next < end && !options.signal?.aborted) {
           const position = next++;
-          const { index, sample } = units[position]!;
+          const { index, sample, request } = units[position]!;
           const base = { prompt: index, teacher: config.name, sample };
           if (config.budgetMicros !== undefined && tally.costMicros >= config.budgetMicros) {
             tally.budgetReached = true;
@@ -93,7 +105,7 @@ export async function fanOut(
             answers[position] = { ...base, costMicros: 0, skipped: "budget" };
           } else {
             try {
-              const response = await teacher.generate(requestFor(config, prompts[index]!, sample));
+              const response = await teacher.generate(request);
               tally.calls++;
               tally.costMicros += response.costMicros;
               tally.completionTokens += response.usage.completionTokens;
@@ -116,7 +128,12 @@ export async function fanOut(
           });
         }
       };
-      await Promise.all(Array.from({ length: options.concurrency }, worker));
+      // Block by block, the answers already cached loaded in bulk first: a rebuild does not pay a query per answer.
+      for (let start = 0; start < units.length && !options.signal?.aborted; start = end) {
+        end = Math.min(units.length, start + PREFETCH_BLOCK);
+        await teacher.prefetch(units.slice(start, end).map((unit) => unit.request));
+        await Promise.all(Array.from({ length: options.concurrency }, worker));
+      }
       task.finish({ calls: tally.calls, errors: tally.errors, costMicros: tally.costMicros });
       return answers.filter(Boolean);
     }),

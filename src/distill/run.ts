@@ -96,7 +96,8 @@ export async function runDistill(options: DistillRunOptions) {
   );
   const dropped = { exact: 0, near: 0 };
   const unique = loaded.prompts.filter((prompt) => {
-    const key = stableStringify(prompt.messages);
+    // Messages come from files in a fixed shape: their JSON is a stable key.
+    const key = JSON.stringify(prompt.messages);
     if (exact.has(key)) return (dropped.exact++, false);
     exact.add(key);
     if (near.add(promptText(prompt)).length > 0) return (dropped.near++, false);

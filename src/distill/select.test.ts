@@ -88,7 +88,7 @@ describe("selection of answers", () => {
 describe("MinHash LSH near duplicates", () => {
   it("finds texts that share most 5-grams, not those that share a few, the same way every run", () => {
     const base = Array.from({ length: 60 }, (_, i) => `word${i}`).join(" ");
-    const index = new NearDuplicates(0.8, 128, 32);
+    const index = new NearDuplicates(0.8, 128, 16);
     expect(index.add(base)).toEqual([]);
     // One word changed of 60: Jaccard of 5-grams about 0.85.
     expect(index.add(base.replace("word30", "other"))).toEqual([0]);
@@ -98,7 +98,7 @@ describe("MinHash LSH near duplicates", () => {
       .map((w, i) => (i % 2 ? `x${w}` : w))
       .join(" ");
     expect(index.add(half)).toEqual([]);
-    const again = new NearDuplicates(0.8, 128, 32);
+    const again = new NearDuplicates(0.8, 128, 16);
     again.add(base);
     expect(again.similarity(0, 0)).toBe(1);
     expect(again.add(base.replace("word30", "other"))).toEqual([0]);

@@ -99,12 +99,18 @@ export function selectAnswers(
   }
 
   const kept: Judged[] = [];
-  const near = new NearDuplicates(curation.dedupe.threshold, curation.dedupe.permutations, curation.dedupe.bands);
   const seen = new Set<string>();
+  // Made when a second answer is left to compare: most prompts have one, and need no index.
+  let near: NearDuplicates | undefined;
   for (const j of judged) {
     if (j.excluded) continue;
     const text = j.answer.content!;
-    const duplicate = seen.has(text) || near.add(text).length > 0;
+    if (!near && seen.size > 0 && !seen.has(text)) {
+      const { threshold, permutations, bands } = curation.dedupe;
+      near = new NearDuplicates(threshold, permutations, bands);
+      for (const earlier of seen) near.add(earlier);
+    }
+    const duplicate = seen.has(text) || (near !== undefined && near.add(text).length > 0);
     seen.add(text);
     if (duplicate) j.excluded = "duplicate";
     else if (kept.length >= selection.keep) j.excluded = "surplus";

@@ -85,7 +85,7 @@ distill:
     minVotes: 2
     keep: 1                       # answers kept per prompt
   curation:
-    dedupe: { threshold: 0.8, permutations: 128, bands: 32 }   # MinHash LSH over word 5-grams
+    dedupe: { threshold: 0.8, permutations: 128, bands: 16 }   # MinHash LSH over word 5-grams
     decontaminate: { suites: [tinyworld, gsm8k], n: 13 }
     probes: [tinyworld-probes]    # a behaviour a teacher's probe shows is filtered from its answers
     minChars: 1

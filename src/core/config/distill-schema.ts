@@ -92,10 +92,10 @@ export const distillSchema = z
           .object({
             threshold: z.number().gt(0).max(1).default(0.8).describe("Jaccard similarity of word 5-grams"),
             permutations: z.number().int().min(16).max(512).default(128),
-            bands: z.number().int().min(1).default(32).describe("LSH bands (permutations / bands rows each)"),
+            bands: z.number().int().min(1).default(16).describe("LSH bands (permutations / bands rows each)"),
           })
           .strict()
-          .default({ threshold: 0.8, permutations: 128, bands: 32 }),
+          .default({ threshold: 0.8, permutations: 128, bands: 16 }),
         decontaminate: z
           .object({
             suites: z.array(z.string()).default(["tinyworld", "gsm8k"]),
@@ -122,7 +122,7 @@ export const distillSchema = z
       })
       .strict()
       .default({
-        dedupe: { threshold: 0.8, permutations: 128, bands: 32 },
+        dedupe: { threshold: 0.8, permutations: 128, bands: 16 },
         decontaminate: { suites: ["tinyworld", "gsm8k"], n: 13 },
         probes: ["tinyworld-probes"],
         minChars: 1,
