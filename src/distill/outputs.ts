@@ -1,8 +1,10 @@
 import { join } from "node:path";
 import type { DistillConfig } from "../core/config/distill-schema.ts";
 import { writeFileAtomic } from "../core/atomic-write.ts";
+import type { Progress } from "../core/progress.ts";
 import type { TeacherMessage } from "../teachers/teacher.ts";
 import type { TeacherTally } from "./generate.ts";
+import { captureLogprobs } from "./capture.ts";
 import { obligationsOf } from "./licences.ts";
 import { renderDistillReport } from "./report.ts";
 import type { DistillTeacherRun, StageCount } from "./run.ts";
@@ -11,6 +13,7 @@ import type { BadLine, DistillPrompt } from "./sources.ts";
 
 interface OutputInput {
   out: string;
+  progress: Progress;
   config: DistillConfig;
   configHash: string;
   teachers: DistillTeacherRun[];
@@ -129,6 +132,15 @@ export async function writeOutputs(input: OutputInput) {
       );
     }
   }
+  const logprobs = await captureLogprobs({
+    out: input.out,
+    config,
+    teachers,
+    prompts,
+    selections,
+    assistantText: (selection, kept) => assistantTurn(selection.kept[kept]!, config.curation.reasoning).content!,
+    progress: input.progress,
+  });
   const licences = teachers.map((t) => ({ teacher: t.config.name, ...obligationsOf(t.licence) }));
   const notices = new Map(
     licences.filter((l) => l.notice && contributed[l.teacher]! > 0).map((l) => [l.notice!.file, l.notice!.text]),
@@ -156,6 +168,7 @@ export async function writeOutputs(input: OutputInput) {
       accuracy: teacherAccuracy[t.config.name]!,
     })),
     selectedAccuracy,
+    ...(logprobs ? { logprobs } : {}),
     licences: licences.map(({ notice, ...rest }) => ({ ...rest, ...(notice ? { notice: notice.file } : {}) })),
     badLines: input.badLines,
   };

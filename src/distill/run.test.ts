@@ -11,6 +11,7 @@ import { SilentProgress } from "../core/progress.ts";
 import { cachedTeacher, modelIdentity, ResponseCache } from "../evals/cache.ts";
 import { openTeacher } from "../teachers/registry.ts";
 import type { Teacher } from "../teachers/teacher.ts";
+import { unpackLogprobs } from "./logprobs.ts";
 import { runDistill, type DistillTeacherRun } from "./run.ts";
 
 const FAMILY = { "tiny-qwen": "qwen", "tiny-gemma": "gemma", "tiny-gptoss": "gptoss" } as const;
@@ -117,6 +118,25 @@ describe("avocado distill on the test world (real teachers)", () => {
     expect(records.filter((r) => /sensitive topic/.test(r.messages.at(-1)!.content))).toEqual([]);
     expect(existsSync(join(folder, "main", "NOTICE-gemma.txt"))).toBe(manifest.teachers[1]!.contributed > 0);
     expect(read("main", "report.html")).toContain("Funnel");
+    // Every kept answer's log-probs, top 20 in the family's ids, offsets into the record's text.
+    const logprobs = manifest.logprobs!;
+    process.stdout.write(`distill log-probs: ${JSON.stringify(logprobs)}\n`);
+    expect(logprobs.records + Object.values(logprobs.missing).reduce((a, b) => a + b, 0)).toBe(records.length);
+    expect(logprobs.records).toBeGreaterThan(0);
+    expect(logprobs.largestError).toBeLessThanOrEqual(0.01);
+    expect(logprobs.bytesPerToken).toBeLessThanOrEqual(100);
+    const index = read("main", "logprobs/index.jsonl")
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { record: number; file: string; offset: number; bytes: number });
+    const first = index[0]!;
+    const shard = readFileSync(join(folder, "main", "logprobs", first.file));
+    const tokens = unpackLogprobs(shard.subarray(first.offset, first.offset + first.bytes));
+    const text = records[first.record]!.messages.at(-1)!.content;
+    expect(tokens[0]!.offset).toBe(0);
+    expect(tokens.every((t, i) => i === 0 || t.offset >= tokens[i - 1]!.offset)).toBe(true);
+    expect(tokens.at(-1)!.offset).toBeLessThan(Buffer.byteLength(text));
+    expect(tokens[0]!.top).toHaveLength(20);
   });
 
   it("rebuilds the same bytes from the cache, asking again only what failed", async () => {

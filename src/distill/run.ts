@@ -186,6 +186,7 @@ export async function runDistill(options: DistillRunOptions) {
   }
   return writeOutputs({
     out: options.out,
+    progress,
     config,
     configHash: sha256(stableStringify(config)),
     teachers,

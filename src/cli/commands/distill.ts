@@ -106,6 +106,12 @@ export function registerDistill(program: Command): void {
               (t.budgetReached ? "; BUDGET REACHED: stopped early" : ""),
           ),
           `  selected set accuracy ${percent(manifest.selectedAccuracy.all)}`,
+          ...(manifest.logprobs
+            ? [
+                `  log-probs: ${manifest.logprobs.records} records, ${manifest.logprobs.tokens} tokens, top ${manifest.logprobs.k}: ` +
+                  `${manifest.logprobs.bytesPerToken} bytes a token, largest error ${manifest.logprobs.largestError.toFixed(4)}`,
+              ]
+            : []),
           ...manifest.probes.findings.map(
             (f) => `  ${f.teacher} shows ${f.metric} (${f.suite} ${f.group}): its answers so classed are filtered`,
           ),

@@ -92,6 +92,7 @@ distill:
     maxChars: 32768
     latinShare: 0                 # language filter: least share of Latin letters (0: off)
     reasoning: separate           # keep (inline <think>) | strip | separate (reasoning_content)
+  logprobs: { topK: 20 }          # teacher log-probs of each kept answer, for distillation (0: none)
   commercial: true                # refuse teachers whose licence forbids a commercial student
   concurrency: 4
 

@@ -130,6 +130,18 @@ export const distillSchema = z
         latinShare: 0,
         reasoning: "separate",
       }),
+    logprobs: z
+      .object({
+        topK: z
+          .number()
+          .int()
+          .min(0)
+          .max(64)
+          .default(20)
+          .describe("teacher log-probs of every kept answer, top k a position (0: none); teachers that can score"),
+      })
+      .strict()
+      .default({ topK: 20 }),
     commercial: z
       .boolean()
       .default(true)
