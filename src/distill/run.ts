@@ -11,7 +11,7 @@ import { NearDuplicates } from "./dedupe.ts";
 import { fanOut, type TeacherRun } from "./generate.ts";
 import { writeOutputs } from "./outputs.ts";
 import { selectAnswers, type PromptSelection, type ShownBehaviour } from "./select.ts";
-import { loadPrompts, type DistillPrompt } from "./sources.ts";
+import { loadPrompts, type BadLine, type DistillPrompt } from "./sources.ts";
 
 export interface DistillTeacherRun extends TeacherRun {
   family: string;
@@ -63,20 +63,30 @@ function contaminatedBy(indexes: Map<string, NgramIndex>, text: string): string 
   return undefined;
 }
 
+/** The curated prompts, what each curation step dropped, and the suites' indexes for the records' own check. */
+export interface PreparedPrompts {
+  prompts: DistillPrompt[];
+  stages: StageCount[];
+  contamination: Record<string, { prompts: number; records: number }>;
+  indexes: Map<string, NgramIndex>;
+  badLines: BadLine[];
+}
+
 /**
- * Prompts → curated prompts (exact and near duplicates, eval contamination) → the teachers' probes → every teacher's
- * answers (through the response cache) → selection per prompt → records (decontaminated again, now with the answer)
- * → outputs. The outputs are a pure function of the config and the cached answers: a rerun writes the same bytes.
+ * Prompts → curated prompts: exact, then near duplicates (the first kept), then those an eval suite holds. A pure
+ * function of the config and the files: the distillation workers compute the same list.
  */
-export async function runDistill(options: DistillRunOptions) {
-  const { config, teachers, progress } = options;
-  mkdirSync(options.out, { recursive: true });
+export async function preparePrompts(
+  config: DistillConfig,
+  options: { workspace: string; configFolder: string; progress: Progress },
+): Promise<PreparedPrompts> {
   const loaded = await loadPrompts(config.sources, {
     workspace: options.workspace,
     configFolder: options.configFolder,
     badLines: config.badLines,
   });
-  for (const bad of loaded.badLines) progress.log(`skipped ${bad.source}:${bad.line}: ${bad.reason}`, { ...bad });
+  for (const bad of loaded.badLines)
+    options.progress.log(`skipped ${bad.source}:${bad.line}: ${bad.reason}`, { ...bad });
   if (loaded.prompts.length === 0) throw new InputError("the prompt sources hold no prompt");
   const stages: StageCount[] = [
     {
@@ -86,8 +96,6 @@ export async function runDistill(options: DistillRunOptions) {
       dropped: loaded.badLines.length ? { "bad line": loaded.badLines.length } : {},
     },
   ];
-
-  // Prompts: exact, then near duplicates (the first kept), then those an eval suite holds.
   const exact = new Set<string>();
   const near = new NearDuplicates(
     config.curation.dedupe.threshold,
@@ -123,6 +131,18 @@ export async function runDistill(options: DistillRunOptions) {
     out: prompts.length,
     dropped: Object.fromEntries(Object.entries(contamination).map(([suite, c]) => [suite, c.prompts])),
   });
+  return { prompts, stages, contamination, indexes, badLines: loaded.badLines };
+}
+
+/**
+ * Curated prompts → the teachers' probes → every teacher's answers (through the response cache) → selection per
+ * prompt → records (decontaminated again, now with the answer) → outputs. The outputs are a pure function of the
+ * config and the cached answers: a rerun writes the same bytes.
+ */
+export async function runDistill(options: DistillRunOptions) {
+  const { config, teachers, progress } = options;
+  mkdirSync(options.out, { recursive: true });
+  const { prompts, stages, contamination, indexes, badLines } = await preparePrompts(config, options);
 
   // What each teacher's probes found: a behaviour shown is filtered from that teacher's answers.
   const shown = new Map<string, Set<ShownBehaviour>>(teachers.map((t) => [t.config.name, new Set()]));
@@ -196,7 +216,7 @@ export async function runDistill(options: DistillRunOptions) {
     stages,
     contamination,
     probeFindings,
-    badLines: loaded.badLines,
+    badLines,
   });
 }
 

@@ -60,6 +60,27 @@ async function openTeachers(context: CommandContext, config: DistillConfig, cach
   }
 }
 
+interface RunOptions {
+  run?: string;
+  cache?: string;
+  queue?: string;
+  heartbeat: string;
+}
+
+function checkQueueOptions(options: RunOptions): void {
+  if (options.run !== undefined && !/^[a-zA-Z0-9][a-zA-Z0-9._-]*$/.test(options.run))
+    throw new InputError(`--run must be letters, digits, '.', '_' or '-' (found '${options.run}')`);
+  if (options.queue && (!options.run || !options.cache?.startsWith("postgres")))
+    throw new InputError("--queue needs --run NAME (the workers' run) and a --cache postgres://… the workers share");
+}
+
+function heartbeatOf(text: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 10)
+    throw new InputError(`--heartbeat must be 10 seconds or more (found '${text}')`);
+  return value;
+}
+
 export function registerDistill(program: Command): void {
   const distill = program.command("distill").description("turn a prompt set into a training set with several teachers");
   distill
@@ -70,13 +91,14 @@ export function registerDistill(program: Command): void {
       "--cache <url>",
       "the response cache: sqlite:<path> or postgres://… (default: <workspace>/distill/cache.db)",
     )
-    .action(async (options: { run?: string; cache?: string }, command: Command) => {
+    .option("--queue <url>", "PostgreSQL: put the calls on a job queue for 'avocado distill worker' processes")
+    .option("--heartbeat <seconds>", "with --queue: a worker silent this long has its job given to another", "30")
+    .action(async (options: RunOptions, command: Command) => {
       const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
       const config = await distillConfig(context);
-      if (options.run !== undefined && !/^[a-zA-Z0-9][a-zA-Z0-9._-]*$/.test(options.run))
-        throw new InputError(`--run must be letters, digits, '.', '_' or '-' (found '${options.run}')`);
+      checkQueueOptions(options);
       const out = join(context.workspace, "runs", "distill", options.run ?? newId("distill"));
-      const { runDistill } = await import("../../distill/run.ts");
+      const { runDistill, preparePrompts } = await import("../../distill/run.ts");
       const { teachers, cache, close } = await openTeachers(context, config, options.cache);
       // SIGINT: no new call starts, those in flight finish, every answer stays in the cache.
       const stop = new AbortController();
@@ -86,6 +108,21 @@ export function registerDistill(program: Command): void {
       };
       process.once("SIGINT", onSigint);
       try {
+        if (options.queue) {
+          // The workers fill the shared cache; the run below then asks it for every answer.
+          const { enqueueRun, openQueue, waitForRun } = await import("../../distill/queue.ts");
+          const heartbeatSeconds = heartbeatOf(options.heartbeat);
+          const boss = await openQueue(options.queue, { heartbeatSeconds });
+          try {
+            const configFolder = context.configFile ? dirname(resolve(context.configFile)) : process.cwd();
+            const { prompts } = await preparePrompts(config, { ...context, configFolder });
+            const jobs = await enqueueRun(boss, options.run!, config, prompts, heartbeatSeconds);
+            context.progress.log(`${jobs} jobs queued for run '${options.run}': start 'avocado distill worker'`);
+            await waitForRun(boss, options.run!, jobs, context.progress);
+          } finally {
+            await boss.stop({ graceful: false });
+          }
+        }
         const manifest = await runDistill({
           config,
           teachers,
@@ -120,6 +157,53 @@ export function registerDistill(program: Command): void {
         context.print(lines.join("\n"), { out, cacheHits: cache.hits, modelCalls: cache.misses, manifest });
       } finally {
         process.off("SIGINT", onSigint);
+        await close();
+      }
+    });
+
+  distill
+    .command("worker")
+    .description("take the calls of a queued run (distill run --queue) and answer them into the shared cache")
+    .requiredOption("--queue <url>", "the PostgreSQL the coordinator queued the run in")
+    .requiredOption("--run <name>", "the run to work for")
+    .requiredOption("--cache <url>", "the shared response cache (postgres://…)")
+    .option("--until-empty", "exit once the run's queue is drained (else: until SIGINT or SIGTERM)")
+    .action(async (options: RunOptions & { untilEmpty?: boolean }, command: Command) => {
+      const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
+      const config = await distillConfig(context);
+      checkQueueOptions(options);
+      const { preparePrompts } = await import("../../distill/run.ts");
+      const { openQueue, work } = await import("../../distill/queue.ts");
+      const configFolder = context.configFile ? dirname(resolve(context.configFile)) : process.cwd();
+      const { prompts } = await preparePrompts(config, { ...context, configFolder });
+      const { teachers, cache, close } = await openTeachers(context, config, options.cache);
+      const stop = new AbortController();
+      const onSignal = () => stop.abort();
+      process.once("SIGINT", onSignal);
+      process.once("SIGTERM", onSignal);
+      const boss = await openQueue(options.queue!);
+      try {
+        const done = await work(boss, {
+          run: options.run!,
+          config,
+          prompts,
+          teachers,
+          progress: context.progress,
+          untilEmpty: options.untilEmpty === true,
+          signal: stop.signal,
+        });
+        context.print(
+          `${done} jobs done; ${cache.misses} calls to the teachers, ${cache.hits} answers already cached`,
+          {
+            jobs: done,
+            modelCalls: cache.misses,
+            cacheHits: cache.hits,
+          },
+        );
+      } finally {
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+        await boss.stop({ graceful: true });
         await close();
       }
     });
