@@ -71,6 +71,7 @@ export async function writeOutputs(input: OutputInput) {
         ...(judged.correct !== undefined ? { verified: judged.correct } : {}),
         ...(selection.vote ? { vote: selection.vote } : {}),
         ...(judged.extracted !== undefined ? { extracted: judged.extracted } : {}),
+        ...(judged.judgeScore !== undefined ? { judgeScore: judged.judgeScore } : {}),
       },
     };
   };

@@ -146,6 +146,18 @@ describe("avocado distill on the test world (real teachers)", () => {
     expect(cache.misses - before).toBe(failed);
     for (const file of ["dataset.jsonl", "preferences.jsonl", "manifest.json"])
       expect(read("again", file)).toBe(read("main", file));
+    // Other concurrency, selection and curation: every answer still comes from the cache (the key holds none of them).
+    const changed = {
+      ...SETTINGS,
+      concurrency: 1,
+      selection: { keep: 2, vote: false },
+      curation: { ...SETTINGS.curation, minChars: 2, reasoning: "keep" },
+      logprobs: { topK: 0 },
+    };
+    const between = cache.misses;
+    const other = await run(changed, "changed");
+    expect(cache.misses - between).toBe(other.teachers.reduce((sum, t) => sum + t.errors, 0));
+    expect(other.records).toBeGreaterThan(manifest.records);
   });
 
   it("stops a teacher cleanly at its budget and says so", async () => {

@@ -5,12 +5,14 @@ import { InputError } from "../core/errors.ts";
 import { sha256, stableStringify } from "../core/hash.ts";
 import type { Progress } from "../core/progress.ts";
 import { NgramIndex } from "../evals/contamination.ts";
+import type { Judge } from "../evals/judge.ts";
 import { runEval } from "../evals/run.ts";
 import { openSuite } from "../evals/suite.ts";
 import { NearDuplicates } from "./dedupe.ts";
 import { fanOut, type TeacherRun } from "./generate.ts";
 import { writeOutputs } from "./outputs.ts";
-import { selectAnswers, type PromptSelection, type ShownBehaviour } from "./select.ts";
+import { judgeAnswers } from "./judged.ts";
+import { keepAnswers, screenAnswers, type PromptSelection, type ShownBehaviour } from "./select.ts";
 import { loadPrompts, type BadLine, type DistillPrompt } from "./sources.ts";
 
 export interface DistillTeacherRun extends TeacherRun {
@@ -29,6 +31,8 @@ export interface DistillRunOptions {
   out: string;
   progress: Progress;
   signal?: AbortSignal;
+  /** The judge of `selection.judge` (needed when the config names one). */
+  judge?: Judge;
 }
 
 /** A prompt-level curation step's count: how many went in, and how many it dropped (by reason). */
@@ -141,6 +145,8 @@ export async function preparePrompts(
  */
 export async function runDistill(options: DistillRunOptions) {
   const { config, teachers, progress } = options;
+  if (config.selection.judge && !options.judge)
+    throw new InputError(`selection.judge names '${config.selection.judge.teacher}', and no judge was opened`);
   mkdirSync(options.out, { recursive: true });
   const { prompts, stages, contamination, indexes, badLines } = await preparePrompts(config, options);
 
@@ -193,9 +199,15 @@ export async function runDistill(options: DistillRunOptions) {
   for (const answer of answers) byPrompt[answer.prompt]!.push(answer);
   for (const list of byPrompt)
     list.sort((a, b) => order.get(a.teacher)! - order.get(b.teacher)! || a.sample - b.sample);
-  const selections: PromptSelection[] = prompts.map((prompt, index) =>
-    selectAnswers(prompt, index, byPrompt[index]!, config, shown),
-  );
+  const selections: PromptSelection[] = [];
+  for (const [index, prompt] of prompts.entries()) {
+    const { judged, vote } = screenAnswers(prompt, byPrompt[index]!, config, shown);
+    const ranked =
+      config.selection.judge && options.judge
+        ? await judgeAnswers(prompt, judged, config.selection.judge, options.judge)
+        : judged;
+    selections.push(keepAnswers(index, ranked, vote, config));
+  }
   // Records: a kept answer whose text holds an eval item's n-gram goes too.
   for (const selection of selections) {
     selection.kept = selection.kept.filter((judged) => {

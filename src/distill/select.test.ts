@@ -2,7 +2,10 @@ import { describe, expect, it } from "vitest";
 import { distillSchema } from "../core/config/distill-schema.ts";
 import { NearDuplicates } from "./dedupe.ts";
 import type { Answer } from "./generate.ts";
-import { selectAnswers, type ShownBehaviour } from "./select.ts";
+import { Judge } from "../evals/judge.ts";
+import type { Teacher } from "../teachers/teacher.ts";
+import { judgeAnswers } from "./judged.ts";
+import { keepAnswers, screenAnswers, selectAnswers, type ShownBehaviour } from "./select.ts";
 import type { DistillPrompt } from "./sources.ts";
 
 const config = distillSchema.parse({ teachers: [{ name: "a" }, { name: "b" }, { name: "c" }] });
@@ -103,5 +106,60 @@ describe("MinHash LSH near duplicates", () => {
     expect(again.similarity(0, 0)).toBe(1);
     expect(again.add(base.replace("word30", "other"))).toEqual([0]);
     expect(() => new NearDuplicates(0.8, 100, 32)).toThrow(/do not divide/);
+  });
+});
+
+describe("the judge's step of the selection", () => {
+  /** A judge (scripted: no large model runs here) that prefers longer answers, shown in either position. */
+  const longer = new Judge({
+    name: "scripted-judge",
+    family: "generic",
+    generate: async (request: { messages: readonly { content: string }[] }) => {
+      const prompt = request.messages.at(-1)!.content;
+      if (prompt.includes("VERDICT: PASS"))
+        return { content: /Answer to judge:\n.{6,}/.test(prompt) ? "VERDICT: PASS" : "VERDICT: FAIL" };
+      const a = /Answer A:\n(.*)/.exec(prompt)![1]!;
+      const b = /Answer B:\n(.*)/.exec(prompt)![1]!;
+      return { content: `VERDICT: ${a.length === b.length ? "TIE" : a.length > b.length ? "A" : "B"}` };
+    },
+  } as unknown as Teacher);
+  const judged = (...texts: string[]) =>
+    screenAnswers(
+      free,
+      texts.map((text, i) => answer("abc"[i]!, text)),
+      { ...config, selection: { ...config.selection, vote: false } },
+      none,
+    ).judged;
+
+  it("best-of-N ranks the answers by wins in both orders; keep k takes the best", async () => {
+    const ranked = await judgeAnswers(
+      free,
+      judged("short", "a much longer answer", "medium one"),
+      { teacher: "j", rubric: "longer is better", mode: "best", candidates: 6 },
+      longer,
+    );
+    expect(ranked.map((j) => [j.answer.content, j.judgeScore])).toEqual([
+      ["a much longer answer", 2],
+      ["medium one", 1],
+      ["short", 0],
+    ]);
+    expect(keepAnswers(0, ranked, undefined, config).kept.map((j) => j.answer.content)).toEqual([
+      "a much longer answer",
+    ]);
+  });
+
+  it("filter drops what the judge does not pass, and it becomes the rejected side of a preference", async () => {
+    const ranked = await judgeAnswers(
+      free,
+      judged("ok", "a fine answer"),
+      { teacher: "j", rubric: "long enough", mode: "filter", candidates: 6 },
+      longer,
+    );
+    expect(ranked.map((j) => j.excluded)).toEqual(["judge", undefined]);
+    const selection = keepAnswers(0, ranked, undefined, config);
+    expect(selection.preference).toMatchObject({
+      chosen: { answer: { content: "a fine answer" } },
+      rejected: { answer: { content: "ok" } },
+    });
   });
 });

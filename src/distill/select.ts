@@ -6,7 +6,17 @@ import type { DistillPrompt } from "./sources.ts";
 import { extractAnswer, verifyAnswer } from "./verify.ts";
 
 /** Why an answer was not kept, in the order the checks run. */
-export const EXCLUSIONS = ["failed", "probe", "length", "language", "verify", "vote", "duplicate", "surplus"] as const;
+export const EXCLUSIONS = [
+  "failed",
+  "probe",
+  "length",
+  "language",
+  "verify",
+  "vote",
+  "judge",
+  "duplicate",
+  "surplus",
+] as const;
 export type Exclusion = (typeof EXCLUSIONS)[number];
 
 /** A behaviour a teacher's probes found: its answers classed so are not kept. */
@@ -18,6 +28,8 @@ export interface Judged {
   extracted?: string;
   /** Right by the prompt's reference (undefined: no reference). */
   correct?: boolean;
+  /** Best-of-N: wins against the other answers compared, by the judge (a tie counts a half). */
+  judgeScore?: number;
   excluded?: Exclusion;
 }
 
@@ -44,8 +56,8 @@ function latinShare(text: string): number {
  * found (deflection, refusal) goes; so do answers too short, too long or in another script; answers the reference says
  * are wrong; and, where there is no reference, answers that disagree with the vote. The vote is the majority of the
  * extracted answers of every teacher's remaining answers. Ties go to the answer more teachers gave, then to the one
- * whose first supporter comes first (teachers in config order, then samples). Then near-duplicates of an answer kept
- * before go, and the first `keep` are kept.
+ * whose first supporter comes first (teachers in config order, then samples). Then (with a judge, `judged.ts`) the
+ * judge's rubric, then near-duplicates of an answer kept before go, and the first `keep` are kept.
  */
 export function selectAnswers(
   prompt: DistillPrompt,
@@ -54,6 +66,17 @@ export function selectAnswers(
   config: DistillConfig,
   shown: ReadonlyMap<string, ReadonlySet<ShownBehaviour>>,
 ): PromptSelection {
+  const { judged, vote } = screenAnswers(prompt, answers, config, shown);
+  return keepAnswers(index, judged, vote, config);
+}
+
+/** Every check before the judge: failures, the probe filter, length and script, the reference, the vote. */
+export function screenAnswers(
+  prompt: DistillPrompt,
+  answers: readonly Answer[],
+  config: DistillConfig,
+  shown: ReadonlyMap<string, ReadonlySet<ShownBehaviour>>,
+): { judged: Judged[]; vote?: PromptSelection["vote"] } {
   const { selection, curation } = config;
   const judged: Judged[] = answers.map((answer) => {
     if (answer.content === undefined) return { answer, excluded: "failed" };
@@ -97,7 +120,17 @@ export function selectAnswers(
     if (winner && winner[1].votes >= needed) vote = { answer: winner[0], votes: winner[1].votes, of: remaining.length };
     for (const j of remaining) if (!vote || j.extracted !== vote.answer) j.excluded = "vote";
   }
+  return { judged, ...(vote ? { vote } : {}) };
+}
 
+/** Near duplicates out, then the first `keep` of the answers left (in their order: best first), and a preference. */
+export function keepAnswers(
+  index: number,
+  judged: Judged[],
+  vote: PromptSelection["vote"] | undefined,
+  config: DistillConfig,
+): PromptSelection {
+  const { selection, curation } = config;
   const kept: Judged[] = [];
   const seen = new Set<string>();
   // Made when a second answer is left to compare: most prompts have one, and need no index.
@@ -116,7 +149,7 @@ export function selectAnswers(
     else if (kept.length >= selection.keep) j.excluded = "surplus";
     else kept.push(j);
   }
-  const rejected = judged.find((j) => j.excluded === "verify" || j.excluded === "vote");
+  const rejected = judged.find((j) => j.excluded === "verify" || j.excluded === "vote" || j.excluded === "judge");
   return {
     prompt: index,
     judged,

@@ -53,7 +53,16 @@ async function openTeachers(context: CommandContext, config: DistillConfig, cach
         identity,
       });
     }
-    return { teachers, cache, close };
+    let judge;
+    if (config.selection.judge) {
+      // A judge's words are not trained on: its licence passes nothing on, so it is not checked.
+      const entry = await findTeacher(context.config, context.workspace, config.selection.judge.teacher);
+      const teacher = await openTeacher(entry.config, { logger });
+      opened.push(teacher);
+      const { Judge } = await import("../../evals/judge.ts");
+      judge = new Judge(cachedTeacher(teacher, modelIdentity(entry.config), cache));
+    }
+    return { teachers, cache, close, judge };
   } catch (error) {
     await close();
     throw error;
@@ -99,7 +108,7 @@ export function registerDistill(program: Command): void {
       checkQueueOptions(options);
       const out = join(context.workspace, "runs", "distill", options.run ?? newId("distill"));
       const { runDistill, preparePrompts } = await import("../../distill/run.ts");
-      const { teachers, cache, close } = await openTeachers(context, config, options.cache);
+      const { teachers, cache, close, judge } = await openTeachers(context, config, options.cache);
       // SIGINT: no new call starts, those in flight finish, every answer stays in the cache.
       const stop = new AbortController();
       const onSigint = () => {
@@ -131,6 +140,7 @@ export function registerDistill(program: Command): void {
           out,
           progress: context.progress,
           signal: stop.signal,
+          judge,
         });
         const percent = (c: { correct: number; total: number } | undefined) =>
           c && c.total ? `${((100 * c.correct) / c.total).toFixed(1)}% (${c.correct}/${c.total})` : "–";

@@ -83,6 +83,19 @@ export const distillSchema = z
           .describe("keep only answers agreeing with the majority of all teachers' extracted answers"),
         minVotes: z.number().int().min(1).default(2).describe("a prompt with no reference needs this many agreeing"),
         keep: z.number().int().min(1).default(1).describe("answers kept per prompt"),
+        judge: z
+          .object({
+            teacher: z.string().min(1).describe("the judge: a configured or built teacher"),
+            rubric: z.string().min(1),
+            mode: z
+              .enum(["filter", "best"])
+              .default("best")
+              .describe("filter: keep answers the judge passes; best: rank answers by wins against each other"),
+            candidates: z.number().int().min(2).max(16).default(6).describe("best: the answers compared, first ones"),
+          })
+          .strict()
+          .optional()
+          .describe("an LLM judge after the checks: each pair asked in both orders"),
       })
       .strict()
       .default({ verify: true, tolerance: 1e-6, vote: true, minVotes: 2, keep: 1 }),
