@@ -3,6 +3,7 @@
 //    with answers to GSM8K train (7,473 prompts × 3 answerers, so 22,419 answers); the rebuild asks it for every one.
 // 2. Orchestration overhead against driving the engine directly for the same calls (target ≤ 5 %): the test world's
 //    train prompts through tiny-gemma, one call at a time, alternated, medians of 4.
+// 3. Log-prob capture on those answers: bytes a token (target ≤ 100 at k = 20) and the largest error (≤ 0.01).
 //
 //   npm run bench:distill
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
@@ -24,6 +25,14 @@ const answerer = (name: string, calls: { n: number }): Teacher =>
   ({
     name,
     family: "generic",
+    capabilities: {
+      streaming: false,
+      logprobs: false,
+      maxTopLogprobs: 0,
+      score: false,
+      reasoning: false,
+      tokenIds: "engine",
+    },
     generate: async (request: TeacherRequest): Promise<TeacherResponse> => {
       calls.n++;
       const question = request.messages.at(-1)!.content;
@@ -44,6 +53,7 @@ const config = distillSchema.parse({
   sources: [{ builtIn: "gsm8k-train" }],
   teachers: ["a", "b", "c"].map((name) => ({ name, temperature: 0 })),
   curation: { decontaminate: { suites: [] }, probes: [] },
+  logprobs: { topK: 0 },
   concurrency: 16,
 });
 const calls = { n: 0 };
@@ -92,10 +102,12 @@ if (!existsSync(teacherGguf("tiny-gemma"))) {
   });
   const teacher = await openTeacher(teacherConfig);
   const engine = (teacher.inner as import("../../src/teachers/embedded-teacher.ts").EmbeddedTeacher).engine;
+  // The same calls on both paths: no log-prob scoring here (measured on its own below).
   const distill = distillSchema.parse({
     sources: [{ builtIn: "tinyworld", limit: 300 }],
     teachers: [{ name: "tiny-gemma", temperature: 0 }],
     curation: { decontaminate: { suites: [] }, probes: [] },
+    logprobs: { topK: 0 },
     concurrency: 1,
   });
   const { prompts } = await loadPrompts(distill.sources, {
@@ -143,7 +155,34 @@ if (!existsSync(teacherGguf("tiny-gemma"))) {
     orchestrated.push(performance.now() - started);
     await roundCache.close();
   }
+  // 3. Log-prob capture: bytes a token and the largest error, on the kept answers of the last round's cache.
+  const captureCache = await ResponseCache.open(`sqlite:${join(folder, "overhead-3.db")}`);
+  const captured = await runDistill({
+    config: { ...distill, logprobs: { topK: 20 } },
+    teachers: [
+      {
+        config: distill.teachers[0]!,
+        teacher: cachedTeacher(teacher, "overhead-3", captureCache),
+        family: "gemma",
+        licence: "Gemma Terms of Use",
+        identity: "tiny-gemma",
+      },
+    ],
+    workspace: TEST_WORKSPACE,
+    configFolder: folder,
+    out: join(folder, "capture"),
+    progress,
+  });
+  await captureCache.close();
   await teacher.close();
+  const logprobs = captured.logprobs!;
+  const capturePass = logprobs.bytesPerToken <= 100 && logprobs.largestError <= 0.01;
+  failed ||= !capturePass;
+  process.stdout.write(
+    `log-probs: ${logprobs.records} records, ${logprobs.tokens} tokens at top ${logprobs.k}: ${logprobs.bytesPerToken} ` +
+      `bytes a token (target ≤ 100), largest error ${logprobs.largestError.toFixed(4)} (target ≤ 0.01) ` +
+      `${capturePass ? "PASS" : "FAIL"}\n`,
+  );
   const ratio = median(orchestrated) / median(direct);
   const overheadPass = ratio <= 1.05;
   failed ||= !overheadPass;

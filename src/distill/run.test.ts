@@ -243,8 +243,61 @@ describe("avocado distill on the test world (real teachers)", () => {
     // Every answer is in the cache once: what the killed runs finished plus what the rerun asked (failures aside).
     expect(answered + result.modelCalls - failed).toBe(rows());
     const runs = join(folder, "workspace", "runs", "distill");
-    for (const file of ["dataset.jsonl", "preferences.jsonl", "manifest.json"])
+    for (const file of ["dataset.jsonl", "preferences.jsonl", "manifest.json", "logprobs/index.jsonl"])
       expect(readFileSync(join(runs, "killed", file), "utf8")).toBe(readFileSync(join(runs, "clean", file), "utf8"));
+    for (const teacher of NAMES) {
+      const shard = (run: string) => readFileSync(join(runs, run, "logprobs", `${teacher}.bin`));
+      expect(shard("killed").equals(shard("clean")), `${teacher}'s log-prob shard`).toBe(true);
+    }
+  }, 180_000);
+
+  it("SIGINT lets the calls in flight finish, keeps every answer, and says how to go on", async () => {
+    const config = join(folder, "avocado.yaml");
+    const cacheFile = join(folder, "interrupted.db");
+    const args = [
+      "bin/avocado.js",
+      "--json",
+      "-c",
+      config,
+      "distill",
+      "run",
+      "--run",
+      "stopped",
+      "--cache",
+      `sqlite:${cacheFile}`,
+    ];
+    const rows = () => {
+      if (!existsSync(cacheFile)) return 0;
+      const db = new SQLite(cacheFile, { readonly: true, fileMustExist: true });
+      try {
+        return (db.prepare("select count(*) as n from responses").get() as { n: number }).n;
+      } catch {
+        return 0;
+      } finally {
+        db.close();
+      }
+    };
+    const child = spawn(process.execPath, args, { cwd: PROJECT_ROOT, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (part: Buffer) => (stderr += part.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    // Past the probes (about 525 answers), into the fan-out.
+    for (const stop = Date.now() + 90_000; rows() < 560;) {
+      if (Date.now() > stop) throw new Error("the run never reached the fan-out");
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    child.kill("SIGINT");
+    expect(await exited).toBe(2);
+    expect(stderr).toMatch(/interrupted: \d+ answers are in the response cache; run again to finish/);
+    const kept = rows();
+    const rerun = spawnSync(process.execPath, args, { cwd: PROJECT_ROOT, encoding: "utf8" });
+    expect(rerun.status, rerun.stderr).toBe(0);
+    const { modelCalls, manifest } = JSON.parse(rerun.stdout.trim().split("\n").at(-1)!) as {
+      modelCalls: number;
+      manifest: { teachers: { errors: number }[] };
+    };
+    const failed = manifest.teachers.reduce((sum, t) => sum + t.errors, 0);
+    expect(kept + modelCalls - failed).toBe(rows());
   }, 180_000);
 
   it("refuses a teacher whose licence forbids a commercial student, before any call", () => {
