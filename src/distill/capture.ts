@@ -57,8 +57,9 @@ export async function captureLogprobs(options: {
     for (let kept = 0; kept < selection.kept.length; kept++, line++) {
       task.update(line + 1);
       const run = byName.get(selection.kept[kept]!.answer.teacher)!;
-      if (!run.teacher.capabilities.score || run.teacher.capabilities.tokenIds !== "family") {
-        missing(`${run.config.name} cannot score in its family's ids`);
+      // A server's ids are its model's own; only a trimmed vocabulary's ids mean nothing outside it.
+      if (!run.teacher.capabilities.score || run.teacher.capabilities.tokenIds === "trimmed") {
+        missing(`${run.config.name} cannot score in its model's own ids`);
         continue;
       }
       const text = options.assistantText(selection, kept);

@@ -39,7 +39,7 @@ describe("avocado distill on the test world (real teachers)", () => {
     });
     const teacher = await openTeacher(config);
     opened.push(teacher);
-    return { teacher, identity: modelIdentity(config) };
+    return { teacher, identity: await modelIdentity(config) };
   };
   const teachers = async (config: ReturnType<typeof distillSchema.parse>, price?: Partial<TeacherConfig>) =>
     Promise.all(

@@ -149,6 +149,7 @@ export async function runDistill(options: DistillRunOptions) {
     throw new InputError(`selection.judge names '${config.selection.judge.teacher}', and no judge was opened`);
   mkdirSync(options.out, { recursive: true });
   const { prompts, stages, contamination, indexes, badLines } = await preparePrompts(config, options);
+  progress.log(`prompts: ${stages.map((s) => `${s.stage} ${s.out}`).join(", ")}`, { stages });
 
   // What each teacher's probes found: a behaviour shown is filtered from that teacher's answers.
   const shown = new Map<string, Set<ShownBehaviour>>(teachers.map((t) => [t.config.name, new Set()]));

@@ -1,4 +1,4 @@
-import { copyFileSync, mkdirSync, rmSync, utimesSync } from "node:fs";
+import { appendFileSync, copyFileSync, mkdirSync, rmSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
@@ -51,7 +51,7 @@ describe.each(["sqlite", "postgres"] as const)("the response cache (%s)", (kind)
     };
     try {
       const cache = await ResponseCache.open(await url());
-      const cached = cachedTeacher(counted, modelIdentity(config), cache);
+      const cached = cachedTeacher(counted, await modelIdentity(config), cache);
       const first = await cached.generate(ask);
       expect(await cached.generate(ask)).toEqual(first);
       expect(await cached.generate({ ...ask, maxTokens: 16 })).toBeDefined();
@@ -62,11 +62,19 @@ describe.each(["sqlite", "postgres"] as const)("the response cache (%s)", (kind)
       await cache.close();
       // Reopened (another run, after a crash): still there.
       const again = await ResponseCache.open(await url());
-      expect(await cachedTeacher(counted, modelIdentity(config), again).generate(ask)).toEqual(first);
+      expect(await cachedTeacher(counted, await modelIdentity(config), again).generate(ask)).toEqual(first);
       expect([calls, again.hits]).toEqual([4, 1]);
-      // The same path retrained (another modification time) is another model.
+      // The same file touched, or copied elsewhere, is the same model: its content is its identity.
       utimesSync(path, new Date(), new Date(Date.now() + 60_000));
-      await cachedTeacher(counted, modelIdentity(config), again).generate(ask);
+      const elsewhere = join(folder, "copy.gguf");
+      copyFileSync(path, elsewhere);
+      const moved = teacherConfigSchema.parse({ name: "q", family: "qwen", transport: "embedded", path: elsewhere });
+      expect(await modelIdentity(moved)).toBe(await modelIdentity(config));
+      await cachedTeacher(counted, await modelIdentity(config), again).generate(ask);
+      expect(calls).toBe(4);
+      // Retrained at the same path (other bytes) is another model.
+      appendFileSync(path, Buffer.from([0]));
+      await cachedTeacher(counted, await modelIdentity(config), again).generate(ask);
       expect(calls).toBe(5);
       await again.close();
     } finally {
@@ -89,7 +97,7 @@ describe.each(["sqlite", "postgres"] as const)("the response cache (%s)", (kind)
     const messages = [{ role: "user" as const, content: "Convert 2 kg to g." }];
     try {
       const cache = await ResponseCache.open(await url());
-      const cached = cachedTeacher(counted, modelIdentity(config), cache);
+      const cached = cachedTeacher(counted, await modelIdentity(config), cache);
       const first = await cached.score({ messages, continuation: "2000<|im_end|>" });
       expect(await cached.score({ messages, continuation: "2000<|im_end|>" })).toEqual(first);
       expect(Number.isFinite(first.logprob)).toBe(true);

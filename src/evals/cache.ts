@@ -5,7 +5,7 @@ import { dirname } from "node:path";
 import pg from "pg";
 import type { TeacherConfig } from "../core/config/teacher-schema.ts";
 import { errorMessage, InputError } from "../core/errors.ts";
-import { sha256, stableStringify } from "../core/hash.ts";
+import { sha256, sha256File, stableStringify } from "../core/hash.ts";
 import type { ScoreRequest, ScoreResult, Teacher, TeacherRequest, TeacherResponse } from "../teachers/teacher.ts";
 
 interface CacheTables {
@@ -132,13 +132,25 @@ export class ResponseCache {
   }
 }
 
+const fileHashes = new Map<string, string>();
+
 /**
- * A model's identity for the cache: its whole configuration, and for a local file its size and modification time (a
- * retrained model at the same path is another model). A server's model is trusted to stay what its name says.
+ * A model's identity for the cache: what in its configuration shapes its answers (not its name, where its file lies,
+ * its limits or its price), and for a local file the sha256 of its content, so a retrained model at the same path is
+ * another model and the same file copied elsewhere the same one. Hashed once per process and file version (path, size,
+ * modification time). A server's model is trusted to stay what its name says: put its revision in the name.
  */
-export function modelIdentity(config: TeacherConfig): string {
-  const file = config.transport === "embedded" ? statSync(config.path) : undefined;
-  return sha256(stableStringify({ config, file: file ? { size: file.size, modified: file.mtimeMs } : null }));
+export async function modelIdentity(config: TeacherConfig): Promise<string> {
+  let file: string | null = null;
+  if (config.transport === "embedded") {
+    const stat = statSync(config.path);
+    const version = `${config.path}\u0000${stat.size}\u0000${stat.mtimeMs}`;
+    file = fileHashes.get(version) ?? (await sha256File(config.path));
+    fileHashes.set(version, file);
+  }
+  const { name: _name, limits: _limits, price: _price, licence: _licence, ...shaping } = config;
+  const answers = { ...shaping, ...(config.transport === "embedded" ? { path: undefined, sequences: undefined } : {}) };
+  return sha256(stableStringify({ config: answers, file }));
 }
 
 /** The cache key of one request to one model: what shapes the answer, not how long one may wait for it. */

@@ -44,7 +44,7 @@ async function openTeachers(context: CommandContext, config: DistillConfig, cach
     for (const [index, entry] of entries.entries()) {
       const teacher = await openTeacher(entry.config, { logger });
       opened.push(teacher);
-      const identity = modelIdentity(entry.config);
+      const identity = await modelIdentity(entry.config);
       teachers.push({
         config: config.teachers[index]!,
         teacher: cachedTeacher(teacher, identity, cache),
@@ -60,7 +60,7 @@ async function openTeachers(context: CommandContext, config: DistillConfig, cach
       const teacher = await openTeacher(entry.config, { logger });
       opened.push(teacher);
       const { Judge } = await import("../../evals/judge.ts");
-      judge = new Judge(cachedTeacher(teacher, modelIdentity(entry.config), cache));
+      judge = new Judge(cachedTeacher(teacher, await modelIdentity(entry.config), cache));
     }
     return { teachers, cache, close, judge };
   } catch (error) {

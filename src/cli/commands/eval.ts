@@ -43,7 +43,7 @@ async function openModels(context: CommandContext, names: string[], cacheUrl: st
   const open = async (name: string) => {
     const entry = await findTeacher(context.config, context.workspace, name);
     const teacher = await openTeacher(entry.config, { logger });
-    return cachedTeacher(teacher, modelIdentity(entry.config), cache);
+    return cachedTeacher(teacher, await modelIdentity(entry.config), cache);
   };
   try {
     for (const name of names) models.push({ name, teacher: await open(name) });
