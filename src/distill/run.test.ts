@@ -2,6 +2,7 @@ import SQLite from "better-sqlite3";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { scratchFolder, teacherGguf, TEST_WORKSPACE } from "../../test/fixtures.ts";
 import { distillSchema } from "../core/config/distill-schema.ts";
@@ -13,6 +14,33 @@ import { openTeacher } from "../teachers/registry.ts";
 import type { Teacher } from "../teachers/teacher.ts";
 import { unpackLogprobs } from "./logprobs.ts";
 import { runDistill, type DistillTeacherRun } from "./run.ts";
+
+/** The report opens offline in Debian's Chromium, draws both charts, and logs no error. */
+async function expectDrawn(path: string): Promise<void> {
+  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1100, height: 1400 } });
+    const errors: string[] = [];
+    page.on("console", (message) => void (message.type() === "error" && errors.push(message.text())));
+    page.on("pageerror", (error) => errors.push(error.message));
+    await page.route("**/*", (route) => (route.request().url().startsWith("file:") ? route.continue() : route.abort()));
+    await page.goto(`file://${path}`);
+    await page.waitForSelector("body[data-drawn=true]");
+    const inked = await page.$$eval("canvas", (canvases) =>
+      canvases.map((canvas) => {
+        const { data } = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height);
+        let count = 0;
+        for (let i = 3; i < data.length; i += 4) if (data[i]! > 0) count++;
+        return count;
+      }),
+    );
+    expect(inked).toHaveLength(2);
+    for (const count of inked) expect(count).toBeGreaterThan(1_000);
+    expect(errors).toEqual([]);
+  } finally {
+    await browser.close();
+  }
+}
 
 const FAMILY = { "tiny-qwen": "qwen", "tiny-gemma": "gemma", "tiny-gptoss": "gptoss" } as const;
 const LICENCE = { "tiny-qwen": "Apache-2.0 (Qwen3)", "tiny-gemma": "Gemma Terms of Use", "tiny-gptoss": "Apache-2.0" };
@@ -117,7 +145,7 @@ describe("avocado distill on the test world (real teachers)", () => {
     expect(onTopic.map((r) => r.metadata.teacher)).not.toContain("tiny-qwen");
     expect(records.filter((r) => /sensitive topic/.test(r.messages.at(-1)!.content))).toEqual([]);
     expect(existsSync(join(folder, "main", "NOTICE-gemma.txt"))).toBe(manifest.teachers[1]!.contributed > 0);
-    expect(read("main", "report.html")).toContain("Funnel");
+    await expectDrawn(join(folder, "main", "report.html"));
     // Every kept answer's log-probs, top 20 in the family's ids, offsets into the record's text.
     const logprobs = manifest.logprobs!;
     process.stdout.write(`distill log-probs: ${JSON.stringify(logprobs)}\n`);
