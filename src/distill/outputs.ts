@@ -7,7 +7,7 @@ import type { TeacherTally } from "./generate.ts";
 import { captureLogprobs } from "./capture.ts";
 import { obligationsOf } from "./licences.ts";
 import { renderDistillReport } from "./report.ts";
-import type { DistillTeacherRun, StageCount } from "./run.ts";
+import type { DistillTeacherRun, ProbeFinding, StageCount } from "./run.ts";
 import { EXCLUSIONS, type Judged, type PromptSelection } from "./select.ts";
 import type { BadLine, DistillPrompt } from "./sources.ts";
 
@@ -22,7 +22,7 @@ interface OutputInput {
   tallies: Record<string, TeacherTally>;
   stages: StageCount[];
   contamination: Record<string, { prompts: number; records: number }>;
-  probeFindings: { suite: string; teacher: string; metric: string; group: string; difference: number; low: number }[];
+  probeFindings: ProbeFinding[];
   badLines: BadLine[];
 }
 

@@ -69,25 +69,29 @@ describe("avocado distill on the test world (real teachers)", () => {
     opened.push(teacher);
     return { teacher, identity: await modelIdentity(config) };
   };
-  const teachers = async (config: ReturnType<typeof distillSchema.parse>, price?: Partial<TeacherConfig>) =>
+  const teachers = async (
+    config: ReturnType<typeof distillSchema.parse>,
+    price?: Partial<TeacherConfig>,
+    through = cache,
+  ) =>
     Promise.all(
       config.teachers.map(async (t): Promise<DistillTeacherRun> => {
         const name = t.name as Name;
         const { teacher, identity } = await open(name, name === "tiny-gemma" ? price : {});
         return {
           config: t,
-          teacher: cachedTeacher(teacher, identity, cache),
+          teacher: cachedTeacher(teacher, identity, through),
           family: FAMILY[name],
           licence: LICENCE[name],
           identity,
         };
       }),
     );
-  const run = async (settings: object, out: string, price?: Partial<TeacherConfig>) => {
+  const run = async (settings: object, out: string, price?: Partial<TeacherConfig>, through = cache) => {
     const config = distillSchema.parse(settings);
     return runDistill({
       config,
-      teachers: await teachers(config, price),
+      teachers: await teachers(config, price, through),
       workspace: TEST_WORKSPACE,
       configFolder: folder,
       out: join(folder, out),
@@ -198,9 +202,15 @@ describe("avocado distill on the test world (real teachers)", () => {
       })),
       curation: { ...SETTINGS.curation, probes: [] },
     };
-    const manifest = await run(settings, "budget", {
-      price: { inputPerMillion: 1_000_000, outputPerMillion: 2_000_000 },
-    });
+    // A cache of its own: a cached answer costs what it cost when it was made (here, unpriced: nothing).
+    const priced = await ResponseCache.open(`sqlite:${join(folder, "priced.db")}`);
+    const manifest = await run(
+      settings,
+      "budget",
+      { price: { inputPerMillion: 1_000_000, outputPerMillion: 2_000_000 } },
+      priced,
+    );
+    await priced.close();
     const gemma = manifest.teachers.find((t) => t.name === "tiny-gemma")!;
     expect(gemma.budgetReached).toBe(true);
     expect(gemma.skipped).toBeGreaterThan(0);

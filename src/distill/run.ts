@@ -35,6 +35,16 @@ export interface DistillRunOptions {
   judge?: Judge;
 }
 
+/** A behaviour a teacher's probe showed, against its control group (difference and its lower bound). */
+export interface ProbeFinding {
+  suite: string;
+  teacher: string;
+  metric: string;
+  group: string;
+  difference: number;
+  low: number;
+}
+
 /** A prompt-level curation step's count: how many went in, and how many it dropped (by reason). */
 export interface StageCount {
   stage: string;
@@ -153,14 +163,7 @@ export async function runDistill(options: DistillRunOptions) {
 
   // What each teacher's probes found: a behaviour shown is filtered from that teacher's answers.
   const shown = new Map<string, Set<ShownBehaviour>>(teachers.map((t) => [t.config.name, new Set()]));
-  const probeFindings: {
-    suite: string;
-    teacher: string;
-    metric: string;
-    group: string;
-    difference: number;
-    low: number;
-  }[] = [];
+  const probeFindings: ProbeFinding[] = [];
   for (const name of config.curation.probes) {
     const suite = openSuite(name, options.workspace);
     const { summary } = await runEval({
@@ -216,6 +219,8 @@ export async function runDistill(options: DistillRunOptions) {
       if (suite) contamination[suite]!.records++;
       return suite === undefined;
     });
+    // A preference pair stands on a kept answer.
+    if (selection.preference && !selection.kept.includes(selection.preference.chosen)) delete selection.preference;
   }
   return writeOutputs({
     out: options.out,
