@@ -78,7 +78,7 @@ new Chart(document.getElementById("funnel"), {
   options: { maintainAspectRatio: false, animation: false },
 });
 const reasons = [...new Set(manifest.teachers.flatMap((t) => Object.keys(t.excluded)))];
-const colours = ["#3a9a5b", "#d9822b", "#a43d8e", "#7a7a7a", "#2f6fb0", "#c0392b", "#16a085", "#8e44ad", "#2c3e50"];
+const colours = ["#3a9a5b", "#d9822b", "#a43d8e", "#7a7a7a", "#2f6fb0", "#c0392b", "#16a085", "#8e44ad", "#2c3e50", "#b8a12f"];
 new Chart(document.getElementById("teachers"), {
   type: "bar",
   data: {
