@@ -80,7 +80,9 @@ export async function captureLogprobs(options: {
       const file = `${run.config.name}.bin`;
       const offset = sizes.get(file) ?? 0;
       sizes.set(file, offset + packed.length);
-      shards.set(file, [...(shards.get(file) ?? []), packed]);
+      const parts = shards.get(file) ?? [];
+      parts.push(packed);
+      shards.set(file, parts);
       index.push(
         JSON.stringify({
           record: line,

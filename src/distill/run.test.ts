@@ -15,6 +15,19 @@ import type { Teacher } from "../teachers/teacher.ts";
 import { unpackLogprobs } from "./logprobs.ts";
 import { runDistill, type DistillTeacherRun } from "./run.ts";
 
+/** The answers in a SQLite response cache a CLI run is writing (0 before it has its table). */
+function cachedAnswers(file: string): number {
+  if (!existsSync(file)) return 0;
+  const db = new SQLite(file, { readonly: true, fileMustExist: true });
+  try {
+    return (db.prepare("select count(*) as n from responses").get() as { n: number }).n;
+  } catch {
+    return 0;
+  } finally {
+    db.close();
+  }
+}
+
 /** The report opens offline in Debian's Chromium, draws both charts, and logs no error. */
 async function expectDrawn(path: string): Promise<void> {
   const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
@@ -103,6 +116,14 @@ describe("avocado distill on the test world (real teachers)", () => {
   beforeAll(async () => {
     mkdirSync(folder, { recursive: true });
     cache = await ResponseCache.open(`sqlite:${join(folder, "cache.db")}`);
+    // For the CLI runs: the test world's teachers in a workspace of their own (runs/ go there), and SETTINGS.
+    writeFileSync(
+      join(folder, "avocado.yaml"),
+      `workspace: ${join(folder, "workspace")}\ndistill: ${JSON.stringify(SETTINGS)}\n`,
+    );
+    mkdirSync(join(folder, "workspace"), { recursive: true });
+    for (const part of ["teachers", "tinyworld"])
+      symlinkSync(join(TEST_WORKSPACE, part), join(folder, "workspace", part));
   });
   afterAll(async () => {
     for (const teacher of opened) await teacher.close();
@@ -232,11 +253,6 @@ describe("avocado distill on the test world (real teachers)", () => {
 
   it("after kill -9 at five points, the rerun writes the same dataset, no finished call paid twice", async () => {
     const config = join(folder, "avocado.yaml");
-    writeFileSync(config, `workspace: ${join(folder, "workspace")}\ndistill: ${JSON.stringify(SETTINGS)}\n`);
-    // The test world's teachers, in a workspace of its own (runs/ go there).
-    mkdirSync(join(folder, "workspace"), { recursive: true });
-    for (const part of ["teachers", "tinyworld"])
-      symlinkSync(join(TEST_WORKSPACE, part), join(folder, "workspace", part));
     const killedCache = join(folder, "killed.db");
     const command = (run: string, cacheFile: string) => [
       ...["bin/avocado.js", "--json", "-c", config, "distill", "run"],
@@ -249,17 +265,7 @@ describe("avocado distill on the test world (real teachers)", () => {
     });
     expect(clean.status, clean.stderr).toBe(0);
     const args = command("killed", killedCache);
-    const rows = () => {
-      if (!existsSync(killedCache)) return 0;
-      const db = new SQLite(killedCache, { readonly: true, fileMustExist: true });
-      try {
-        return (db.prepare("select count(*) as n from responses").get() as { n: number }).n;
-      } catch {
-        return 0;
-      } finally {
-        db.close();
-      }
-    };
+    const rows = () => cachedAnswers(killedCache);
     for (const at of [20, 150, 300, 450, 560]) {
       const child = spawn(process.execPath, args, { cwd: PROJECT_ROOT, stdio: "ignore" });
       const exited = new Promise((resolve) => child.once("exit", resolve));
@@ -304,17 +310,7 @@ describe("avocado distill on the test world (real teachers)", () => {
       "--cache",
       `sqlite:${cacheFile}`,
     ];
-    const rows = () => {
-      if (!existsSync(cacheFile)) return 0;
-      const db = new SQLite(cacheFile, { readonly: true, fileMustExist: true });
-      try {
-        return (db.prepare("select count(*) as n from responses").get() as { n: number }).n;
-      } catch {
-        return 0;
-      } finally {
-        db.close();
-      }
-    };
+    const rows = () => cachedAnswers(cacheFile);
     const child = spawn(process.execPath, args, { cwd: PROJECT_ROOT, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (part: Buffer) => (stderr += part.toString()));

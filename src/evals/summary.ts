@@ -144,12 +144,12 @@ export function summarize(
   const scores: EvalSummary["scores"] = {};
   for (const model of models) {
     scores[model] = {};
-    for (const metric of suite.metrics) {
-      scores[model][metric] = {};
-      for (const group of groups) {
-        const { answers, errors } = answersOf(suite, records, model, group, samples);
-        scores[model][metric][group] = groupScore(answers.value(metric), answers.clusters, errors);
-      }
+    for (const metric of suite.metrics) scores[model][metric] = {};
+    for (const group of groups) {
+      // A model's answers on a group, once: each metric reads its own value from them.
+      const { answers, errors } = answersOf(suite, records, model, group, samples);
+      for (const metric of suite.metrics)
+        scores[model][metric]![group] = groupScore(answers.value(metric), answers.clusters, errors);
     }
   }
   const metric = suite.metrics[0]!;
