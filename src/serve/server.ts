@@ -10,6 +10,7 @@ import { buildApi } from "./app.ts";
 import type { Limiter } from "./limits/limiter.ts";
 import { MemoryLimiter } from "./limits/memory-limiter.ts";
 import { RedisLimiter } from "./limits/redis-limiter.ts";
+import { releaseVerdict } from "../export/model-card.ts";
 import { EmbeddedServedModel } from "./models/embedded-model.ts";
 import type { ServedModel } from "./models/served-model.ts";
 import { UpstreamServedModel } from "./models/upstream-model.ts";
@@ -66,6 +67,21 @@ export async function recoverHolds(
 /** Where a server keeps the settlements its store could not take yet (see `SettlementRetry`). */
 const pendingSettlementsFolder = (workspace: string) => join(workspace, ".avocado", "pending-settlements");
 
+/** A student is sold only once its release gate passed (`avocado-card.json` beside its GGUF). */
+function checkReleases(config: ServeConfig, allowUngated: boolean, logger: Logger): void {
+  for (const model of config.models) {
+    if (!model.gguf) continue;
+    const path = isAbsolute(model.gguf) ? model.gguf : resolve(model.gguf);
+    const release = releaseVerdict(path);
+    if (!("reason" in release)) continue;
+    if (!allowUngated)
+      throw new InputError(
+        `refusing to serve ${model.name} (${path}): ${release.reason}. Retrain until the gate passes, or pass --allow-ungated to serve it anyway (not for customers)`,
+      );
+    logger.log("warn", "api.ungated_model", { model: model.name, verdict: release.verdict, reason: release.reason });
+  }
+}
+
 /** Listens, turning the usual failures into clear errors (the address taken, not allowed, not this machine's). */
 async function listen(app: FastifyInstance, host: string, port: number): Promise<string> {
   try {
@@ -97,9 +113,12 @@ export async function startApi(options: {
   adminToken?: string;
   logger?: Logger;
   models?: Map<string, ServedModel>;
+  /** Serve a student whose release gate failed or never ran (its card says so): for trying it, not for customers. */
+  allowUngated?: boolean;
 }): Promise<RunningApi> {
   const { config } = options;
   const logger = options.logger ?? SILENT_LOGGER;
+  if (!options.models) checkReleases(config, options.allowUngated === true, logger);
   // A long-running server: on SQLite its ledger journals each operation (one write) and commits its tables in batches.
   const store = await Store.open(storeUrl(config.store, options.workspace), {
     journal: true,

@@ -39,6 +39,11 @@ export class TrimmedVocabulary {
     });
   }
 
+  /** The trimmed id of one real id, or undefined when the trimmed vocabulary lacks it. */
+  fromFullId(fullId: number): number | undefined {
+    return this.toTrimmed.get(fullId);
+  }
+
   toFull(trimmedIds: readonly number[]): number[] {
     return trimmedIds.map((id) => {
       const full = this.fullIds[id];

@@ -62,6 +62,8 @@ export async function writeShards(
   vocabularySize: number,
   sequences: readonly TrainingSequence[],
   tokenizer?: ShardIndex["tokenizer"],
+  /** More files for the folder (the KD sidecar, kd-shards.ts), written before it is renamed into place. */
+  sidecar: Record<string, Uint8Array> = {},
 ): Promise<ShardIndex> {
   const total = sequences.reduce((sum, s) => sum + s.tokens.length, 0);
   const tokens = new Uint32Array(total);
@@ -105,6 +107,7 @@ export async function writeShards(
   await writeFileAtomic(join(staging, "tokens.bin"), new Uint8Array(tokens.buffer));
   await writeFileAtomic(join(staging, "mask.bin"), mask);
   await writeFileAtomic(join(staging, "offsets.bin"), new Uint8Array(offsets.buffer));
+  for (const [name, bytes] of Object.entries(sidecar)) await writeFileAtomic(join(staging, name), bytes);
   await writeJsonAtomic(join(staging, "index.json"), index);
   await rm(folder, { recursive: true, force: true });
   await rename(staging, folder);

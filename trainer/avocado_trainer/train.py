@@ -19,11 +19,14 @@ import torch.nn.functional as F
 
 from .atomic import write_atomic
 from .data import EpochCache, ShardError, Shards
+from .kd import MODE_SAME, kd_losses
 from .hf import load_hf_checkpoint, save_hf_checkpoint
 from .model import Qwen3Config, Qwen3ForCausalLM
+from . import parallel
 from .safetensors_io import SafetensorsError
 
 CHECKPOINT = "checkpoint.pt"
+TERMS = ("sft", "kd", "crossKd")
 
 
 class JobError(Exception):
@@ -61,6 +64,38 @@ def build_optimizer(model, optimization):
     return torch.optim.AdamW(groups, lr=optimization["learningRate"], betas=(0.9, 0.95), eps=1e-8)
 
 
+def batch_norms(targets, rows, weights, shards):
+    """Each loss term's normaliser over the global batch: the summed sequence weights of its positions."""
+    norms = {"sft": float(weights[targets != -100].sum()), "kd": 0.0, "crossKd": 0.0}
+    if shards.kd is not None:
+        has = rows >= 0
+        modes = torch.from_numpy(shards.kd_mode[rows[has].numpy()].astype(np.int64))
+        w = weights[has]
+        norms["kd"] = float(w[modes == MODE_SAME].sum())
+        norms["crossKd"] = float(w[modes != MODE_SAME].sum())
+    return norms
+
+
+def step_terms(logits, targets, rows, weights, shards, loss_config, device):
+    """The weighted sums of each loss term on one micro-batch (divided by the global normalisers by the caller)."""
+    flat = logits.reshape(-1, logits.shape[-1]).float()
+    ce = F.cross_entropy(flat, targets.reshape(-1), ignore_index=-100, reduction="none")
+    terms = {"sft": (ce * weights.reshape(-1)).sum()}
+    zero = flat.sum() * 0.0
+    terms["kd"] = zero
+    terms["crossKd"] = zero
+    if shards.kd is not None:
+        positions = (rows.reshape(-1) >= 0).nonzero().squeeze(1)
+        if positions.numel() > 0:
+            ids, logp, modes = shards.kd_rows(rows.reshape(-1)[positions].numpy())
+            ids, logp, modes = ids.to(device), logp.to(device), modes.to(device)
+            positions = positions.to(device)
+            per_row = kd_losses(flat[positions], ids, logp, modes, loss_config) * weights.reshape(-1)[positions]
+            terms["kd"] = per_row[modes == MODE_SAME].sum()
+            terms["crossKd"] = per_row[modes != MODE_SAME].sum()
+    return terms
+
+
 def distributed(device):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -96,21 +131,22 @@ def run(job):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise JobError("device 'cuda' was asked for but torch sees no GPU")
     model.to(device)
-    optimizer = build_optimizer(model, optimization)
+    kind = job.get("parallel") or "ddp"
 
     step = 0
     history = []
+    term_history = {}
     checkpoint_path = os.path.join(out, CHECKPOINT)
     if os.path.exists(checkpoint_path):
         # Our own file; it holds RNG states, which torch >= 2.6's weights_only loader refuses.
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         try:
             model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as error:
             raise JobError(f"{checkpoint_path}: does not match this job's model ({str(error).splitlines()[0]}); remove it to start over") from error
         step = state["step"]
         history = state["history"]
+        term_history = state.get("terms", {})
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
@@ -119,10 +155,14 @@ def run(job):
         if rank == 0:
             emit("resume", step=step)
 
-    train_model = model
-    if world > 1:
-        # Buffers (RoPE tables, causal mask) are computed identically on every rank: no need to broadcast them.
-        train_model = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False, device_ids=[device.index] if device.type == "cuda" else None)
+    train_model = parallel.wrap(model, kind, device, world)
+    # Under FSDP the optimizer holds only this rank's shard: it is built over the wrapped parameters.
+    optimizer = build_optimizer(train_model if kind == "fsdp" else model, optimization)
+    if step > 0:
+        try:
+            parallel.load_optimizer(train_model, optimizer, state["optimizer"], kind)
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise JobError(f"{checkpoint_path}: its optimizer state does not match this job ({str(error).splitlines()[0]}); remove it to start over") from error
 
     total_steps = optimization["steps"]
     batch_size = optimization["batchSize"]
@@ -143,52 +183,63 @@ def run(job):
 
     started = time.time()
     tokens_seen = 0
+    loss_config = job.get("loss") or {}
+    weights = {"sft": float(loss_config.get("sft", 1.0)), "kd": float(loss_config.get("kd", 0.0)),
+               "crossKd": float(loss_config.get("crossKd", 0.0))}
     model.train()
     while step < total_steps:
         indices = cache.batch_indices(step, batch_size)
-        inputs_all, targets_all, real_tokens = shards.collate(indices, context, pad_id)
-        target_tokens = int((targets_all != -100).sum())
-        if target_tokens == 0:
+        inputs_all, targets_all, real_tokens, rows_all, weights_all = shards.collate_kd(indices, context, pad_id)
+        # Each term is a weighted mean over the whole global batch: the normalisers are counted before it is split.
+        norms = batch_norms(targets_all, rows_all, weights_all, shards)
+        if norms["sft"] == 0 and norms["kd"] == 0 and norms["crossKd"] == 0:
             raise JobError(f"step {step}: the batch has no training targets (check the loss masks)")
         rate = learning_rate(step, optimization)
         for group in optimizer.param_groups:
             group["lr"] = rate
-        loss_sum = torch.zeros((), device=device)
+        sums = torch.zeros(3, dtype=torch.float64)
         optimizer.zero_grad(set_to_none=True)
         for part in range(accumulation):
             rows = slice(part * micro, (part + 1) * micro)
             inputs = inputs_all[rows][rank::world].to(device)
-            targets = targets_all[rows][rank::world].to(device)
             logits = train_model(inputs)
-            summed = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100, reduction="sum")
-            # Normalise by the global number of targets; DDP averages gradients over ranks.
-            loss = summed * world / target_tokens
-            if world > 1 and part < accumulation - 1:
+            terms = step_terms(logits, targets_all[rows][rank::world].to(device), rows_all[rows][rank::world],
+                               weights_all[rows][rank::world].to(device), shards, loss_config, device)
+            loss = sum(weights[name] * terms[name] * world / norms[name] for name in TERMS if norms[name] > 0)
+            if not torch.is_tensor(loss):
+                continue
+            if world > 1 and part < accumulation - 1 and hasattr(train_model, "no_sync"):
                 with train_model.no_sync():
                     loss.backward()
             else:
                 loss.backward()
-            loss_sum += summed.detach()
+            sums += torch.tensor([float(terms[name].detach()) for name in TERMS], dtype=torch.float64)
         tokens_seen += real_tokens
         if world > 1:
-            dist.all_reduce(loss_sum)
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            dist.all_reduce(sums)
+        norm = parallel.clip(train_model, model, clip)
         optimizer.step()
         step += 1
-        mean_loss = float(loss_sum) / target_tokens
+        parts = {name: float(sums[i]) / norms[name] for i, name in enumerate(TERMS) if norms[name] > 0}
+        mean_loss = sum(weights[name] * value for name, value in parts.items())
         if not math.isfinite(mean_loss):
             raise JobError(f"step {step}: loss is {mean_loss} (diverged; lower the learning rate)")
         history.append([step, mean_loss])
+        for name, value in parts.items():
+            term_history.setdefault(name, []).append([step, value])
         if rank == 0:
             elapsed = time.time() - started
-            emit("step", step=step, steps=total_steps, loss=mean_loss, lr=rate, gradNorm=float(norm),
+            emit("step", step=step, steps=total_steps, loss=mean_loss, lr=rate, gradNorm=float(norm), terms=parts,
                  tokensPerSecond=tokens_seen / elapsed if elapsed > 0 else 0.0)
+        if step % checkpoint_every == 0 or step == total_steps:
+            weights_state, optimizer_state = parallel.full_states(train_model, model, optimizer, kind)
         if rank == 0 and (step % checkpoint_every == 0 or step == total_steps):
             atomic_save({
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
+                "model": weights_state,
+                "optimizer": optimizer_state,
                 "step": step,
                 "history": history,
+                "terms": term_history,
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                         "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
             }, checkpoint_path)
@@ -197,8 +248,11 @@ def run(job):
             break
 
     if rank == 0 and step >= total_steps:
+        if kind == "fsdp":
+            model.load_state_dict(weights_state)
         save_hf_checkpoint(model, out, bos_token_id=job.get("bosId"), eos_token_id=job.get("eosId"))
-        emit("done", step=step, loss=history[-1][1] if history else None, seconds=time.time() - started, history=history)
+        emit("done", step=step, loss=history[-1][1] if history else None, seconds=time.time() - started, history=history,
+             terms=term_history)
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -212,7 +266,7 @@ def main(argv=None):
         with open(args.job, "r", encoding="utf-8") as handle:
             job = json.load(handle)
         run(job)
-    except (JobError, ShardError, SafetensorsError, ValueError) as error:
+    except (JobError, ShardError, SafetensorsError, parallel.ParallelError, ValueError) as error:
         emit("error", message=str(error))
         return 2
     except (OSError, json.JSONDecodeError) as error:

@@ -34,9 +34,18 @@ export function registerServe(program: Command): void {
     .option("--redis <url>", "share limits across replicas through Redis")
     .option("--gguf <name=path...>", "serve a local GGUF under a name (repeatable), at --price")
     .option("--price <in,out>", "micro-units per million input,output tokens for --gguf models", "1000000,2000000")
+    .option("--allow-ungated", "serve a student whose release gate failed or never ran (its card says so)")
     .action(
       async (
-        options: { port?: string; host?: string; store?: string; redis?: string; gguf?: string[]; price: string },
+        options: {
+          port?: string;
+          host?: string;
+          store?: string;
+          redis?: string;
+          gguf?: string[];
+          price: string;
+          allowUngated?: boolean;
+        },
         command: Command,
       ) => {
         const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
@@ -67,7 +76,13 @@ export function registerServe(program: Command): void {
         const adminToken = process.env[config.adminTokenEnv];
         if (adminToken) logger.addSecret(adminToken);
         const { startApi } = await import("../../serve/server.ts");
-        const api = await startApi({ config, workspace: context.workspace, adminToken, logger });
+        const api = await startApi({
+          config,
+          workspace: context.workspace,
+          adminToken,
+          logger,
+          allowUngated: options.allowUngated === true,
+        });
         logger.log("info", "api.listening", {
           url: api.url,
           instance: api.instance,
