@@ -19,21 +19,24 @@ const STAGES = [
   "distill",
   "train",
   "evals",
+  "student",
   "serve",
   "cli",
 ];
 const FORBIDDEN = {
   core: STAGES.filter((stage) => stage !== "core"),
   openai: STAGES.filter((stage) => stage !== "core" && stage !== "openai"),
-  tokenizers: ["engine", "teachers", "tinyworld", "distill", "evals", "serve", "cli"],
-  chat: ["engine", "teachers", "tinyworld", "distill", "evals", "serve", "cli"],
-  engine: ["teachers", "tinyworld", "distill", "evals", "serve", "cli"],
-  teachers: ["distill", "evals", "serve", "cli"],
+  tokenizers: ["engine", "teachers", "tinyworld", "distill", "evals", "student", "serve", "cli"],
+  chat: ["engine", "teachers", "tinyworld", "distill", "evals", "student", "serve", "cli"],
+  engine: ["teachers", "tinyworld", "distill", "evals", "student", "serve", "cli"],
+  teachers: ["distill", "evals", "student", "serve", "cli"],
   // The evals judge teachers and students; distillation and training build on them, never the other way.
-  evals: ["distill", "train", "serve", "cli"],
+  evals: ["distill", "train", "student", "serve", "cli"],
   // Distillation uses the teachers and the evals (cache, decontamination, probes); training reads its output files.
-  distill: ["train", "serve", "cli"],
-  serve: ["teachers", "distill", "train", "evals", "tinyworld", "cli"],
+  distill: ["train", "student", "serve", "cli"],
+  // The student is built from a distill run by the trainer, judged by the evals; the API reads only its card file.
+  student: ["serve", "cli"],
+  serve: ["teachers", "distill", "train", "evals", "tinyworld", "student", "cli"],
 };
 // The tokenizers' tests check trimmed vocabularies against llama.cpp itself: they may load the engine.
 const CODE_ONLY = new Set(["tokenizers"]);

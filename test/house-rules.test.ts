@@ -20,6 +20,9 @@ describe("stage boundaries (eslint)", () => {
     ).toBe(1);
     expect(await restricted("src/serve/probe.test.ts", 'import "../train/launcher.ts";\n')).toBe(1);
     expect(await restricted("src/serve/probe.ts", 'import "../tinyworld/world.ts";\n')).toBe(1);
+    // The API reads a student's card file (export/model-card.ts), never the student stage; nor the student the API.
+    expect(await restricted("src/serve/probe.ts", 'import "../student/train-student.ts";\n')).toBe(1);
+    expect(await restricted("src/student/probe.test.ts", 'import "../serve/server.ts";\n')).toBe(1);
   });
 
   it("fails an upward import from core and the shared OpenAI module, and lets downward ones through", async () => {

@@ -22,6 +22,7 @@ interface TrainOptions {
   steps?: string;
   initFrom?: string;
   evaluate?: boolean;
+  ablation?: boolean;
 }
 
 /** A distill run by name (runs/distill/<name>) or path; none named: the latest finished one. */
@@ -137,6 +138,33 @@ async function trainStudentCommand(context: CommandContext, options: TrainOption
   );
 }
 
+async function ablationCommand(context: CommandContext, options: TrainOptions) {
+  const runFolder = distillRunFolder(context, options.from ?? context.config.student.from);
+  ensureTorch(context.python);
+  const { runAblation } = await import("../../student/ablation.ts");
+  const out = join(context.workspace, "runs", "ablation", options.run ?? "latest");
+  const result = await runAblation({
+    config: context.config,
+    workspace: context.workspace,
+    python: context.python,
+    progress: context.progress,
+    runFolder,
+    out,
+    steps: options.steps ? positiveInteger(options.steps, "--steps") : undefined,
+    log: (line) => context.progress.log(line),
+  });
+  context.print(
+    `${result.table}
+
+saved: ${join(out, "ablation.md")}, ablation.json; best student: ${result.best}`,
+    {
+      out,
+      rows: result.rows,
+      best: result.best,
+    },
+  );
+}
+
 export function registerTrain(program: Command): void {
   program
     .command("train")
@@ -152,6 +180,7 @@ export function registerTrain(program: Command): void {
       "the training run's name: runs/train/<name>/ (default: the student's name); the same name resumes",
     )
     .option("--out <dir>", "the model folder (default: <workspace>/models/<student name>); with --shards: required")
+    .option("--ablation", "train SFT only, + KD, + cross-tokenizer KD (ULD, hybrid), + on-policy; tabulate per skill")
     .option("--no-evaluate", "skip the eval suites and the release gate (the card then says it is ungated)")
     .option(
       "--shards <dir>",
@@ -164,6 +193,7 @@ export function registerTrain(program: Command): void {
     .action(async (options: TrainOptions, command: Command) => {
       const context = await commandContext(command.optsWithGlobals<GlobalOptions>());
       if (options.shards) await trainShards(context, options);
+      else if (options.ablation) await ablationCommand(context, options);
       else await trainStudentCommand(context, options);
     });
 }
