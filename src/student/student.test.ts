@@ -169,6 +169,28 @@ describe("the student: avocado train --from a distill run (real teachers, PyTorc
     else await expect(trained).rejects.toThrow(/parallel 'fsdp' needs a torch whose FSDP imports here .*use 'ddp'/);
   }, 120_000);
 
+  it("runs an on-policy round: the student samples, its teachers score, it learns from their top-k", () => {
+    writeConfig("on-policy.yaml", `${STUDENT}  onPolicy: { rounds: 1, prompts: 24, steps: 6, maxTokens: 48 }\n`);
+    const trained = cli(
+      ["train", "--from", "d1", "--run", "gkd", "--no-evaluate", "--out", join(folder, "gkd")],
+      "on-policy.yaml",
+    );
+    expect(trained.status, trained.stderr).toBe(0);
+    const samples = readFileSync(join(workspace, "runs", "train", "gkd", "on-policy-1", "samples.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    expect(samples.length).toBeGreaterThan(0);
+    for (const sample of samples) {
+      expect(sample.sft).toBe(false);
+      expect(sample.teacherTokens.tokens.length).toBeGreaterThan(0);
+    }
+    // Steps continue across phases: 30 off-policy, then 6 on-policy.
+    const total = (trained.result!.terms as Record<string, [number, number][]>).total!;
+    expect(total.at(-1)![0]).toBe(36);
+    expect(readFileSync(join(folder, "gkd", "MODEL_CARD.md"), "utf8")).toMatch(/on-policy 1 \(6 steps/);
+  }, 300_000);
+
   describe("bad input, each with a clear error", () => {
     const copy = (name: string) => {
       const to = join(workspace, "runs", "distill", name);

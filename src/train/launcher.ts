@@ -23,6 +23,10 @@ export interface TrainJob {
   eosId?: number;
   /** "cpu" (default) or "cuda" (one GPU per rank under --processes). */
   device?: "cpu" | "cuda";
+  /** The loss mix (student.loss): SFT and KD weights, divergence, temperature, tail; absent: SFT only. */
+  loss?: Record<string, number | string>;
+  /** "ddp" (default) or "fsdp" (parameters and optimizer state sharded across processes). */
+  parallel?: "ddp" | "fsdp";
   /** Stop (after checkpointing) once this step is reached; tests use it. */
   stopAfterSteps?: number;
 }

@@ -96,6 +96,27 @@ distill:
   commercial: true                # refuse teachers whose licence forbids a commercial student
   concurrency: 4
 
+# The student: 'avocado train' learns from a distill run (the latest, unless from: names one).
+student:
+  name: avocado-student           # models/<name>/: HF layout, GGUF, MODEL_CARD.md, licenses.json
+  # from: june                    # a run in runs/distill/
+  # architecture: { layers: 4, hidden: 128, heads: 4, kvHeads: 2, headDim: 32, ffn: 384, context: 256 }
+  # optimization: { steps: 1500, batchSize: 32, learningRate: 0.003 }
+  loss:
+    sft: 1                        # cross-entropy on the kept answers
+    kd: 1                         # top-k KD from teachers with the student's tokenizer
+    crossKd: 1                    # KD from teachers with other tokenizers
+    divergence: forward-kl        # forward-kl | reverse-kl | jsd (with beta)
+    temperature: 1
+    tail: bucket                  # mass outside the top-k: bucket | renormalize
+    crossTokenizer: hybrid        # hybrid (exact where spans agree, ULD elsewhere) | uld | off
+  teachers: {}                    # static weight per teacher, e.g. { tiny-gptoss: 0.5 }
+  weighting: evidence             # times the selection's evidence (verified, vote share, judge)
+  onPolicy: { rounds: 0, prompts: 256, steps: 200 }   # GKD rounds: the student samples, teachers score
+  processes: 1                    # data-parallel ranks (gloo on CPU)
+  evaluate: true                  # eval suites against each teacher, then the release gate
+  suites: [tinyworld, tinyworld-probes]
+
 # The official, metered API: 'avocado serve'. Keys: 'avocado keys create --org NAME'.
 serve:
   host: 127.0.0.1
