@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { CHAT_FORMATS } from "../chat/chat-format.ts";
 import type { DistillConfig } from "../core/config/distill-schema.ts";
 import { writeFileAtomic } from "../core/atomic-write.ts";
 import { errorMessage } from "../core/errors.ts";
@@ -18,6 +19,21 @@ export interface LogprobSummary {
   largestError: number;
   /** Records without log-probs: their teacher cannot score, or scoring failed (counted by reason). */
   missing: Record<string, number>;
+}
+
+/**
+ * What the teacher is scored on: its whole turn as it produced it (a reasoning family's reasoning block first, so the
+ * answer's tokens are scored in the context the teacher wrote them in), and where the answer starts in it.
+ */
+function scoredTurn(family: string, reasoning: string | undefined, answer: string, inline: boolean) {
+  const format = CHAT_FORMATS[family as keyof typeof CHAT_FORMATS];
+  if (!format?.reasons || inline) return { text: answer, start: 0 };
+  const rendered = format.renderCompletion(reasoning ?? "", answer);
+  const parts = (typeof rendered === "string" ? [rendered] : rendered).slice(0, -1);
+  const text = parts
+    .map((part) => (typeof part === "string" ? part : part.type === "specialTokensText" ? part.value : ""))
+    .join("");
+  return { text, start: text.length - answer.length };
 }
 
 /**
@@ -63,14 +79,20 @@ export async function captureLogprobs(options: {
         continue;
       }
       const text = options.assistantText(selection, kept);
+      const inline = options.config.curation.reasoning === "keep";
+      const turn = scoredTurn(run.family, selection.kept[kept]!.answer.reasoning?.trim(), text, inline);
       let tokens;
       try {
         const scored = await run.teacher.score({
           messages: options.prompts[selection.prompt]!.messages,
-          continuation: text,
+          continuation: turn.text,
           topLogprobs: Math.min(k, run.teacher.capabilities.maxTopLogprobs || k),
         });
-        tokens = withOffsets(text, scored.tokens, k);
+        // Only the answer's tokens are kept, their offsets into the answer.
+        const skip = Buffer.byteLength(turn.text.slice(0, turn.start));
+        tokens = withOffsets(turn.text, scored.tokens, k)
+          .filter((token) => token.offset >= skip)
+          .map((token) => ({ ...token, offset: token.offset - skip }));
       } catch (error) {
         missing(`scoring failed: ${errorMessage(error).slice(0, 120)}`);
         continue;

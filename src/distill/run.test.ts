@@ -190,6 +190,20 @@ describe("avocado distill on the test world (real teachers)", () => {
     expect(tokens.every((t, i) => i === 0 || t.offset >= tokens[i - 1]!.offset)).toBe(true);
     expect(tokens.at(-1)!.offset).toBeLessThan(Buffer.byteLength(text));
     expect(tokens[0]!.top).toHaveLength(20);
+    // Each answer is scored after its teacher's own reasoning block: the greedy answers' tokens are the teacher's own
+    // first choices (scored after the bare prompt, a reasoning teacher's first choice is its <think>).
+    const qwen = index.filter((row) => records[row.record]!.metadata.teacher === "tiny-qwen");
+    expect(qwen.length).toBeGreaterThan(0);
+    let tokensScored = 0;
+    let firstChoices = 0;
+    for (const row of qwen) {
+      const bytes = readFileSync(join(folder, "main", "logprobs", row.file));
+      const scored = unpackLogprobs(bytes.subarray(row.offset, row.offset + row.bytes));
+      expect(scored[0]!.id).toBe(scored[0]!.top[0]!.id);
+      tokensScored += scored.length;
+      firstChoices += scored.filter((t) => t.id === t.top[0]!.id).length;
+    }
+    expect(firstChoices / tokensScored).toBeGreaterThan(0.95);
   });
 
   it("rebuilds the same bytes from the cache, asking again only what failed", async () => {

@@ -1,4 +1,5 @@
-import { existsSync, readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { FileError, InputError } from "../core/errors.ts";
@@ -41,6 +42,8 @@ export interface DistillRunData {
   /** The stored top-k (0: none), and each record's teacher log-probs where it has them. */
   k: number;
   logprobs: Map<number, TeacherLogprobs>;
+  /** A digest of the dataset and the log-prob files: a training checkpoint made from other ones is not resumed. */
+  digest: string;
 }
 
 const messageSchema = z.object({
@@ -160,7 +163,16 @@ export function readDistillRun(folder: string): DistillRunData {
     licences: manifest.licences,
     k: manifest.logprobs?.k ?? 0,
     logprobs: manifest.logprobs ? readLogprobs(folder, records, manifest.teachers) : new Map(),
+    digest: digestOf(folder, datasetPath),
   };
+}
+
+function digestOf(folder: string, datasetPath: string): string {
+  const hash = createHash("sha256").update(readFileSync(datasetPath));
+  const logprobs = join(folder, "logprobs");
+  if (existsSync(logprobs))
+    for (const file of readdirSync(logprobs).sort()) hash.update(file).update(readFileSync(join(logprobs, file)));
+  return hash.digest("hex");
 }
 
 function readLogprobs(folder: string, records: readonly DistillRecord[], teachers: readonly RunTeacher[]) {

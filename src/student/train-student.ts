@@ -131,9 +131,7 @@ export async function trainStudent(options: TrainStudentOptions): Promise<Studen
     eosId: data.vocabulary.role("eos"),
   };
   // A checkpoint of another job (config, data) is not resumed: the key names what it was trained from.
-  const key = sha256(
-    stableStringify({ job, data: { ...data, vocabulary: data.vocabulary.fullIds }, run: run.configHash }),
-  );
+  const key = sha256(stableStringify({ job, data: { ...data, vocabulary: data.vocabulary.fullIds }, run: run.digest }));
   const offPolicy = join(options.trainFolder, "off-policy");
   await resetUnlessSame(offPolicy, key);
   const phases: StudentTraining["phases"] = [];
