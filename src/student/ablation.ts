@@ -1,3 +1,4 @@
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic, writeJsonAtomic } from "../core/atomic-write.ts";
 import type { AvocadoConfig } from "../core/config/schema.ts";
@@ -86,7 +87,13 @@ export async function runAblation(options: {
   steps?: number;
   parallel?: number;
   log: (line: string) => void;
-}): Promise<{ rows: AblationRow[]; summary: EvalSummary; table: string; best: string }> {
+}): Promise<{
+  rows: AblationRow[];
+  summary: EvalSummary;
+  table: string;
+  best: string;
+  trainings: Map<string, StudentTraining>;
+}> {
   const base = options.config.student;
   const trainings = new Map<string, StudentTraining>();
   const train = (variant: Variant) => async () => {
@@ -133,6 +140,8 @@ export async function runAblation(options: {
         teacher: cachedTeacher(await openTeacher(entry.config), await modelIdentity(entry.config), cache),
       });
     }
+    // Records of an earlier ablation name other weights: start afresh (the response cache keeps every answer).
+    await rm(join(options.out, "tinyworld"), { recursive: true, force: true });
     ({ summary } = await runEval({ suite, models, out: join(options.out, "tinyworld"), progress: options.progress }));
   } finally {
     for (const model of models) await model.teacher.close();
@@ -145,7 +154,7 @@ export async function runAblation(options: {
   const table = renderTable(rows, teachers, best);
   await writeJsonAtomic(join(options.out, "ablation.json"), { rows, best, teachers, run: options.runFolder });
   await writeFileAtomic(join(options.out, "ablation.md"), `${table}\n`);
-  return { rows, summary, table, best };
+  return { rows, summary, table, best, trainings: new Map([...trainings.values()].map((t) => [t.name, t])) };
 }
 
 function comparisonOf(summary: EvalSummary, a: string, b: string, group: string): Comparison | undefined {

@@ -1,3 +1,4 @@
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { AvocadoConfig } from "../core/config/schema.ts";
 import { errorMessage } from "../core/errors.ts";
@@ -77,6 +78,8 @@ export async function evaluateStudent(options: {
         continue;
       }
       const out = join(options.out, suiteName);
+      // Records there name the model, not its weights: a retrained student starts afresh (answers stay cached).
+      await rm(out, { recursive: true, force: true });
       const { summary, records } = await runEval({ suite, models, out, progress: options.progress });
       const gates = options.teachers.map((teacher) => ({
         teacher,
