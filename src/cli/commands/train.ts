@@ -153,15 +153,35 @@ async function ablationCommand(context: CommandContext, options: TrainOptions) {
     steps: options.steps ? positiveInteger(options.steps, "--steps") : undefined,
     log: (line) => context.progress.log(line),
   });
+  // The best student goes through what any student does: every suite against every teacher, the gate, its card.
+  const { evaluateStudent } = await import("../../student/evaluate.ts");
+  const { writeStudentCard } = await import("../../student/card.ts");
+  const training = result.trainings.get(result.best)!;
+  const modelFolder = join(context.workspace, "models", result.best);
+  const evaluation = await evaluateStudent({
+    config: context.config,
+    workspace: context.workspace,
+    name: result.best,
+    gguf: training.gguf,
+    teachers: training.run.teachers.map((t) => t.name),
+    suites: context.config.student.suites,
+    out: join(modelFolder, "evals"),
+    progress: context.progress,
+  });
+  const card = await writeStudentCard(modelFolder, training, evaluation);
+  const findings = evaluation.suites
+    .flatMap((s) => s.summary.findings)
+    .map((f) => `  ${f.model} ${f.shows ? "SHOWS" : "does not show"} ${f.metric} on ${f.group}`);
   context.print(
-    `${result.table}
-
-saved: ${join(out, "ablation.md")}, ablation.json; best student: ${result.best}`,
-    {
-      out,
-      rows: result.rows,
-      best: result.best,
-    },
+    [
+      result.table,
+      "",
+      `saved: ${join(out, "ablation.md")}, ablation.json; best student: ${result.best}`,
+      `its release gate: ${card.gate?.pass ? "PASS" : `FAIL: ${card.gate?.failures.join("; ")}`}`,
+      ...findings,
+      `card: ${join(modelFolder, "MODEL_CARD.md")}`,
+    ].join("\n"),
+    { out, rows: result.rows, best: result.best, gate: card.gate },
   );
 }
 
