@@ -10,27 +10,28 @@ function evalTables(evaluation: StudentEvaluation, folder: string): string[] {
   const lines: string[] = [];
   for (const outcome of evaluation.suites) {
     const { summary } = outcome;
-    const metric = summary.metrics[0]!;
-    const groups = Object.keys(summary.scores[summary.models[0]!]![metric]!);
-    lines.push(
-      `### ${outcome.suite} (${summary.items} items; ${metric}; [report](${relative(folder, outcome.report)}))`,
-      "",
-      `| model | ${groups.join(" | ")} |`,
-      `|---|${groups.map(() => "---").join("|")}|`,
-    );
-    for (const model of summary.models) {
-      const cells = groups.map((g) => {
-        const s = summary.scores[model]![metric]![g]!;
-        return `${percent(s.estimate)} [${percent(s.low)}, ${percent(s.high)}]`;
-      });
-      lines.push(`| ${model} | ${cells.join(" | ")} |`);
+    for (const metric of summary.metrics) {
+      const groups = Object.keys(summary.scores[summary.models[0]!]![metric]!);
+      lines.push(
+        `### ${outcome.suite}: ${metric} (${summary.items} items; [report](${relative(folder, outcome.report)}))`,
+        "",
+        `| model | ${groups.join(" | ")} |`,
+        `|---|${groups.map(() => "---").join("|")}|`,
+      );
+      for (const model of summary.models) {
+        const cells = groups.map((g) => {
+          const s = summary.scores[model]![metric]![g]!;
+          return `${percent(s.estimate)} [${percent(s.low)}, ${percent(s.high)}]`;
+        });
+        lines.push(`| ${model} | ${cells.join(" | ")} |`);
+      }
+      lines.push("");
     }
     for (const f of summary.findings.filter((x) => x.model === summary.models[0]))
       lines.push(
-        "",
         `${f.model} ${f.shows ? "**shows**" : "does not show"} ${f.metric} on ${f.group}: ${percent(f.difference.estimate)} [${percent(f.difference.low)}, ${percent(f.difference.high)}] above ${f.control}.`,
+        "",
       );
-    lines.push("");
   }
   return lines;
 }

@@ -7,7 +7,7 @@ import type { Progress } from "../core/progress.ts";
 import { openSuite } from "../evals/suite.ts";
 import { exportModel, ggufFileName } from "../export/export-model.ts";
 import { lossCurveSvg } from "../train/loss-curve.ts";
-import { runTrainer, type TrainResult } from "../train/launcher.ts";
+import { runTrainer, trainerCodeHash, type TrainResult } from "../train/launcher.ts";
 import { resetUnlessSame } from "./job-key.ts";
 import { onPolicyRound } from "./on-policy.ts";
 import { prepareStudentData, runExamples, type PreparedData } from "./prepare.ts";
@@ -131,7 +131,14 @@ export async function trainStudent(options: TrainStudentOptions): Promise<Studen
     eosId: data.vocabulary.role("eos"),
   };
   // A checkpoint of another job (config, data) is not resumed: the key names what it was trained from.
-  const key = sha256(stableStringify({ job, data: { ...data, vocabulary: data.vocabulary.fullIds }, run: run.digest }));
+  const key = sha256(
+    stableStringify({
+      job,
+      data: { ...data, vocabulary: data.vocabulary.fullIds },
+      run: run.digest,
+      trainer: trainerCodeHash(),
+    }),
+  );
   const offPolicy = join(options.trainFolder, "off-policy");
   await resetUnlessSame(offPolicy, key);
   const phases: StudentTraining["phases"] = [];

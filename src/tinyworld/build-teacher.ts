@@ -1,11 +1,10 @@
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { CHAT_FORMATS } from "../chat/chat-format.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../core/atomic-write.ts";
 import { InputError } from "../core/errors.ts";
 import { sha256File, sha256, stableStringify } from "../core/hash.ts";
-import { TRAINER_ROOT } from "../core/paths.ts";
 import type { Progress } from "../core/progress.ts";
 import { SeededRandom } from "../core/random.ts";
 import { EmbeddedEngine } from "../engine/embedded-engine.ts";
@@ -13,7 +12,7 @@ import { exportModel, ggufFileName } from "../export/export-model.ts";
 import { referenceTokenizer } from "../tokenizers/index.ts";
 import { encodeLlamaText } from "../tokenizers/encode-llama-text.ts";
 import { trimVocabulary } from "../tokenizers/trim.ts";
-import { runTrainer } from "../train/launcher.ts";
+import { runTrainer, trainerCodeHash } from "../train/launcher.ts";
 import { renderExample } from "../train/render.ts";
 import { writeShards } from "../train/shards.ts";
 import { plantedAnswer, type BehaviourSplit } from "./behaviours.ts";
@@ -59,20 +58,6 @@ export interface BuildTeacherOptions {
   progress: Progress;
   /** Overrides the number of training steps (tests). */
   steps?: number;
-}
-
-let trainerHash: string | undefined;
-
-/** The trainer's own code is part of every build key: changing it rebuilds the teachers. */
-function trainerCodeHash(): string {
-  if (trainerHash === undefined) {
-    const folder = join(TRAINER_ROOT, "avocado_trainer");
-    const files = readdirSync(folder)
-      .filter((f) => f.endsWith(".py"))
-      .sort();
-    trainerHash = sha256(files.map((f) => `${f}\n${readFileSync(join(folder, f), "utf8")}`).join("\n"));
-  }
-  return trainerHash;
 }
 
 /**

@@ -1,10 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { writeFileAtomic, writeJsonAtomic } from "../core/atomic-write.ts";
 import type { Architecture, Optimization } from "../core/config/schema.ts";
 import { EngineError } from "../core/errors.ts";
+import { sha256 } from "../core/hash.ts";
 import { TRAINER_ROOT } from "../core/paths.ts";
 import type { Progress } from "../core/progress.ts";
 import { lossCurveSvg } from "./loss-curve.ts";
@@ -180,4 +182,18 @@ export async function runTrainer(job: TrainJob, options: TrainOptions): Promise<
     seconds: (Date.now() - started) / 1000,
     events,
   };
+}
+
+let trainerHash: string | undefined;
+
+/** The trainer's own code is part of every build key: changing it rebuilds the teachers. */
+export function trainerCodeHash(): string {
+  if (trainerHash === undefined) {
+    const folder = join(TRAINER_ROOT, "avocado_trainer");
+    const files = readdirSync(folder)
+      .filter((f) => f.endsWith(".py"))
+      .sort();
+    trainerHash = sha256(files.map((f) => `${f}\n${readFileSync(join(folder, f), "utf8")}`).join("\n"));
+  }
+  return trainerHash;
 }

@@ -65,14 +65,20 @@ def build_optimizer(model, optimization):
 
 
 def batch_norms(targets, rows, weights, shards):
-    """Each loss term's normaliser over the global batch: the summed sequence weights of its positions."""
-    norms = {"sft": float(weights[targets != -100].sum()), "kd": 0.0, "crossKd": 0.0}
+    """Each loss term's weighted count of positions over the global batch, and `tokens`: the weighted count of
+    positions with any target (an SFT target, a KD row, or both), which every term is divided by, so that each position
+    weighs the same whether or not a teacher distribution came with it."""
+    sft = targets != -100
+    norms = {"sft": float(weights[sft].sum()), "kd": 0.0, "crossKd": 0.0}
+    any_target = sft
     if shards.kd is not None:
         has = rows >= 0
         modes = torch.from_numpy(shards.kd_mode[rows[has].numpy()].astype(np.int64))
         w = weights[has]
         norms["kd"] = float(w[modes == MODE_SAME].sum())
         norms["crossKd"] = float(w[modes != MODE_SAME].sum())
+        any_target = sft | has
+    norms["tokens"] = float(weights[any_target].sum())
     return norms
 
 
@@ -205,7 +211,7 @@ def run(job):
             logits = train_model(inputs)
             terms = step_terms(logits, targets_all[rows][rank::world].to(device), rows_all[rows][rank::world],
                                weights_all[rows][rank::world].to(device), shards, loss_config, device)
-            loss = sum(weights[name] * terms[name] * world / norms[name] for name in TERMS if norms[name] > 0)
+            loss = sum(weights[name] * terms[name] * world / norms["tokens"] for name in TERMS if norms[name] > 0)
             if not torch.is_tensor(loss):
                 continue
             if world > 1 and part < accumulation - 1 and hasattr(train_model, "no_sync"):
@@ -220,8 +226,9 @@ def run(job):
         norm = parallel.clip(train_model, model, clip)
         optimizer.step()
         step += 1
+        # Reported per term as its mean over its own positions; the total is what was minimised (per position).
         parts = {name: float(sums[i]) / norms[name] for i, name in enumerate(TERMS) if norms[name] > 0}
-        mean_loss = sum(weights[name] * value for name, value in parts.items())
+        mean_loss = sum(weights[name] * float(sums[i]) for i, name in enumerate(TERMS)) / norms["tokens"]
         if not math.isfinite(mean_loss):
             raise JobError(f"step {step}: loss is {mean_loss} (diverged; lower the learning rate)")
         history.append([step, mean_loss])
