@@ -85,8 +85,12 @@ def batch_norms(targets, rows, weights, shards):
 def step_terms(logits, targets, rows, weights, shards, loss_config, device):
     """The weighted sums of each loss term on one micro-batch (divided by the global normalisers by the caller)."""
     flat = logits.reshape(-1, logits.shape[-1]).float()
-    ce = F.cross_entropy(flat, targets.reshape(-1), ignore_index=-100, reduction="none")
-    terms = {"sft": (ce * weights.reshape(-1)).sum()}
+    if shards.kd is None:
+        # Plain shards (the tiny teachers): the summed cross-entropy exactly as before KD existed, bit for bit.
+        terms = {"sft": F.cross_entropy(flat, targets.reshape(-1), ignore_index=-100, reduction="sum")}
+    else:
+        ce = F.cross_entropy(flat, targets.reshape(-1), ignore_index=-100, reduction="none")
+        terms = {"sft": (ce * weights.reshape(-1)).sum()}
     zero = flat.sum() * 0.0
     terms["kd"] = zero
     terms["crossKd"] = zero
