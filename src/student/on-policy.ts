@@ -39,7 +39,19 @@ interface RoundOptions extends TrainStudentOptions {
 export async function onPolicyRound(options: RoundOptions): Promise<TrainResult> {
   const { student, progress, vocabulary } = options;
   const settings = student.onPolicy;
-  await resetUnlessSame(options.out, options.key);
+  // The round fine-tunes a trained student: it starts at the off-policy phase's final rate (restarting at the peak
+  // undid what that phase learnt: the first ablation's on-policy student fell from 58 % to 40 %) and decays from there.
+  const base = options.job.optimization;
+  const start = base.minLearningRate > 0 ? base.minLearningRate : base.learningRate / 10;
+  const optimization = {
+    ...base,
+    steps: settings.steps,
+    warmupSteps: 0,
+    learningRate: start,
+    minLearningRate: start / 10,
+  };
+  // The round's settings and schedule are part of its key: another one starts the round afresh.
+  await resetUnlessSame(options.out, `${options.key}/${JSON.stringify({ settings, optimization })}`);
   const samplesPath = join(options.out, "samples.jsonl");
   let onPolicy: StudentExample[];
   if (existsSync(samplesPath)) {
@@ -65,7 +77,6 @@ export async function onPolicyRound(options: RoundOptions): Promise<TrainResult>
     progress,
     vocabulary,
   });
-  const optimization = { ...options.job.optimization, steps: settings.steps, warmupSteps: 0 };
   return runTrainer(
     { ...options.job, optimization, initFrom: options.source, shards, out: options.out },
     { python: options.python, label: `on-policy round ${options.round}`, progress, processes: student.processes },
