@@ -223,6 +223,13 @@ describe("the student: avocado train --from a distill run (real teachers, PyTorc
       expect(trained.stderr).toMatch(/holds \d+ records, its manifest says \d+: the dataset does not match the run/);
     }, 120_000);
 
+    it("a teacher weight for a teacher the run does not have", () => {
+      writeConfig("typo.yaml", `${STUDENT}  teachers: { tiny-qwenn: 2 }\n`);
+      const trained = cli(["train", "--from", "d1", "--run", "typo", "--no-evaluate"], "typo.yaml");
+      expect(trained.status).toBe(2);
+      expect(trained.stderr).toMatch(/student.teachers names tiny-qwenn, not a teacher of the run .*tiny-qwen/);
+    }, 120_000);
+
     it("a student too small for the data's context", () => {
       writeConfig("small.yaml", STUDENT.replace("context: 256", "context: 24"));
       const trained = cli(["train", "--from", "d1", "--run", "small", "--no-evaluate"], "small.yaml");

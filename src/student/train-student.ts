@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { writeFileAtomic, writeJsonAtomic } from "../core/atomic-write.ts";
 import type { AvocadoConfig, Architecture, Optimization } from "../core/config/schema.ts";
 import type { StudentConfig } from "../core/config/student-schema.ts";
+import { InputError } from "../core/errors.ts";
 import { sha256, stableStringify } from "../core/hash.ts";
 import type { Progress } from "../core/progress.ts";
 import { openSuite } from "../evals/suite.ts";
@@ -90,6 +91,12 @@ export async function trainStudent(options: TrainStudentOptions): Promise<Studen
   const started = Date.now();
   const { student, progress } = options;
   const run = readDistillRun(options.runFolder);
+  const known = run.teachers.map((t) => t.name);
+  const unknown = Object.keys(student.teachers).filter((name) => !known.includes(name));
+  if (unknown.length > 0)
+    throw new InputError(
+      `student.teachers names ${unknown.join(", ")}, not a teacher of the run ${options.runFolder} (${known.join(", ")})`,
+    );
   const examples = runExamples(run, student);
   const optimization: Optimization = {
     ...(student.optimization ?? DEFAULT_STUDENT_OPTIMIZATION),
