@@ -30,7 +30,13 @@ export function releaseVerdict(
 ): { verdict: "pass" | "no-card" } | { verdict: "fail" | "ungated"; reason: string } {
   const path = join(dirname(gguf), CARD_FILE);
   if (!existsSync(path)) return { verdict: "no-card" };
-  const parsed = modelCardSchema.safeParse(JSON.parse(readFileSync(path, "utf8")));
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch {
+    return { verdict: "ungated", reason: `${path} is not valid JSON` };
+  }
+  const parsed = modelCardSchema.safeParse(raw);
   if (!parsed.success) return { verdict: "ungated", reason: `${path} is not a model card` };
   const { gate } = parsed.data;
   if (gate === null) return { verdict: "ungated", reason: "it was never evaluated against its teachers" };

@@ -4,12 +4,11 @@ import { writeFileAtomic, writeJsonAtomic } from "../core/atomic-write.ts";
 import type { AvocadoConfig } from "../core/config/schema.ts";
 import type { StudentConfig } from "../core/config/student-schema.ts";
 import type { Progress } from "../core/progress.ts";
-import { cachedTeacher, modelIdentity, ResponseCache } from "../evals/cache.ts";
+import { ResponseCache } from "../evals/cache.ts";
 import { runEval, type ModelUnderTest } from "../evals/run.ts";
 import { openSuite } from "../evals/suite.ts";
 import type { Comparison, EvalSummary } from "../evals/summary.ts";
-import type { TeacherConfig } from "../core/config/teacher-schema.ts";
-import { findTeacher, openTeacher } from "../teachers/registry.ts";
+import { openEvalModels } from "./models.ts";
 import { trainStudent, type StudentTraining } from "./train-student.ts";
 
 export interface Variant {
@@ -117,29 +116,15 @@ export async function runAblation(options: {
   const teachers = [...trainings.values()][0]!.run.teachers.map((t) => t.name);
   let summary: EvalSummary;
   try {
-    for (const variant of VARIANTS) {
-      const training = trainings.get(variant.name)!;
-      const config = {
-        name: training.name,
-        family: "qwen",
-        transport: "embedded",
-        path: training.gguf,
-        maxTokens: 1024,
-        sequences: 1,
-        limits: { concurrency: 1, retries: 0, timeoutMs: 120_000 },
-      } as TeacherConfig;
-      models.push({
-        name: training.name,
-        teacher: cachedTeacher(await openTeacher(config), await modelIdentity(config), cache),
-      });
-    }
-    for (const name of teachers) {
-      const entry = await findTeacher(options.config, options.workspace, name);
-      models.push({
-        name,
-        teacher: cachedTeacher(await openTeacher(entry.config), await modelIdentity(entry.config), cache),
-      });
-    }
+    await openEvalModels({
+      config: options.config,
+      workspace: options.workspace,
+      family: base.tokenizer,
+      students: VARIANTS.map((v) => trainings.get(v.name)!),
+      teachers,
+      cache,
+      into: models,
+    });
     // Records of an earlier ablation name other weights: start afresh (the response cache keeps every answer).
     await rm(join(options.out, "tinyworld"), { recursive: true, force: true });
     ({ summary } = await runEval({ suite, models, out: join(options.out, "tinyworld"), progress: options.progress }));

@@ -96,31 +96,26 @@ export function alignRecord(options: {
     const exact = exactAt.get(`${start}:${end}`);
     const pad = (values: number[], fill: number) => [...values, ...Array(Math.max(0, k - values.length)).fill(fill)];
     const top = (token: PackedToken) => token.top.slice(0, k);
-    if (options.sameFamily) {
-      if (!exact) return;
-      const ids = top(exact).map((e) => student.vocabulary.fromFullId(e.id) ?? -1);
+    // Exact rows: the teacher token with this span, its top-k ids mapped into the student's vocabulary.
+    const exactRow = (mode: KdModeValue, token: PackedToken, map: (id: number) => number) =>
       rows.push({
         position,
-        mode: KdMode.same,
-        ids: pad(ids, -1),
+        mode,
+        ids: pad(
+          top(token).map((e) => map(e.id)),
+          -1,
+        ),
         logprobs: pad(
-          top(exact).map((e) => e.logprob),
+          top(token).map((e) => e.logprob),
           -1e4,
         ),
       });
+    if (options.sameFamily) {
+      if (exact) exactRow(KdMode.same, exact, (id) => student.vocabulary.fromFullId(id) ?? -1);
       return;
     }
     if (exact && options.cross === "hybrid") {
-      const ids = top(exact).map((e) => student.idOfBytes(tokenBytes(teacher.tokenizer, e.id)));
-      rows.push({
-        position,
-        mode: KdMode.crossExact,
-        ids: pad(ids, -1),
-        logprobs: pad(
-          top(exact).map((e) => e.logprob),
-          -1e4,
-        ),
-      });
+      exactRow(KdMode.crossExact, exact, (id) => student.idOfBytes(tokenBytes(teacher.tokenizer, id)));
       return;
     }
     const source = exact ?? covering(start);

@@ -2,15 +2,13 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { AvocadoConfig } from "../core/config/schema.ts";
 import { errorMessage } from "../core/errors.ts";
-import { SILENT_LOGGER } from "../core/logger.ts";
 import type { Progress } from "../core/progress.ts";
-import { cachedTeacher, modelIdentity, ResponseCache } from "../evals/cache.ts";
+import { ResponseCache } from "../evals/cache.ts";
 import { gate, type GateResult } from "../evals/gate.ts";
 import { runEval, type ModelUnderTest } from "../evals/run.ts";
 import { openSuite } from "../evals/suite.ts";
 import type { EvalSummary } from "../evals/summary.ts";
-import { findTeacher, openTeacher } from "../teachers/registry.ts";
-import type { TeacherConfig } from "../core/config/teacher-schema.ts";
+import { openEvalModels } from "./models.ts";
 
 export interface SuiteOutcome {
   suite: string;
@@ -38,6 +36,8 @@ export async function evaluateStudent(options: {
   config: AvocadoConfig;
   workspace: string;
   name: string;
+  /** The student's tokenizer family (its chat format). */
+  family: string;
   gguf: string;
   teachers: readonly string[];
   suites: readonly string[];
@@ -50,24 +50,15 @@ export async function evaluateStudent(options: {
   const models: ModelUnderTest[] = [];
   const outcome: StudentEvaluation = { suites: [], errors: [], pass: true, margin, failures: [] };
   try {
-    const studentConfig = {
-      name: options.name,
-      family: "qwen",
-      transport: "embedded",
-      path: options.gguf,
-      maxTokens: 1024,
-      sequences: 1,
-      limits: { concurrency: 1, retries: 0, timeoutMs: 120_000 },
-    } as TeacherConfig;
-    models.push({
-      name: options.name,
-      teacher: cachedTeacher(await openTeacher(studentConfig), await modelIdentity(studentConfig), cache),
+    await openEvalModels({
+      config: options.config,
+      workspace: options.workspace,
+      family: options.family,
+      students: [{ name: options.name, gguf: options.gguf }],
+      teachers: options.teachers,
+      cache,
+      into: models,
     });
-    for (const name of options.teachers) {
-      const entry = await findTeacher(options.config, options.workspace, name);
-      const teacher = await openTeacher(entry.config, { logger: SILENT_LOGGER });
-      models.push({ name, teacher: cachedTeacher(teacher, await modelIdentity(entry.config), cache) });
-    }
     for (const suiteName of options.suites) {
       let suite;
       try {

@@ -16,6 +16,7 @@ import { renderExample } from "../train/render.ts";
 import { prepareStudentData, type StudentExample } from "./prepare.ts";
 import type { DistillRunData } from "./run-data.ts";
 import { resetUnlessSame } from "./job-key.ts";
+import { studentModelConfig } from "./models.ts";
 import type { TrainStudentOptions } from "./train-student.ts";
 
 interface RoundOptions extends TrainStudentOptions {
@@ -93,15 +94,9 @@ async function sampleAndScore(options: RoundOptions): Promise<StudentExample[]> 
     encodings: ["f32"],
     descriptor: { name: student.name, family: student.tokenizer, fullIds: [...vocabulary.fullIds] },
   });
-  const studentModel = await openTeacher({
-    name: student.name,
-    family: student.tokenizer,
-    transport: "embedded",
-    path: join(sampler, ggufFileName("f32")),
-    maxTokens: settings.maxTokens,
-    sequences: 1,
-    limits: { concurrency: 1, retries: 0, timeoutMs: 120_000 },
-  } as Parameters<typeof openTeacher>[0]);
+  const studentModel = await openTeacher(
+    studentModelConfig(student.name, student.tokenizer, join(sampler, ggufFileName("f32")), settings.maxTokens),
+  );
   const teachers = new Map<string, Teacher>();
   const format = CHAT_FORMATS[student.tokenizer];
   const tokenizer = referenceTokenizer(student.tokenizer);

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { FileError, InputError } from "../core/errors.ts";
@@ -112,9 +112,8 @@ export function readDistillRun(folder: string): DistillRunData {
   const manifest = parsed.data;
   const datasetPath = join(folder, "dataset.jsonl");
   if (!existsSync(datasetPath)) throw new FileError(datasetPath, "is missing (not a finished distill run)");
-  const lines = readFileSync(datasetPath, "utf8")
-    .split("\n")
-    .filter((line) => line.trim() !== "");
+  const datasetText = readFileSync(datasetPath, "utf8");
+  const lines = datasetText.split("\n").filter((line) => line.trim() !== "");
   const teacherNames = new Set(manifest.teachers.map((t) => t.name));
   const records = lines.map((line, index): DistillRecord => {
     let raw: unknown;
@@ -155,6 +154,9 @@ export function readDistillRun(folder: string): DistillRunData {
     throw new InputError(
       `${datasetPath} holds ${records.length} records, its manifest says ${manifest.records}: the dataset does not match the run (edited, or from another run)`,
     );
+  // What the student learns from, hashed as it is read: a checkpoint made from other data is not resumed.
+  const hash = createHash("sha256").update(datasetText);
+  const logprobs = manifest.logprobs ? readLogprobs(folder, records, manifest.teachers, hash) : new Map();
   return {
     folder,
     configHash: manifest.configHash,
@@ -162,30 +164,33 @@ export function readDistillRun(folder: string): DistillRunData {
     teachers: manifest.teachers,
     licences: manifest.licences,
     k: manifest.logprobs?.k ?? 0,
-    logprobs: manifest.logprobs ? readLogprobs(folder, records, manifest.teachers) : new Map(),
-    digest: digestOf(folder, datasetPath),
+    logprobs,
+    digest: hash.digest("hex"),
   };
 }
 
-function digestOf(folder: string, datasetPath: string): string {
-  const hash = createHash("sha256").update(readFileSync(datasetPath));
-  const logprobs = join(folder, "logprobs");
-  if (existsSync(logprobs))
-    for (const file of readdirSync(logprobs).sort()) hash.update(file).update(readFileSync(join(logprobs, file)));
-  return hash.digest("hex");
-}
-
-function readLogprobs(folder: string, records: readonly DistillRecord[], teachers: readonly RunTeacher[]) {
+function readLogprobs(
+  folder: string,
+  records: readonly DistillRecord[],
+  teachers: readonly RunTeacher[],
+  hash: ReturnType<typeof createHash>,
+) {
   const indexPath = join(folder, "logprobs", "index.jsonl");
   const out: DistillRunData["logprobs"] = new Map();
   if (!existsSync(indexPath)) return out;
   const family = new Map(teachers.map((t) => [t.name, t.family]));
   const files = new Map<string, Buffer>();
-  const rows = readFileSync(indexPath, "utf8")
-    .split("\n")
-    .filter((line) => line.trim() !== "");
+  const index = readFileSync(indexPath, "utf8");
+  hash.update(index);
+  const rows = index.split("\n").filter((line) => line.trim() !== "");
   rows.forEach((line, n) => {
-    const row = indexSchema.safeParse(JSON.parse(line));
+    let raw: unknown;
+    try {
+      raw = JSON.parse(line);
+    } catch (error) {
+      throw new FileError(indexPath, `line ${n + 1} is not JSON`, { cause: error });
+    }
+    const row = indexSchema.safeParse(raw);
     if (!row.success) throw new FileError(indexPath, `line ${n + 1} is not a log-prob index row`);
     const { record, teacher, file, offset, bytes } = row.data;
     const data = records[record];
@@ -202,6 +207,7 @@ function readLogprobs(folder: string, records: readonly DistillRecord[], teacher
       const path = join(folder, "logprobs", file);
       if (!existsSync(path)) throw new FileError(path, "is missing (named by logprobs/index.jsonl)");
       files.set(file, (content = readFileSync(path)));
+      hash.update(file).update(content);
     }
     if (offset + bytes > content.length)
       throw new FileError(join(folder, "logprobs", file), `is shorter than index line ${n + 1} needs (truncated?)`);

@@ -103,7 +103,6 @@ export async function trainStudent(options: TrainStudentOptions): Promise<Studen
     ...(options.steps ? { steps: options.steps, warmupSteps: Math.min(10, options.steps) } : {}),
   };
   // The context: as configured (refused when too short), else the data's longest record rounded up.
-  const longest = examples.reduce((m, e) => Math.max(m, e.record.user.length + e.record.answer.length), 0);
   const provisional = student.architecture ?? { ...DEFAULT_STUDENT_ARCHITECTURE, context: 1 << 20 };
   const shardsFolder = join(options.trainFolder, "shards");
   const data = await prepareStudentData({
@@ -123,7 +122,7 @@ export async function trainStudent(options: TrainStudentOptions): Promise<Studen
     `${data.sequences} records (${Object.entries(data.records)
       .map(([t, n]) => `${t} ${n}`)
       .join(", ")}); vocabulary ${data.vocabulary.size}; KD rows: same tokenizer ${data.kdRows.same}, ` +
-      `other tokenizers ${data.kdRows.crossExact} mapped + ${data.kdRows.crossSorted} sorted (longest ${longest} chars)`,
+      `other tokenizers ${data.kdRows.crossExact} mapped + ${data.kdRows.crossSorted} sorted; longest ${data.maxLength} tokens`,
   );
   const job = {
     architecture,
