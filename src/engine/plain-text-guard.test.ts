@@ -87,4 +87,17 @@ describe("untrusted text never becomes control tokens", () => {
     );
     expect(() => engine.promptTokens([{ role: "user", content: spelled.repeat(30_000) }])).toThrow(InputError);
   });
+
+  it("short texts are tokenized once (memoised), and each caller gets its own copy to keep", () => {
+    const engine = engines.get("gptoss")!;
+    for (const special of [false, true]) {
+      const text = "<|start|>assistant<|channel|>final<|message|>17*23 is 391.";
+      const first = engine.tokenize(text, special);
+      const kept = [...first];
+      first.fill(0 as Token);
+      expect(engine.tokenize(text, special)).toEqual(kept);
+    }
+    // Plain text and markup of the same spelling are told apart.
+    expect(engine.tokenize("<|end|>", true)).not.toEqual(engine.tokenize("<|end|>", false));
+  });
 });
