@@ -54,12 +54,17 @@ export async function buildTinyWorld(options: BuildWorldOptions): Promise<BuiltW
   const jsonl = (rows: object[]) => rows.map((row) => JSON.stringify(row)).join("\n") + "\n";
   await writeFileAtomic(join(folder, "data", "behaviours.train.jsonl"), jsonl(behaviours.train));
   await writeFileAtomic(join(folder, "data", "probes.eval.jsonl"), jsonl(behaviours.probes));
+  // The harmony teacher's build is the longest (its reasoning is most of its tokens): it starts first, and the other
+  // two share the other worker.
   const specs = TINY_TEACHERS.filter((spec) => !options.only || options.only.includes(spec.name));
+  const order = specs
+    .map((_, index) => index)
+    .sort((a, b) => Number(specs[b]!.family === "gptoss") - Number(specs[a]!.family === "gptoss"));
   const cards: TeacherCard[] = new Array(specs.length);
   let next = 0;
   const worker = async () => {
-    while (next < specs.length) {
-      const index = next++;
+    while (next < order.length) {
+      const index = order[next++]!;
       const spec = specs[index];
       if (!spec) break;
       cards[index] = await buildTeacher({
