@@ -95,5 +95,22 @@ export default tseslint.config(
       ],
     },
   },
+  // The dashboard's and the playground's scripts run in the browser.
+  {
+    files: ["src/serve/web/**/*.js"],
+    languageOptions: {
+      globals: {
+        document: "readonly",
+        window: "readonly",
+        location: "readonly",
+        fetch: "readonly",
+        FormData: "readonly",
+        Node: "readonly",
+        crypto: "readonly",
+        setInterval: "readonly",
+        clearInterval: "readonly",
+      },
+    },
+  },
   ...stageRules,
 );

@@ -3,6 +3,7 @@ import type { ServeConfig } from "../core/config/serve-schema.ts";
 import { newId } from "../core/ids.ts";
 import { SILENT_LOGGER, type Logger } from "../core/logger.ts";
 import { adminCheck, registerAdmin } from "./admin.ts";
+import { registerDashboard } from "./dashboard.ts";
 import { Admission } from "./admission.ts";
 import { KeyAuthenticator } from "./authentication.ts";
 import { Completions } from "./completion.ts";
@@ -155,6 +156,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     completions.handle("completions", request, reply),
   );
 
+  registerDashboard(app, { config, store, keys, metrics, adminToken: deps.adminToken });
   registerAdmin(app, {
     store,
     adminToken: deps.adminToken,

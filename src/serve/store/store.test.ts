@@ -73,6 +73,33 @@ for (const kind of ["sqlite", "sqlite-journal", "postgres"] as const) {
       expect((await store.audit()).problems).toEqual([]);
     });
 
+    it("reads what the dashboard shows: orgs with credit and keys, usage per minute, one settled request", async () => {
+      const org = await store.ensureOrg("dash");
+      await store.grant("dash", 5_000, "d-1");
+      const { row: key } = await store.createKey({ org: "dash", name: "k" });
+      await store.createKey({ org: "dash", name: "k2" });
+      const base = { orgId: org, keyId: key.id, model: "m", instance: "i1" };
+      await store.reserve({ ...base, requestId: "d1", amount: 1_000 });
+      await store.reserve({ ...base, requestId: "d2", amount: 1_000 });
+      await store.settle("d1", { promptTokens: 3, completionTokens: 4, cost: 70, outcome: "ok" });
+      expect((await store.orgs()).find((o) => o.name === "dash")).toEqual({
+        id: org,
+        name: "dash",
+        available: 3_930,
+        held: 1_000,
+        keys: 2,
+      });
+      const minute = await store.recentUsage(Date.now() - 60_000, 60_000);
+      expect(minute.reduce((sum, b) => sum + b.requests, 0)).toBeGreaterThanOrEqual(1);
+      const mine = minute.filter((b) => b.revenue >= 70);
+      expect(mine.length).toBeGreaterThan(0);
+      expect(mine.every((b) => b.at % 60_000 === 0)).toBe(true);
+      expect(await store.settledRequest("d1")).toMatchObject({ org_id: org, charged: 70, prompt_tokens: 3 });
+      // Held, not settled: no record yet.
+      expect(await store.settledRequest("d2")).toBeUndefined();
+      await store.settle("d2", { promptTokens: 0, completionTokens: 0, cost: 0, outcome: "cancelled" });
+    });
+
     it("gives back a settled request's charge once (a withheld answer whose settlement had landed), and the audit still balances", async () => {
       const org = await store.ensureOrg("void");
       await store.grant("void", 10_000, "v-1");

@@ -239,6 +239,70 @@ export class Store extends KeyStore {
       .execute();
   }
 
+  /** Every org with its credit (available and held) and how many keys it has, live or not. */
+  async orgs(): Promise<{ id: string; name: string; available: number; held: number; keys: number }[]> {
+    const rows = await this.db
+      .selectFrom("orgs")
+      .leftJoin("balances", (join) => join.on("balances.account", "=", sql<string>`'org:' || orgs.id || ':credit'`))
+      .select([
+        "orgs.id",
+        "orgs.name",
+        "balances.amount",
+        "balances.held",
+        (eb) =>
+          eb
+            .selectFrom("api_keys")
+            .select(sql<number>`count(*)`.as("n"))
+            .whereRef("api_keys.org_id", "=", "orgs.id")
+            .as("keys"),
+      ])
+      .orderBy("orgs.name")
+      .execute();
+    return rows.map((r) => ({
+      id: r.id,
+      name: r.name,
+      available: Number(r.amount ?? 0) - Number(r.held ?? 0),
+      held: Number(r.held ?? 0),
+      keys: Number(r.keys ?? 0),
+    }));
+  }
+
+  /** One settled request, as its org may see it (what it was charged, from the ledger's own record). */
+  async settledRequest(requestId: string) {
+    const row = await this.db
+      .selectFrom("requests")
+      .select(["request_id", "org_id", "model", "prompt_tokens", "completion_tokens", "charged", "outcome"])
+      .where("request_id", "=", requestId)
+      .executeTakeFirst();
+    // PostgreSQL's bigints arrive as strings.
+    return row && { ...row, charged: Number(row.charged), prompt_tokens: Number(row.prompt_tokens) };
+  }
+
+  /** Requests, tokens and revenue since `since` (ms) in buckets of `bucketMs`: the dashboard's live charts. */
+  async recentUsage(since: number, bucketMs: number) {
+    // Inlined, not a parameter: PostgreSQL matches the grouped and the selected expression only if they are one text.
+    if (!Number.isSafeInteger(bucketMs) || bucketMs <= 0) throw new InputError(`a bucket is a whole number of ms`);
+    const bucket = sql<number>`cast(created_at / ${sql.lit(bucketMs)} as bigint)`;
+    const rows = await this.db
+      .selectFrom("requests")
+      .select([
+        bucket.as("bucket"),
+        sql<number>`count(*)`.as("requests"),
+        sql<number>`cast(sum(prompt_tokens + completion_tokens) as bigint)`.as("tokens"),
+        sql<number>`cast(sum(charged) as bigint)`.as("revenue"),
+      ])
+      .where("created_at", ">=", since)
+      .groupBy(bucket)
+      .orderBy(bucket)
+      .execute();
+    return rows.map((r) => ({
+      at: Number(r.bucket) * bucketMs,
+      requests: Number(r.requests),
+      tokens: Number(r.tokens),
+      revenue: Number(r.revenue),
+    }));
+  }
+
   /** Usage grouped by org, key, model and day (UTC), optionally for one org and a day range [from, to]. */
   async usage(filter: { orgId?: string; from?: string; to?: string } = {}): Promise<UsageRow[]> {
     let query = this.db
