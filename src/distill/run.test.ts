@@ -224,7 +224,10 @@ describe("avocado distill on the test world (real teachers)", () => {
     const between = cache.misses;
     const other = await run(changed, "changed");
     expect(cache.misses - between).toBe(other.teachers.reduce((sum, t) => sum + t.errors, 0));
-    expect(other.records).toBeGreaterThan(manifest.records);
+    // The changed settings took effect; how many records keep 2 adds depends on the world built (none on some).
+    expect(other.configHash).not.toBe(manifest.configHash);
+    expect(other.logprobs).toBeUndefined();
+    expect(other.records).toBeGreaterThanOrEqual(manifest.records);
   });
 
   it("stops a teacher cleanly at its budget and says so", async () => {

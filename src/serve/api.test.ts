@@ -227,7 +227,11 @@ for (const kind of ["sqlite", "postgres"] as const) {
         presence_penalty: 0.5,
       });
       // The tiny model loops on two tokens; penalized, it cannot keep repeating them.
-      const distinct = (text: string) => new Set(text.split(/(?=\s)/)).size / Math.max(1, text.split(/(?=\s)/).length);
+      // Character pairs, distinct over all: a loop ("u g u g", or "ugug" on a world that learned no spaces) has few.
+      const distinct = (text: string) => {
+        const pairs = Array.from({ length: Math.max(0, text.length - 1) }, (_, i) => text.slice(i, i + 2));
+        return new Set(pairs).size / Math.max(1, pairs.length);
+      };
       expect(penalized.choices[0]!.text).not.toBe(plain.choices[0]!.text);
       expect(distinct(penalized.choices[0]!.text)).toBeGreaterThan(distinct(plain.choices[0]!.text));
       await expect(
