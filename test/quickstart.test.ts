@@ -14,10 +14,15 @@ interface Run {
   status: number | null;
   events: Record<string, unknown>[];
   stderr: string;
+  stdout: string;
 }
 
 /** `avocado quickstart --size test` as a user runs it (JSON events), optionally interrupted after `stopAt`. */
-function quickstart(stopAt?: (event: Record<string, unknown>) => boolean, port = 0): Promise<Run> {
+function quickstart(
+  stopAt?: (event: Record<string, unknown>) => boolean,
+  port = 0,
+  env: Record<string, string> = {},
+): Promise<Run> {
   return new Promise((resolve) => {
     const child = spawn(
       process.execPath,
@@ -31,13 +36,15 @@ function quickstart(stopAt?: (event: Record<string, unknown>) => boolean, port =
         String(port),
         "--exit",
       ],
-      { cwd: folder, env: { ...process.env, AVOCADO_PYTHON: PYTHON } },
+      { cwd: folder, env: { ...process.env, AVOCADO_PYTHON: PYTHON, ...env } },
     );
     const events: Record<string, unknown>[] = [];
     let stdout = "";
+    let all = "";
     let stderr = "";
     child.stdout.on("data", (chunk: Buffer) => {
       stdout += chunk.toString();
+      all += chunk.toString();
       let end;
       while ((end = stdout.indexOf("\n")) >= 0) {
         const line = stdout.slice(0, end);
@@ -49,7 +56,7 @@ function quickstart(stopAt?: (event: Record<string, unknown>) => boolean, port =
       }
     });
     child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("close", (status) => resolve({ status, events, stderr }));
+    child.on("close", (status) => resolve({ status, events, stderr, stdout: all }));
   });
 }
 
@@ -97,13 +104,16 @@ describe("npm run quickstart on the test world: the whole pipeline, resumable, c
 
   it("a second run reuses every stage and serves again with a new key (the old one revoked)", async () => {
     const first = readFileSync(join(workspace, "runs", "quickstart", "state.test.json"), "utf8");
-    const again = await quickstart();
+    // An operator's own admin token is used, and never printed.
+    const again = await quickstart(undefined, 0, { AVOCADO_ADMIN_TOKEN: "operator-secret-4711" });
     expect(again.status, again.stderr.slice(-3000)).toBe(0);
     expect(stageEvents(again).filter((e) => e.cached === true)).toHaveLength(6);
     expect(readFileSync(join(workspace, "runs", "quickstart", "state.test.json"), "utf8")).toBe(first);
     const result = again.events.findLast((e) => e.event === "result" && e.quickstart === true)!;
     expect(String(result.answer).length).toBeGreaterThan(0);
     expect(result.key).not.toBe(firstKey);
+    expect(again.stdout + again.stderr).not.toContain("operator-secret-4711");
+    expect(again.stdout).toContain("the value of $AVOCADO_ADMIN_TOKEN");
     const store = await Store.open(`sqlite:${join(workspace, "quickstart.db")}`);
     try {
       expect((await store.keyBySecret(firstKey))?.revoked_at).not.toBeNull();

@@ -36,7 +36,8 @@ export interface Demo {
   api: RunningApi;
   url: string;
   key: string;
-  adminToken: string;
+  /** How to log in to the dashboard: the token made for this run, or the name of the variable that holds yours. */
+  adminLogin: string;
   ungated: boolean;
 }
 
@@ -59,7 +60,10 @@ export async function serveDemo(options: {
     store: "sqlite:quickstart.db",
     models: [servedModelSchema.parse({ name: options.model, gguf: options.gguf, price: PRICE, maxTokens: 256 })],
   };
-  const adminToken = process.env[serve.adminTokenEnv] || `adm-${randomBytes(18).toString("base64url")}`;
+  // Yours if set (never printed); else one made for this run, printed once, gone when it ends.
+  const own = process.env[serve.adminTokenEnv];
+  const adminToken = own || `adm-${randomBytes(18).toString("base64url")}`;
+  const adminLogin = own ? `the value of $${serve.adminTokenEnv}` : adminToken;
   // A tiny-world student whose gate could not pass (the test world's suite is too small to show 5 points) is still
   // served for the demo, and the output says so.
   const ungated = releaseVerdict(options.gguf).verdict !== "pass";
@@ -79,7 +83,7 @@ export async function serveDemo(options: {
     });
     await api.store.grant(DEMO_ORG, DEMO_CREDIT, "quickstart-demo-credit", "quickstart demo credit");
     const url = api.url.replace("0.0.0.0", "127.0.0.1");
-    return { api, url, key, adminToken, ungated };
+    return { api, url, key, adminLogin, ungated };
   } catch (error) {
     await api.close();
     throw error;
