@@ -17,6 +17,10 @@ interface QuickstartOptions {
 }
 
 const TEACHERS = ["tiny-qwen", "tiny-gemma", "tiny-gptoss"];
+const BUILD = "teachers: build the tiny world";
+const PROBE = "probe: capabilities, refusal, deflection";
+const DISTILL = "distill";
+const TRAIN = "train the student";
 const EVALUATE = "evaluate against the teachers, release gate";
 
 /**
@@ -50,7 +54,7 @@ async function quickstart(context: CommandContext, options: QuickstartOptions) {
   const gguf = join(model, "model.gguf");
   const distilled = join(context.workspace, "runs", "distill", RUN, "manifest.json");
 
-  await stages.run("teachers: build the tiny world", async () => {
+  await stages.run(BUILD, async () => {
     await run(["tinyworld", "build"]);
     return `${TEACHERS.join(", ")} in ${join(context.workspace, "teachers")}`;
   });
@@ -58,14 +62,17 @@ async function quickstart(context: CommandContext, options: QuickstartOptions) {
   // own on the other core, into the eval cache the evaluation stage reads (its log: teacher-evals.log).
   const evaluated = join(model, "evals", "tinyworld", "summary.json");
   const teacherEvals = join(folder, "teacher-evals");
-  const warm = stages.isDone(EVALUATE, () => existsSync(evaluated))
+  const upToDate =
+    [PROBE, DISTILL, TRAIN].every((stage) => stages.isDone(stage)) &&
+    stages.isDone(EVALUATE, () => existsSync(evaluated));
+  const warm = upToDate
     ? Promise.resolve()
     : run(["eval", "run", "--suite", "tinyworld", "--models", TEACHERS.join(","), "--out", teacherEvals], {
         log: join(folder, "teacher-evals.log"),
       });
   warm.catch(() => undefined);
   await stages.run(
-    "probe: capabilities, refusal, deflection",
+    PROBE,
     async () => {
       for (const teacher of TEACHERS) await run(["teachers", "probe", teacher, "--requests", "2"]);
       await run([
@@ -83,7 +90,7 @@ async function quickstart(context: CommandContext, options: QuickstartOptions) {
     { done: () => existsSync(join(folder, "probes", "summary.json")) },
   );
   await stages.run(
-    "distill",
+    DISTILL,
     async () => {
       await run(["distill", "run", "--run", RUN]);
       return `dataset and log-probs in ${join(context.workspace, "runs", "distill", RUN)}`;
@@ -91,7 +98,7 @@ async function quickstart(context: CommandContext, options: QuickstartOptions) {
     { done: () => existsSync(distilled) },
   );
   await stages.run(
-    "train the student",
+    TRAIN,
     async () => {
       await run(["train", "--from", RUN, "--run", RUN, "--no-evaluate"]);
       return `${STUDENT}: SFT + KD from ${TEACHERS.length} teachers`;

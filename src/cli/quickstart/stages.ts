@@ -22,12 +22,15 @@ export interface StageTime {
 }
 
 /**
- * The quickstart's stages, each run once per config: `state.json` records the ones that finished, so a rerun skips
+ * The quickstart's stages, each run once per config: the state file records the ones that finished, so a rerun skips
  * them and an interrupted run goes on from the stage it was in (which itself resumes: every stage's command does).
+ * Once a stage runs, every stage after it runs too.
  */
 export class StageRunner {
   private readonly state: Record<string, StageRecord>;
   readonly times: StageTime[] = [];
+  /** A stage ran in this run: the ones after it run too (their inputs may have changed). */
+  private ran = false;
 
   constructor(
     private readonly file: string,
@@ -44,9 +47,9 @@ export class StageRunner {
     this.state = state;
   }
 
-  /** Whether `stage` finished before with this config (and `done()` still holds). */
+  /** Whether `stage` finished before with this config (and `done()` still holds), and no stage before it ran now. */
   isDone(stage: string, done?: () => boolean): boolean {
-    return this.state[stage]?.config === this.configHash && (done?.() ?? true);
+    return !this.ran && this.state[stage]?.config === this.configHash && (done?.() ?? true);
   }
 
   /**
@@ -68,6 +71,7 @@ export class StageRunner {
       });
       return;
     }
+    if (!options.always) this.ran = true;
     this.announce(`[${index}] ${stage}`, { stage, started: true });
     const started = performance.now();
     const summary = await work();
