@@ -17,7 +17,7 @@ const PRICE = { inputPerMillion: 1_000_000, outputPerMillion: 2_000_000 };
 
 /**
  * A question the student answers correctly, taken from its own eval records (the tinyworld suite), preferring the
- * arithmetic skill; none correct: the first item, said to be so.
+ * arithmetic skill; none correct: the first item (the request stage then says what was expected).
  */
 export function showcase(workspace: string, modelFolder: string, student: string) {
   const records = join(modelFolder, "evals", "tinyworld", "items.jsonl");
@@ -29,7 +29,7 @@ export function showcase(workspace: string, modelFolder: string, student: string
   const pick = correct.find((r) => r.group === "arithmetic") ?? correct[0];
   const item = suite.items.find((i) => i.id === pick?.item) ?? suite.items[0]!;
   const question = item.messages.findLast((m) => m.role === "user")!.content;
-  return { question, reference: item.reference, answeredCorrectly: pick !== undefined };
+  return { question, reference: item.reference };
 }
 
 export interface Demo {

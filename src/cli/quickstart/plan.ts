@@ -1,3 +1,4 @@
+import { DEFAULT_STUDENT_ARCHITECTURE, DEFAULT_STUDENT_OPTIMIZATION } from "../../student/train-student.ts";
 import { BEHAVIOURS } from "../../tinyworld/behaviours.ts";
 import { TINY_TEACHERS } from "../../tinyworld/teacher-specs.ts";
 import type { WorldSize } from "../../tinyworld/world.ts";
@@ -12,7 +13,7 @@ export interface QuickstartPlan {
   prompts: number;
   topK: number;
   student: {
-    architecture: Record<string, number>;
+    architecture: Record<string, number | boolean>;
     optimization: Record<string, number>;
   };
 }
@@ -41,24 +42,9 @@ export const PLANS: Record<WorldSize, QuickstartPlan> = {
     prompts: 6000,
     topK: 20,
     student: {
-      architecture: {
-        layers: 4,
-        hidden: 128,
-        heads: 4,
-        kvHeads: 2,
-        headDim: 32,
-        ffn: 384,
-        context: 256,
-        ropeTheta: 10000,
-      },
-      optimization: {
-        steps: 1000,
-        batchSize: 32,
-        learningRate: 0.003,
-        minLearningRate: 0.0003,
-        warmupSteps: 50,
-        checkpointEvery: 100,
-      },
+      // The student's defaults, shorter: what fits the budget.
+      architecture: { ...DEFAULT_STUDENT_ARCHITECTURE, context: 256 },
+      optimization: { ...DEFAULT_STUDENT_OPTIMIZATION, steps: 1000, warmupSteps: 50 },
     },
   },
 };
@@ -67,7 +53,7 @@ export const PLANS: Record<WorldSize, QuickstartPlan> = {
 export const RUN = "quickstart";
 export const STUDENT = "quickstart-student";
 
-const flow = (value: Record<string, number>) =>
+const flow = (value: Record<string, number | boolean>) =>
   `{ ${Object.entries(value)
     .map(([k, v]) => `${k}: ${v}`)
     .join(", ")} }`;
