@@ -95,10 +95,11 @@ export async function runAblation(options: {
 }> {
   const base = options.config.student;
   const trainings = new Map<string, StudentTraining>();
-  const train = (variant: Variant) => async () => {
+  const train = (sharing: number) => (variant: Variant) => async () => {
     const student = { ...variant.student(base), name: `${base.name}-${variant.name}` };
     const training = await trainStudent({
       ...options,
+      sharing,
       student,
       trainFolder: join(options.workspace, "runs", "train", `ablation-${variant.trainAs ?? variant.name}`),
       modelFolder: join(options.workspace, "models", student.name),
@@ -107,8 +108,9 @@ export async function runAblation(options: {
     options.log(`${student.name}: trained in ${training.seconds.toFixed(0)} s`);
   };
   const first = VARIANTS.filter((v) => !v.trainAs);
-  await pool(first.map(train), options.parallel ?? 2);
-  await pool(VARIANTS.filter((v) => v.trainAs).map(train), 1);
+  const parallel = options.parallel ?? 2;
+  await pool(first.map(train(Math.min(parallel, first.length))), parallel);
+  await pool(VARIANTS.filter((v) => v.trainAs).map(train(1)), 1);
 
   const suite = openSuite("tinyworld", options.workspace);
   const cache = await ResponseCache.open(`sqlite:${join(options.workspace, "evals", "cache.db")}`);

@@ -80,7 +80,13 @@ export async function onPolicyRound(options: RoundOptions): Promise<TrainResult>
   });
   return runTrainer(
     { ...options.job, optimization, initFrom: options.source, shards, out: options.out },
-    { python: options.python, label: `on-policy round ${options.round}`, progress, processes: student.processes },
+    {
+      python: options.python,
+      label: `on-policy round ${options.round}`,
+      progress,
+      processes: student.processes,
+      sharing: options.sharing,
+    },
   );
 }
 

@@ -52,6 +52,8 @@ export interface TrainStudentOptions {
   modelFolder: string;
   /** Overrides the optimization's steps (tests, quick looks). */
   steps?: number;
+  /** Trainers running beside this one (they share the cores); default 1. */
+  sharing?: number;
   log: (line: string) => void;
 }
 
@@ -150,7 +152,13 @@ export async function trainStudent(options: TrainStudentOptions): Promise<Studen
   const phases: StudentTraining["phases"] = [];
   const result = await runTrainer(
     { ...job, shards: shardsFolder, out: offPolicy },
-    { python: options.python, label: `train ${student.name}`, progress, processes: student.processes },
+    {
+      python: options.python,
+      label: `train ${student.name}`,
+      progress,
+      processes: student.processes,
+      sharing: options.sharing,
+    },
   );
   phases.push({ name: "off-policy", result });
   let source = offPolicy;

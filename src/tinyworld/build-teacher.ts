@@ -55,6 +55,8 @@ export interface BuildTeacherOptions {
   folder: string;
   python: string;
   threads: number;
+  /** Teachers built at the same time (they share the cores). */
+  sharing?: number;
   progress: Progress;
   /** Overrides the number of training steps (tests). */
   steps?: number;
@@ -189,7 +191,7 @@ export async function buildTeacher(options: BuildTeacherOptions): Promise<Teache
       bosId: vocabulary.role("bos"),
       eosId: vocabulary.role("eos"),
     },
-    { python: options.python, label: `train ${spec.name}`, progress },
+    { python: options.python, label: `train ${spec.name}`, progress, sharing: options.sharing },
   );
 
   const ggufName = ggufFileName("f32");

@@ -62,6 +62,7 @@ export async function buildTinyWorld(options: BuildWorldOptions): Promise<BuiltW
     .sort((a, b) => Number(specs[b]!.family === "gptoss") - Number(specs[a]!.family === "gptoss"));
   const cards: TeacherCard[] = new Array(specs.length);
   let next = 0;
+  const workers = Math.max(1, Math.min(options.parallel ?? 2, order.length));
   const worker = async () => {
     while (next < order.length) {
       const index = order[next++]!;
@@ -76,12 +77,13 @@ export async function buildTinyWorld(options: BuildWorldOptions): Promise<BuiltW
         folder: join(options.workspace, "teachers", spec.name),
         python: options.python,
         threads: options.threads,
+        sharing: workers,
         progress: options.progress,
         steps: options.steps,
       });
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, options.parallel ?? 2) }, worker));
+  await Promise.all(Array.from({ length: workers }, worker));
   const table = accuracyTable(cards.map((card) => ({ name: card.name, scores: card.accuracy })));
   await writeJsonAtomic(
     join(options.workspace, "teachers", "accuracy.json"),

@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { PYTHON, scratchFolder, TEST_WORKSPACE } from "../../test/fixtures.ts";
 import { sha256File } from "../core/hash.ts";
 import { SilentProgress } from "../core/progress.ts";
-import { runTrainer, type TrainJob } from "./launcher.ts";
+import { runTrainer, threadsPerProcess, type TrainJob } from "./launcher.ts";
 
 const SHARDS = join(TEST_WORKSPACE, "teachers", "tiny-gemma", "train", "shards");
 const scratch = scratchFolder("trainer");
@@ -133,5 +133,14 @@ describe("PyTorch trainer", () => {
     await expect(
       runTrainer({ ...other, architecture: { ...other.architecture, hidden: 64 } }, options),
     ).rejects.toThrow(/checkpoint\.pt: does not match this job's model/);
+  });
+});
+
+describe("threadsPerProcess", () => {
+  it("gives every process of every trainer running together a core, and never less than one thread", () => {
+    expect(threadsPerProcess(2, 1, 2, 2)).toBe(1); // two trainers of two threads on two cores: one each
+    expect(threadsPerProcess(4, 2, 1, 16)).toBe(4); // enough cores: the job's own count
+    expect(threadsPerProcess(8, 2, 1, 8)).toBe(4);
+    expect(threadsPerProcess(1, 4, 2, 2)).toBe(1);
   });
 });

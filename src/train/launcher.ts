@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import { availableParallelism } from "node:os";
 import { createInterface } from "node:readline";
 import { writeFileAtomic, writeJsonAtomic } from "../core/atomic-write.ts";
 import type { Architecture, Optimization } from "../core/config/schema.ts";
@@ -59,6 +60,17 @@ export interface TrainOptions {
   processes?: number;
   onEvent?: (event: TrainerEvent) => void;
   signal?: AbortSignal;
+  /** Trainers this one runs beside (the cores are shared between them); default 1. */
+  sharing?: number;
+}
+
+/**
+ * Torch threads per process: the job's, capped so that every process of every trainer running together has a core.
+ * More threads than cores made the tiny models' training four times slower here (two trainers of two threads each on
+ * two cores), not faster.
+ */
+export function threadsPerProcess(threads: number, processes: number, sharing = 1, cores = availableParallelism()) {
+  return Math.max(1, Math.min(threads, Math.floor(cores / Math.max(1, processes * sharing))));
 }
 
 async function freePort(): Promise<number> {
@@ -82,8 +94,9 @@ async function freePort(): Promise<number> {
  */
 export async function runTrainer(job: TrainJob, options: TrainOptions): Promise<TrainResult> {
   const jobPath = join(job.out, "job.json");
-  await writeJsonAtomic(jobPath, job);
   const processes = options.processes ?? 1;
+  job = { ...job, threads: threadsPerProcess(job.threads, processes, options.sharing) };
+  await writeJsonAtomic(jobPath, job);
   const port = processes > 1 ? await freePort() : 0;
   const started = Date.now();
   const events: TrainerEvent[] = [];

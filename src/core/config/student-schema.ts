@@ -49,7 +49,7 @@ export const studentSchema = z
       .default("avocado-student"),
     from: z.string().min(1).optional().describe("the distill run to learn from (default: the latest)"),
     tokenizer: z.enum(["qwen"]).default("qwen").describe("the tokenizer family, trimmed to the data"),
-    architecture: architectureSchema.optional().describe("a Qwen3-style decoder (default: 4 layers, d=192)"),
+    architecture: architectureSchema.optional().describe("a Qwen3-style decoder (default: 4 layers, d=128)"),
     initFrom: z.string().min(1).optional().describe("an HF Qwen3 checkpoint folder to start from"),
     optimization: optimizationSchema.optional(),
     loss: lossSchema.prefault({}),
