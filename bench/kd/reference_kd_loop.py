@@ -1,7 +1,8 @@
 """The baseline for bench/kd: the plainest PyTorch loop with top-k KD over the same model and batches.
 
 Forward, cross-entropy plus forward KL on the stored top-k (gathered student log-probs, renormalised teacher),
-backward, clip, step. No weights, no modes, no tail, no events. Prints {"tokensPerSecond": ...} last.
+backward, clip, step. No weights, no modes, no tail, no events. Prints {"tokensPerSecond": ..., "stepSeconds": [...]}
+last (each step's wall time, from the batch's collation to the optimizer step, as the trainer reports it).
 """
 import json
 import sys
@@ -25,7 +26,9 @@ def main():
     batch = job["optimization"]["batchSize"]
     tokens = 0
     started = time.time()
+    seconds = []
     for step in range(job["optimization"]["steps"]):
+        step_started = time.time()
         inputs, targets, real, rows, _ = shards.collate_kd(cache.batch_indices(step, batch), job["architecture"]["context"])
         logits = model(inputs).reshape(-1, shards.vocab_size)
         loss = F.cross_entropy(logits, targets.reshape(-1), ignore_index=-100)
@@ -39,7 +42,8 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         tokens += real
-    print(json.dumps({"tokensPerSecond": tokens / (time.time() - started), "loss": float(loss)}))
+        seconds.append(time.time() - step_started)
+    print(json.dumps({"tokensPerSecond": tokens / (time.time() - started), "loss": float(loss), "stepSeconds": seconds}))
 
 
 if __name__ == "__main__":

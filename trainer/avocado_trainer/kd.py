@@ -31,7 +31,8 @@ def _outcome_logs(student_logits, ids, teacher_logp, temperature, tail):
     if tail == "renormalize":
         student = torch.where(valid, student_logits.gather(1, safe) / temperature, torch.full_like(teacher, NEG))
         return F.log_softmax(teacher / temperature, dim=1), F.log_softmax(student, dim=1), valid
-    student_full = F.log_softmax(student_logits / temperature, dim=1)
+    # At T = 1 no tempered copy of the [N, vocabulary] logits (forward and backward).
+    student_full = F.log_softmax(student_logits if temperature == 1 else student_logits / temperature, dim=1)
     student = torch.where(valid, student_full.gather(1, safe), torch.full_like(teacher, NEG))
     student_tail = _log1mexp(torch.logsumexp(student, dim=1, keepdim=True))
     # The teacher's tail is known only untempered: temper it as one outcome, then renormalise.
@@ -67,7 +68,8 @@ def uld(student_logits, teacher_logp, temperature=1.0):
     probability vectors, which needs no shared vocabulary. The teacher's stored top-k is compared with the student's
     top-k; with T != 1 the teacher's top-k is tempered keeping its total mass."""
     k = teacher_logp.shape[1]
-    student = torch.softmax(student_logits.float() / temperature, dim=1)
+    logits = student_logits.float()
+    student = torch.softmax(logits if temperature == 1 else logits / temperature, dim=1)
     student_top = student.topk(min(k, student.shape[1]), dim=1).values
     teacher = torch.exp(teacher_logp.float())
     if temperature != 1.0:
@@ -88,11 +90,16 @@ def kd_losses(student_logits, ids, teacher_logp, modes, loss_config):
     """Per-position KD losses for the same-tokenizer rows and the cross-tokenizer rows (exact-mapped or ULD)."""
     options = dict(divergence=loss_config.get("divergence", "forward-kl"), beta=loss_config.get("beta", 0.5),
                    temperature=loss_config.get("temperature", 1.0), tail=loss_config.get("tail", "bucket"))
-    out = torch.zeros(modes.shape[0], device=student_logits.device)
     exact = (modes == MODE_SAME) | (modes == MODE_CROSS_EXACT)
-    if exact.any():
-        out[exact] = topk_divergence(student_logits[exact], ids[exact], teacher_logp[exact], **options)
     sorted_rows = modes == MODE_CROSS_ULD
+    # The exact divergence runs on every row, the others' ids masked (no outcome of theirs counts, so their value is
+    # finite and unused): a selected copy of the [N, vocabulary] logits would cost a full-size scatter in backward.
+    # ULD rows are few; they are selected.
+    out = torch.zeros(modes.shape[0], device=student_logits.device)
+    if exact.any():
+        masked = torch.where(exact.unsqueeze(1), ids, torch.full_like(ids, -1))
+        out = torch.where(exact, topk_divergence(student_logits, masked, teacher_logp, **options), out)
     if sorted_rows.any():
-        out[sorted_rows] = uld(student_logits[sorted_rows], teacher_logp[sorted_rows], options["temperature"])
+        out = out.index_put((sorted_rows,), uld(student_logits[sorted_rows], teacher_logp[sorted_rows],
+                                                options["temperature"]))
     return out

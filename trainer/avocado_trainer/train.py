@@ -91,7 +91,9 @@ def step_terms(logits, targets, rows, weights, shards, loss_config, device):
     else:
         ce = F.cross_entropy(flat, targets.reshape(-1), ignore_index=-100, reduction="none")
         terms = {"sft": (ce * weights.reshape(-1)).sum()}
-    zero = flat.sum() * 0.0
+    # A zero still joined to the graph (a rank whose micro-batch has no KD rows must still backpropagate every term),
+    # without another pass over the [positions, vocabulary] logits: the SFT term is computed on every batch.
+    zero = terms["sft"] * 0.0
     terms["kd"] = zero
     terms["crossKd"] = zero
     if shards.kd is not None:
@@ -198,6 +200,7 @@ def run(job):
                "crossKd": float(loss_config.get("crossKd", 0.0))}
     model.train()
     while step < total_steps:
+        step_started = time.time()
         indices = cache.batch_indices(step, batch_size)
         inputs_all, targets_all, real_tokens, rows_all, weights_all = shards.collate_kd(indices, context, pad_id)
         # Each term is a weighted mean over the whole global batch: the normalisers are counted before it is split.
@@ -241,7 +244,7 @@ def run(job):
         if rank == 0:
             elapsed = time.time() - started
             emit("step", step=step, steps=total_steps, loss=mean_loss, lr=rate, gradNorm=float(norm), terms=parts,
-                 tokensPerSecond=tokens_seen / elapsed if elapsed > 0 else 0.0)
+                 tokensPerSecond=tokens_seen / elapsed if elapsed > 0 else 0.0, seconds=time.time() - step_started)
         if step % checkpoint_every == 0 or step == total_steps:
             weights_state, optimizer_state = parallel.full_states(train_model, model, optimizer, kind)
         if rank == 0 and (step % checkpoint_every == 0 or step == total_steps):
