@@ -105,8 +105,8 @@ for (let round = 0; round < ROUNDS; round++) {
   };
   reference.push(loop.tokensPerSecond);
   const [sftSteps, kdSteps] = [stepSeconds(sftRun), stepSeconds(kdRun)];
-  // The first steps warm caches and allocators up in every run alike: left out.
-  for (let i = 5; i < STEPS; i++) {
+  // The first steps warm caches and allocators up in every run alike: left out (but one step always counts).
+  for (let i = Math.min(5, STEPS - 1); i < STEPS; i++) {
     kdOverSft.push(kdSteps[i]! / sftSteps[i]!);
     referenceOverKd.push(loop.stepSeconds[i]! / kdSteps[i]!);
   }

@@ -297,6 +297,7 @@ $("login-form").addEventListener("submit", async (event) => {
 
 $("logout").addEventListener("click", () => {
   token = "";
+  extractionAt = 0; // the next log-in reads the scores afresh
   clearInterval(timer);
   location.reload();
 });
