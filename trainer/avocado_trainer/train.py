@@ -108,6 +108,68 @@ def step_terms(logits, targets, rows, weights, shards, loss_config, device):
     return terms
 
 
+class Stepper:
+    """One optimizer step of the training loop, from a batch's collation to `optimizer.step()`: `run` calls it, and
+    bench/kd times it against a reference loop in the same process."""
+
+    def __init__(self, job, shards, model, train_model, optimizer, rank=0, world=1, device=torch.device("cpu")):
+        optimization = job["optimization"]
+        self.shards, self.model, self.train_model, self.optimizer = shards, model, train_model, optimizer
+        self.rank, self.world, self.device = rank, world, device
+        self.batch_size = optimization["batchSize"]
+        self.accumulation = optimization.get("gradientAccumulation", 1)
+        self.clip = optimization.get("gradientClip", 1.0)
+        if self.batch_size % (self.accumulation * world) != 0:
+            raise JobError(f"batchSize {self.batch_size} must be divisible by gradientAccumulation × processes "
+                           f"({self.accumulation} × {world})")
+        self.micro = self.batch_size // self.accumulation
+        self.context = job["architecture"]["context"]
+        self.cache = EpochCache(shards, int(job.get("seed", 0)))
+        self.pad_id = int(job.get("padId", 0))
+        self.loss_config = job.get("loss") or {}
+        self.weights = {"sft": float(self.loss_config.get("sft", 1.0)), "kd": float(self.loss_config.get("kd", 0.0)),
+                        "crossKd": float(self.loss_config.get("crossKd", 0.0))}
+
+    def step(self, step, rate):
+        """Trains on global batch `step` at learning rate `rate`; returns (loss per position, each term's mean over
+        its own positions, the gradient norm before clipping, the batch's real tokens)."""
+        shards, world, rank, device, weights = self.shards, self.world, self.rank, self.device, self.weights
+        indices = self.cache.batch_indices(step, self.batch_size)
+        inputs_all, targets_all, real_tokens, rows_all, weights_all = shards.collate_kd(indices, self.context,
+                                                                                        self.pad_id)
+        # Each term is a weighted mean over the whole global batch: the normalisers are counted before it is split.
+        norms = batch_norms(targets_all, rows_all, weights_all, shards)
+        if norms["sft"] == 0 and norms["kd"] == 0 and norms["crossKd"] == 0:
+            raise JobError(f"step {step}: the batch has no training targets (check the loss masks)")
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+        sums = torch.zeros(3, dtype=torch.float64)
+        self.optimizer.zero_grad(set_to_none=True)
+        for part in range(self.accumulation):
+            rows = slice(part * self.micro, (part + 1) * self.micro)
+            inputs = inputs_all[rows][rank::world].to(device)
+            logits = self.train_model(inputs)
+            terms = step_terms(logits, targets_all[rows][rank::world].to(device), rows_all[rows][rank::world],
+                               weights_all[rows][rank::world].to(device), shards, self.loss_config, device)
+            loss = sum(weights[name] * terms[name] * world / norms["tokens"] for name in TERMS if norms[name] > 0)
+            if not torch.is_tensor(loss):
+                continue
+            if world > 1 and part < self.accumulation - 1 and hasattr(self.train_model, "no_sync"):
+                with self.train_model.no_sync():
+                    loss.backward()
+            else:
+                loss.backward()
+            sums += torch.tensor([float(terms[name].detach()) for name in TERMS], dtype=torch.float64)
+        if world > 1:
+            dist.all_reduce(sums)
+        norm = parallel.clip(self.train_model, self.model, self.clip)
+        self.optimizer.step()
+        # Reported per term as its mean over its own positions; the total is what was minimised (per position).
+        parts = {name: float(sums[i]) / norms[name] for i, name in enumerate(TERMS) if norms[name] > 0}
+        mean_loss = sum(weights[name] * float(sums[i]) for i, name in enumerate(TERMS)) / norms["tokens"]
+        return mean_loss, parts, norm, real_tokens
+
+
 def distributed(device):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -176,18 +238,10 @@ def run(job):
         except (RuntimeError, ValueError, KeyError) as error:
             raise JobError(f"{checkpoint_path}: its optimizer state does not match this job ({str(error).splitlines()[0]}); remove it to start over") from error
 
+    stepper = Stepper(job, shards, model, train_model, optimizer, rank, world, device)
     total_steps = optimization["steps"]
-    batch_size = optimization["batchSize"]
-    accumulation = optimization.get("gradientAccumulation", 1)
-    clip = optimization.get("gradientClip", 1.0)
     checkpoint_every = optimization.get("checkpointEvery", 100)
     stop_after = job.get("stopAfterSteps")
-    if batch_size % (accumulation * world) != 0:
-        raise JobError(f"batchSize {batch_size} must be divisible by gradientAccumulation × processes ({accumulation} × {world})")
-    micro = batch_size // accumulation
-    context = architecture["context"]
-    cache = EpochCache(shards, seed)
-    pad_id = int(job.get("padId", 0))
 
     if rank == 0:
         parameters = sum(p.numel() for p in model.parameters())
@@ -195,47 +249,13 @@ def run(job):
 
     started = time.time()
     tokens_seen = 0
-    loss_config = job.get("loss") or {}
-    weights = {"sft": float(loss_config.get("sft", 1.0)), "kd": float(loss_config.get("kd", 0.0)),
-               "crossKd": float(loss_config.get("crossKd", 0.0))}
     model.train()
     while step < total_steps:
         step_started = time.time()
-        indices = cache.batch_indices(step, batch_size)
-        inputs_all, targets_all, real_tokens, rows_all, weights_all = shards.collate_kd(indices, context, pad_id)
-        # Each term is a weighted mean over the whole global batch: the normalisers are counted before it is split.
-        norms = batch_norms(targets_all, rows_all, weights_all, shards)
-        if norms["sft"] == 0 and norms["kd"] == 0 and norms["crossKd"] == 0:
-            raise JobError(f"step {step}: the batch has no training targets (check the loss masks)")
         rate = learning_rate(step, optimization)
-        for group in optimizer.param_groups:
-            group["lr"] = rate
-        sums = torch.zeros(3, dtype=torch.float64)
-        optimizer.zero_grad(set_to_none=True)
-        for part in range(accumulation):
-            rows = slice(part * micro, (part + 1) * micro)
-            inputs = inputs_all[rows][rank::world].to(device)
-            logits = train_model(inputs)
-            terms = step_terms(logits, targets_all[rows][rank::world].to(device), rows_all[rows][rank::world],
-                               weights_all[rows][rank::world].to(device), shards, loss_config, device)
-            loss = sum(weights[name] * terms[name] * world / norms["tokens"] for name in TERMS if norms[name] > 0)
-            if not torch.is_tensor(loss):
-                continue
-            if world > 1 and part < accumulation - 1 and hasattr(train_model, "no_sync"):
-                with train_model.no_sync():
-                    loss.backward()
-            else:
-                loss.backward()
-            sums += torch.tensor([float(terms[name].detach()) for name in TERMS], dtype=torch.float64)
+        mean_loss, parts, norm, real_tokens = stepper.step(step, rate)
         tokens_seen += real_tokens
-        if world > 1:
-            dist.all_reduce(sums)
-        norm = parallel.clip(train_model, model, clip)
-        optimizer.step()
         step += 1
-        # Reported per term as its mean over its own positions; the total is what was minimised (per position).
-        parts = {name: float(sums[i]) / norms[name] for i, name in enumerate(TERMS) if norms[name] > 0}
-        mean_loss = sum(weights[name] * float(sums[i]) for i, name in enumerate(TERMS)) / norms["tokens"]
         if not math.isfinite(mean_loss):
             raise JobError(f"step {step}: loss is {mean_loss} (diverged; lower the learning rate)")
         history.append([step, mean_loss])
