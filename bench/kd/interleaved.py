@@ -2,9 +2,9 @@
 (SFT), and the reference loop's step, each on its own model and optimizer from the same initial weights, taking
 turns on the same batch at every step (the order rotates from step to step).
 
-Separate processes see this shared machine's load drift by more than the 5 % the bench must resolve; three loops
-taking turns within each step see the same drift. Prints {"sft": [...], "kd": [...], "reference": [...]} (each step's
-wall time, from collation to the optimizer step) and the tokens each step trained on.
+The same job differs in speed from one process to the next here by more than the 5 % the bench must resolve; three
+loops taking turns within each step share one process and the machine's load of the moment. Prints {"sft": [...],
+"kd": [...], "reference": [...]}: each step's wall time, from collation to the optimizer step.
 """
 import json
 import sys

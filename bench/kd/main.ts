@@ -2,8 +2,8 @@
 //   a KD step (SFT + same- and cross-tokenizer KD at top-k 20) against an SFT step on the same batches (≤ 1.3×);
 //   the trainer with KD against the plainest PyTorch loop with top-k KD (tokens/s, ≥ 0.95).
 // The verdicts come from one process where the trainer's step and the reference loop's take turns on each batch
-// (interleaved.py); whole runs in separate processes are printed as context: this shared machine drifts between
-// processes by more than the 5 % the second target must resolve.
+// (interleaved.py); whole runs in separate processes are printed as context: the same job's speed differs from one
+// process to the next here by more than the 5 % the second target must resolve.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
