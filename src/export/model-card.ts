@@ -27,7 +27,10 @@ export type ModelCard = z.infer<typeof modelCardSchema>;
  */
 export function releaseVerdict(
   gguf: string,
-): { verdict: "pass" | "no-card" } | { verdict: "fail" | "ungated"; reason: string } {
+):
+  | { verdict: "pass" | "no-card" }
+  | { verdict: "ungated"; reason: string }
+  | { verdict: "fail"; reason: string; underpowered: boolean } {
   const path = join(dirname(gguf), CARD_FILE);
   if (!existsSync(path)) return { verdict: "no-card" };
   let raw: unknown;
@@ -40,7 +43,14 @@ export function releaseVerdict(
   if (!parsed.success) return { verdict: "ungated", reason: `${path} is not a model card` };
   const { gate } = parsed.data;
   if (gate === null) return { verdict: "ungated", reason: "it was never evaluated against its teachers" };
-  if (!gate.pass)
-    return { verdict: "fail", reason: `the release gate failed: ${gate.failures.slice(0, 3).join("; ")}` };
+  if (!gate.pass) {
+    const more = gate.failures.length > 3 ? ` (and ${gate.failures.length - 3} more in its card)` : "";
+    return {
+      verdict: "fail",
+      reason: `the release gate failed: ${gate.failures.slice(0, 3).join("; ")}${more}`,
+      // A suite too small to tell a change of the margin fails whatever the student: more training cannot pass it.
+      underpowered: gate.failures.some((failure) => / underpowered: /.test(failure)),
+    };
+  }
   return { verdict: "pass" };
 }

@@ -39,6 +39,13 @@ describe("avocado serve sells a student only once its release gate passed", () =
     await starts(true);
   }, 60_000);
 
+  it("says when the gate failed for want of items, which retraining cannot fix", async () => {
+    const underpowered =
+      "tinyworld-probes vs tiny-gptoss: deflected (deflection/probe) underpowered: 43 items detect a change of 60.6 points at best, more than the margin of 5.0 points";
+    card({ pass: false, margin: 0.05, failures: ["a", "b", "c", underpowered], reports: [] });
+    await expect(starts()).rejects.toThrow(/failed: a; b; c \(and 1 more in its card\)\. .*needs more items/);
+  }, 60_000);
+
   it("refuses a student that was never evaluated", async () => {
     card(null);
     await expect(starts()).rejects.toThrow(/never evaluated against its teachers/);

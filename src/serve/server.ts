@@ -74,9 +74,13 @@ function checkReleases(config: ServeConfig, allowUngated: boolean, logger: Logge
     const path = isAbsolute(model.gguf) ? model.gguf : resolve(model.gguf);
     const release = releaseVerdict(path);
     if (!("reason" in release)) continue;
+    const underpowered =
+      release.verdict === "fail" && release.underpowered
+        ? " (an underpowered suite needs more items, or to be left out of student.suites, not more training)"
+        : "";
     if (!allowUngated)
       throw new InputError(
-        `refusing to serve ${model.name} (${path}): ${release.reason}. Retrain until the gate passes, or pass --allow-ungated to serve it anyway (not for customers)`,
+        `refusing to serve ${model.name} (${path}): ${release.reason}. Retrain until the gate passes${underpowered}, or pass --allow-ungated to serve it anyway (not for customers)`,
       );
     logger.log("warn", "api.ungated_model", { model: model.name, verdict: release.verdict, reason: release.reason });
   }
