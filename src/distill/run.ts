@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { DistillConfig } from "../core/config/distill-schema.ts";
 import { InputError } from "../core/errors.ts";
@@ -166,6 +166,9 @@ export async function runDistill(options: DistillRunOptions) {
   const probeFindings: ProbeFinding[] = [];
   for (const name of config.curation.probes) {
     const suite = openSuite(name, options.workspace);
+    // Asked afresh on every run (through the response cache: nothing is paid twice): an eval folder reuses records by
+    // teacher name, and a rebuilt teacher or a new release's suite must not inherit the last run's findings.
+    rmSync(join(options.out, "probes", name), { recursive: true, force: true });
     const { summary } = await runEval({
       suite,
       models: teachers.map((t) => ({ name: t.config.name, teacher: t.teacher })),

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Command } from "commander";
 import { writeFileAtomic } from "../../core/atomic-write.ts";
@@ -65,6 +65,10 @@ async function quickstart(context: CommandContext, options: QuickstartOptions) {
   const upToDate =
     [PROBE, DISTILL, TRAIN].every((stage) => stages.isDone(stage)) &&
     stages.isDone(EVALUATE, () => existsSync(evaluated));
+  // An eval folder holds one suite's items: one left by an earlier release's world would be refused. Started afresh,
+  // the run asks nothing twice (the response cache has every answer).
+  const fresh = (out: string) => rmSync(out, { recursive: true, force: true });
+  if (!upToDate) fresh(teacherEvals);
   const warm = upToDate
     ? Promise.resolve()
     : run(["eval", "run", "--suite", "tinyworld", "--models", TEACHERS.join(","), "--out", teacherEvals], {
@@ -75,6 +79,7 @@ async function quickstart(context: CommandContext, options: QuickstartOptions) {
     PROBE,
     async () => {
       for (const teacher of TEACHERS) await run(["teachers", "probe", teacher, "--requests", "2"]);
+      fresh(join(folder, "probes"));
       await run([
         "eval",
         "run",
