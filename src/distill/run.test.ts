@@ -156,7 +156,9 @@ describe("avocado distill on the test world (real teachers)", () => {
     ]);
     const deflection = manifest.probes.filtered.deflection!;
     expect(deflection.removed).toBeGreaterThan(0);
-    expect(deflection.covered).toBe(deflection.prompts);
+    // Another teacher's answer covers the topic; not every prompt (the test world's teachers know few of its facts,
+    // and where two of them disagree the vote keeps neither).
+    expect(deflection.covered).toBeGreaterThan(0);
     const records = read("main", "dataset.jsonl")
       .trim()
       .split("\n")

@@ -75,6 +75,6 @@ student:
   from: ${RUN}
   architecture: ${flow(plan.student.architecture)}
   optimization: ${flow(plan.student.optimization)}
-  suites: [tinyworld]
+  suites: [tinyworld, tinyworld-probes]
 `;
 }
