@@ -24,7 +24,7 @@ export class Judge {
       item.reference ? `Reference answer:\n${item.reference}` : "",
       `Answer to judge:\n${answer}`,
     ]);
-    return verdict(text, ["PASS", "FAIL"]) === "PASS";
+    return verdict(text, ["PASS", "FAIL"], this.who) === "PASS";
   }
 
   /**
@@ -40,7 +40,7 @@ export class Judge {
         item.reference ? `Reference answer:\n${item.reference}` : "",
         `Answer A:\n${first}`,
         `Answer B:\n${second}`,
-      ]).then((text) => verdict(text, ["A", "B", "TIE"]));
+      ]).then((text) => verdict(text, ["A", "B", "TIE"], this.who));
     const forward = await ask(a, b);
     const backward = await ask(b, a);
     // In the second order the labels swap: "A" there is answer b.
@@ -63,8 +63,13 @@ export class Judge {
     const found = /^\s*CLASS:\s*`?([a-z_]+)`?\s*$/im.exec(lastLines(text));
     const value = found?.[1]?.toLowerCase();
     if (!value || !(REFUSAL_CLASSES as readonly string[]).includes(value))
-      throw new JudgeError(`the judge gave no CLASS line (${excerpt(text)})`);
+      throw new JudgeError(`${this.who} gave no CLASS line (${excerpt(text)})`);
     return value as RefusalClass;
+  }
+
+  /** Named in its errors: an eval's records say which judge failed them. */
+  private get who(): string {
+    return `the judge '${this.teacher.name}'`;
   }
 
   private async ask(parts: string[]): Promise<string> {
@@ -94,11 +99,11 @@ const lastLines = (text: string) => text.trim().split("\n").slice(-3).join("\n")
 const excerpt = (text: string) => JSON.stringify(text.length > 80 ? `…${text.slice(-80)}` : text);
 
 /** The verdict on the judge's last lines (`VERDICT: X`), one of `allowed`, or a JudgeError. */
-export function verdict<T extends string>(text: string, allowed: readonly T[]): T {
+export function verdict<T extends string>(text: string, allowed: readonly T[], who = "the judge"): T {
   const found = /^\s*\**VERDICT:?\**\s*`?\[?([a-z]+)\]?`?\.?\s*$/im.exec(lastLines(text));
   const value = found?.[1]?.toUpperCase() as T | undefined;
   if (!value || !allowed.includes(value))
-    throw new JudgeError(`the judge gave no verdict of ${allowed.join("/")} (${excerpt(text)})`);
+    throw new JudgeError(`${who} gave no verdict of ${allowed.join("/")} (${excerpt(text)})`);
   return value;
 }
 
