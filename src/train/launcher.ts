@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { randomUUID } from "node:crypto";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { availableParallelism } from "node:os";
 import { createInterface } from "node:readline";
@@ -73,31 +73,20 @@ export function threadsPerProcess(threads: number, processes: number, sharing = 
   return Math.max(1, Math.min(threads, Math.floor(cores / Math.max(1, processes * sharing))));
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolvePort(port));
-    });
-  });
-}
-
 /**
  * Runs the PyTorch trainer on a job, turning its JSON-lines events into a
  * progress bar and, at the end, a loss curve (`loss-curve.svg`, `loss.json`)
  * beside the model. Under `processes > 1` it starts the ranks itself
- * (MASTER_ADDR/PORT, RANK, WORLD_SIZE), which works on torch 1.13 and 2.x.
+ * (RANK, WORLD_SIZE, and a rendezvous file), which works on torch 1.13 and 2.x.
  */
 export async function runTrainer(job: TrainJob, options: TrainOptions): Promise<TrainResult> {
   const jobPath = join(job.out, "job.json");
   const processes = options.processes ?? 1;
   job = { ...job, threads: threadsPerProcess(job.threads, processes, options.sharing) };
   await writeJsonAtomic(jobPath, job);
-  const port = processes > 1 ? await freePort() : 0;
+  // The ranks meet through this file (the trainer's FileStore): unlike a port picked free beforehand, no other launch
+  // can take it in between.
+  const rendezvous = processes > 1 ? join(job.out, `rendezvous-${randomUUID()}`) : undefined;
   const started = Date.now();
   const events: TrainerEvent[] = [];
   const history: [number, number][] = [];
@@ -115,8 +104,7 @@ export async function runTrainer(job: TrainJob, options: TrainOptions): Promise<
     };
     if (processes > 1)
       Object.assign(env, {
-        MASTER_ADDR: "127.0.0.1",
-        MASTER_PORT: String(port),
+        AVOCADO_RENDEZVOUS: rendezvous,
         RANK: String(rank),
         LOCAL_RANK: String(rank),
         WORLD_SIZE: String(processes),
@@ -173,6 +161,7 @@ export async function runTrainer(job: TrainJob, options: TrainOptions): Promise<
       }),
   );
   const codes = await Promise.all(exits);
+  if (rendezvous) rmSync(rendezvous, { force: true });
   const failed = codes.findIndex((code) => code !== 0);
   if (failed >= 0) {
     task?.finish({ status: "failed" });

@@ -174,7 +174,15 @@ def distributed(device):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
-    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    # Avocado's launcher has its ranks meet through a file of their own: a port picked free beforehand can be taken by
+    # another launch before rank 0 binds it. Under torchrun, its environment (MASTER_ADDR/PORT).
+    rendezvous = os.environ.get("AVOCADO_RENDEZVOUS")
+    if rendezvous:
+        store = dist.FileStore(rendezvous, world)
+        dist.init_process_group(backend, store=store, rank=int(os.environ["RANK"]), world_size=world)
+    else:
+        dist.init_process_group(backend)
     return dist.get_rank(), dist.get_world_size()
 
 
