@@ -14,6 +14,8 @@ export const modelCardSchema = z.object({
       margin: z.number(),
       /** One line per failed check (empty when it passed). */
       failures: z.array(z.string()),
+      /** Whether a failed check's suite was too small to tell a change of the margin (retraining cannot pass it). */
+      underpowered: z.boolean().optional(),
       reports: z.array(z.string()),
     })
     .nullable()
@@ -48,8 +50,7 @@ export function releaseVerdict(
     return {
       verdict: "fail",
       reason: `the release gate failed: ${gate.failures.slice(0, 3).join("; ")}${more}`,
-      // A suite too small to tell a change of the margin fails whatever the student: more training cannot pass it.
-      underpowered: gate.failures.some((failure) => / underpowered: /.test(failure)),
+      underpowered: gate.underpowered ?? false,
     };
   }
   return { verdict: "pass" };

@@ -40,9 +40,7 @@ describe("avocado serve sells a student only once its release gate passed", () =
   }, 60_000);
 
   it("says when the gate failed for want of items, which retraining cannot fix", async () => {
-    const underpowered =
-      "tinyworld-probes vs tiny-gptoss: deflected (deflection/probe) underpowered: 43 items detect a change of 60.6 points at best, more than the margin of 5.0 points";
-    card({ pass: false, margin: 0.05, failures: ["a", "b", "c", underpowered], reports: [] });
+    card({ pass: false, margin: 0.05, failures: ["a", "b", "c", "d"], underpowered: true, reports: [] });
     await expect(starts()).rejects.toThrow(/failed: a; b; c \(and 1 more in its card\)\. .*needs more items/);
   }, 60_000);
 

@@ -50,6 +50,9 @@ export async function writeStudentCard(
           pass: evaluation.pass,
           margin: evaluation.margin,
           failures: evaluation.failures,
+          underpowered: evaluation.suites.some((s) =>
+            s.gates.some((g) => g.result.checks.some((check) => check.verdict === "underpowered")),
+          ),
           reports: evaluation.suites.map((s) => relative(folder, s.report)),
         }
       : null,

@@ -93,7 +93,9 @@ describe("the student: avocado train --from a distill run (real teachers, PyTorc
     expect(card).toMatch(/## Release gate\n\n\*\*FAIL\*\*/);
     expect(card).toMatch(/underpowered/);
     expect(card).toMatch(/\| tiny-qwen \|/);
-    expect(JSON.parse(readFileSync(join(model, "avocado-card.json"), "utf8")).gate.pass).toBe(false);
+    const gate = JSON.parse(readFileSync(join(model, "avocado-card.json"), "utf8")).gate;
+    expect(gate.pass).toBe(false);
+    expect(gate.underpowered).toBe(true);
   }, 400_000);
 
   const shards = () => join(workspace, "runs", "train", "avocado-student", "shards");
